@@ -1,0 +1,126 @@
+"""CNI errors: one exception type per well-known code, rendered as the spec's error JSON.
+
+A plugin reports failure as ``{"code": N, "msg": "...", "details": "..."}`` on stdout
+(4-space indent, no ``cniVersion``, as the reference plugins print it). The runtime side
+adds the plugin and the verb that failed so the CLI can render one clear line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .jsonfmt import dumps_indent
+
+# Well-known codes (SPEC.md "Error codes", plus the Go-only 8 and 999).
+UNKNOWN = 0
+INCOMPATIBLE_VERSION = 1
+UNSUPPORTED_FIELD = 2
+UNKNOWN_CONTAINER = 3
+INVALID_ENVIRONMENT = 4
+IO_FAILURE = 5
+DECODING_FAILURE = 6
+INVALID_NETWORK_CONFIG = 7
+INVALID_NETNS = 8
+TRY_AGAIN_LATER = 11
+PLUGIN_NOT_AVAILABLE = 50
+LIMITED_CONNECTIVITY = 51
+INTERNAL = 999
+
+CODE_NAMES = {
+    UNKNOWN: "unknown",
+    INCOMPATIBLE_VERSION: "incompatible CNI version",
+    UNSUPPORTED_FIELD: "unsupported field",
+    UNKNOWN_CONTAINER: "unknown container",
+    INVALID_ENVIRONMENT: "invalid environment",
+    IO_FAILURE: "I/O failure",
+    DECODING_FAILURE: "decoding failure",
+    INVALID_NETWORK_CONFIG: "invalid network config",
+    INVALID_NETNS: "invalid netns",
+    TRY_AGAIN_LATER: "try again later",
+    PLUGIN_NOT_AVAILABLE: "plugin not available",
+    LIMITED_CONNECTIVITY: "limited connectivity",
+    INTERNAL: "internal error",
+}
+
+
+class CNIError(Exception):
+    """An error with a CNI code; ``str()`` is ``msg`` or ``msg; details`` like the Go type."""
+
+    code: int = INTERNAL
+
+    def __init__(self, msg: str, details: str = "", *, code: int | None = None) -> None:
+        super().__init__(msg)
+        self.msg = msg
+        self.details = details
+        if code is not None:
+            self.code = code
+
+    def __str__(self) -> str:
+        return f"{self.msg}; {self.details}" if self.details else self.msg
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"code": self.code, "msg": self.msg}
+        if self.details:
+            out["details"] = self.details
+        return out
+
+    def to_json(self) -> str:
+        """The error as a plugin prints it: 4-space indent, no trailing newline."""
+        return dumps_indent(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any]) -> CNIError:
+        code = obj.get("code", UNKNOWN)
+        return CNIError(
+            str(obj.get("msg", "")),
+            str(obj.get("details", "") or ""),
+            code=code if isinstance(code, int) else UNKNOWN,
+        )
+
+
+class IncompatibleVersionError(CNIError):
+    code = INCOMPATIBLE_VERSION
+
+
+class UnsupportedFieldError(CNIError):
+    code = UNSUPPORTED_FIELD
+
+
+class UnknownContainerError(CNIError):
+    code = UNKNOWN_CONTAINER
+
+
+class InvalidEnvironmentError(CNIError):
+    code = INVALID_ENVIRONMENT
+
+
+class IOFailureError(CNIError):
+    code = IO_FAILURE
+
+
+class DecodingError(CNIError):
+    code = DECODING_FAILURE
+
+
+class InvalidConfigError(CNIError):
+    code = INVALID_NETWORK_CONFIG
+
+
+class InvalidNetNSError(CNIError):
+    code = INVALID_NETNS
+
+
+class TryAgainLaterError(CNIError):
+    code = TRY_AGAIN_LATER
+
+
+class PluginNotAvailableError(CNIError):
+    code = PLUGIN_NOT_AVAILABLE
+
+
+class LimitedConnectivityError(CNIError):
+    code = LIMITED_CONNECTIVITY
+
+
+class InternalError(CNIError):
+    code = INTERNAL

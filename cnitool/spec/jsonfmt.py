@@ -1,0 +1,42 @@
+"""JSON spelled the way the Go encoder spells it, so output matches the reference tools.
+
+Go's encoder escapes ``<``, ``>``, ``&``, U+2028 and U+2029 and keeps other non-ASCII
+text as UTF-8. Those characters can only occur inside JSON strings, so replacing them in
+the encoded text is safe.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+_GO_ESCAPES = {
+    "<": "\\u003c",
+    ">": "\\u003e",
+    "&": "\\u0026",
+    "\u2028": "\\u2028",
+    "\u2029": "\\u2029",
+}
+
+
+def _go_escape(text: str) -> str:
+    if not any(ch in text for ch in _GO_ESCAPES):
+        return text
+    return "".join(_GO_ESCAPES.get(ch, ch) for ch in text)
+
+
+def dumps_compact(obj: Any, *, sort_keys: bool = False) -> str:
+    """Like ``json.Marshal``; ``sort_keys`` mimics marshalling a Go map."""
+    return _go_escape(
+        json.dumps(obj, ensure_ascii=False, separators=(",", ":"), sort_keys=sort_keys)
+    )
+
+
+def dumps_indent(obj: Any, *, sort_keys: bool = False) -> str:
+    """Like ``json.MarshalIndent(v, "", "    ")``: 4 spaces, no trailing newline."""
+    return _go_escape(json.dumps(obj, ensure_ascii=False, indent=4, sort_keys=sort_keys))
+
+
+def loads(data: bytes | str) -> Any:
+    """Parse JSON text; raises ``ValueError`` with the decoder's message."""
+    return json.loads(data)

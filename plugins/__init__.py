@@ -1,0 +1,1 @@
+"""Python versions of the CNI reference plugins."""

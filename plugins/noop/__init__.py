@@ -1,0 +1,1 @@
+"""The no-op test plugin."""
