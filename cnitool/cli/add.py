@@ -1,0 +1,90 @@
+"""``cnitool add <network> <netns>``: run ADD over the network's plugin chain."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from .common import (
+    Settings,
+    attachment_options,
+    common_options,
+    describe_error,
+    fail,
+    is_named_netns_path,
+    reporting,
+    resolve_netns,
+    runtime_conf,
+)
+from .output import note, render_result, write_json_result
+
+if TYPE_CHECKING:
+    from ..libcni.config import NetworkConfigList
+
+
+def _ensure_netns(netns: str) -> None:
+    """Create a missing *named* netns (and say so); a missing plain path is an error."""
+    from .. import netns as nsmod
+    from ..spec.errors import InvalidNetNSError
+
+    if os.path.lexists(netns):
+        return
+    if is_named_netns_path(netns):
+        nsmod.create(os.path.basename(netns), os.path.dirname(netns))
+        note(f"cnitool: created network namespace {netns}")
+        return
+    raise InvalidNetNSError(f"netns {netns} does not exist")
+
+
+def _preflight(net: NetworkConfigList, bin_dirs: list[str]) -> None:
+    """Find every plugin before running any: a missing one fails cleanly, with no rollback."""
+    from ..invoke import find_in_path
+
+    for plugin in net.plugins:
+        find_in_path(plugin.type, bin_dirs)
+
+
+@click.command("add", short_help="Attach a container netns to a network (runs ADD).")
+@click.argument("network")
+@click.argument("netns")
+@attachment_options
+@click.option("--no-rollback", is_flag=True,
+              help="When ADD fails part-way, leave it; by default DEL runs for the whole chain.")
+@common_options
+def command(network: str, netns: str, **kw: Any) -> None:
+    """Attach NETNS to NETWORK: run ADD for each plugin of the network's configuration
+    and print the final result.
+
+    NETNS is a path, or the name of a netns under /var/run/netns (created when missing).
+    When a plugin fails, DEL runs over the whole chain so nothing is left half made (the
+    spec asks runtimes to do so); --no-rollback skips that.
+    """
+    settings = Settings.from_kwargs(kw)
+    with reporting("add", settings.debug):
+        path = resolve_netns(netns)
+        rt = runtime_conf(path, settings.extra)
+        net = settings.load_network(network)
+        _preflight(net, settings.bin_dirs)
+        _ensure_netns(path)
+        cni = settings.cni_config()
+        from ..invoke import PluginExecError
+
+        try:
+            result = cni.add_network_list(net, rt)
+        except PluginExecError as err:
+            if settings.extra.get("no_rollback"):
+                raise
+            try:
+                cni.del_network_list(net, rt)
+            except Exception as del_err:  # noqa: BLE001 - report both
+                fail([describe_error(err, "add"),
+                      "rollback " + describe_error(del_err, "del")],
+                     debug=settings.debug, exc=del_err)
+            raise
+    if settings.json_output():
+        write_json_result(result)
+    else:
+        render_result(result, network=network, netns=path, ifname=rt.ifname,
+                      container_id=rt.container_id)

@@ -1,0 +1,47 @@
+"""``cnitool gc <network> [netns]``: delete cached attachments, then send GC."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from .common import Settings, UsageError, common_options, reporting
+from .output import note
+
+
+def parse_valid(values: tuple[str, ...]) -> list[tuple[str, str]]:
+    """--valid CONTAINERID:IFNAME values as (container_id, ifname) pairs."""
+    from ..spec.names import validate_container_id, validate_interface_name
+
+    out: list[tuple[str, str]] = []
+    for value in values:
+        cid, sep, ifname = value.rpartition(":")
+        if not sep or not cid or not ifname:
+            raise UsageError(f'invalid --valid value "{value}": expected CONTAINERID:IFNAME')
+        validate_container_id(cid)
+        validate_interface_name(ifname)
+        out.append((cid, ifname))
+    return out
+
+
+@click.command("gc", short_help="Delete stale cached attachments of a network (GC).")
+@click.argument("network")
+@click.argument("netns", required=False)
+@click.option("--valid", multiple=True, metavar="CONTAINERID:IFNAME",
+              help="An attachment to keep (repeatable). Without any, every cached "
+                   "attachment of the network is deleted, as the Go tool does.")
+@common_options
+def command(network: str, netns: str | None, **kw: Any) -> None:
+    """Run DEL for every cached attachment of NETWORK that is not --valid, then send GC
+    to the plugins (cniVersion 1.1.0 and later).
+
+    NETNS is accepted for compatibility with the Go tool and ignored. No output on success.
+    """
+    settings = Settings.from_kwargs(kw)
+    with reporting("gc", settings.debug):
+        valid = parse_valid(settings.extra.get("valid", ()))
+        net = settings.load_network(network)
+        settings.cni_config().gc_network_list(net, valid or None)
+    if not settings.json_output():
+        note(f"{network}: garbage collected" + (f" (kept {len(valid)})" if valid else ""))

@@ -1,0 +1,55 @@
+"""``cnitool netns list|add|del``: named network namespaces, like ``ip netns``."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .common import reporting
+from .output import write_json
+
+
+@click.group("netns", short_help="Create, list and delete named network namespaces.")
+def command() -> None:
+    """Named network namespaces under /var/run/netns, compatible with `ip netns`."""
+
+
+@command.command("list")
+@click.option("--output", "-o", type=click.Choice(["auto", "json", "table"]), default="auto",
+              show_default=True, help="auto: one name per line on a terminal, JSON otherwise.")
+def list_(output: str) -> None:
+    """List the named network namespaces."""
+    from .. import netns
+
+    names = netns.list_names()
+    if output == "json" or (output == "auto" and not sys.stdout.isatty()):
+        write_json(names)
+    else:
+        for name in names:
+            click.echo(name)
+
+
+@command.command("add")
+@click.argument("name")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def add(name: str, debug: bool) -> None:
+    """Create the named netns NAME (/var/run/netns/NAME) and print its path."""
+    from .. import netns
+
+    with reporting("netns add", debug):
+        path = netns.create(name)
+    click.echo(path)
+
+
+@command.command("del")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--missing-ok", is_flag=True, help="Do not fail when a netns does not exist.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def delete(names: tuple[str, ...], missing_ok: bool, debug: bool) -> None:
+    """Delete the named netns NAMES (unmount and remove the files)."""
+    from .. import netns
+
+    with reporting("netns del", debug):
+        for name in names:
+            netns.delete(name, missing_ok=missing_ok)

@@ -1,0 +1,115 @@
+"""Printing: exact JSON for pipes and scripts, a rich rendering for terminals.
+
+rich is imported only inside the drawing functions, so JSON output never pays for it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+def write_json_result(result: dict[str, Any]) -> None:
+    """The result exactly as Go cnitool prints it: 4-space indent, no trailing newline."""
+    from ..spec.results import format_result
+
+    sys.stdout.write(format_result(result))
+    sys.stdout.flush()
+
+
+def write_json(obj: Any) -> None:
+    """Other JSON documents (lists, tables): 4-space indent plus a newline."""
+    from ..spec.jsonfmt import dumps_indent
+
+    sys.stdout.write(dumps_indent(obj) + "\n")
+    sys.stdout.flush()
+
+
+def console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def note(text: str) -> None:
+    """A human remark on stderr (never mixed into JSON on stdout)."""
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", show_lines=False)
+    for col in columns:
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    console().print(table)
+
+
+def _iface_label(result: dict[str, Any], index: Any) -> str:
+    ifaces = result.get("interfaces") or []
+    if isinstance(index, int) and 0 <= index < len(ifaces):
+        return str(ifaces[index].get("name", index))
+    return "" if index is None else str(index)
+
+
+def render_result(result: dict[str, Any], *, network: str, netns: str, ifname: str,
+                  container_id: str) -> None:
+    """The ADD result as tables: interfaces, addresses, routes and DNS."""
+    from rich.table import Table
+
+    out = console()
+    out.print(
+        f"[bold]{network}[/bold] attached to [bold]{netns}[/bold] as {ifname} "
+        f"(container {container_id}, cniVersion {result.get('cniVersion', '?')})"
+    )
+    ifaces = result.get("interfaces") or []
+    if ifaces:
+        t = Table(title="Interfaces", title_justify="left")
+        for col in ("#", "name", "mac", "mtu", "sandbox"):
+            t.add_column(col)
+        for i, iface in enumerate(ifaces):
+            t.add_row(str(i), str(iface.get("name", "")), str(iface.get("mac", "")),
+                      str(iface.get("mtu", "")), str(iface.get("sandbox", "")))
+        out.print(t)
+    ips = result.get("ips") or []
+    if ips:
+        t = Table(title="Addresses", title_justify="left")
+        for col in ("address", "gateway", "interface"):
+            t.add_column(col)
+        for ip in ips:
+            t.add_row(str(ip.get("address", "")), str(ip.get("gateway", "")),
+                      _iface_label(result, ip.get("interface")))
+        out.print(t)
+    routes = result.get("routes") or []
+    if routes:
+        t = Table(title="Routes", title_justify="left")
+        for col in ("destination", "gateway", "extra"):
+            t.add_column(col)
+        for route in routes:
+            extra = ", ".join(f"{k}={v}" for k, v in route.items() if k not in ("dst", "gw"))
+            t.add_row(str(route.get("dst", "")), str(route.get("gw", "")), extra)
+        out.print(t)
+    dns = result.get("dns") or {}
+    if dns:
+        t = Table(title="DNS", title_justify="left")
+        t.add_column("field")
+        t.add_column("value")
+        for key in ("nameservers", "domain", "search", "options"):
+            if key in dns:
+                val = dns[key]
+                t.add_row(key, ", ".join(val) if isinstance(val, list) else str(val))
+        out.print(t)
+    # pre-0.3 results: ip4/ip6
+    for key in ("ip4", "ip6"):
+        if key in result:
+            block = result[key]
+            out.print(f"{key}: {block.get('ip', '')} gateway {block.get('gateway', '')}")
+    if not (ifaces or ips or routes or dns) and not any(k in result for k in ("ip4", "ip6")):
+        out.print("(the plugins returned an empty result)")

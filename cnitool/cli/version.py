@@ -1,0 +1,80 @@
+"""``cnitool version``: this tool's version and what each plugin in the bin dirs supports."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import click
+
+from .. import __version__
+from ..spec.version import CURRENT
+from .common import split_bin_dirs
+from .output import print_table, write_json
+
+
+def plugin_files(bin_dirs: list[str]) -> list[str]:
+    """Executable regular files of the bin dirs; a name met again later is shadowed."""
+    seen: set[str] = set()
+    out: list[str] = []
+    for directory in bin_dirs:
+        try:
+            names = sorted(os.listdir(directory))
+        except OSError:
+            continue
+        for name in names:
+            path = os.path.join(directory, name)
+            if name in seen or not os.path.isfile(path) or not os.access(path, os.X_OK):
+                continue
+            seen.add(name)
+            out.append(path)
+    return out
+
+
+def probe(path: str, timeout: float) -> dict[str, Any]:
+    from ..invoke import get_version_info
+
+    row: dict[str, Any] = {"plugin": os.path.basename(path), "path": path}
+    try:
+        info = get_version_info(path, timeout=timeout)
+    except Exception as err:  # noqa: BLE001 - one broken plugin must not hide the others
+        row["error"] = str(err)
+        return row
+    row["cniVersion"] = info.cni_version
+    row["supportedVersions"] = list(info.supported_versions)
+    return row
+
+
+@click.command("version", short_help="Show the tool version and the plugins' spec versions.")
+@click.option("--cni-bin-dir", "bin_dirs", multiple=True, metavar="DIR[:DIR...]",
+              help="Plugin directories [env CNI_PATH, else /opt/cni/bin].")
+@click.option("--timeout", type=float, default=10.0, show_default=True, metavar="SECONDS",
+              help="Time allowed for each plugin's VERSION answer.")
+@click.option("--output", "-o", type=click.Choice(["auto", "json", "table"]), default="auto",
+              show_default=True, help="auto: a table on a terminal, JSON otherwise.")
+def command(bin_dirs: tuple[str, ...], timeout: float, output: str) -> None:
+    """Print the cnitool version and the spec version it speaks, then ask every plugin
+    in the bin dirs for its VERSION (supported spec versions)."""
+    import sys
+
+    dirs = split_bin_dirs(bin_dirs, os.environ.get("CNI_PATH"))
+    files = plugin_files(dirs)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        rows = list(pool.map(lambda p: probe(p, timeout), files))
+    as_json = output == "json" or (output == "auto" and not sys.stdout.isatty())
+    if as_json:
+        write_json({"version": __version__, "cniVersion": CURRENT, "binDirs": dirs,
+                    "plugins": rows})
+        return
+    click.echo(f"cnitool {__version__} (pycni), CNI spec {CURRENT}")
+    if not rows:
+        click.echo(f"no plugins in {':'.join(dirs)}", err=True)
+        return
+    print_table(
+        f"Plugins in {':'.join(dirs)}",
+        ["plugin", "cniVersion", "supported versions", "path"],
+        [[r["plugin"], r.get("cniVersion", ""),
+          ", ".join(r.get("supportedVersions", [])) or f"error: {r.get('error', '')}",
+          r["path"]] for r in rows],
+    )
