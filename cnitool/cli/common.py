@@ -230,7 +230,7 @@ def describe_error(err: BaseException, verb: str) -> str:
         plugin = getattr(err, "plugin", "")
         pverb = getattr(err, "verb", "") or verb
         who = f"{plugin} {pverb}" if plugin else pverb
-        msg = str(err).strip().replace("\n", " ")
+        msg = str(getattr(err, "reason", None) or err).strip().replace("\n", " ")
         return f"{who} failed {tag}: {msg}"
     if isinstance(err, OSError):
         return f"{verb} failed: {err}"

@@ -12,47 +12,30 @@ from .output import print_table, write_json
 
 
 def _entries(conf_dir: str) -> list[dict[str, Any]]:
-    """One dict per candidate file, in the order libcni considers them, with the winner
-    for each network name marked and the losers told which file shadows them."""
+    """One dict per candidate file, in the order libcni considers them; ``active`` marks
+    the file ``cnitool add`` would load for that name."""
     from ..libcni.config import scan_dir
 
     rows: list[dict[str, Any]] = []
     for entry in scan_dir(conf_dir):
-        net = getattr(entry, "conf_list", None)
-        if net is None:
-            net = getattr(entry, "network", None)
-        if net is None:
-            net = getattr(entry, "list", None)
-        err = getattr(entry, "error", None)
+        net = entry.network
         row: dict[str, Any] = {
-            "file": str(entry.path),
+            "file": entry.path,
             "name": net.name if net is not None else "",
             "cniVersion": net.cni_version if net is not None else "",
             "plugins": [p.type for p in net.plugins] if net is not None else [],
-            "problems": [str(err)] if err is not None else [],
+            "problems": [entry.error] if entry.error else [],
+            "active": net is not None and entry.shadowed_by is None,
         }
+        if entry.shadowed_by:
+            row["problems"].append(f"shadowed by {os.path.basename(entry.shadowed_by)}")
         if net is not None:
             dropins = sorted({p.source for p in net.plugins
-                              if p.source and p.source != row["file"]})
+                              if p.source and p.source != entry.path})
             if dropins:
                 row["dropIns"] = dropins
         rows.append(row)
-
-    def order(row: dict[str, Any]) -> tuple[int, str]:
-        # .conflist files are searched first, then .conf/.json, each sorted by name
-        return (0 if row["file"].endswith(".conflist") else 1, os.path.basename(row["file"]))
-
-    winners: dict[str, str] = {}
-    for row in sorted(rows, key=order):
-        if not row["name"]:
-            continue
-        if row["name"] in winners:
-            row["problems"].append(f"shadowed by {winners[row['name']]}")
-            row["active"] = False
-        else:
-            winners[row["name"]] = row["file"]
-            row["active"] = True
-    return sorted(rows, key=order)
+    return rows
 
 
 @click.command("networks", short_help="List the network configurations in the conf dir.")
@@ -82,5 +65,5 @@ def command(conf_dir: str, output: str, debug: bool) -> None:
             [[os.path.basename(r["file"]), r["name"], r["cniVersion"],
               " → ".join(r["plugins"]), "; ".join(r["problems"]) or "ok"] for r in rows],
         )
-    if any(r["problems"] for r in rows if r.get("active", True)):
+    if any(r["problems"] for r in rows if r["active"] or not r["name"]):
         raise SystemExit(1)

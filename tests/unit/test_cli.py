@@ -1,0 +1,458 @@
+"""The cnitool command line without root: argument and environment parsing, the
+container ID, error lines and exit codes, and the exact bytes of the JSON output.
+
+Plugins here are tiny shell scripts in a temp bin dir that log each call and print a
+canned answer, so the tests see exactly what cnitool sends and how it reacts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cnitool.cli import common
+from cnitool.cli.main import COMMANDS, cli
+
+RESULT_100 = {
+    "cniVersion": "1.0.0",
+    "interfaces": [{"name": "eth0", "mac": "0a:58:0a:16:00:02", "sandbox": "/x"}],
+    "ips": [{"interface": 0, "address": "10.22.0.2/16", "gateway": "10.22.0.1"}],
+    "routes": [{"dst": "0.0.0.0/0"}],
+    "dns": {"nameservers": ["10.22.0.1"]},
+}
+
+# what Go's cnitool prints for RESULT_100: 4-space indent, no trailing newline
+EXPECTED_JSON = """{
+    "cniVersion": "1.0.0",
+    "interfaces": [
+        {
+            "name": "eth0",
+            "mac": "0a:58:0a:16:00:02",
+            "sandbox": "/x"
+        }
+    ],
+    "ips": [
+        {
+            "interface": 0,
+            "address": "10.22.0.2/16",
+            "gateway": "10.22.0.1"
+        }
+    ],
+    "routes": [
+        {
+            "dst": "0.0.0.0/0"
+        }
+    ],
+    "dns": {
+        "nameservers": [
+            "10.22.0.1"
+        ]
+    }
+}"""
+
+
+def make_plugin(bin_dir: Path, name: str, log: Path, *, add: str = "", fail_on: str = "") -> None:
+    """A shell plugin: logs `VERB cid ifname netns args`, prints `add` on ADD (else
+    echoes prevResult), fails with code 7 on the verbs listed in fail_on."""
+    add_out = add or '{"cniVersion": "1.0.0"}'
+    script = f"""#!/bin/sh
+echo "$CNI_COMMAND {name} $CNI_CONTAINERID $CNI_IFNAME $CNI_NETNS $CNI_ARGS" >> {log}
+cat > {log}.{name}.stdin
+case " {fail_on} " in
+  *" $CNI_COMMAND "*) printf '{{"code": 7, "msg": "%s refuses %s", "details": "on purpose"}}' {name} "$CNI_COMMAND"; exit 1;;
+esac
+case "$CNI_COMMAND" in
+  ADD) cat <<'EOF'
+{add_out}
+EOF
+  ;;
+  VERSION) echo '{{"cniVersion":"1.0.0","supportedVersions":["0.3.1","0.4.0","1.0.0"]}}';;
+esac
+exit 0
+"""
+    path = bin_dir / name
+    path.write_text(script)
+    path.chmod(0o755)
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, Path]:
+    dirs = {k: tmp_path / k for k in ("bin", "conf", "cache")}
+    for d in dirs.values():
+        d.mkdir()
+    dirs["log"] = tmp_path / "calls.log"
+    dirs["netns"] = tmp_path / "ns"
+    dirs["netns"].write_text("")  # an existing path; plugins here never enter it
+    return dirs
+
+
+def write_conflist(conf: Path, name: str, plugins: list[dict[str, object]],
+                   version: str = "1.0.0") -> None:
+    (conf / f"10-{name}.conflist").write_text(
+        json.dumps({"cniVersion": version, "name": name, "plugins": plugins}) + "\n"
+    )
+
+
+def run(env: dict[str, Path], *args: str, environ: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    base = {"NETCONFPATH": str(env["conf"]), "CNI_PATH": str(env["bin"])}
+    base.update(environ or {})
+    runner = CliRunner()
+    return runner.invoke(cli, [*args, "--cache-dir", str(env["cache"])], env=base,
+                         catch_exceptions=False)
+
+
+def calls(env: dict[str, Path]) -> list[list[str]]:
+    if not env["log"].exists():
+        return []
+    return [line.split() for line in env["log"].read_text().splitlines()]
+
+
+def cache_files(env: dict[str, Path]) -> list[str]:
+    return [str(p) for p in env["cache"].rglob("*") if p.is_file()]
+
+
+# ---------------------------------------------------------------------------- pure helpers
+
+
+def test_container_id_matches_go_cnitool() -> None:
+    assert common.container_id_for("/var/run/netns/cnitest") == "cnitool-20c433bb2b1d6ede56d6"
+
+
+def test_container_id_uses_the_absolute_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert common.container_id_for("ns") == common.container_id_for(str(tmp_path / "ns"))
+
+
+@pytest.mark.parametrize("value,pairs", [
+    ("", []),
+    ("IP=10.0.0.5", [("IP", "10.0.0.5")]),
+    ("IgnoreUnknown=1;K8S_POD_NAME=web", [("IgnoreUnknown", "1"), ("K8S_POD_NAME", "web")]),
+])
+def test_cni_args_pairs(value: str, pairs: list[tuple[str, str]]) -> None:
+    assert common.parse_cni_args(value) == pairs
+
+
+@pytest.mark.parametrize("value,bad", [
+    ("a", "a"), ("a=", "a="), ("=b", "=b"), ("a=b=c", "a=b=c"), ("a=b;", ""), ("a=b;;c=d", ""),
+])
+def test_cni_args_bad_pairs(value: str, bad: str) -> None:
+    with pytest.raises(common.CNIError) as info:
+        common.parse_cni_args(value)
+    assert str(info.value) == f'invalid CNI_ARGS pair "{bad}"'
+    assert info.value.code == 4
+
+
+def test_cap_args_json_and_file(tmp_path: Path) -> None:
+    assert common.parse_cap_args('{"portMappings": []}') == {"portMappings": []}
+    f = tmp_path / "caps.json"
+    f.write_text('{"mac": "c2:11:22:33:44:55"}')
+    assert common.parse_cap_args(f"@{f}") == {"mac": "c2:11:22:33:44:55"}
+    with pytest.raises(common.CNIError, match="must be a JSON object"):
+        common.parse_cap_args("[1]")
+    with pytest.raises(common.CNIError, match="not valid JSON"):
+        common.parse_cap_args("{nope")
+    with pytest.raises(common.CNIError, match="cannot read"):
+        common.parse_cap_args(f"@{tmp_path}/missing.json")
+
+
+def test_bin_dirs_flag_env_and_fallback() -> None:
+    assert common.split_bin_dirs(("/a:/b", "/c"), "/env") == ["/a", "/b", "/c"]
+    assert common.split_bin_dirs((), "/x:/y") == ["/x", "/y"]
+    assert common.split_bin_dirs((), None) == ["/opt/cni/bin"]
+    assert common.split_bin_dirs((), "") == ["/opt/cni/bin"]
+
+
+def test_netns_argument_resolution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert common.resolve_netns("blue") == "/var/run/netns/blue"
+    assert common.resolve_netns("/proc/1/ns/net") == "/proc/1/ns/net"
+    monkeypatch.chdir(tmp_path)
+    assert common.resolve_netns("./ns") == str(tmp_path / "ns")
+    for bad in ("..", ".", ""):
+        with pytest.raises(common.CNIError):
+            common.resolve_netns(bad)
+
+
+def test_error_line_names_plugin_verb_code_and_message() -> None:
+    from cnitool.invoke import PluginExecError
+
+    err = PluginExecError("bad", "very", code=7, plugin="bridge", verb="add")
+    assert common.describe_error(err, "add") == (
+        "bridge add failed [code 7 invalid network config]: bad; very"
+    )
+    assert common.describe_error(common.CNIError("x", code=150), "del") == (
+        "del failed [code 150 plugin-specific]: x"
+    )
+
+
+# ---------------------------------------------------------------------------- the CLI
+
+
+def test_add_prints_go_bytes_and_caches(env: dict[str, Path]) -> None:
+    make_plugin(env["bin"], "fake", env["log"], add=json.dumps(RESULT_100))
+    write_conflist(env["conf"], "net1", [{"type": "fake"}])
+    res = run(env, "add", "net1", str(env["netns"]), "--output", "json")
+    assert res.exit_code == 0, res.stderr
+    assert res.stdout == EXPECTED_JSON
+    cid = common.container_id_for(str(env["netns"]))
+    assert calls(env) == [["ADD", "fake", cid, "eth0", str(env["netns"])]]
+    cached = env["cache"] / "results" / f"net1-{cid}-eth0"
+    assert json.loads(cached.read_text())["kind"] == "cniCacheV1"
+
+    res = run(env, "del", "net1", str(env["netns"]), "--output", "json")
+    assert res.exit_code == 0, res.stderr
+    assert res.stdout == ""
+    assert calls(env)[-1][0] == "DEL"
+    assert not cached.exists()
+
+
+def test_env_vars_reach_the_plugins(env: dict[str, Path]) -> None:
+    make_plugin(env["bin"], "fake", env["log"])
+    write_conflist(env["conf"], "net1", [{"type": "fake", "capabilities": {"mac": True}}])
+    res = run(env, "add", "net1", str(env["netns"]), environ={
+        "CNI_IFNAME": "net7", "CNI_ARGS": "IgnoreUnknown=1;FOO=bar",
+        "CAP_ARGS": '{"mac": "c2:11:22:33:44:55"}'})
+    assert res.exit_code == 0, res.stderr
+    call = calls(env)[0]
+    assert call[3:] == ["net7", str(env["netns"]), "IgnoreUnknown=1;FOO=bar"]
+    stdin = json.loads((Path(f"{env['log']}.fake.stdin")).read_text())
+    assert stdin["runtimeConfig"] == {"mac": "c2:11:22:33:44:55"}
+
+
+def test_flags_override_env(env: dict[str, Path]) -> None:
+    make_plugin(env["bin"], "fake", env["log"])
+    write_conflist(env["conf"], "net1", [{"type": "fake"}])
+    res = run(env, "add", "net1", str(env["netns"]), "--ifname", "eth9",
+              "--container-id", "my-ctr", "--args", "A=1", environ={"CNI_IFNAME": "net7"})
+    assert res.exit_code == 0, res.stderr
+    assert calls(env)[0][2:] == ["my-ctr", "eth9", str(env["netns"]), "A=1"]
+
+
+def test_bad_cni_args_is_one_line_exit_1(env: dict[str, Path]) -> None:
+    make_plugin(env["bin"], "fake", env["log"])
+    write_conflist(env["conf"], "net1", [{"type": "fake"}])
+    res = run(env, "add", "net1", str(env["netns"]), environ={"CNI_ARGS": "IP=1.2.3.4;oops"})
+    assert res.exit_code == 1
+    assert res.stderr == (
+        'cnitool: add failed [code 4 invalid environment]: invalid CNI_ARGS pair "oops"\n'
+    )
+    assert res.stdout == ""
+    assert calls(env) == [] and cache_files(env) == []
+
+
+@pytest.mark.parametrize("flag,value,fragment", [
+    ("--container-id", "../evil", "invalid characters in containerID"),
+    ("--ifname", "../x", "interface name contains / or :"),
+    ("--ifname", "a-name-longer-than-15", "interface name is too long"),
+])
+def test_bad_names_rejected_before_any_plugin(env: dict[str, Path], flag: str, value: str,
+                                              fragment: str) -> None:
+    make_plugin(env["bin"], "fake", env["log"])
+    write_conflist(env["conf"], "net1", [{"type": "fake"}])
+    res = run(env, "add", "net1", str(env["netns"]), flag, value)
+    assert res.exit_code == 1
+    assert res.stderr.startswith("cnitool: add failed [code 4 invalid environment]: ")
+    assert fragment in res.stderr
+    assert len(res.stderr.splitlines()) == 1
+    assert calls(env) == [] and cache_files(env) == []
+
+
+def test_plugin_type_with_path_is_refused(env: dict[str, Path]) -> None:
+    make_plugin(env["bin"], "fake", env["log"])
+    write_conflist(env["conf"], "net1", [{"type": "../bin/fake"}])
+    res = run(env, "add", "net1", str(env["netns"]))
+    assert res.exit_code == 1
+    assert "invalid plugin" in res.stderr and "../bin/fake" in res.stderr
+    assert len(res.stderr.splitlines()) == 1
+    assert calls(env) == [] and cache_files(env) == []
+
+
+def test_unknown_plugin_fails_before_running_any(env: dict[str, Path]) -> None:
+    make_plugin(env["bin"], "fake", env["log"])
+    write_conflist(env["conf"], "net1", [{"type": "fake"}, {"type": "nosuch"}])
+    res = run(env, "add", "net1", str(env["netns"]))
+    assert res.exit_code == 1
+    assert 'failed to find plugin "nosuch"' in res.stderr
+    assert calls(env) == [] and cache_files(env) == []
+
+
+def test_unknown_network_and_malformed_conflist(env: dict[str, Path]) -> None:
+    res = run(env, "add", "nope", str(env["netns"]))
+    assert res.exit_code == 1
+    assert res.stderr.startswith("cnitool: add failed [code 7 invalid network config]: ")
+    (env["conf"] / "00-bad.conflist").write_text('{"name": "bad", "plugins": [')
+    res = run(env, "add", "bad", str(env["netns"]))
+    assert res.exit_code == 1
+    assert "00-bad.conflist" in res.stderr and "Traceback" not in res.stderr
+    assert cache_files(env) == []
+
+
+def test_failed_add_rolls_back_the_whole_chain(env: dict[str, Path]) -> None:
+    make_plugin(env["bin"], "first", env["log"])
+    make_plugin(env["bin"], "second", env["log"], fail_on="ADD")
+    write_conflist(env["conf"], "net1", [{"type": "first"}, {"type": "second"}])
+    res = run(env, "add", "net1", str(env["netns"]))
+    assert res.exit_code == 1
+    assert res.stderr == (
+        "cnitool: second add failed [code 7 invalid network config]: second refuses ADD; on purpose\n"
+    )
+    assert [c[:2] for c in calls(env)] == [
+        ["ADD", "first"], ["ADD", "second"], ["DEL", "second"], ["DEL", "first"]]
+    assert cache_files(env) == []
+
+
+def test_no_rollback_leaves_it(env: dict[str, Path]) -> None:
+    make_plugin(env["bin"], "first", env["log"])
+    make_plugin(env["bin"], "second", env["log"], fail_on="ADD")
+    write_conflist(env["conf"], "net1", [{"type": "first"}, {"type": "second"}])
+    res = run(env, "add", "net1", str(env["netns"]), "--no-rollback")
+    assert res.exit_code == 1
+    assert [c[:2] for c in calls(env)] == [["ADD", "first"], ["ADD", "second"]]
+
+
+def test_failed_rollback_reports_both_errors(env: dict[str, Path]) -> None:
+    make_plugin(env["bin"], "first", env["log"], fail_on="ADD DEL")
+    write_conflist(env["conf"], "net1", [{"type": "first"}])
+    res = run(env, "add", "net1", str(env["netns"]))
+    assert res.exit_code == 1
+    lines = res.stderr.splitlines()
+    assert lines == [
+        "cnitool: first add failed [code 7 invalid network config]: first refuses ADD; on purpose",
+        "cnitool: rollback first delete failed [code 7 invalid network config]: "
+        "first refuses DEL; on purpose",
+    ]
+
+
+def test_check_needs_an_existing_netns(env: dict[str, Path], tmp_path: Path) -> None:
+    make_plugin(env["bin"], "fake", env["log"])
+    write_conflist(env["conf"], "net1", [{"type": "fake"}])
+    res = run(env, "check", "net1", str(tmp_path / "gone"))
+    assert res.exit_code == 1
+    assert "does not exist" in res.stderr and "[code 8 invalid netns]" in res.stderr
+    assert calls(env) == []
+
+
+def test_del_runs_with_a_missing_netns(env: dict[str, Path], tmp_path: Path) -> None:
+    make_plugin(env["bin"], "fake", env["log"])
+    write_conflist(env["conf"], "net1", [{"type": "fake"}])
+    res = run(env, "del", "net1", str(tmp_path / "gone"))
+    assert res.exit_code == 0, res.stderr
+    assert calls(env)[0][:2] == ["DEL", "fake"]
+
+
+def test_add_with_missing_plain_path_is_an_error(env: dict[str, Path], tmp_path: Path) -> None:
+    make_plugin(env["bin"], "fake", env["log"])
+    write_conflist(env["conf"], "net1", [{"type": "fake"}])
+    res = run(env, "add", "net1", str(tmp_path / "gone"))
+    assert res.exit_code == 1
+    assert "does not exist" in res.stderr
+    assert calls(env) == [] and cache_files(env) == []
+
+
+def test_gc_keeps_valid_attachments(env: dict[str, Path], tmp_path: Path) -> None:
+    make_plugin(env["bin"], "fake", env["log"])
+    write_conflist(env["conf"], "net1", [{"type": "fake"}], version="1.1.0")
+    for cid in ("keep", "drop"):
+        assert run(env, "add", "net1", str(env["netns"]), "--container-id", cid).exit_code == 0
+    res = run(env, "gc", "net1", "--valid", "keep:eth0")
+    assert res.exit_code == 0, res.stderr
+    dels = [c for c in calls(env) if c[0] == "DEL"]
+    assert [c[2] for c in dels] == ["drop"]
+    assert [c[0] for c in calls(env)][-1] == "GC"
+    left = sorted(p.name for p in (env["cache"] / "results").iterdir())
+    assert left == ["net1-keep-eth0"]
+
+
+def test_gc_rejects_malformed_valid(env: dict[str, Path]) -> None:
+    write_conflist(env["conf"], "net1", [{"type": "fake"}])
+    res = run(env, "gc", "net1", "--valid", "no-colon")
+    assert res.exit_code == 1
+    assert "expected CONTAINERID:IFNAME" in res.stderr
+
+
+def test_usage_errors_exit_2(env: dict[str, Path]) -> None:
+    assert run(env, "add", "net1").exit_code == 2
+    assert run(env, "frobnicate").exit_code == 2
+
+
+def test_networks_lists_files_and_problems(env: dict[str, Path]) -> None:
+    write_conflist(env["conf"], "net1", [{"type": "bridge"}, {"type": "portmap"}])
+    (env["conf"] / "20-net1.conflist").write_text(
+        json.dumps({"cniVersion": "1.0.0", "name": "net1", "plugins": [{"type": "ptp"}]}))
+    (env["conf"] / "30-broken.conflist").write_text("{")
+    res = CliRunner().invoke(cli, ["networks", "--cni-conf-dir", str(env["conf"]), "-o", "json"])
+    assert res.exit_code == 1  # the broken file is a problem
+    rows = json.loads(res.stdout)
+    assert [(os.path.basename(r["file"]), r["name"], r["plugins"], r["active"]) for r in rows] == [
+        ("10-net1.conflist", "net1", ["bridge", "portmap"], True),
+        ("20-net1.conflist", "net1", ["ptp"], False),
+        ("30-broken.conflist", "", [], False),
+    ]
+    assert rows[1]["problems"] == ["shadowed by 10-net1.conflist"]
+    assert rows[2]["problems"]
+
+
+def test_version_asks_every_plugin(env: dict[str, Path]) -> None:
+    make_plugin(env["bin"], "fake", env["log"])
+    res = CliRunner().invoke(cli, ["version", "--cni-bin-dir", str(env["bin"]), "-o", "json"])
+    assert res.exit_code == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["plugins"] == [{"plugin": "fake", "path": str(env["bin"] / "fake"),
+                               "cniVersion": "1.0.0",
+                               "supportedVersions": ["0.3.1", "0.4.0", "1.0.0"]}]
+
+
+def test_cache_list(env: dict[str, Path]) -> None:
+    make_plugin(env["bin"], "fake", env["log"], add=json.dumps(RESULT_100))
+    write_conflist(env["conf"], "net1", [{"type": "fake"}])
+    assert run(env, "add", "net1", str(env["netns"]), "--args", "A=b").exit_code == 0
+    res = CliRunner().invoke(cli, ["cache", "list", "--cache-dir", str(env["cache"]), "-o", "json"])
+    assert res.exit_code == 0, res.stderr
+    rows = json.loads(res.stdout)
+    assert len(rows) == 1
+    assert rows[0]["network"] == "net1" and rows[0]["ifName"] == "eth0"
+    assert rows[0]["addresses"] == ["10.22.0.2/16"]
+    assert rows[0]["cniArgs"] == [["A", "b"]]
+
+
+def test_every_command_module_exposes_a_click_command() -> None:
+    import importlib
+
+    import click
+
+    for name, (module, _help) in COMMANDS.items():
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError:
+            if name in ("leases", "chains"):
+                continue  # written separately; registered by name
+            raise
+        assert isinstance(mod.command, click.Command), name
+
+
+def test_json_path_never_imports_rich(env: dict[str, Path]) -> None:
+    make_plugin(env["bin"], "fake", env["log"], add=json.dumps(RESULT_100))
+    write_conflist(env["conf"], "net1", [{"type": "fake"}])
+    code = (
+        "import sys\n"
+        "from cnitool.cli.main import main\n"
+        "try:\n"
+        "    main(sys.argv[1:])\n"
+        "except SystemExit as e:\n"
+        "    assert not e.code, e.code\n"
+        "mods = [m for m in ('rich', 'pyroute2', 'iptc') if m in sys.modules]\n"
+        "sys.stderr.write('IMPORTED=' + ','.join(mods))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "add", "net1", str(env["netns"]), "--output", "json",
+         "--cache-dir", str(env["cache"])],
+        env={**os.environ, "NETCONFPATH": str(env["conf"]), "CNI_PATH": str(env["bin"])},
+        capture_output=True, text=True, check=True,
+    )
+    assert proc.stdout == EXPECTED_JSON
+    assert proc.stderr.endswith("IMPORTED=")
