@@ -1,0 +1,55 @@
+"""The firewall layer: one model of chains and rules, iptables backends behind it.
+
+Callers build ``Rule`` objects (canonical iptables-save tokens), then change a table in one
+transaction with ``transact(backend, table, fn)``: the table is read, ``fn`` records the
+needed operations on a ``Plan`` (idempotent against the snapshot) and the plan is applied in
+one ``iptables-restore`` run or one libiptc commit. A lost race is retried from a new
+snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from .backends import Backend, FirewallError, RestoreBackend, tables_present
+from .detect import CONFIG_KEY, ENV, choose, requested, teardown_backends
+from .model import Op, Plan, Rule, TableState, parse_save, quote, tokenize
+
+T = TypeVar("T")
+
+__all__ = [
+    "CONFIG_KEY",
+    "ENV",
+    "Backend",
+    "FirewallError",
+    "Op",
+    "Plan",
+    "RestoreBackend",
+    "Rule",
+    "TableState",
+    "choose",
+    "parse_save",
+    "quote",
+    "requested",
+    "tables_present",
+    "teardown_backends",
+    "tokenize",
+    "transact",
+]
+
+
+def transact(backend: Backend, table: str, fn: Callable[[Plan], T], retries: int = 2) -> T:
+    """Read ``table``, let ``fn`` plan changes, apply them as one transaction."""
+    attempt = 0
+    while True:
+        with backend.locked():
+            plan = Plan(backend.load(table))
+            out = fn(plan)
+            try:
+                backend.apply(plan)
+                return out
+            except FirewallError:
+                attempt += 1
+                if attempt > retries:
+                    raise

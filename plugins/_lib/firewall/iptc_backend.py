@@ -1,0 +1,218 @@
+"""Legacy x_tables through libiptc (python-iptables), one batch commit per table.
+
+python-iptables does not take the xtables lock, so this backend takes ``/run/xtables.lock``
+itself (the same flock iptables-legacy waits for) around read-modify-commit. Its import is
+tuned with environment variables so it neither runs ldconfig nor imports distutils.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import ipaddress
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from .backends import XTABLES_LOCK, FirewallError
+from .model import Plan, TableState
+
+_LIBDIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib", "/lib/x86_64-linux-gnu")
+
+
+def _tuned_env() -> dict[str, str]:
+    """Variables that point python-iptables at libxtables (no ldconfig, no distutils)."""
+    env: dict[str, str] = {"SETUPTOOLS_USE_DISTUTILS": "stdlib"}
+    for d in _LIBDIRS:
+        if os.path.isdir(os.path.join(d, "xtables")):
+            env["XTABLES_LIBDIR"] = os.path.join(d, "xtables")
+            env["IPTABLES_LIBDIR"] = d
+            for f in sorted(os.listdir(d)):
+                if f.startswith("libxtables.so.") and f.count(".") == 2:
+                    env["PYTHON_IPTABLES_XTABLES_VERSION"] = f.rsplit(".", 1)[1]
+            break
+    return env
+
+
+def import_iptc() -> Any:
+    """Import python-iptables cheaply; the library reads its settings from os.environ at
+    import time only, so they are set for the import and restored right after."""
+    if "iptc" in sys.modules:
+        return sys.modules["iptc"]
+    saved: dict[str, str | None] = {}
+    for k, v in _tuned_env().items():
+        if k not in os.environ:
+            saved[k] = None
+            os.environ[k] = v
+    try:
+        import iptc
+    except Exception as e:  # the library raises plain Exceptions when libxtables is absent
+        raise FirewallError(f"python-iptables unusable: {e}") from e
+    finally:
+        for k in saved:
+            os.environ.pop(k, None)
+    return iptc
+
+
+def _prefix(addr: str) -> str:
+    """'10.0.0.0/255.255.0.0' -> '10.0.0.0/16'; handles '!'."""
+    neg = addr.startswith("!")
+    if neg:
+        addr = addr[1:]
+    net = ipaddress.ip_network(addr, strict=False)
+    return ("!" if neg else "") + str(net)
+
+
+class IptcBackend:
+    name = "legacy"
+
+    def __init__(self, family: int) -> None:
+        self.family = family
+        self.iptc = import_iptc()
+        self._tables: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"IptcBackend(ipv{self.family})"
+
+    # --- plumbing
+    def _table(self, table: str) -> Any:
+        t = self._tables.get(table)
+        if t is None:
+            cls = self.iptc.Table if self.family == 4 else self.iptc.Table6
+            t = cls(table, autocommit=False)
+            self._tables[table] = t
+        t.refresh()
+        return t
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        fd = os.open(XTABLES_LOCK, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    # --- rendering a libiptc rule as iptables-save tokens
+    def _tokens(self, rule: Any) -> tuple[str, ...]:
+        from .model import tokenize
+
+        out: list[str] = []
+        anywhere = ("0.0.0.0/0", "::/0")
+        for opt, val in (("-s", rule.src), ("-d", rule.dst)):
+            p = _prefix(val)
+            if p.lstrip("!") not in anywhere:
+                out += ["!", opt, p[1:]] if p.startswith("!") else [opt, p]
+        for opt, val in (("-i", rule.in_interface), ("-o", rule.out_interface)):
+            if val:
+                out += ["!", opt, val[1:]] if val.startswith("!") else [opt, val]
+        proto = rule.protocol
+        if proto and proto not in ("ip", "all", "0"):
+            out += ["!", "-p", proto[1:]] if proto.startswith("!") else ["-p", proto]
+        for m in rule.matches:
+            buf = m._get_saved_buf(rule.get_ip()) or b""
+            out += ["-m", m.name, *tokenize(buf.decode())]
+        t = rule.target
+        if t is not None and t.name:
+            flag = "-g" if getattr(t, "goto", False) else "-j"
+            buf = b"" if t._is_standard_target() else (t._get_saved_buf(rule.get_ip()) or b"")
+            out += [flag, t.name, *tokenize(buf.decode())]
+        return tuple(out)
+
+    # --- building a libiptc rule from tokens
+    def _rule(self, args: tuple[str, ...]) -> Any:
+        iptc = self.iptc
+        rule = iptc.Rule() if self.family == 4 else iptc.Rule6()
+        i = 0
+        n = len(args)
+        neg = False
+        module: Any = None
+        while i < n:
+            a = args[i]
+            if a == "!":
+                neg = True
+                i += 1
+                continue
+            if a in ("-s", "-d", "-i", "-o", "-p"):
+                val = ("!" if neg else "") + args[i + 1]
+                attr = {
+                    "-s": "src",
+                    "-d": "dst",
+                    "-i": "in_interface",
+                    "-o": "out_interface",
+                    "-p": "protocol",
+                }[a]
+                setattr(rule, attr, val)
+                neg = False
+                i += 2
+                continue
+            if a == "-m":
+                module = rule.create_match(args[i + 1])
+                i += 2
+                continue
+            if a in ("-j", "-g"):
+                module = rule.create_target(args[i + 1], goto=(a == "-g"))
+                i += 2
+                continue
+            if a.startswith("--") and module is not None:
+                vals: list[str] = []
+                j = i + 1
+                while j < n and not args[j].startswith("-") and args[j] != "!":
+                    vals.append(args[j])
+                    j += 1
+                value: Any = vals[0] if len(vals) == 1 else (vals or "")
+                if neg:
+                    value = ["!", *vals] if vals else "!"
+                try:
+                    module.parse(a[2:], value)
+                except Exception as e:
+                    raise FirewallError(f"libiptc cannot parse {a} {' '.join(vals)}: {e}") from e
+                neg = False
+                i = j
+                continue
+            raise FirewallError(f"libiptc backend cannot express rule token {a!r} in {args}")
+        return rule
+
+    # --- interface
+    def load(self, table: str, counters: bool = False) -> TableState:
+        t = self._table(table)
+        state = TableState(table)
+        for chain in t.chains:
+            rules = chain.rules
+            state.chains[chain.name] = [self._tokens(r) for r in rules]
+            state.counters[chain.name] = [tuple(r.get_counters()) for r in rules]  # type: ignore[misc]
+        return state
+
+    def apply(self, plan: Plan) -> None:
+        if not plan.ops:
+            return
+        iptc = self.iptc
+        t = self._table(plan.table)
+        try:
+            for op in plan.ops:
+                if op.kind == "new":
+                    t.create_chain(op.chain)
+                elif op.kind == "flush":
+                    t.flush_entries(op.chain)
+                elif op.kind == "delete_chain":
+                    t.delete_chain(op.chain)
+                elif op.kind == "append":
+                    iptc.Chain(t, op.chain).append_rule(self._rule(op.args))
+                elif op.kind == "insert":
+                    iptc.Chain(t, op.chain).insert_rule(self._rule(op.args), op.position - 1)
+                elif op.kind == "delete":
+                    chain = iptc.Chain(t, op.chain)
+                    for r in chain.rules:
+                        if self._tokens(r) == op.args:
+                            chain.delete_rule(r)
+                            break
+                    else:
+                        raise FirewallError(f"rule {op.restore_line()} not found")
+            t.commit()
+        except FirewallError:
+            t.refresh()
+            raise
+        except Exception as e:
+            t.refresh()
+            raise FirewallError(f"libiptc {plan.table} commit failed: {e}") from e

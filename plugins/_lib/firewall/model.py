@@ -1,0 +1,253 @@
+"""Chains and rules as data, in the canonical token form ``iptables-save`` prints.
+
+Rules are built as token tuples exactly as ``iptables-save`` renders them (``-s 10.0.0.2/32``,
+``-p tcp -m tcp --dport 80``, matches before the target), so that the state read back from
+either backend can be compared token by token, and unit tests can record what would be
+written without root.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+_PLAIN = frozenset("_-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ./:,![]")
+
+BUILTIN_CHAINS = {
+    "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
+    "filter": ("INPUT", "FORWARD", "OUTPUT"),
+    "mangle": ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"),
+    "raw": ("PREROUTING", "OUTPUT"),
+}
+
+
+def quote(token: str) -> str:
+    """Quote one token for iptables-restore input (double quotes, backslash escapes)."""
+    if token and all(c in _PLAIN for c in token):
+        return token
+    return '"' + token.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def tokenize(line: str) -> list[str]:
+    """Split one iptables-save rule line into tokens (quotes and backslash escapes undone)."""
+    out: list[str] = []
+    cur: list[str] = []
+    in_quote = False
+    have = False
+    i = 0
+    n = len(line)
+    while i < n:
+        c = line[i]
+        if in_quote:
+            if c == "\\" and i + 1 < n:
+                cur.append(line[i + 1])
+                i += 2
+                continue
+            if c == '"':
+                in_quote = False
+            else:
+                cur.append(c)
+        elif c == '"':
+            in_quote = True
+            have = True
+        elif c in " \t\n":
+            if cur or have:
+                out.append("".join(cur))
+                cur = []
+                have = False
+        else:
+            cur.append(c)
+        i += 1
+    if cur or have:
+        out.append("".join(cur))
+    return out
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule: the chain it lives in and its canonical argument tokens (no ``-A chain``)."""
+
+    chain: str
+    args: tuple[str, ...]
+
+    def text(self, op: str = "-A") -> str:
+        return " ".join([op, quote(self.chain), *(quote(a) for a in self.args)])
+
+    @property
+    def target(self) -> str:
+        """The jump/goto target, or ''."""
+        for i, a in enumerate(self.args[:-1]):
+            if a in ("-j", "-g"):
+                return self.args[i + 1]
+        return ""
+
+    def comment(self) -> str:
+        for i, a in enumerate(self.args[:-1]):
+            if a == "--comment":
+                return self.args[i + 1]
+        return ""
+
+
+@dataclass
+class TableState:
+    """A table as read from a backend: chains in order, each with its rules (and counters)."""
+
+    table: str
+    chains: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)
+    counters: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+
+    def has_chain(self, name: str) -> bool:
+        return name in self.chains
+
+    def has_rule(self, rule: Rule) -> bool:
+        return rule.args in self.chains.get(rule.chain, ())
+
+    def rules(self, chain: str) -> list[Rule]:
+        return [Rule(chain, a) for a in self.chains.get(chain, ())]
+
+    def all_rules(self) -> list[Rule]:
+        return [Rule(c, a) for c, rules in self.chains.items() for a in rules]
+
+    def copy(self) -> TableState:
+        return TableState(
+            self.table,
+            {c: list(r) for c, r in self.chains.items()},
+            {c: list(r) for c, r in self.counters.items()},
+        )
+
+
+def parse_save(text: str, table: str) -> TableState:
+    """Parse ``iptables-save [-c] -t <table>`` output into a TableState."""
+    state = TableState(table)
+    current = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("*"):
+            current = line[1:]
+            continue
+        if current != table:
+            continue
+        if line.startswith(":"):
+            name = line[1:].split()[0]
+            state.chains.setdefault(name, [])
+            state.counters.setdefault(name, [])
+            continue
+        if line == "COMMIT":
+            current = None
+            continue
+        pkts = byts = 0
+        if line.startswith("["):
+            end = line.index("]")
+            p, _, b = line[1:end].partition(":")
+            pkts, byts = int(p), int(b)
+            line = line[end + 1 :].strip()
+        toks = tokenize(line)
+        if len(toks) < 2 or toks[0] != "-A":
+            continue
+        state.chains.setdefault(toks[1], []).append(tuple(toks[2:]))
+        state.counters.setdefault(toks[1], []).append((pkts, byts))
+    return state
+
+
+# --- planned changes -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Op:
+    """One change: kind is new|flush|append|insert|delete|delete_chain."""
+
+    kind: str
+    chain: str
+    args: tuple[str, ...] = ()
+    position: int = 0
+
+    def restore_line(self) -> str:
+        if self.kind == "new":
+            return f":{self.chain} - [0:0]"
+        if self.kind == "flush":
+            return f"-F {quote(self.chain)}"
+        if self.kind == "delete_chain":
+            return f"-X {quote(self.chain)}"
+        if self.kind == "append":
+            return Rule(self.chain, self.args).text("-A")
+        if self.kind == "insert":
+            return " ".join(["-I", quote(self.chain), str(self.position), *map(quote, self.args)])
+        if self.kind == "delete":
+            return Rule(self.chain, self.args).text("-D")
+        raise ValueError(f"unknown op {self.kind}")
+
+
+class Plan:
+    """Changes to one table, computed against (and applied to) a working copy of its state.
+
+    Every method is idempotent against the state: it only records the operations needed,
+    so a plan built from a fresh snapshot never fails for "already exists"/"not found".
+    """
+
+    def __init__(self, state: TableState) -> None:
+        self.table = state.table
+        self.state = state.copy()
+        self.ops: list[Op] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.ops)
+
+    def ensure_chain(self, name: str) -> None:
+        if name not in self.state.chains:
+            self.state.chains[name] = []
+            self.ops.append(Op("new", name))
+
+    def flush_chain(self, name: str) -> None:
+        """Create the chain, or empty it when it exists."""
+        if name not in self.state.chains:
+            self.ensure_chain(name)
+        elif self.state.chains[name]:
+            self.state.chains[name] = []
+            self.ops.append(Op("flush", name))
+
+    def append_unique(self, rule: Rule) -> None:
+        if rule.chain not in BUILTIN_CHAINS.get(self.table, ()):
+            self.ensure_chain(rule.chain)
+        rules = self.state.chains.setdefault(rule.chain, [])
+        if rule.args not in rules:
+            rules.append(rule.args)
+            self.ops.append(Op("append", rule.chain, rule.args))
+
+    def insert_unique(self, rule: Rule, position: int = 1) -> None:
+        if rule.chain not in BUILTIN_CHAINS.get(self.table, ()):
+            self.ensure_chain(rule.chain)
+        rules = self.state.chains.setdefault(rule.chain, [])
+        if rule.args not in rules:
+            rules.insert(position - 1, rule.args)
+            self.ops.append(Op("insert", rule.chain, rule.args, position))
+
+    def delete_rule(self, rule: Rule) -> None:
+        """Delete every copy of the rule."""
+        rules = self.state.chains.get(rule.chain)
+        while rules and rule.args in rules:
+            rules.remove(rule.args)
+            self.ops.append(Op("delete", rule.chain, rule.args))
+
+    def delete_where(self, chain: str, pred: Callable[[Rule], bool]) -> list[Rule]:
+        gone = [r for r in self.state.rules(chain) if pred(r)]
+        for r in gone:
+            self.delete_rule(r)
+        return gone
+
+    def delete_jumps_to(self, target: str, chains: Iterable[str] | None = None) -> None:
+        for c in list(chains if chains is not None else self.state.chains):
+            self.delete_where(c, lambda r: r.target == target)
+
+    def delete_chain(self, name: str) -> None:
+        """Remove every rule jumping to it, flush it and delete it (when it exists)."""
+        if name not in self.state.chains:
+            return
+        self.delete_jumps_to(name)
+        self.flush_chain(name)
+        del self.state.chains[name]
+        self.ops.append(Op("delete_chain", name))
+
+    def restore_text(self) -> str:
+        return "\n".join([f"*{self.table}", *(o.restore_line() for o in self.ops), "COMMIT", ""])
