@@ -1,0 +1,367 @@
+"""Plugin launchers: small executables in a CNI bin dir that start our Python plugins.
+
+A runtime finds a plugin by file name in CNI_PATH, so each plugin needs an executable
+named exactly like the reference one (``bridge``, ``host-local``, ...). Those are never
+installed as console scripts on ``$PATH`` (``bridge`` would shadow iproute2's). A launcher
+looks like this::
+
+    #!/abs/path/to/python -I
+    # pycni plugin launcher: host-local (managed by cnitool; reinstall or remove with it)
+    from cnitool_plugins._launch import run
+    run("host_local")
+
+Interpreter choice: the given interpreter path is made absolute. When it belongs to a
+virtual environment (a ``pyvenv.cfg`` next to it or one directory up) the path is kept
+as is, symlinks included, because Python finds the environment's site-packages from the
+path it was started as; otherwise symlinks are resolved. A path that is a script rather
+than a binary (a pyenv shim costs ~130 ms per call) is refused, as is one that cannot be
+written on a shebang line (whitespace, or longer than the kernel's limit). ``-I`` keeps
+the caller's PYTHON* variables, user site-packages and working directory out of the
+plugin.
+
+Launchers carry a marker line; :func:`install` refuses to overwrite any other file
+unless forced, and :func:`remove` only deletes files carrying the marker. Writes are
+atomic (temporary file in the same directory, then rename) with mode 0755. Installing
+also byte-compiles the packages, so an environment with PYTHONDONTWRITEBYTECODE or a
+read-only ``__pycache__`` does not recompile on every exec.
+"""
+
+from __future__ import annotations
+
+import compileall
+import contextlib
+import importlib.util
+import os
+import stat
+import sys
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from cnitool.spec.errors import CNIError
+
+PLUGIN_PACKAGE = "cnitool_plugins"
+MARKER = "# pycni plugin launcher"
+LAUNCHER_MODE = 0o755
+# Linux reads at most this many bytes of a "#!" line (BINPRM_BUF_SIZE, kernel >= 5.1)
+SHEBANG_MAX = 255
+
+# executable name (as the reference plugin is called) -> package under cnitool_plugins
+PLUGINS: dict[str, str] = {
+    "bridge": "bridge",
+    "host-local": "host_local",
+    "loopback": "loopback",
+    "ptp": "ptp",
+    "portmap": "portmap",
+    "flannel": "flannel",
+    "macvlan": "macvlan",
+    "ipvlan": "ipvlan",
+    "vlan": "vlan",
+    "tuning": "tuning",
+    "dhcp": "dhcp",
+    "noop": "noop",
+}
+
+
+class LauncherError(CNIError):
+    """A launcher could not be written or an argument is invalid."""
+
+
+@dataclass(frozen=True)
+class InstallAction:
+    """What :func:`install` did for one launcher (``kind="launcher"``) or for the
+    byte-compile step (``kind="bytecode"``).
+
+    ``action`` is one of ``installed``, ``updated``, ``unchanged``, ``replaced``
+    (a foreign file overwritten with ``force``), ``refused`` (a foreign file kept),
+    ``skipped`` (the plugin package is not available), or for bytecode ``compiled`` /
+    ``failed``.
+    """
+
+    name: str
+    path: str
+    action: str
+    detail: str = ""
+    kind: str = "launcher"
+
+
+@dataclass(frozen=True)
+class LauncherStatus:
+    """One plugin name in a bin dir: ``state`` is ``ours``, ``foreign`` or ``missing``.
+
+    For ``ours``, ``interpreter`` is the shebang's interpreter, ``package`` the package
+    the launcher runs and ``interpreter_ok`` whether that interpreter still exists.
+    """
+
+    name: str
+    path: str
+    state: str
+    package: str = ""
+    interpreter: str = ""
+    interpreter_ok: bool = False
+
+
+@dataclass(frozen=True)
+class RemoveAction:
+    """What :func:`remove` did: ``removed``, ``kept-foreign`` or ``missing``."""
+
+    name: str
+    path: str
+    action: str
+
+
+def _in_venv(python: str) -> bool:
+    bin_dir = os.path.dirname(python)
+    return any(
+        os.path.isfile(os.path.join(d, "pyvenv.cfg")) for d in (bin_dir, os.path.dirname(bin_dir))
+    )
+
+
+def interpreter_path(python: str = sys.executable) -> str:
+    """The interpreter path to write on the shebang line (see the module docstring)."""
+    if not python:
+        raise LauncherError("no Python interpreter given (sys.executable is empty)")
+    path = os.path.abspath(python)
+    if not _in_venv(path):
+        path = os.path.realpath(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError as exc:
+        raise LauncherError(f"cannot read interpreter {path}: {exc.strerror or exc}") from None
+    if head.startswith(b"#!"):
+        raise LauncherError(
+            f"interpreter {path} is a script (a pyenv shim?), not a Python binary; "
+            "pass the real interpreter (python -c 'import sys; print(sys.executable)')"
+        )
+    if not os.access(path, os.X_OK):
+        raise LauncherError(f"interpreter {path} is not executable")
+    if any(ch.isspace() for ch in path):
+        raise LauncherError(
+            f"interpreter path {path!r} contains whitespace; a shebang cannot hold it"
+        )
+    if len(f"#!{path} -I".encode()) > SHEBANG_MAX:
+        raise LauncherError(
+            f"interpreter path {path} is too long for a shebang line ({SHEBANG_MAX} bytes max)"
+        )
+    return path
+
+
+def launcher_text(name: str, python: str) -> str:
+    """The launcher file for executable ``name`` run by interpreter ``python`` (as is)."""
+    package = PLUGINS[name]
+    return (
+        f"#!{python} -I\n"
+        f"{MARKER}: {name} (managed by cnitool; reinstall or remove with it)\n"
+        f"from {PLUGIN_PACKAGE}._launch import run\n"
+        f'run("{package}")\n'
+    )
+
+
+def _read_head(path: str) -> bytes | None:
+    """The first bytes of a regular file (not following symlinks); None if not one."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            return None
+        return fh.read(1024)
+
+
+def _parse_launcher(head: bytes) -> tuple[str, str] | None:
+    """(interpreter, package) when ``head`` is one of our launchers, else None."""
+    lines = head.decode("utf-8", "replace").splitlines()
+    if len(lines) < 2 or not lines[0].startswith("#!") or not lines[1].startswith(MARKER):
+        return None
+    interpreter = lines[0][2:].split(" ", 1)[0]
+    package = ""
+    for line in lines[2:]:
+        if line.startswith('run("') and line.endswith('")'):
+            package = line[5:-2]
+    return interpreter, package
+
+
+def is_ours(path: str) -> bool:
+    """True when ``path`` is a launcher written by :func:`install`."""
+    head = _read_head(path)
+    return head is not None and _parse_launcher(head) is not None
+
+
+def package_available(package: str) -> bool:
+    """Whether ``cnitool_plugins.<package>`` exists and has a ``__main__`` module,
+    found without importing the plugin itself."""
+    try:
+        spec = importlib.util.find_spec(f"{PLUGIN_PACKAGE}.{package}")
+    except (ImportError, ValueError):
+        return False
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    return any(
+        os.path.isfile(os.path.join(loc, "__main__.py")) for loc in spec.submodule_search_locations
+    )
+
+
+def _select(names: Iterable[str] | None) -> list[str]:
+    if names is None:
+        return list(PLUGINS)
+    chosen = list(dict.fromkeys(names))
+    unknown = [n for n in chosen if n not in PLUGINS]
+    if unknown:
+        raise LauncherError(
+            f"unknown plugin name(s): {', '.join(unknown)}", f"known: {', '.join(PLUGINS)}"
+        )
+    return chosen
+
+
+def _write_atomic(path: str, data: bytes) -> None:
+    directory = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fchmod(fh.fileno(), LAUNCHER_MODE)
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def package_dirs() -> list[str]:
+    """Directories of the ``cnitool`` and ``cnitool_plugins`` packages."""
+    dirs: list[str] = []
+    for pkg in ("cnitool", PLUGIN_PACKAGE):
+        spec = importlib.util.find_spec(pkg)
+        if spec is not None and spec.submodule_search_locations:
+            dirs.extend(spec.submodule_search_locations)
+    return dirs
+
+
+def compile_packages() -> list[InstallAction]:
+    """Byte-compile both packages (quietly); one action per package directory."""
+    out: list[InstallAction] = []
+    for directory in package_dirs():
+        ok = compileall.compile_dir(directory, quiet=2)
+        out.append(
+            InstallAction(
+                "bytecode",
+                directory,
+                "compiled" if ok else "failed",
+                "" if ok else "some modules could not be compiled (run python -m compileall)",
+                kind="bytecode",
+            )
+        )
+    return out
+
+
+def install(
+    bin_dir: str,
+    names: Iterable[str] | None = None,
+    python: str = sys.executable,
+    force: bool = False,
+    *,
+    compile_bytecode: bool = True,
+) -> list[InstallAction]:
+    """Write launchers into ``bin_dir`` (created if missing); one action per name.
+
+    With ``names`` None every plugin whose package is available is installed and the
+    others are reported as ``skipped``; an explicitly named unavailable plugin is
+    ``skipped`` too. Foreign files are ``refused`` unless ``force``.
+    """
+    chosen = _select(names)
+    interp = interpreter_path(python)
+    try:
+        os.makedirs(bin_dir, mode=0o755, exist_ok=True)
+    except OSError as exc:
+        raise LauncherError(f"cannot create {bin_dir}: {exc.strerror or exc}") from None
+    actions: list[InstallAction] = []
+    for name in chosen:
+        path = os.path.join(bin_dir, name)
+        package = PLUGINS[name]
+        if not package_available(package):
+            actions.append(
+                InstallAction(
+                    name, path, "skipped", f"package {PLUGIN_PACKAGE}.{package} is not available"
+                )
+            )
+            continue
+        data = launcher_text(name, interp).encode()
+        exists = os.path.lexists(path)
+        ours = exists and is_ours(path)
+        if exists and not ours:
+            if not force:
+                actions.append(
+                    InstallAction(
+                        name, path, "refused", "not a pycni launcher; use force to replace it"
+                    )
+                )
+                continue
+            if os.path.isdir(path) and not os.path.islink(path):
+                actions.append(InstallAction(name, path, "refused", "is a directory"))
+                continue
+        if ours:
+            with open(path, "rb") as fh:
+                same = fh.read() == data
+            if same and (os.stat(path).st_mode & 0o7777) == LAUNCHER_MODE:
+                actions.append(InstallAction(name, path, "unchanged"))
+                continue
+        try:
+            _write_atomic(path, data)
+        except OSError as exc:
+            raise LauncherError(f"cannot write launcher {path}: {exc.strerror or exc}") from None
+        action = "installed" if not exists else ("updated" if ours else "replaced")
+        actions.append(
+            InstallAction(name, path, action, f"runs {PLUGIN_PACKAGE}.{package} with {interp}")
+        )
+    if compile_bytecode and any(a.action != "skipped" for a in actions):
+        actions.extend(compile_packages())
+    return actions
+
+
+def list_installed(bin_dir: str) -> list[LauncherStatus]:
+    """The state of every known plugin name in ``bin_dir``."""
+    out: list[LauncherStatus] = []
+    for name in PLUGINS:
+        path = os.path.join(bin_dir, name)
+        if not os.path.lexists(path):
+            out.append(LauncherStatus(name, path, "missing"))
+            continue
+        head = _read_head(path)
+        parsed = _parse_launcher(head) if head is not None else None
+        if parsed is None:
+            out.append(LauncherStatus(name, path, "foreign"))
+            continue
+        interpreter, package = parsed
+        out.append(
+            LauncherStatus(
+                name,
+                path,
+                "ours",
+                package=package,
+                interpreter=interpreter,
+                interpreter_ok=os.access(interpreter, os.X_OK),
+            )
+        )
+    return out
+
+
+def remove(bin_dir: str, names: Iterable[str] | None = None) -> list[RemoveAction]:
+    """Delete our launchers from ``bin_dir``; foreign files are never touched."""
+    out: list[RemoveAction] = []
+    for name in _select(names):
+        path = os.path.join(bin_dir, name)
+        if not os.path.lexists(path):
+            out.append(RemoveAction(name, path, "missing"))
+        elif not is_ours(path):
+            out.append(RemoveAction(name, path, "kept-foreign"))
+        else:
+            try:
+                os.unlink(path)
+            except OSError as exc:
+                raise LauncherError(f"cannot remove {path}: {exc.strerror or exc}") from None
+            out.append(RemoveAction(name, path, "removed"))
+    return out
