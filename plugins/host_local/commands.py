@@ -1,0 +1,184 @@
+"""The host-local verbs: ADD, DEL, CHECK, GC and STATUS."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from cnitool.skel import CmdArgs
+from cnitool.spec.errors import CNIError, InvalidConfigError, PluginNotAvailableError
+
+from . import config
+from .allocator import Allocation, Allocator
+from .config import IP, ip_str
+from .store import Store, lease_content
+
+RESULT_VERSION = "1.1.0"
+
+
+def _load(args: CmdArgs) -> config.IPAMConfig:
+    return config.load(args.config(), args.args)
+
+
+def cmd_add(args: CmdArgs) -> dict[str, Any]:
+    conf = _load(args)
+    result: dict[str, Any] = {"cniVersion": RESULT_VERSION}
+    dns: dict[str, Any] = {}
+    if conf.resolv_conf:
+        from .dns import parse_resolv_conf
+
+        dns = parse_resolv_conf(conf.resolv_conf)
+
+    store = Store(conf.name, conf.data_dir)
+    cid, ifname = args.container_id, args.ifname
+    requested = list(dict.fromkeys(conf.requested))  # de-duplicated, request order kept
+    allocations: list[Allocation] = []
+    try:
+        with store:
+            owned: list[str] | None = None
+            try:
+                for idx, rangeset in enumerate(conf.ranges):
+                    want: IP | None = None
+                    for ip in requested:
+                        if rangeset.contains(ip):
+                            want = ip
+                            requested.remove(ip)
+                            break
+                    if want is None and owned is None:
+                        owned = store.get_by_id(cid, ifname)
+                    alloc = Allocator(rangeset, store, idx)
+                    try:
+                        allocations.append(alloc.get(cid, ifname, want, owned or []))
+                    except CNIError as exc:
+                        raise CNIError(f"failed to allocate for range {idx}: {exc}") from None
+                if requested:
+                    raise CNIError(
+                        "failed to allocate all requested IPs: "
+                        + " ".join(ip_str(ip) for ip in requested)
+                    )
+            except BaseException:
+                for a in allocations:
+                    store.release(ip_str(a.ip))
+                raise
+            match = lease_content(cid, ifname)
+            hint = [ip for ip in store.read_hint(cid, ifname) or [] if store.read_lease(ip) == match]
+            new = [ip_str(a.ip) for a in allocations]
+            store.write_hint(cid, ifname, list(dict.fromkeys(hint + new)))
+    finally:
+        store.close()
+
+    result["ips"] = [a.to_result() for a in allocations]
+    if conf.routes:
+        result["routes"] = conf.routes
+    if dns:
+        result["dns"] = dns
+    return result
+
+
+def _release(store: Store, cid: str, ifname: str) -> list[str]:
+    """Release the attachment's leases: through its hint when it checks out, else a scan."""
+    match = lease_content(cid, ifname)
+    hint = store.read_hint(cid, ifname)
+    released: list[str] = []
+    stale = not hint
+    for ip in hint or []:
+        if store.read_lease(ip) == match and store.release(ip):
+            released.append(ip)
+        else:
+            stale = True
+    if stale:
+        released += store.release_by_id(cid, ifname, legacy=not released)
+    store.drop_hint(cid, ifname)
+    return released
+
+
+def cmd_del(args: CmdArgs) -> None:
+    conf = _load(args)
+    store = Store(conf.name, conf.data_dir)
+    try:
+        with store:
+            _release(store, args.container_id, args.ifname)
+    finally:
+        store.close()
+
+
+def _owns_any(store: Store, cid: str, ifname: str) -> bool:
+    match = lease_content(cid, ifname)
+    hint = store.read_hint(cid, ifname) or []
+    if any(store.read_lease(ip) == match for ip in hint):
+        return True
+    return bool(store.get_by_id(cid, ifname))
+
+
+def cmd_check(args: CmdArgs) -> None:
+    conf = _load(args)
+    store = Store(conf.name, conf.data_dir)
+    try:
+        with store:
+            found = _owns_any(store, args.container_id, args.ifname)
+    finally:
+        store.close()
+    if not found:
+        raise CNIError(
+            f"host-local: Failed to find address added by container {args.container_id}"
+        )
+
+
+def _valid_attachments(raw: dict[str, Any]) -> set[tuple[str, str]]:
+    key = "cni.dev/valid-attachments"
+    items = raw.get(key)
+    if items is None:
+        key = "cni.dev/attachments"
+        items = raw.get(key)
+    if items is None:
+        raise InvalidConfigError('GC request without "cni.dev/valid-attachments"')
+    if not isinstance(items, list):
+        raise InvalidConfigError(f'"{key}" must be a list of attachments')
+    out: set[tuple[str, str]] = set()
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("containerID"), str):
+            raise InvalidConfigError(f'"{key}": invalid attachment {item!r}')
+        ifname = item.get("ifname", "")
+        out.add((item["containerID"].strip(), ifname if isinstance(ifname, str) else ""))
+    return out
+
+
+def cmd_gc(args: CmdArgs) -> None:
+    """Release every lease whose attachment is not in the valid list (a full scan)."""
+    raw = args.config()
+    conf = config.load(raw, args.args)
+    valid = _valid_attachments(raw)
+    valid_ids = {cid for cid, _ in valid}
+    store = Store(conf.name, conf.data_dir)
+    errors: list[str] = []
+    try:
+        with store:
+            for ip, content in list(store.scan()):
+                cid, sep, ifname = content.partition("\r\n")
+                keep = (cid, ifname) in valid if sep else cid in valid_ids
+                if keep:
+                    continue
+                try:
+                    store.release(ip)
+                except OSError as exc:
+                    errors.append(f"{ip}: {exc.strerror}")
+            for cid, ifname in list(store.hints()):
+                if (cid, ifname) not in valid:
+                    store.drop_hint(cid, ifname)
+    finally:
+        store.close()
+    if errors:
+        raise CNIError("host-local: GC could not release leases: " + "; ".join(errors))
+
+
+def cmd_status(args: CmdArgs) -> None:
+    """Ready when the configuration is valid and the lease directory is writable."""
+    conf = _load(args)
+    directory = os.path.join(conf.data_dir, conf.name)
+    try:
+        store = Store(conf.name, conf.data_dir)
+    except CNIError as exc:
+        raise PluginNotAvailableError(f"host-local: lease directory unusable: {exc.msg}") from None
+    store.close()
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise PluginNotAvailableError(f"host-local: lease directory {directory} is not writable")

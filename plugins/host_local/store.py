@@ -1,0 +1,234 @@
+"""The on-disk lease store, byte-compatible with the Go host-local plugin.
+
+Layout of ``<dataDir>/<network>/`` (shared with the Go plugin on the same node):
+
+- ``<ip>``: one file per lease, created ``O_EXCL`` (mode 0644), holding
+  ``<containerID>\\r\\n<ifname>`` with no trailing newline; an id-only content is the
+  older format and still honoured;
+- ``last_reserved_ip.<N>``: the last address handed out from range set N;
+- ``lock``: an empty file every operation holds ``flock(LOCK_EX)`` on.
+
+In addition this store keeps per-attachment hints in ``.pycni/<id>:<ifname>`` listing the
+addresses it reserved, so DEL and CHECK read a couple of files instead of every lease.
+Lease files stay the truth: a hint is only trusted after each listed lease file was read
+back and matched; a missing or stale hint falls back to a scan of the whole directory
+(leases made by the Go plugin never have a hint). A hint's content starts with ``#`` and
+spans several lines, so it can never equal a lease content the Go plugin looks for when it
+walks the directory (it walks sub-directories too).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+
+from cnitool.spec.errors import IOFailureError
+
+from .config import parse_ip
+
+LINE_BREAK = "\r\n"
+LAST_IP_PREFIX = "last_reserved_ip."
+LOCK_NAME = "lock"
+HINT_DIR = ".pycni"
+_HINT_HEADER = "#pycni host-local attachment hint v1"
+
+
+def lease_content(container_id: str, ifname: str) -> str:
+    return container_id.strip() + LINE_BREAK + ifname
+
+
+def _io_error(what: str, path: str, exc: OSError) -> IOFailureError:
+    reason = exc.strerror or str(exc)
+    return IOFailureError(f"{what} {path}: {reason[:1].lower() + reason[1:]}")
+
+
+class Store:
+    """One network's lease directory; use as a context manager to hold the lock."""
+
+    def __init__(self, network: str, data_dir: str) -> None:
+        self.dir = os.path.join(data_dir, network)
+        try:
+            os.makedirs(self.dir, 0o755, exist_ok=True)
+        except OSError as exc:
+            raise _io_error("cannot create lease directory", self.dir, exc) from None
+        lock_path = os.path.join(self.dir, LOCK_NAME)
+        try:
+            self._lock_fd = os.open(lock_path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o750)
+        except OSError as exc:
+            raise _io_error("cannot open lock file", lock_path, exc) from None
+        self._locked = 0
+
+    # -- locking -------------------------------------------------------------------------
+
+    def lock(self) -> None:
+        if self._locked == 0:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        self._locked += 1
+
+    def unlock(self) -> None:
+        self._locked -= 1
+        if self._locked == 0:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # also drops the flock
+            self._lock_fd = -1
+
+    def __enter__(self) -> Store:
+        self.lock()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.unlock()
+
+    # -- leases --------------------------------------------------------------------------
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.dir, name)
+
+    def reserve(self, container_id: str, ifname: str, ip: str, range_id: int) -> bool:
+        """Create the lease file for ``ip``; False when it already exists."""
+        fname = self.path(ip)
+        try:
+            fd = os.open(fname, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise _io_error("cannot create lease file", fname, exc) from None
+        try:
+            try:
+                os.write(fd, lease_content(container_id, ifname).encode())
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            _unlink(fname)
+            raise _io_error("cannot write lease file", fname, exc) from None
+        last = self.path(f"{LAST_IP_PREFIX}{range_id}")
+        try:
+            fd = os.open(last, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+            try:
+                os.write(fd, ip.encode())
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise _io_error("cannot write", last, exc) from None
+        return True
+
+    def last_reserved_ip(self, range_id: int) -> str | None:
+        try:
+            with open(self.path(f"{LAST_IP_PREFIX}{range_id}"), "rb") as f:
+                return f.read().decode(errors="replace").strip()
+        except OSError:
+            return None
+
+    def read_lease(self, ip: str) -> str | None:
+        """The trimmed content of a lease file, None when it does not exist."""
+        try:
+            with open(self.path(ip), "rb") as f:
+                return f.read().decode(errors="replace").strip()
+        except OSError:
+            return None
+
+    def release(self, ip: str) -> bool:
+        return _unlink(self.path(ip))
+
+    def scan(self) -> Iterator[tuple[str, str]]:
+        """Every lease in the directory as (ip text, trimmed content)."""
+        try:
+            entries = list(os.scandir(self.dir))
+        except OSError as exc:
+            raise _io_error("cannot list", self.dir, exc) from None
+        for entry in entries:
+            name = entry.name
+            if name == LOCK_NAME or name.startswith((LAST_IP_PREFIX, ".")):
+                continue
+            if parse_ip(name) is None:
+                continue
+            content = self.read_lease(name)
+            if content is not None:
+                yield name, content
+
+    def get_by_id(self, container_id: str, ifname: str) -> list[str]:
+        """All leases of the attachment, by a full scan (either content format)."""
+        match = lease_content(container_id, ifname)
+        old = container_id.strip()
+        return [ip for ip, content in self.scan() if content in (match, old)]
+
+    def release_by_id(self, container_id: str, ifname: str, legacy: bool = True) -> list[str]:
+        """Release the attachment's leases (or, when none and ``legacy``, its id-only ones)."""
+        match = lease_content(container_id, ifname)
+        old = container_id.strip()
+        current: list[str] = []
+        old_format: list[str] = []
+        for ip, content in self.scan():
+            if content == match:
+                current.append(ip)
+            elif content == old:
+                old_format.append(ip)
+        chosen = current or (old_format if legacy else [])
+        return [ip for ip in chosen if self.release(ip)]
+
+    # -- hints ---------------------------------------------------------------------------
+
+    def _hint_path(self, container_id: str, ifname: str) -> str | None:
+        name = f"{container_id.strip()}:{ifname}"
+        if "/" in name or name.startswith(".") or len(name.encode()) > 200:
+            return None
+        return os.path.join(self.dir, HINT_DIR, name)
+
+    def read_hint(self, container_id: str, ifname: str) -> list[str] | None:
+        path = self._hint_path(container_id, ifname)
+        if path is None:
+            return None
+        try:
+            with open(path, "rb") as f:
+                lines = f.read().decode(errors="replace").splitlines()
+        except OSError:
+            return None
+        if not lines or lines[0] != _HINT_HEADER:
+            return None
+        return [line for line in lines[1:] if line and parse_ip(line) is not None]
+
+    def write_hint(self, container_id: str, ifname: str, ips: list[str]) -> None:
+        """Record the attachment's addresses (best effort: a lost hint only costs a scan)."""
+        path = self._hint_path(container_id, ifname)
+        if path is None:
+            return
+        if not ips:
+            _unlink(path)
+            return
+        tmp = f"{path}.tmp{os.getpid()}"
+        try:
+            os.makedirs(os.path.dirname(path), 0o755, exist_ok=True)
+            with open(tmp, "w") as f:
+                f.write(_HINT_HEADER + "\n" + "".join(ip + "\n" for ip in ips))
+            os.replace(tmp, path)
+        except OSError:
+            _unlink(tmp)
+            _unlink(path)
+
+    def drop_hint(self, container_id: str, ifname: str) -> None:
+        path = self._hint_path(container_id, ifname)
+        if path is not None:
+            _unlink(path)
+
+    def hints(self) -> Iterator[tuple[str, str]]:
+        """(container id, ifname) of every hint file."""
+        try:
+            names = os.listdir(os.path.join(self.dir, HINT_DIR))
+        except OSError:
+            return
+        for name in names:
+            cid, sep, ifname = name.partition(":")
+            if sep and ".tmp" not in ifname:
+                yield cid, ifname
+
+
+def _unlink(path: str) -> bool:
+    try:
+        os.unlink(path)
+        return True
+    except FileNotFoundError:
+        return False
