@@ -88,6 +88,8 @@ class ConfEntry:
     network: NetworkConfigList | None
     error: str | None
     shadowed_by: str | None = None
+    # an earlier broken file that makes a by-name lookup fail before reaching this one
+    blocked_by: str | None = None
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -412,19 +414,27 @@ def scan_dir(directory: str) -> list[ConfEntry]:
     """Every candidate file of ``directory`` in lookup order, parsed or with its error.
 
     A file whose network name was already provided by an earlier file is marked
-    ``shadowed_by`` that file: ``load_conf_list`` would never return it.
+    ``shadowed_by`` that file: ``load_conf_list`` would never return it. A file after
+    a broken one is marked ``blocked_by`` it: a lookup stops at the broken file first
+    (a broken ``.conflist`` blocks everything after it, ``.conf``/``.json`` included).
     """
     entries: list[ConfEntry] = []
     owners: dict[str, str] = {}
+    broken_list: str | None = None
+    broken_single: str | None = None
     candidates = [(p, "conflist") for p in conf_files(directory, CONFLIST_EXTENSIONS)]
     candidates += [(p, "conf") for p in conf_files(directory, CONF_EXTENSIONS)]
     for path, kind in candidates:
+        blocked_by = broken_list or broken_single
         try:
             net = conf_list_from_file(path) if kind == "conflist" else _conf_file_as_list(path)
         except CNIError as exc:
-            entries.append(ConfEntry(path, kind, None, str(exc)))
+            entries.append(ConfEntry(path, kind, None, str(exc), None, blocked_by))
+            if kind == "conflist":
+                broken_list = broken_list or path
+            else:
+                broken_single = broken_single or path
             continue
-        entry = ConfEntry(path, kind, net, None, owners.get(net.name))
+        entries.append(ConfEntry(path, kind, net, None, owners.get(net.name), blocked_by))
         owners.setdefault(net.name, path)
-        entries.append(entry)
     return entries

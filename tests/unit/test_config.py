@@ -380,3 +380,31 @@ def test_unreadable_file_is_an_error_naming_it(tmp_path: Path) -> None:
     os.symlink(tmp_path / "missing-target", tmp_path / "10-dangling.conflist")
     msg = load_error(tmp_path)
     assert "10-dangling.conflist" in msg
+
+
+def test_scan_dir_marks_files_a_broken_earlier_file_blocks(tmp_path: Path) -> None:
+    write(tmp_path / "10-ok.conflist", conflist("ok", "bridge"))
+    write(tmp_path / "20-bad.conflist", "{")
+    write(tmp_path / "30-later.conflist", conflist("later", "bridge"))
+    write(tmp_path / "40-single.conf", {"name": "single", "type": "ptp"})
+    entries = {os.path.basename(e.path): e for e in cfg.scan_dir(str(tmp_path))}
+    bad = str(tmp_path / "20-bad.conflist")
+    assert entries["10-ok.conflist"].blocked_by is None
+    assert entries["20-bad.conflist"].blocked_by is None
+    assert entries["30-later.conflist"].blocked_by == bad
+    assert entries["40-single.conf"].blocked_by == bad
+    # and that is what a lookup does
+    assert cfg.load_conf_list(str(tmp_path), "ok").name == "ok"
+    for name in ("later", "single"):
+        assert "20-bad.conflist" in load_error(tmp_path, name)
+
+
+def test_broken_single_conf_blocks_only_later_single_confs(tmp_path: Path) -> None:
+    write(tmp_path / "10-bad.conf", {"name": "bad"})
+    write(tmp_path / "20-good.conf", {"name": "good", "type": "ptp"})
+    write(tmp_path / "90-list.conflist", conflist("list", "bridge"))
+    entries = {os.path.basename(e.path): e for e in cfg.scan_dir(str(tmp_path))}
+    assert entries["90-list.conflist"].blocked_by is None
+    assert entries["20-good.conf"].blocked_by == str(tmp_path / "10-bad.conf")
+    assert cfg.load_conf_list(str(tmp_path), "list").name == "list"
+    assert "10-bad.conf" in load_error(tmp_path, "good")
