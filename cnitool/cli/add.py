@@ -11,6 +11,8 @@ from .common import (
     Settings,
     attachment_options,
     common_options,
+    complete_netns,
+    complete_network,
     describe_error,
     fail,
     is_named_netns_path,
@@ -47,8 +49,8 @@ def _preflight(net: NetworkConfigList, bin_dirs: list[str]) -> None:
 
 
 @click.command("add", short_help="Attach a container netns to a network (runs ADD).")
-@click.argument("network")
-@click.argument("netns")
+@click.argument("network", shell_complete=complete_network)
+@click.argument("netns", shell_complete=complete_netns)
 @attachment_options
 @click.option("--no-rollback", is_flag=True,
               help="When ADD fails part-way, leave it; by default DEL runs for the whole chain.")
@@ -83,6 +85,8 @@ def command(network: str, netns: str, **kw: Any) -> None:
                       "rollback " + describe_error(del_err, "del")],
                      debug=settings.debug, exc=del_err)
             raise
+    if result is None:  # every plugin answered with an empty result; Go prints nothing too
+        return
     if settings.json_output():
         write_json_result(result)
     else:

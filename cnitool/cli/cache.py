@@ -40,7 +40,7 @@ def list_(cache_dir: str, container_id: str, network: str, output: str, debug: b
 
     with reporting("cache list", debug):
         atts = ResultCache(cache_dir).attachments(container_id)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "network": a.network,
             "containerId": a.container_id,

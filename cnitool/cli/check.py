@@ -11,6 +11,8 @@ from .common import (
     Settings,
     attachment_options,
     common_options,
+    complete_netns,
+    complete_network,
     reporting,
     resolve_netns,
     runtime_conf,
@@ -19,8 +21,8 @@ from .output import note
 
 
 @click.command("check", short_help="Verify an attachment (runs CHECK).")
-@click.argument("network")
-@click.argument("netns")
+@click.argument("network", shell_complete=complete_network)
+@click.argument("netns", shell_complete=complete_netns)
 @attachment_options
 @common_options
 def command(network: str, netns: str, **kw: Any) -> None:

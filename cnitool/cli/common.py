@@ -112,7 +112,7 @@ def resolve_netns(arg: str) -> str:
 
 
 def _opt(*decls: str, **kw: Any) -> Callable[[F], F]:
-    return click.option(*decls, **kw)  # type: ignore[return-value]
+    return click.option(*decls, **kw)
 
 
 def common_options(func: F) -> F:
@@ -273,3 +273,26 @@ __all__ = [
     "resolve_netns",
     "runtime_conf",
 ]
+
+
+# ---------------------------------------------------------------------------
+# shell completion of arguments (runs inside the completion callback)
+
+
+def complete_network(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Network names found in the conf dir (the --cni-conf-dir given so far, else env)."""
+    from ..libcni.config import scan_dir
+
+    conf_dir = ctx.params.get("conf_dir") or os.environ.get("NETCONFPATH") or DEFAULT_CONF_DIR
+    try:
+        names = {e.network.name for e in scan_dir(conf_dir) if e.network is not None}
+    except Exception:  # noqa: BLE001 - completion must never fail loudly
+        return []
+    return sorted(n for n in names if n.startswith(incomplete))
+
+
+def complete_netns(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Named network namespaces (paths complete as files in the shell)."""
+    from ..netns import list_names
+
+    return [n for n in list_names() if n.startswith(incomplete)]

@@ -10,6 +10,8 @@ from .common import (
     Settings,
     attachment_options,
     common_options,
+    complete_netns,
+    complete_network,
     reporting,
     resolve_netns,
     runtime_conf,
@@ -18,8 +20,8 @@ from .output import note
 
 
 @click.command("del", short_help="Detach a container netns from a network (runs DEL).")
-@click.argument("network")
-@click.argument("netns")
+@click.argument("network", shell_complete=complete_network)
+@click.argument("netns", shell_complete=complete_netns)
 @attachment_options
 @common_options
 def command(network: str, netns: str, **kw: Any) -> None:

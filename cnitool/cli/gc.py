@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from .common import Settings, UsageError, common_options, reporting
+from .common import Settings, UsageError, common_options, complete_network, reporting
 from .output import note
 
 
@@ -26,7 +26,7 @@ def parse_valid(values: tuple[str, ...]) -> list[tuple[str, str]]:
 
 
 @click.command("gc", short_help="Delete stale cached attachments of a network (GC).")
-@click.argument("network")
+@click.argument("network", shell_complete=complete_network)
 @click.argument("netns", required=False)
 @click.option("--valid", multiple=True, metavar="CONTAINERID:IFNAME",
               help="An attachment to keep (repeatable). Without any, every cached "

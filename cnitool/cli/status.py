@@ -6,12 +6,12 @@ from typing import Any
 
 import click
 
-from .common import Settings, common_options, reporting
+from .common import Settings, common_options, complete_network, reporting
 from .output import note
 
 
 @click.command("status", short_help="Ask the plugins whether a network is ready (STATUS).")
-@click.argument("network")
+@click.argument("network", shell_complete=complete_network)
 @click.argument("netns", required=False)
 @common_options
 def command(network: str, netns: str | None, **kw: Any) -> None:
