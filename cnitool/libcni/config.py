@@ -117,6 +117,8 @@ def _json_type(value: Any) -> str:
 
 def _show(value: Any) -> str:
     """A value for an error message: its JSON type and (shortened) JSON text."""
+    if value is None:
+        return "null"
     text = dumps_compact(value)
     if len(text) > 60:
         text = text[:57] + "..."
@@ -125,9 +127,13 @@ def _show(value: Any) -> str:
 
 def _parse_json(data: bytes, path: str | None, what: str) -> Any:
     try:
-        return json.loads(data)
-    except ValueError as exc:  # JSONDecodeError (line/column) and bad UTF-8
+        return json.loads(data, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError (line/column), bad UTF-8
         raise ConfigError(f"{_where(path)}error parsing {what}: {exc}") from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
 
 
 def _read(path: str) -> bytes:

@@ -210,6 +210,9 @@ def test_top_level_must_be_object_and_json_errors_name_position() -> None:
     assert "got array" in parse_error("[]")
     msg = parse_error('{"name": "n",\n"plugins": [{"type": "x"},]}')
     assert "line 2 column" in msg
+    assert "NaN is not valid JSON" in parse_error(
+        '{"name": "n", "mtu": NaN, "plugins": [{"type": "x"}]}'
+    )
 
 
 def test_plugins_validation() -> None:
