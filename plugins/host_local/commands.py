@@ -61,7 +61,9 @@ def cmd_add(args: CmdArgs) -> dict[str, Any]:
                     store.release(ip_str(a.ip))
                 raise
             match = lease_content(cid, ifname)
-            hint = [ip for ip in store.read_hint(cid, ifname) or [] if store.read_lease(ip) == match]
+            hint = [
+                ip for ip in store.read_hint(cid, ifname) or [] if store.read_lease(ip) == match
+            ]
             new = [ip_str(a.ip) for a in allocations]
             store.write_hint(cid, ifname, list(dict.fromkeys(hint + new)))
     finally:
@@ -119,9 +121,7 @@ def cmd_check(args: CmdArgs) -> None:
     finally:
         store.close()
     if not found:
-        raise CNIError(
-            f"host-local: Failed to find address added by container {args.container_id}"
-        )
+        raise CNIError(f"host-local: Failed to find address added by container {args.container_id}")
 
 
 def _valid_attachments(raw: dict[str, Any]) -> set[tuple[str, str]]:

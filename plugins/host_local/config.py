@@ -85,9 +85,7 @@ def parse_cidr(text: Any, where: str) -> tuple[IP, int]:
         raise InvalidConfigError(f"{where}: expected a CIDR string, got {_show(text)}")
     head, sep, tail = text.partition("/")
     ip = parse_ip(head) if sep else None
-    if ip is None or not tail.isdigit() or int(tail) > _BITS[ip[0]] or (
-        ip[0] == 4 and ":" in head
-    ):
+    if ip is None or not tail.isdigit() or int(tail) > _BITS[ip[0]] or (ip[0] == 4 and ":" in head):
         raise InvalidConfigError(f"{where}: invalid CIDR address: {text}")
     return ip, int(tail)
 
@@ -100,10 +98,7 @@ class Range:
     gateway: IP | None
 
     def contains(self, ip: IP) -> bool:
-        return (
-            self.subnet.contains(ip)
-            and self.range_start[1] <= ip[1] <= self.range_end[1]
-        )
+        return self.subnet.contains(ip) and self.range_start[1] <= ip[1] <= self.range_end[1]
 
     def overlaps(self, other: Range) -> bool:
         if self.subnet.family != other.subnet.family:
