@@ -1,0 +1,38 @@
+# Shared set-up for .ci/run and .ci/demo: Debian packages and a venv with the project.
+# Sourced, not run. Needs root (apt-get); safe to run again (skips what is there).
+
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${PYCNI_VENV:-$REPO/.venv}"
+APT_PACKAGES=(python3-venv python3-pip iproute2 iptables containernetworking-plugins)
+
+log() { printf '\n==> %s\n' "$*" >&2; }
+
+install_apt() {
+    local missing=()
+    for pkg in "${APT_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
+            || missing+=("$pkg")
+    done
+    if ((${#missing[@]})); then
+        log "apt-get install ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+}
+
+# install_project [extras]: a venv at $VENV with the project installed (not editable, so
+# the plugins package lands under its installed name, cnitool_plugins)
+install_project() {
+    local spec="$REPO"
+    [[ -n "${1:-}" ]] && spec="$REPO[$1]"
+    if [[ ! -x "$VENV/bin/python" ]]; then
+        log "python3 -m venv $VENV"
+        python3 -m venv "$VENV"
+    fi
+    log "pip install $spec"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps "$spec"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$spec"
+}
