@@ -79,7 +79,7 @@ def list_(bin_dir: str, show_all: bool, output: str) -> None:
     foreign file (such as a Go plugin) or nothing."""
     from .. import launchers
 
-    rows = [{"name": s.name, "path": s.path, "state": s.state, "package": s.package,
+    rows: list[dict[str, Any]] = [{"name": s.name, "path": s.path, "state": s.state, "package": s.package,
              "interpreter": s.interpreter, "interpreterOk": s.interpreter_ok}
             for s in launchers.list_installed(bin_dir) if show_all or s.state != "missing"]
     if _as_json(output):
