@@ -1,0 +1,148 @@
+"""host-local exec'd side by side with the Go reference binary on one lease directory."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cnitool import launchers
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture
+def ours(tmp_path: Path) -> str:
+    bin_dir = tmp_path / "bin"
+    actions = launchers.install(str(bin_dir), ["host-local"], compile_bytecode=False)
+    assert actions[0].action == "installed", actions
+    return str(bin_dir / "host-local")
+
+
+@pytest.fixture
+def theirs(reference_bin: Path) -> str:
+    path = reference_bin / "host-local"
+    if not path.is_file():
+        pytest.skip("reference host-local not installed")
+    return str(path)
+
+
+class Net:
+    def __init__(self, tmp: Path, ranges: list[Any] | None = None) -> None:
+        self.data = tmp / "leases"
+        self.dir = self.data / "mixnet"
+        self.conf = {
+            "cniVersion": "1.0.0",
+            "name": "mixnet",
+            "ipam": {
+                "type": "host-local",
+                "dataDir": str(self.data),
+                "ranges": ranges or [[{"subnet": "10.77.0.0/24"}], [{"subnet": "fd77::/64"}]],
+            },
+        }
+
+    def run(self, binary: str, cmd: str, cid: str, ifname: str = "eth0") -> tuple[Any, int]:
+        env = {
+            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+            "CNI_COMMAND": cmd,
+            "CNI_CONTAINERID": cid,
+            "CNI_NETNS": "/var/run/netns/nonexistent",
+            "CNI_IFNAME": ifname,
+            "CNI_PATH": "/usr/lib/cni",
+            "CNI_ARGS": "",
+        }
+        p = subprocess.run(
+            [binary],
+            input=json.dumps(self.conf).encode(),
+            env=env,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        out = json.loads(p.stdout) if p.stdout.strip() else None
+        return out, p.returncode
+
+    def add(self, binary: str, cid: str, ifname: str = "eth0") -> list[str]:
+        out, rc = self.run(binary, "ADD", cid, ifname)
+        assert rc == 0, out
+        return [ip["address"] for ip in out["ips"]]
+
+    def leases(self) -> dict[str, bytes]:
+        return {
+            p.name: p.read_bytes()
+            for p in self.dir.iterdir()
+            if p.is_file() and p.name != "lock" and not p.name.startswith(("last_", "."))
+        }
+
+
+def test_ours_add_go_check_and_del(tmp_path: Path, ours: str, theirs: str) -> None:
+    net = Net(tmp_path)
+    assert net.add(ours, "c1") == ["10.77.0.2/24", "fd77::2/64"]
+    assert net.run(theirs, "CHECK", "c1") == (None, 0)
+    # the Go plugin walks sub-directories too: our hint files must not look like a lease
+    out, rc = net.run(theirs, "CHECK", "c2")
+    assert rc == 1 and "Failed to find address" in out["msg"]
+    # Go's duplicate check sees our lease
+    out, rc = net.run(theirs, "ADD", "c1")
+    assert rc == 1 and "10.77.0.2 has been allocated to c1" in out["msg"]
+    assert net.run(theirs, "DEL", "c1") == (None, 0)
+    assert net.leases() == {}
+    # our hint is now stale: CHECK and DEL must notice, not trust it
+    out, rc = net.run(ours, "CHECK", "c1")
+    assert rc == 1 and "Failed to find address" in out["msg"]
+    assert net.run(ours, "DEL", "c1") == (None, 0)
+
+
+def test_go_add_ours_check_and_del(tmp_path: Path, ours: str, theirs: str) -> None:
+    net = Net(tmp_path)
+    assert net.add(theirs, "g1") == ["10.77.0.2/24", "fd77::2/64"]
+    # round robin continues from the Go plugin's last_reserved_ip files
+    assert net.add(ours, "p1") == ["10.77.0.3/24", "fd77::3/64"]
+    assert net.add(theirs, "g2") == ["10.77.0.4/24", "fd77::4/64"]
+    assert net.run(ours, "CHECK", "g1") == (None, 0)
+    out, rc = net.run(ours, "ADD", "g1")
+    assert rc == 1 and "has been allocated to g1" in out["msg"]
+    assert net.run(ours, "DEL", "g1") == (None, 0)
+    out, rc = net.run(theirs, "CHECK", "g1")
+    assert rc == 1
+    assert net.run(theirs, "DEL", "p1") == (None, 0)
+    assert sorted(net.leases()) == ["10.77.0.4", "fd77::4"]
+    assert net.run(ours, "DEL", "g2") == (None, 0)
+    assert net.leases() == {}
+    names = sorted(p.name for p in net.dir.iterdir() if not p.name.startswith("."))
+    assert names == ["last_reserved_ip.0", "last_reserved_ip.1", "lock"]
+
+
+def test_same_bytes_as_go(tmp_path: Path, ours: str, theirs: str) -> None:
+    a, b = Net(tmp_path / "a"), Net(tmp_path / "b")
+    ra, _ = a.run(theirs, "ADD", "example")
+    rb, _ = b.run(ours, "ADD", "example")
+    ra.pop("dns", None)  # the 1.1.x binaries print an empty "dns": {}
+    assert ra == rb
+    for name in ("10.77.0.2", "fd77::2", "last_reserved_ip.0", "last_reserved_ip.1", "lock"):
+        fa, fb = a.dir / name, b.dir / name
+        assert fa.read_bytes() == fb.read_bytes(), name
+        assert fa.stat().st_mode == fb.stat().st_mode, name
+
+
+def test_parallel_adds_never_share_an_address(tmp_path: Path, ours: str, theirs: str) -> None:
+    net = Net(tmp_path, ranges=[[{"subnet": "10.78.0.0/24"}]])
+    jobs = [(ours if i % 2 == 0 else theirs, f"ctr{i}") for i in range(50)]
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        results = list(pool.map(lambda j: net.run(j[0], "ADD", j[1]), jobs))
+    assert all(rc == 0 for _, rc in results), [r for r in results if r[1] != 0][:3]
+    addresses = [out["ips"][0]["address"] for out, _ in results]
+    assert len(set(addresses)) == 50
+    leases = net.leases()
+    assert len(leases) == 50
+    assert {v for v in leases.values()} == {f"ctr{i}\r\neth0".encode() for i in range(50)}
+    # delete with the other implementation than the one that added
+    dels = [(theirs if i % 2 == 0 else ours, f"ctr{i}") for i in range(50)]
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        results = list(pool.map(lambda j: net.run(j[0], "DEL", j[1]), dels))
+    assert all(r == (None, 0) for r in results), results[:3]
+    assert net.leases() == {}
