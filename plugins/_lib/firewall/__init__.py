@@ -15,6 +15,7 @@ from typing import TypeVar
 from .backends import Backend, FirewallError, RestoreBackend, tables_present
 from .detect import CONFIG_KEY, ENV, choose, requested, teardown_backends
 from .model import Op, Plan, Rule, TableState, parse_save, quote, tokenize
+from .names import format_chain_name, format_hash
 
 T = TypeVar("T")
 
@@ -29,6 +30,8 @@ __all__ = [
     "Rule",
     "TableState",
     "choose",
+    "format_chain_name",
+    "format_hash",
     "parse_save",
     "quote",
     "requested",

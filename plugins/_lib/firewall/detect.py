@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Mapping
 
 from cnitool.spec.errors import InvalidConfigError
 
@@ -57,7 +58,7 @@ def _count_rules(backend: Backend) -> int:
     return sum(len(r) for r in st.chains.values())
 
 
-def requested(config_value: object = None, env: dict[str, str] | None = None) -> str:
+def requested(config_value: object = None, env: Mapping[str, str] | None = None) -> str:
     e = (env if env is not None else os.environ).get(ENV, "")
     choice = e or (config_value if isinstance(config_value, str) else "") or "auto"
     if config_value is not None and not isinstance(config_value, str):

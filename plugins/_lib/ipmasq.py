@@ -1,0 +1,125 @@
+"""IP masquerade for bridge/ptp ``ipMasq: true`` (iptables, the reference layout).
+
+Per container a chain ``CNI-<hash>`` in table ``nat`` (``firewall.chain_name``) holding, per
+address, ``-d <subnet> -j ACCEPT`` and ``! -d <multicast> -j MASQUERADE``, entered from
+``POSTROUTING`` by ``-s <address> -j CNI-<hash>``; every rule carries the comment
+``name: "<network>" id: "<containerID>"``. Chains made by the Go plugins are removed by
+teardown and vice versa.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+
+from . import firewall as fw
+from .firewall.names import format_chain_name
+
+MULTICAST = {4: "224.0.0.0/4", 6: "ff00::/8"}
+
+
+def masq_comment(network: str, container_id: str) -> str:
+    return f'name: "{network}" id: "{container_id}"'
+
+
+def _parse(ips: Sequence[str]) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:
+    out = []
+    for ip in ips:
+        try:
+            out.append(ipaddress.ip_interface(ip))
+        except ValueError as e:
+            raise fw.FirewallError(f"ipMasq: invalid address {ip!r}: {e}") from e
+    return out
+
+
+def masq_rules(network: str, container_id: str, ips: Sequence[str]) -> dict[int, list[fw.Rule]]:
+    """The rules per family, in the order the reference plugin appends them."""
+    chain = format_chain_name(network, container_id)
+    comment = masq_comment(network, container_id)
+    out: dict[int, list[fw.Rule]] = {}
+    for ipi in _parse(ips):
+        fam = ipi.version
+        host = f"{ipi.ip}/{ipi.max_prefixlen}"
+        rules = out.setdefault(fam, [])
+        rules.append(
+            fw.Rule(
+                chain,
+                ("-d", str(ipi.network), "-m", "comment", "--comment", comment, "-j", "ACCEPT"),
+            )
+        )
+        rules.append(
+            fw.Rule(
+                chain,
+                (
+                    "!",
+                    "-d",
+                    MULTICAST[fam],
+                    "-m",
+                    "comment",
+                    "--comment",
+                    comment,
+                    "-j",
+                    "MASQUERADE",
+                ),
+            )
+        )
+        rules.append(
+            fw.Rule("POSTROUTING", ("-s", host, "-m", "comment", "--comment", comment, "-j", chain))
+        )
+    return out
+
+
+def plan_setup(plan: fw.Plan, chain: str, rules: Sequence[fw.Rule]) -> None:
+    plan.ensure_chain(chain)
+    for r in rules:
+        if r.chain == chain and r.target == "ACCEPT":
+            # keep every "don't touch my subnet" rule ahead of the MASQUERADE one
+            existing = plan.state.chains.get(chain, [])
+            masq = [i for i, a in enumerate(existing) if "MASQUERADE" in a]
+            if masq and r.args not in existing:
+                plan.insert_unique(r, masq[0] + 1)
+                continue
+        plan.append_unique(r)
+
+
+def setup_ip_masq(
+    network: str, container_id: str, ips: Sequence[str], *, backend: str | None = None
+) -> None:
+    """Masquerade traffic from the container's addresses leaving their subnets."""
+    chain = format_chain_name(network, container_id)
+    choice = fw.requested(backend)
+    for fam, rules in masq_rules(network, container_id, ips).items():
+        be = fw.choose(fam, choice)
+        fw.transact(be, "nat", lambda p, rules=rules: plan_setup(p, chain, rules))
+
+
+def teardown_ip_masq(
+    network: str, container_id: str, ips: Sequence[str] = (), *, backend: str | None = None
+) -> None:
+    """Remove the container's masquerade chain and every POSTROUTING jump to it.
+
+    Looks in both families (only those of ``ips`` when given) and in both iptables backends
+    where their tables exist; keeps going past errors and reports them together.
+    """
+    chain = format_chain_name(network, container_id)
+    families = sorted({i.version for i in _parse(ips)}) or [4, 6]
+    choice = fw.requested(backend)
+    errors: list[str] = []
+
+    def plan(p: fw.Plan) -> None:
+        p.delete_jumps_to(chain, ["POSTROUTING"])
+        p.delete_chain(chain)
+
+    for fam in families:
+        try:
+            backends = fw.teardown_backends(fam, choice)
+        except fw.FirewallError as e:
+            errors.append(str(e))
+            continue
+        for be in backends:
+            try:
+                fw.transact(be, "nat", plan)
+            except fw.FirewallError as e:
+                errors.append(f"{be.name} ipv{fam}: {e}")
+    if errors:
+        raise fw.FirewallError("failed to tear down ipMasq: " + "; ".join(errors))

@@ -1,0 +1,42 @@
+"""Launcher entry for the portmap plugin (kept import-light)."""
+
+from __future__ import annotations
+
+from cnitool import skel
+from cnitool.spec.version import ALL
+
+
+def _add(cmd: skel.CmdArgs) -> dict[str, object]:
+    from .commands import cmd_add
+
+    return cmd_add(cmd)
+
+
+def _check(cmd: skel.CmdArgs) -> None:
+    from .commands import cmd_check
+
+    cmd_check(cmd)
+
+
+def _del(cmd: skel.CmdArgs) -> None:
+    from .commands import cmd_del
+
+    cmd_del(cmd)
+
+
+PLUGIN = skel.Plugin(
+    name="portmap",
+    versions=ALL,
+    about="CNI portmap plugin pycni",
+    add=_add,
+    check=_check,
+    delete=_del,
+)
+
+
+def main() -> int:
+    return skel.main(PLUGIN)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

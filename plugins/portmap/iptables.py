@@ -1,0 +1,120 @@
+"""Applying the portmap layout: one transaction per table and family, either backend."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TextIO
+
+from cnitool.spec.errors import CNIError
+
+from .._lib import firewall as fw
+from .config import PortMapConf
+from .rules import (
+    OLD_SNAT,
+    TOP_DNAT,
+    ChainSpec,
+    IPInterface,
+    dnat_chain_name,
+    dnat_comment,
+    old_snat_chain_name,
+    setup_chains,
+)
+
+
+def plan_setup(plan: fw.Plan, chains: Sequence[ChainSpec]) -> None:
+    for spec in chains:
+        own = spec.name.startswith("CNI-DN-")
+        if own:
+            # start the container's chain afresh and drop its old entry rules
+            plan.flush_chain(spec.name)
+            plan.delete_jumps_to(spec.name, [TOP_DNAT])
+        else:
+            plan.ensure_chain(spec.name)
+        for r in spec.rules:
+            plan.append_unique(r)
+        for r in spec.entry_rules:
+            if spec.prepend_entry:
+                plan.insert_unique(r, 1)
+            else:
+                plan.append_unique(r)
+
+
+def plan_teardown(plan: fw.Plan, network: str, container_id: str) -> None:
+    comment = dnat_comment(network, container_id)
+    plan.delete_where(TOP_DNAT, lambda r: r.comment() == comment)
+    plan.delete_chain(dnat_chain_name(network, container_id))
+    old = old_snat_chain_name(network, container_id)
+    plan.delete_jumps_to(old, [OLD_SNAT, "POSTROUTING"])
+    plan.delete_chain(old)
+
+
+def forward_ports(conf: PortMapConf, net: IPInterface) -> None:
+    backend = fw.choose(net.version, conf.backend or "auto")
+    chains = setup_chains(conf, net)
+    fw.transact(backend, "nat", lambda p: plan_setup(p, chains))
+
+
+def unforward_ports(conf: PortMapConf, log: TextIO | None = None) -> None:
+    """Remove the container's chains and rules in both families and both backends (where
+    their tables exist), found by chain name and by comment; mappings are not needed."""
+    choice = conf.backend or "auto"
+    errors: list[str] = []
+    usable = 0
+    for fam in (4, 6):
+        try:
+            backends = fw.teardown_backends(fam, choice)
+        except fw.FirewallError as e:
+            errors.append(f"ipv{fam}: {e}")
+            continue
+        for be in backends:
+            try:
+                fw.transact(be, "nat", lambda p: plan_teardown(p, conf.name, conf.container_id))
+                usable += 1
+            except fw.FirewallError as e:
+                errors.append(f"could not teardown ipv{fam} dnat ({be.name}): {e}")
+    if log is not None:
+        for e in errors:
+            print(e, file=log)
+    if usable == 0:
+        raise CNIError("neither iptables nor ip6tables usable", "; ".join(errors))
+    failed = [e for e in errors if e.startswith("could not teardown")]
+    if failed:
+        raise CNIError(failed[0], "; ".join(failed[1:]))
+
+
+def _loose_match(want: fw.Rule, have: Sequence[fw.Rule]) -> bool:
+    """Entry rules with user conditions are compared by comment, target and ports only
+    (iptables may reorder the condition tokens)."""
+    ports = want.args[want.args.index("--dports") + 1]
+    for r in have:
+        if r.comment() == want.comment() and r.target == want.target and ports in r.args:
+            return True
+    return False
+
+
+def check_ports(conf: PortMapConf, net: IPInterface) -> None:
+    fam = "ipv4" if net.version == 4 else "ipv6"
+    backend = fw.choose(net.version, conf.backend or "auto")
+    state = backend.load("nat")
+    name = dnat_chain_name(conf.name, conf.container_id)
+    if not state.has_chain(name):
+        raise CNIError(f"could not check {fam} dnat: chain {name} not found")
+    conditions = conf.conditions_v6 if net.version == 6 else conf.conditions_v4
+    for spec in setup_chains(conf, net):
+        if not state.has_chain(spec.name):
+            raise CNIError(f"could not check {fam} dnat: chain {spec.name} not found in table nat")
+        for r in spec.rules:
+            if not state.has_rule(r):
+                raise CNIError(
+                    f"could not check {fam} dnat: rule {' '.join(r.args)} in chain {r.chain} "
+                    "not found in table nat"
+                )
+        for r in spec.entry_rules:
+            ok = state.has_rule(r)
+            if not ok and conditions and r.chain == TOP_DNAT:
+                ok = _loose_match(r, state.rules(TOP_DNAT))
+            if not ok:
+                raise CNIError(
+                    f"could not check {fam} dnat: rule {' '.join(r.args)} in chain {r.chain} "
+                    "not found in table nat"
+                )
