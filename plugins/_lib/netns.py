@@ -1,0 +1,177 @@
+"""Network namespace handles: open/validate a netns path and run code inside it.
+
+A namespace is always an explicit open file descriptor. Switching happens only in a
+short-lived worker thread (``setns`` affects the calling thread alone), so the caller's
+thread, and the rest of the process, never leave their own namespace. A missing path is
+reported as such and is never created.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from cnitool.spec.errors import CNIError, InvalidNetNSError
+
+CLONE_NEWNET = 0x40000000
+NSFS_MAGIC = 0x6E736673
+PROC_SUPER_MAGIC = 0x9FA0
+
+T = TypeVar("T")
+
+_libc: Any = None
+
+
+def _lib() -> Any:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+    return _libc
+
+
+class NetNSNotFoundError(InvalidNetNSError):
+    """The netns path does not exist (DEL treats this as "already gone")."""
+
+
+class NotANetNSError(InvalidNetNSError):
+    """The path exists but is not a namespace file (not on nsfs or procfs)."""
+
+
+class _StatFS(ctypes.Structure):
+    # struct statfs on 64-bit Linux: f_type is the first long
+    _fields_ = [("f_type", ctypes.c_long), ("_rest", ctypes.c_byte * 112)]
+
+
+def _fs_type(fd: int) -> int:
+    buf = _StatFS()
+    if _lib().fstatfs(fd, ctypes.byref(buf)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return int(buf.f_type) & 0xFFFFFFFF
+
+
+def open_netns(path: str) -> int:
+    """Open a netns path read-only and check it is a namespace; return the fd.
+
+    Raises NetNSNotFoundError when the path does not exist and NotANetNSError when it is
+    some other file. Never creates anything.
+    """
+    if not path:
+        raise InvalidNetNSError("netns path is empty")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError as exc:
+        raise NetNSNotFoundError(
+            f'failed to open netns "{path}": no such file or directory'
+        ) from exc
+    except OSError as exc:
+        raise InvalidNetNSError(f'failed to open netns "{path}": {exc.strerror}') from exc
+    try:
+        ftype = _fs_type(fd)
+    except OSError as exc:
+        os.close(fd)
+        raise InvalidNetNSError(f'failed to open netns "{path}": {exc.strerror}') from exc
+    if ftype not in (NSFS_MAGIC, PROC_SUPER_MAGIC):
+        os.close(fd)
+        raise NotANetNSError(
+            f'failed to open netns "{path}": unknown FS magic on "{path}": {ftype:x}'
+        )
+    return fd
+
+
+def current_netns() -> int:
+    """An fd for the calling thread's own network namespace."""
+    return os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+
+
+def same_netns(fd_a: int, fd_b: int) -> bool:
+    a, b = os.fstat(fd_a), os.fstat(fd_b)
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def setns(fd: int) -> None:
+    """Move the calling thread into the network namespace ``fd``."""
+    if _lib().setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+def run_in_netns(fd: int, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run ``fn(*args, **kwargs)`` in a worker thread switched into netns ``fd``.
+
+    Returns what ``fn`` returns and re-raises what it raises. The worker switches back
+    before it ends; if that fails the thread simply ends, so nothing else is affected.
+    """
+    box: dict[str, Any] = {}
+
+    def worker() -> None:
+        try:
+            home = current_netns()
+        except OSError as exc:
+            box["exc"] = exc
+            return
+        try:
+            setns(fd)
+            try:
+                box["value"] = fn(*args, **kwargs)
+            finally:
+                setns(home)
+        except BaseException as exc:  # handed back to the caller below
+            box["exc"] = exc
+        finally:
+            os.close(home)
+
+    thread = threading.Thread(target=worker, name="netns-worker", daemon=True)
+    thread.start()
+    thread.join()
+    if "exc" in box:
+        raise box["exc"]
+    return box["value"]  # type: ignore[no-any-return]
+
+
+class NetNS:
+    """An open namespace: ``with NetNS(path) as ns: ns.run(fn, ...)``."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.fd = open_netns(path)
+
+    def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return run_in_netns(self.fd, fn, *args, **kwargs)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> NetNS:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def is_gone(exc: BaseException) -> bool:
+    """True for the errors that mean "the namespace no longer exists"."""
+    return isinstance(exc, NetNSNotFoundError) or (
+        isinstance(exc, OSError) and exc.errno == errno.ENOENT
+    )
+
+
+__all__ = [
+    "CNIError",
+    "NetNS",
+    "NetNSNotFoundError",
+    "NotANetNSError",
+    "current_netns",
+    "is_gone",
+    "open_netns",
+    "run_in_netns",
+    "same_netns",
+    "setns",
+]

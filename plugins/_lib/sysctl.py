@@ -1,0 +1,44 @@
+"""sysctl read/write through /proc/sys.
+
+Called from a netns worker thread, ``net.*`` keys read and write that namespace's values.
+Keys may use dots or slashes; dots become slashes only when a dot comes before the first
+slash, so interface names containing dots survive (``net/ipv4/conf/eth0.100/arp_notify``).
+"""
+
+from __future__ import annotations
+
+import os
+
+PROC_SYS = "/proc/sys"
+
+
+def key_path(name: str) -> str:
+    """Map a sysctl key to its file under /proc/sys."""
+    dot, slash = name.find("."), name.find("/")
+    if dot != -1 and (slash == -1 or dot < slash):
+        name = name.replace(".", "/")
+    return os.path.join(PROC_SYS, name)
+
+
+def get(name: str) -> str:
+    with open(key_path(name), encoding="ascii") as fh:
+        return fh.read().strip()
+
+
+def set(name: str, value: str) -> None:  # noqa: A001 - mirrors the sysctl verb
+    with open(key_path(name), "w", encoding="ascii") as fh:
+        fh.write(value)
+
+
+def ensure(name: str, value: str) -> None:
+    """Write ``value`` only when the current value differs (no needless writes)."""
+    if get(name) != value:
+        set(name, value)
+
+
+def enable_forwarding(v4: bool, v6: bool) -> None:
+    """Turn on IP forwarding for the families asked for (only when not already on)."""
+    if v4:
+        ensure("net/ipv4/ip_forward", "1")
+    if v6:
+        ensure("net/ipv6/conf/all/forwarding", "1")

@@ -1,0 +1,385 @@
+"""bridge verbs: ADD, CHECK, DEL.
+
+Host-side work runs in the calling thread (the node's namespace); container-side work runs
+in a netns worker with its own netlink socket. A failed ADD undoes what it did, in
+reverse order, including the IPAM allocation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import ipaddress
+import os
+from typing import Any
+
+from cnitool import skel
+from cnitool.spec.errors import CNIError
+
+from .._lib import ipam, netns, sysctl
+from .._lib.netlink import AF_INET, AF_INET6, Link, Netlink, NetlinkError, random_veth_name
+from .config import BridgeConf, load
+
+Result = dict[str, Any]
+
+
+# -- host side --------------------------------------------------------------------------
+def _ensure_bridge(nl: Netlink, conf: BridgeConf) -> Link:
+    br = nl.link(conf.bridge)
+    if br is None:
+        try:
+            nl.create_bridge(conf.bridge, conf.mtu, vlan_filtering=conf.uses_vlan)
+        except NetlinkError as exc:
+            if exc.errno != errno.EEXIST:
+                raise CNIError(f'could not add "{conf.bridge}": {exc}') from exc
+        br = nl.link(conf.bridge)
+        if br is None:
+            raise CNIError(f'could not look up "{conf.bridge}" after creating it')
+    if br.kind != "bridge":
+        raise CNIError(f'"{conf.bridge}" already exists but is not a bridge')
+    if conf.uses_vlan and not br.vlan_filtering:
+        try:
+            nl.set_link(br.index, kind="bridge", br_vlan_filtering=1)
+        except NetlinkError as exc:
+            raise CNIError(f'cannot enable vlan_filtering on "{conf.bridge}": {exc}') from exc
+        br = nl.link(conf.bridge)
+        if br is None or not br.vlan_filtering:
+            raise CNIError(
+                f'"vlan"/"vlanTrunk" need bridge vlan_filtering, which this kernel does not '
+                f'support (could not enable it on "{conf.bridge}")')
+    if conf.promisc and not br.promisc:
+        nl.set_promisc(br.index, True)
+    with contextlib.suppress(OSError):
+        sysctl.ensure(f"net/ipv6/conf/{conf.bridge}/accept_ra", "0")
+    if not br.up:
+        nl.set_up(br.index)
+    out = nl.link(conf.bridge)
+    assert out is not None
+    return out
+
+
+def _ensure_addr(nl: Netlink, br: Link, gw_cidr: str, force: bool) -> None:
+    want = ipaddress.ip_interface(gw_cidr)
+    family = AF_INET6 if want.version == 6 else AF_INET
+    for a in nl.addrs(br.index, family):
+        have = a.interface
+        if have == want:
+            return
+        if have.version == 6 and have.ip.is_link_local:
+            continue
+        if family == AF_INET or want.ip in have.network or have.ip in want.network:
+            if not force:
+                raise CNIError(f'"{br.name}" already has an IP address different from {want}')
+            nl.del_addr(br.index, a.cidr)
+    try:
+        nl.add_addr(br.index, str(want))
+    except NetlinkError as exc:
+        if exc.errno != errno.EEXIST:
+            raise CNIError(f'could not add IP address to "{br.name}": {exc}') from exc
+    # pin the bridge MAC, or it follows the lowest port MAC as ports come and go
+    try:
+        nl.set_link(br.index, address=br.mac)
+    except NetlinkError as exc:
+        raise CNIError(f"could not set bridge's mac: {exc}") from exc
+
+
+def _calc_gateways(result: Result, conf: BridgeConf) -> list[str]:
+    """Set ``interface: 2`` and missing gateways; add default routes; gateway CIDRs."""
+    gws: list[str] = []
+    default_found = {4: False, 6: False}
+    routes = result.setdefault("routes", [])
+    for ipc in result["ips"]:
+        iface = ipaddress.ip_interface(ipc["address"])
+        ipc["interface"] = 2
+        if not ipc.get("gateway") and conf.is_gw:
+            ipc["gateway"] = str(iface.network.network_address + 1)
+        fam = iface.version
+        if conf.is_default_gw and not default_found[fam]:
+            default = "0.0.0.0/0" if fam == 4 else "::/0"
+            for r in routes:
+                if r.get("gw") and str(ipaddress.ip_network(r["dst"], strict=False)) == default:
+                    default_found[fam] = True
+                    break
+            if not default_found[fam]:
+                route: dict[str, Any] = {"dst": default}
+                if ipc.get("gateway"):
+                    route["gw"] = ipc["gateway"]
+                routes.append(route)
+                default_found[fam] = True
+        if conf.is_gw and ipc.get("gateway"):
+            gws.append(f"{ipc['gateway']}/{iface.network.prefixlen}")
+    if not routes:
+        del result["routes"]
+    return gws
+
+
+# -- container side (run inside the netns worker) ---------------------------------------
+def _make_veth(ifname: str, host_fd: int, mtu: int, mac: str) -> tuple[str, Link]:
+    with Netlink() as nl:
+        if nl.link(ifname) is not None:
+            raise CNIError(f'container veth name "{ifname}" already exists')
+        for _ in range(10):
+            peer = random_veth_name()
+            try:
+                nl.create_veth(ifname, peer, host_fd, mtu=mtu, mac=mac)
+            except NetlinkError as exc:
+                if exc.errno == errno.EEXIST and nl.link(ifname) is None:
+                    continue  # the random host-side name is taken: try another
+                raise CNIError(f"failed to make veth pair: {exc}") from exc
+            link = nl.link(ifname)
+            assert link is not None
+            return peer, link
+        raise CNIError("failed to make veth pair: no free host veth name after 10 tries")
+
+
+def _configure_container(ifname: str, result: Result | None, conf: BridgeConf) -> Link:
+    if conf.enable_dad:
+        with contextlib.suppress(OSError):
+            sysctl.set(f"net/ipv6/conf/{ifname}/enhanced_dad", "1")
+        with contextlib.suppress(OSError):
+            sysctl.set(f"net/ipv6/conf/{ifname}/accept_dad", "1")
+    else:
+        with contextlib.suppress(OSError):
+            sysctl.set(f"net/ipv6/conf/{ifname}/accept_dad", "0")
+    with contextlib.suppress(OSError):
+        sysctl.set(f"net/ipv4/conf/{ifname}/arp_notify", "1")
+    with Netlink() as nl:
+        if result is not None:
+            ipam.configure_iface(nl, ifname, result)
+        elif not conf.disable_container_interface:
+            link = nl.link(ifname)
+            if link is None:
+                raise CNIError(f'failed to lookup "{ifname}"')
+            nl.set_up(link.index)
+        link = nl.link(ifname)
+        assert link is not None
+        return link
+
+
+def _delete_container_link(ifname: str) -> list[str]:
+    with Netlink() as nl:
+        return nl.delete_link_collect(ifname)
+
+
+# -- ADD --------------------------------------------------------------------------------
+def _port_setup(nl: Netlink, conf: BridgeConf, br: Link, host: Link) -> None:
+    try:
+        nl.set_link(host.index, master=br.index)
+    except NetlinkError as exc:
+        raise CNIError(f'failed to connect "{host.name}" to bridge {br.name}: {exc}') from exc
+    if conf.hairpin or conf.port_isolation:
+        attrs: dict[str, int] = {}
+        if conf.hairpin:
+            attrs["mode"] = 1
+        if conf.port_isolation:
+            attrs["isolated"] = 1
+        try:
+            nl.brport_set(host.index, **attrs)
+        except NetlinkError as exc:
+            raise CNIError(f'failed to set bridge port options on "{host.name}": {exc}') from exc
+    if conf.uses_vlan:
+        try:
+            if not conf.preserve_default_vlan:
+                with contextlib.suppress(NetlinkError):
+                    nl.vlan_del(host.index, 1)
+            if conf.vlan:
+                nl.vlan_add(host.index, conf.vlan, pvid=True, untagged=True)
+            for lo, hi in conf.vlan_trunk:
+                nl.vlan_add(host.index, lo, vid_end=hi)
+        except NetlinkError as exc:
+            raise CNIError(f'failed to set VLANs on "{host.name}": {exc}') from exc
+
+
+def cmd_add(cmd: skel.CmdArgs) -> Result:
+    conf = load(cmd)
+    if conf.uses_vlan and conf.is_gw:
+        raise CNIError("isGateway together with vlan/vlanTrunk is not supported by this plugin")
+    with contextlib.ExitStack() as stack, Netlink() as nl:
+        ns = stack.enter_context(netns.NetNS(cmd.netns))
+        host_fd = netns.current_netns()
+        stack.callback(os.close, host_fd)
+        undo = contextlib.ExitStack()
+        stack.enter_context(undo)
+        quiet = ipam.quiet_undo(cmd)
+
+        br = _ensure_bridge(nl, conf)
+        host_name, cont = ns.run(_make_veth, cmd.ifname, host_fd, conf.mtu, conf.mac)
+        undo.callback(quiet, _undo_veth, ns, cmd.ifname)
+        host = nl.link(host_name)
+        if host is None:
+            raise CNIError(f'failed to lookup host veth "{host_name}"')
+        nl.set_up(host.index)
+        with contextlib.suppress(OSError):
+            sysctl.ensure(f"net/ipv6/conf/{host_name}/accept_ra", "0")
+        _port_setup(nl, conf, br, host)
+
+        if conf.macspoofchk:
+            from . import spoofcheck
+
+            spoofcheck.setup(cmd.container_id, cmd.ifname, host_name, cont.mac)
+            undo.callback(quiet, spoofcheck.teardown, cmd.container_id, cmd.ifname)
+
+        result: Result = {"cniVersion": "1.1.0"}
+        ipam_result: Result | None = None
+        if conf.ipam_type:
+            ipam_result = ipam.exec_add(cmd, conf.ipam_type)
+            undo.callback(quiet, ipam.exec_del, cmd, conf.ipam_type)
+            result = ipam_result
+            result["cniVersion"] = "1.1.0"
+        result["interfaces"] = [
+            {"name": br.name, "mac": br.mac},
+            {"name": host_name, "mac": host.mac},
+            {"name": cmd.ifname, "mac": cont.mac, "sandbox": cmd.netns},
+        ]
+        gws: list[str] = []
+        if ipam_result is not None:
+            gws = _calc_gateways(result, conf)
+        cont = ns.run(_configure_container, cmd.ifname, ipam_result, conf)
+
+        if conf.is_gw:
+            for gw in gws:
+                _ensure_addr(nl, br, gw, conf.force_address)
+            fams = {ipaddress.ip_interface(g).version for g in gws}
+            try:
+                sysctl.enable_forwarding(4 in fams, 6 in fams)
+            except OSError as exc:
+                raise CNIError(f"failed to enable forwarding: {exc}") from exc
+
+        if conf.ip_masq and ipam_result is not None:
+            from .._lib import ipmasq
+
+            cidrs = [ipc["address"] for ipc in result["ips"]]
+            ipmasq.setup_ip_masq(conf.network, cmd.container_id, cidrs)
+            undo.callback(quiet, ipmasq.teardown_ip_masq, conf.network, cmd.container_id, cidrs)
+
+        state = nl.wait_oper_up(host.index)
+        if state != "UP":
+            raise CNIError(f"bridge port in error state: {state.lower()}")
+
+        br_now = nl.link(br.name)
+        host_now = nl.link(host_name)
+        result["interfaces"][0]["mac"] = br_now.mac if br_now else br.mac
+        result["interfaces"][1]["mac"] = host_now.mac if host_now else host.mac
+        result["interfaces"][2]["mac"] = cont.mac
+        if conf.dns is not None:
+            result["dns"] = conf.dns
+        undo.pop_all()
+        return result
+
+
+def _undo_veth(ns: netns.NetNS, ifname: str) -> None:
+    ns.run(_delete_container_link, ifname)
+
+
+# -- DEL --------------------------------------------------------------------------------
+def cmd_del(cmd: skel.CmdArgs) -> None:
+    conf = load(cmd)
+    errors: list[Exception] = []
+    cidrs: list[str] = []
+    if cmd.netns:
+        try:
+            with netns.NetNS(cmd.netns) as ns:
+                cidrs = ns.run(_delete_container_link, cmd.ifname)
+        except netns.NetNSNotFoundError:
+            pass  # the namespace is gone, and with it the veth pair
+        except Exception as exc:  # noqa: BLE001 - keep releasing the rest
+            errors.append(exc)
+    if conf.ipam_type:
+        try:
+            ipam.exec_del(cmd, conf.ipam_type)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+    if cmd.netns and conf.macspoofchk:
+        try:
+            from . import spoofcheck
+
+            spoofcheck.teardown(cmd.container_id, cmd.ifname)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+    if cmd.netns and conf.ip_masq:
+        if not cidrs:
+            cidrs = _prev_cidrs(conf.raw, cmd.ifname)
+        if cidrs:
+            try:
+                from .._lib import ipmasq
+
+                ipmasq.teardown_ip_masq(conf.network, cmd.container_id, cidrs)
+            except Exception as exc:  # noqa: BLE001
+                errors.append(exc)
+    if errors:
+        first = errors[0]
+        if isinstance(first, CNIError):
+            raise first
+        raise CNIError(str(first))
+
+
+def _prev_cidrs(raw: dict[str, Any], ifname: str) -> list[str]:
+    try:
+        prev = ipam.prev_result(raw)
+    except CNIError:
+        return []
+    if not prev:
+        return []
+    ifaces = prev.get("interfaces") or []
+    out = []
+    for ipc in prev.get("ips") or []:
+        idx = ipc.get("interface")
+        if idx is None or (0 <= idx < len(ifaces) and ifaces[idx].get("name") == ifname):
+            out.append(ipc["address"])
+    return out
+
+
+# -- CHECK ------------------------------------------------------------------------------
+def _check_container(ifname: str, want_mac: str, result: Result) -> Link:
+    with Netlink() as nl:
+        return ipam.validate_iface(nl, ifname, want_mac, result)
+
+
+def cmd_check(cmd: skel.CmdArgs) -> None:
+    conf = load(cmd)
+    if conf.ipam_type:
+        ipam.exec_check(cmd, conf.ipam_type)
+    result = ipam.prev_result(conf.raw)
+    if result is None:
+        raise CNIError("Required prevResult missing")
+    br_map: dict[str, Any] = {}
+    cont_map: dict[str, Any] = {}
+    for intf in result.get("interfaces") or []:
+        if intf.get("name") == conf.bridge:
+            br_map = intf
+        elif intf.get("name") == cmd.ifname and intf.get("sandbox") == cmd.netns:
+            cont_map = intf
+    if cont_map.get("sandbox", "") != cmd.netns:
+        raise CNIError(f"Sandbox in prevResult {cont_map.get('sandbox', '')} doesn't match "
+                       f"configured netns: {cmd.netns}")
+    with Netlink() as nl:
+        br = nl.link(conf.bridge)
+        if br is None:
+            raise CNIError(f"Error: Bridge interface {conf.bridge} not found")
+        if br.kind != "bridge":
+            raise CNIError(f"Error: interface {conf.bridge} not a bridge")
+        if br_map.get("mac") and br_map["mac"].lower() != br.mac.lower():
+            raise CNIError(f"Bridge interface {conf.bridge} Mac doesn't match: {br_map['mac']}")
+        if conf.promisc and not br.promisc:
+            raise CNIError(f"Bridge interface {conf.bridge} configured Promisc Mode "
+                           f"{conf.promisc} doesn't match current state: {br.promisc}")
+        with netns.NetNS(cmd.netns) as ns:
+            cont = ns.run(_check_container, cmd.ifname, cont_map.get("mac", ""), result)
+        found = False
+        for intf in result.get("interfaces") or []:
+            name = intf.get("name")
+            if name in (br_map.get("name"), cont_map.get("name")):
+                continue
+            host = nl.link(str(name))
+            if host is None or host.kind != "veth":
+                continue
+            if host.peer_index != cont.index or cont.peer_index != host.index:
+                continue
+            if host.master != br.index:
+                raise CNIError(f"Interface {name} veth not on bridge {conf.bridge}")
+            if intf.get("mac") and intf["mac"].lower() != host.mac.lower():
+                raise CNIError(f"Interface {name} Mac doesn't match: {intf['mac']}")
+            found = True
+            break
+        if not found:
+            raise CNIError(f"Could not find veth peer of {cmd.ifname} on bridge {conf.bridge}")

@@ -1,0 +1,42 @@
+"""Launcher entry for the loopback plugin (kept import-light)."""
+
+from __future__ import annotations
+
+from cnitool import skel
+from cnitool.spec.version import ALL
+
+
+def _add(cmd: skel.CmdArgs) -> dict[str, object]:
+    from .plugin import cmd_add
+
+    return cmd_add(cmd)
+
+
+def _check(cmd: skel.CmdArgs) -> None:
+    from .plugin import cmd_check
+
+    cmd_check(cmd)
+
+
+def _del(cmd: skel.CmdArgs) -> None:
+    from .plugin import cmd_del
+
+    cmd_del(cmd)
+
+
+PLUGIN = skel.Plugin(
+    name="loopback",
+    versions=ALL,
+    about="CNI loopback plugin pycni",
+    add=_add,
+    check=_check,
+    delete=_del,
+)
+
+
+def main() -> int:
+    return skel.main(PLUGIN)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
