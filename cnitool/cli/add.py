@@ -23,7 +23,9 @@ from .common import (
 from .output import note, render_result, write_json_result
 
 if TYPE_CHECKING:
+    from ..libcni.api import CNIConfig
     from ..libcni.config import NetworkConfigList
+    from ..libcni.runtime import RuntimeConf
 
 
 def _ensure_netns(netns: str) -> None:
@@ -46,6 +48,20 @@ def _preflight(net: NetworkConfigList, bin_dirs: list[str]) -> None:
 
     for plugin in net.plugins:
         find_in_path(plugin.type, bin_dirs)
+
+
+def _rollback(cni: CNIConfig, net: NetworkConfigList, rt: RuntimeConf) -> list[Exception]:
+    """DEL every plugin of the chain in reverse order, going on past failures (one
+    plugin refusing DEL must not leave the others' interfaces and leases behind)."""
+    import dataclasses
+
+    problems: list[Exception] = []
+    for plugin in reversed(net.plugins):
+        try:
+            cni.del_network_list(dataclasses.replace(net, plugins=[plugin]), rt)
+        except Exception as err:  # noqa: BLE001 - collected and reported
+            problems.append(err)
+    return problems
 
 
 @click.command("add", short_help="Attach a container netns to a network (runs ADD).")
@@ -78,12 +94,11 @@ def command(network: str, netns: str, **kw: Any) -> None:
         except PluginExecError as err:
             if settings.extra.get("no_rollback"):
                 raise
-            try:
-                cni.del_network_list(net, rt)
-            except Exception as del_err:  # noqa: BLE001 - report both
-                fail([describe_error(err, "add"),
-                      "rollback " + describe_error(del_err, "del")],
-                     debug=settings.debug, exc=del_err)
+            problems = _rollback(cni, net, rt)
+            if problems:
+                fail([describe_error(err, "add")]
+                     + ["rollback " + describe_error(p, "del") for p in problems],
+                     debug=settings.debug, exc=problems[-1])
             raise
     if result is None:  # every plugin answered with an empty result; Go prints nothing too
         return

@@ -1,0 +1,5 @@
+"""``python -m cnitool.cli`` runs the cnitool command."""
+
+from .main import main
+
+main()

@@ -1,0 +1,221 @@
+"""``cnitool leases [NETWORK]``: the host-local leases on this node, and which are stale.
+
+Reads ``<data-dir>/<network>/<ip>`` lease files (written by our host-local or the Go one),
+tells which range set of the network's configuration each address belongs to, and
+whether a cached attachment (libcni's result cache) still owns it. A lease no cached
+attachment owns is *stale*: its container was torn down without a DEL reaching IPAM.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import click
+
+from .common import DEFAULT_CACHE_DIR, DEFAULT_CONF_DIR, reporting
+from .output import note, write_json
+
+DEFAULT_DATA_DIR = "/var/lib/cni/networks"
+
+
+def _ipam_of(raw: Any) -> dict[str, Any] | None:
+    """The host-local ``ipam`` object of a conflist (or single plugin) document."""
+    if not isinstance(raw, dict):
+        return None
+    plugins = raw.get("plugins")
+    for plugin in plugins if isinstance(plugins, list) else [raw]:
+        if isinstance(plugin, dict):
+            ipam = plugin.get("ipam")
+            if isinstance(ipam, dict) and ipam.get("type") == "host-local":
+                return ipam
+    return None
+
+
+def _range_sets(
+    network: str, conf_dir: str, cached_configs: list[bytes]
+) -> tuple[list[Any] | None, str]:
+    """The network's host-local range sets (and where they came from), if findable."""
+    from cnitool_plugins.host_local import config as hl_config  # type: ignore[import-untyped,unused-ignore]
+
+    docs: list[tuple[Any, str]] = []
+    try:
+        from ..libcni.config import load_conf_list
+
+        net = load_conf_list(conf_dir, network)
+        docs.append((json.loads(net.raw_bytes), net.path or conf_dir))
+    except Exception:  # noqa: BLE001 - no usable configuration: try the cache next
+        pass
+    for data in cached_configs:
+        try:
+            docs.append((json.loads(data), "result cache"))
+        except ValueError:
+            continue
+    for doc, source in docs:
+        ipam = _ipam_of(doc)
+        if ipam is None:
+            continue
+        version = doc.get("cniVersion", "") if isinstance(doc, dict) else ""
+        try:
+            conf = hl_config.load({"cniVersion": version, "name": network, "ipam": ipam}, "")
+        except Exception:  # noqa: BLE001 - an invalid config just means "unknown set"
+            continue
+        return conf.ranges, source
+    return None, ""
+
+
+def _networks(data_dir: str, only: str | None) -> list[str]:
+    if only is not None:
+        return [only] if os.path.isdir(os.path.join(data_dir, only)) else []
+    try:
+        names = sorted(os.listdir(data_dir))
+    except FileNotFoundError:
+        return []
+    return [n for n in names if not n.startswith(".") and os.path.isdir(os.path.join(data_dir, n))]
+
+
+def collect(
+    data_dir: str = DEFAULT_DATA_DIR,
+    cache_dir: str = DEFAULT_CACHE_DIR,
+    conf_dir: str = DEFAULT_CONF_DIR,
+    network: str | None = None,
+) -> list[dict[str, Any]]:
+    """One record per lease: network, ip, containerID, ifname, rangeSet, cached, stale."""
+    from cnitool_plugins.host_local.config import parse_ip  # type: ignore[import-untyped,unused-ignore]
+    from cnitool_plugins.host_local.store import scan_dir  # type: ignore[import-untyped,unused-ignore]
+
+    from ..libcni.cache import ResultCache
+
+    attachments = ResultCache(cache_dir).attachments()
+    records: list[dict[str, Any]] = []
+    for name in _networks(data_dir, network):
+        mine = [a for a in attachments if a.network == name]
+        sets, _source = _range_sets(name, conf_dir, [a.config for a in mine])
+        owners: dict[tuple[str, str], set[str] | None] = {}
+        for a in mine:
+            ips: set[str] | None = None
+            if a.result is not None:
+                ips = set()
+                for ip in a.result.get("ips") or []:
+                    addr = ip.get("address") if isinstance(ip, dict) else None
+                    if isinstance(addr, str):
+                        ips.add(addr.split("/")[0])
+                for fam in ("ip4", "ip6"):  # 0.1/0.2 results
+                    old = a.result.get(fam)
+                    if isinstance(old, dict) and isinstance(old.get("ip"), str):
+                        ips.add(old["ip"].split("/")[0])
+            owners[(a.container_id, a.ifname)] = ips
+        # read-only view: no lock is taken or created
+        leases = sorted(
+            scan_dir(os.path.join(data_dir, name)), key=lambda kv: parse_ip(kv[0]) or (0, 0)
+        )
+        for ip_text, content in leases:
+            cid, sep, ifname = content.partition("\r\n")
+            ip = parse_ip(ip_text)
+            set_index: int | None = None
+            if sets is not None and ip is not None:
+                for i, rs in enumerate(sets):
+                    if rs.contains(ip):
+                        set_index = i
+                        break
+            if sep:
+                key = (cid, ifname)
+                cached_ips = owners.get(key)
+                cached = key in owners and (cached_ips is None or ip_text in cached_ips)
+            else:  # id-only lease (older format): any attachment of that container
+                cached = any(k[0] == cid for k in owners)
+            records.append(
+                {
+                    "network": name,
+                    "ip": ip_text,
+                    "containerID": cid,
+                    "ifname": ifname,
+                    "rangeSet": set_index,
+                    "cached": cached,
+                    "stale": not cached,
+                }
+            )
+    return records
+
+
+def _table(records: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    from .output import console
+
+    out = console()
+    table = Table(title="host-local leases", title_justify="left")
+    for col in ("network", "IP", "container ID", "ifname", "range set", "owner"):
+        table.add_column(col, overflow="fold")
+    for r in records:
+        owner = (
+            "cached attachment"
+            if r["cached"]
+            else "[bold red]STALE[/bold red] (no cached attachment)"
+        )
+        table.add_row(
+            r["network"],
+            r["ip"],
+            r["containerID"],
+            r["ifname"] or "[dim](legacy)[/dim]",
+            "?" if r["rangeSet"] is None else str(r["rangeSet"]),
+            owner,
+        )
+    out.print(table)
+    stale = sum(1 for r in records if r["stale"])
+    if stale:
+        out.print(f"{stale} stale lease(s): `cnitool gc` or a DEL of the attachment releases them.")
+
+
+@click.command("leases", short_help="Inspect host-local IPAM leases.")
+@click.argument("network", required=False)
+@click.option(
+    "--data-dir",
+    default=DEFAULT_DATA_DIR,
+    show_default=True,
+    help="host-local dataDir holding one directory per network.",
+)
+@click.option(
+    "--cache-dir",
+    default=DEFAULT_CACHE_DIR,
+    show_default=True,
+    help="libcni result cache directory (to tell which leases are still owned).",
+)
+@click.option(
+    "--cni-conf-dir",
+    "conf_dir",
+    envvar="NETCONFPATH",
+    default=DEFAULT_CONF_DIR,
+    show_default=True,
+    help="Network configurations (to number the range sets).",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Choice(["auto", "json", "table"]),
+    default="auto",
+    show_default=True,
+    help="auto: a table on a terminal, JSON otherwise.",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def command(
+    network: str | None, data_dir: str, cache_dir: str, conf_dir: str, output: str, debug: bool
+) -> None:
+    """List the host-local leases of NETWORK (default: every network in --data-dir).
+
+    For each lease: the address, container ID, interface, the index of the range set it
+    belongs to (from the network's configuration, "?" when unknown) and whether a cached
+    attachment still owns it. Leases nobody owns are marked stale.
+    """
+    import sys
+
+    with reporting("leases", debug):
+        records = collect(data_dir, cache_dir, conf_dir, network)
+    as_json = output == "json" or (output == "auto" and not sys.stdout.isatty())
+    if as_json:
+        write_json(records)
+    elif records:
+        _table(records)
+    else:
+        note(f"no leases under {data_dir}" + (f" for network {network}" if network else ""))

@@ -1,0 +1,316 @@
+"""cnitool as a user runs it: the real command in a subprocess, real launchers, real
+network namespaces (inside the test run's private namespaces, see tests/conftest.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cnitool.cli.common import container_id_for
+
+pytestmark = pytest.mark.root
+
+RESULT = {
+    "cniVersion": "1.0.0",
+    "interfaces": [{"name": "eth0", "mac": "0a:58:0a:16:00:02"}],
+    "ips": [{"interface": 0, "address": "10.22.0.2/16", "gateway": "10.22.0.1"}],
+}
+
+
+class Env:
+    def __init__(self, tmp: Path, python: str) -> None:
+        self.python = python
+        self.bin = tmp / "bin"
+        self.conf = tmp / "conf"
+        self.cache = tmp / "cache"
+        self.data = tmp / "ipam"
+        for d in (self.bin, self.conf, self.cache, self.data):
+            d.mkdir()
+        self.tmp = tmp
+
+    def run(self, *args: str, bin_dirs: str | None = None, check: bool = False,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        full = {**os.environ, "NETCONFPATH": str(self.conf),
+                "CNI_PATH": bin_dirs or str(self.bin)}
+        full.update(env or {})
+        argv = [self.python, "-m", "cnitool.cli", *args]
+        if args and args[0] in ("add", "check", "del", "gc", "status"):
+            argv += ["--cache-dir", str(self.cache)]
+        proc = subprocess.run(argv, env=full, capture_output=True, text=True, timeout=120,
+                              check=False)
+        if check:
+            assert proc.returncode == 0, proc.stderr
+        return proc
+
+    def conflist(self, name: str, plugins: list[dict[str, Any]], version: str = "1.0.0") -> None:
+        (self.conf / f"10-{name}.conflist").write_text(json.dumps(
+            {"cniVersion": version, "name": name, "plugins": plugins}, indent=2) + "\n")
+
+    def cache_files(self) -> list[Path]:
+        return [p for p in self.cache.rglob("*") if p.is_file()]
+
+    def install(self, *names: str) -> None:
+        proc = self.run("plugins", "install", "--bin-dir", str(self.bin), "-o", "json", *names)
+        assert proc.returncode == 0, proc.stderr
+        rows = json.loads(proc.stdout)
+        missing = [r["name"] for r in rows if r["action"] == "skipped"]
+        if missing:
+            pytest.skip(f"plugin packages not available yet: {missing}")
+
+
+@pytest.fixture
+def cli(tmp_path: Path, python: str) -> Env:
+    return Env(tmp_path, python)
+
+
+def debug_file(cli: Env, name: str, **fields: Any) -> Path:
+    path = cli.tmp / f"{name}.debug.json"
+    path.write_text(json.dumps(fields))
+    return path
+
+
+def ip_json(netns: str, *args: str) -> Any:
+    out = subprocess.run(["ip", "-j", "-n", os.path.basename(netns), *args],
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out or "[]")
+
+
+# ---------------------------------------------------------------------------- noop chain
+
+
+def test_noop_chain_add_check_del(cli: Env, netns_factory: Callable[[], str]) -> None:
+    cli.install("noop")
+    first = debug_file(cli, "first", ReportResult=json.dumps(RESULT))
+    second = debug_file(cli, "second", ReportResult="PASSTHROUGH")
+    cli.conflist("chain", [{"type": "noop", "debugFile": str(first)},
+                           {"type": "noop", "debugFile": str(second)}])
+    ns = netns_factory()
+    cid = container_id_for(ns)
+
+    add = cli.run("add", "chain", ns, "--output", "json", check=True)
+    assert json.loads(add.stdout) == RESULT
+    assert not add.stdout.endswith("\n")  # Go's bytes: no trailing newline
+    rec = json.loads(second.read_text())
+    assert rec["Command"] == "ADD"
+    assert rec["CmdArgs"]["ContainerID"] == cid and rec["CmdArgs"]["Netns"] == ns
+    assert rec["CmdArgs"]["IfName"] == "eth0"
+    stdin = json.loads(__import__("base64").b64decode(rec["CmdArgs"]["StdinData"]))
+    assert stdin["prevResult"] == RESULT
+    assert [p.name for p in cli.cache_files()] == [f"chain-{cid}-eth0"]
+
+    cli.run("check", "chain", ns, check=True)
+    assert json.loads(first.read_text())["Command"] == "CHECK"
+
+    delete = cli.run("del", "chain", ns, "--output", "json", check=True)
+    assert delete.stdout == ""
+    assert json.loads(first.read_text())["Command"] == "DEL"
+    assert cli.cache_files() == []
+
+
+def test_failing_plugin_error_line_and_rollback(cli: Env, netns_factory: Callable[[], str]) -> None:
+    cli.install("noop")
+    first = debug_file(cli, "first", ReportResult=json.dumps(RESULT))
+    second = debug_file(cli, "second", ReportError="no capacity", ReportErrorCode=117)
+    cli.conflist("chain", [{"type": "noop", "debugFile": str(first)},
+                           {"type": "noop", "debugFile": str(second)}])
+    ns = netns_factory()
+    proc = cli.run("add", "chain", ns)
+    assert proc.returncode == 1
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("cnitool:")]
+    # the failing noop fails its rollback DEL too: both errors are reported
+    assert lines == ["cnitool: noop add failed [code 117 plugin-specific]: no capacity",
+                     "cnitool: rollback noop delete failed [code 117 plugin-specific]: no capacity"]
+    assert "Traceback" not in proc.stderr
+    # rollback: DEL ran for every plugin, the first one too despite the second's failure
+    assert json.loads(second.read_text())["Command"] == "DEL"
+    assert json.loads(first.read_text())["Command"] == "DEL"
+    assert cli.cache_files() == []
+
+
+# ---------------------------------------------------------------------------- bridge + host-local
+
+
+def bridge_chain(cli: Env, subnet: str = "10.99.0.0/24") -> None:
+    cli.conflist("br", [
+        {"type": "bridge", "bridge": "cnie2e0", "isGateway": True, "ipMasq": False,
+         "ipam": {"type": "host-local", "dataDir": str(cli.data),
+                  "ranges": [[{"subnet": subnet}]], "routes": [{"dst": "0.0.0.0/0"}]}},
+    ])
+
+
+@pytest.fixture(params=["reference", "pycni"])
+def bridge_bins(request: pytest.FixtureRequest, cli: Env) -> str:
+    if request.param == "reference":
+        return str(request.getfixturevalue("reference_bin"))
+    cli.install("bridge", "host-local")
+    return str(cli.bin)
+
+
+def test_bridge_host_local_add_del(cli: Env, netns_factory: Callable[[], str],
+                                   bridge_bins: str) -> None:
+    bridge_chain(cli)
+    ns = netns_factory()
+    cid = container_id_for(ns)
+    add = cli.run("add", "br", ns, "-o", "json", bin_dirs=bridge_bins, check=True)
+    result = json.loads(add.stdout)
+    assert [ip["address"] for ip in result["ips"]] == ["10.99.0.2/24"]
+    addrs = [a["local"] for link in ip_json(ns, "addr", "show", "eth0")
+             for a in link["addr_info"] if a["family"] == "inet"]
+    assert addrs == ["10.99.0.2"]
+    lease = cli.data / "br" / "10.99.0.2"
+    assert lease.read_bytes() == f"{cid}\r\neth0".encode()
+    cached = json.loads((cli.cache / "results" / f"br-{cid}-eth0").read_text())
+    assert cached["kind"] == "cniCacheV1" and cached["result"]["ips"][0]["address"] == "10.99.0.2/24"
+
+    cli.run("check", "br", ns, bin_dirs=bridge_bins, check=True)
+    cli.run("del", "br", ns, bin_dirs=bridge_bins, check=True)
+    assert not lease.exists()
+    links = [link["ifname"] for link in ip_json(ns, "link", "show")]
+    assert "eth0" not in links
+    assert cli.cache_files() == []
+
+
+def test_table_output_shows_addresses(cli: Env, netns_factory: Callable[[], str],
+                                      reference_bin: Path) -> None:
+    bridge_chain(cli)
+    ns = netns_factory()
+    add = cli.run("add", "br", ns, "-o", "table", bin_dirs=str(reference_bin), check=True)
+    assert "Addresses" in add.stdout and "10.99.0.2/24" in add.stdout
+    assert "Routes" in add.stdout and "0.0.0.0/0" in add.stdout
+    cli.run("del", "br", ns, bin_dirs=str(reference_bin), check=True)
+
+
+def test_del_after_netns_is_gone_releases_the_lease(cli: Env, netns_factory: Callable[[], str],
+                                                    reference_bin: Path) -> None:
+    bridge_chain(cli)
+    ns = netns_factory()
+    cli.run("add", "br", ns, bin_dirs=str(reference_bin), check=True)
+    assert (cli.data / "br" / "10.99.0.2").exists()
+    subprocess.run(["ip", "netns", "del", os.path.basename(ns)], check=True)
+    proc = cli.run("del", "br", ns, bin_dirs=str(reference_bin))
+    assert proc.returncode == 0, proc.stderr
+    assert not (cli.data / "br" / "10.99.0.2").exists()
+    assert cli.cache_files() == []
+
+
+def test_rollback_releases_bridge_and_lease(cli: Env, netns_factory: Callable[[], str],
+                                            reference_bin: Path) -> None:
+    cli.install("noop")
+    failing = debug_file(cli, "fail", ReportError="boom")
+    cli.conflist("br", [
+        {"type": "bridge", "bridge": "cnie2e0", "isGateway": True,
+         "ipam": {"type": "host-local", "dataDir": str(cli.data),
+                  "ranges": [[{"subnet": "10.99.0.0/24"}]]}},
+        {"type": "noop", "debugFile": str(failing)},
+    ])
+    ns = netns_factory()
+    proc = cli.run("add", "br", ns, bin_dirs=f"{reference_bin}:{cli.bin}")
+    assert proc.returncode == 1
+    assert "cnitool: noop add failed [code 999 internal error]: boom" in proc.stderr
+    assert not (cli.data / "br" / "10.99.0.2").exists()
+    assert "eth0" not in [link["ifname"] for link in ip_json(ns, "link", "show")]
+    assert cli.cache_files() == []
+
+
+# ---------------------------------------------------------------------------- named netns
+
+
+def test_add_creates_a_missing_named_netns(cli: Env) -> None:
+    cli.install("noop")
+    cli.conflist("chain", [{"type": "noop"}])
+    add = cli.run("add", "chain", "e2e-auto", "-o", "json", check=True)
+    assert "created network namespace /var/run/netns/e2e-auto" in add.stderr
+    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
+                           check=True).stdout
+    assert "e2e-auto" in names
+    cached = cli.cache_files()
+    assert [p.name for p in cached] == [f"chain-{container_id_for('/var/run/netns/e2e-auto')}-eth0"]
+    cli.run("del", "chain", "e2e-auto", check=True)
+    cli.run("netns", "del", "e2e-auto", check=True)
+    assert not Path("/var/run/netns/e2e-auto").exists()
+
+
+def test_netns_commands_interoperate_with_ip_netns(cli: Env) -> None:
+    cli.run("netns", "add", "e2e-ours", check=True)
+    subprocess.run(["ip", "netns", "add", "e2e-theirs"], check=True)
+    try:
+        listed = json.loads(cli.run("netns", "list", "-o", "json", check=True).stdout)
+        assert {"e2e-ours", "e2e-theirs"} <= set(listed)
+        # a real netns: ip can run a command in it, and it has only lo
+        links = ip_json("/run/netns/e2e-ours", "link", "show")
+        assert [link["ifname"] for link in links] == ["lo"]
+        dup = cli.run("netns", "add", "e2e-ours")
+        assert dup.returncode == 1 and "already exists" in dup.stderr
+        bad = cli.run("netns", "add", "../escape")
+        assert bad.returncode == 1 and "invalid netns name" in bad.stderr
+    finally:
+        cli.run("netns", "del", "e2e-ours", "e2e-theirs", "--missing-ok", check=True)
+    assert "e2e-theirs" not in subprocess.run(["ip", "netns", "list"], capture_output=True,
+                                              text=True, check=True).stdout
+
+
+# ---------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("case", ["malformed", "unknown-plugin", "plugin-path", "container-id",
+                                  "ifname", "missing-netns-check", "missing-path-add"])
+def test_bad_input_clear_error_nothing_cached(cli: Env, netns_factory: Callable[[], str],
+                                              case: str) -> None:
+    cli.install("noop")
+    ns = netns_factory()
+    verb, extra = "add", []
+    if case == "malformed":
+        (cli.conf / "10-bad.conflist").write_text('{"name": "bad", "cniVersion": "1.0.0", "plugins": [}')
+        net, fragment = "bad", "10-bad.conflist"
+    elif case == "unknown-plugin":
+        cli.conflist("bad", [{"type": "noop"}, {"type": "no-such-plugin"}])
+        net, fragment = "bad", 'failed to find plugin "no-such-plugin"'
+    elif case == "plugin-path":
+        cli.conflist("bad", [{"type": "../bin/noop"}])
+        net, fragment = "bad", "../bin/noop"
+    elif case == "container-id":
+        cli.conflist("bad", [{"type": "noop"}])
+        net, fragment, extra = "bad", "invalid characters in containerID", ["--container-id", "../x"]
+    elif case == "ifname":
+        cli.conflist("bad", [{"type": "noop"}])
+        net, fragment, extra = "bad", "interface name contains", ["--ifname", "../x"]
+    elif case == "missing-netns-check":
+        cli.conflist("bad", [{"type": "noop"}])
+        net, fragment, verb = "bad", "does not exist", "check"
+        ns = str(cli.tmp / "no-such-netns")
+    else:
+        cli.conflist("bad", [{"type": "noop"}])
+        net, fragment = "bad", "does not exist"
+        ns = str(cli.tmp / "no-such-netns")
+    proc = cli.run(verb, net, ns, *extra)
+    assert proc.returncode == 1
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("cnitool: ") and fragment in lines[0], lines[0]
+    assert "Traceback" not in proc.stderr
+    assert proc.stdout == ""
+    assert cli.cache_files() == []
+
+
+def test_networks_and_version_against_reference(cli: Env, reference_bin: Path) -> None:
+    bridge_chain(cli)
+    nets = json.loads(cli.run("networks", "-o", "json", check=True).stdout)
+    assert [(n["name"], n["plugins"]) for n in nets] == [("br", ["bridge"])]
+    ver = json.loads(cli.run("version", "--cni-bin-dir", str(reference_bin), "-o", "json",
+                             check=True).stdout)
+    bridge = next(p for p in ver["plugins"] if p["plugin"] == "bridge")
+    assert "1.0.0" in bridge["supportedVersions"]
+
+
+def test_cli_runs_under_the_current_interpreter() -> None:
+    # guards the helper above: the module entry really is the CLI
+    out = subprocess.run([sys.executable, "-m", "cnitool.cli", "--version"],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.startswith("cnitool, version ")
