@@ -510,3 +510,39 @@ def test_main_version_does_not_read_stdin(monkeypatch: pytest.MonkeyPatch) -> No
     raw = _capture_stdout(monkeypatch)
     assert skel.main(Recorder().plugin(versions=("1.0.0",))) == 0
     assert raw.getvalue() == b'{"cniVersion":"1.1.0","supportedVersions":["1.0.0"]}\n'
+
+
+# --- the record types --------------------------------------------------------------------
+
+
+def test_records_are_immutable_and_compare_by_value() -> None:
+    a = skel.RawOutput(b"x", exit_code=2)
+    assert a == skel.RawOutput(data=b"x", exit_code=2)
+    assert a != skel.RawOutput(b"x")
+    assert hash(a) == hash(skel.RawOutput(b"x", 2))
+    assert repr(a) == "RawOutput(data=b'x', exit_code=2)"
+    with pytest.raises(AttributeError):
+        a.data = b"y"  # type: ignore[misc]
+    p = skel.Plugin(name="p", versions=("1.0.0",), about="")
+    assert (p.add, p.gc, p.dynamic_versions) == (None, None, None)
+    with pytest.raises(TypeError):
+        skel.Plugin(name="p", versions=("1.0.0",), about="", nonsense=1)  # type: ignore[call-arg]
+
+
+def test_cmd_args_hashable_despite_env() -> None:
+    err = io.StringIO()
+    fields = dict(
+        command="ADD",
+        container_id="c",
+        netns="/n",
+        ifname="eth0",
+        args="",
+        path="/p",
+        netns_override=False,
+        stdin_data=b"{}",
+        env={"A": "1"},
+        stderr=err,
+    )
+    a = skel.CmdArgs(**fields)  # type: ignore[arg-type]
+    b = skel.CmdArgs(**fields)  # type: ignore[arg-type]
+    assert a == b and hash(a) == hash(b)

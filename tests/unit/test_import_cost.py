@@ -1,0 +1,88 @@
+"""Start-up cost: what an installed launcher imports on its cheap paths.
+
+Every plugin call is a new interpreter, so heavy libraries (click, rich, pyroute2,
+python-iptables) must stay out of paths that do not need them. ``-X importtime`` lists
+every module the interpreter imported, so the test reads the real import set.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from cnitool import launchers
+
+FORBIDDEN = ("click", "rich", "pyroute2", "iptc")
+
+
+def imported_modules(stderr: str) -> set[str]:
+    """Module names from ``-X importtime`` output (``import time: self | cumulative | name``)."""
+    names: set[str] = set()
+    for line in stderr.splitlines():
+        if not line.startswith("import time:"):
+            continue
+        parts = line.split("|")
+        if len(parts) != 3:
+            continue
+        name = parts[2].strip()
+        if name == "imported package":  # the header line
+            continue
+        names.add(name)
+    return names
+
+
+def forbidden_in(modules: set[str]) -> list[str]:
+    return sorted(m for m in modules if m.split(".")[0] in FORBIDDEN)
+
+
+@pytest.fixture
+def noop_launcher(tmp_path: Path) -> Path:
+    launchers.install(str(tmp_path), ["noop"], compile_bytecode=False)
+    return tmp_path / "noop"
+
+
+def run_importtime(launcher: Path, env: dict[str, str], stdin: bytes) -> tuple[bytes, set[str]]:
+    first = launcher.read_text().splitlines()[0]
+    python = first[2:].split()[0]
+    proc = subprocess.run(
+        [python, "-I", "-X", "importtime", str(launcher)],
+        input=stdin,
+        env=env,
+        capture_output=True,
+        check=False,
+    )
+    return proc.stdout, imported_modules(proc.stderr.decode())
+
+
+def test_parser_reads_importtime_lines() -> None:
+    sample = (
+        "import time: self [us] | cumulative | imported package\n"
+        "import time:       120 |        120 |   _io\n"
+        "import time:      5000 |     225000 | pyroute2\n"
+        "some other stderr line\n"
+    )
+    assert imported_modules(sample) == {"_io", "pyroute2"}
+    assert forbidden_in({"pyroute2.iproute", "json", "rich"}) == ["pyroute2.iproute", "rich"]
+
+
+def test_noop_version_path_imports_nothing_heavy(noop_launcher: Path) -> None:
+    out, modules = run_importtime(noop_launcher, {"CNI_COMMAND": "VERSION"}, b"")
+    assert out.startswith(b'{"cniVersion":"1.1.0"')
+    assert "cnitool.skel" in modules  # the run really went through the plugin
+    assert forbidden_in(modules) == []
+
+
+def test_noop_add_path_imports_nothing_heavy(noop_launcher: Path, tmp_path: Path) -> None:
+    env = {
+        "CNI_COMMAND": "ADD",
+        "CNI_CONTAINERID": "c1",
+        "CNI_NETNS": "/run/netns/c1",
+        "CNI_IFNAME": "eth0",
+        "CNI_PATH": str(tmp_path),
+    }
+    out, modules = run_importtime(noop_launcher, env, b'{"cniVersion":"1.0.0","name":"n"}')
+    assert out == b"{}"
+    assert "cnitool_plugins.noop.plugin" in modules
+    assert forbidden_in(modules) == []

@@ -1,0 +1,192 @@
+"""cnitool.launchers: install, list and remove plugin launchers in a bin dir."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cnitool import launchers
+
+
+def by_name(actions: list[launchers.InstallAction]) -> dict[str, str]:
+    return {a.name: a.action for a in actions if a.kind == "launcher"}
+
+
+def test_install_writes_noop_launcher(tmp_path: Path) -> None:
+    actions = launchers.install(str(tmp_path), ["noop"])
+    assert by_name(actions) == {"noop": "installed"}
+    path = tmp_path / "noop"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o755
+    lines = path.read_text().splitlines()
+    assert lines[0] == f"#!{launchers.interpreter_path(sys.executable)} -I"
+    assert lines[1].startswith(launchers.MARKER)
+    assert 'run("noop")' in lines
+    assert launchers.is_ours(str(path))
+    assert [p.name for p in tmp_path.iterdir()] == ["noop"]  # no temp file left behind
+    assert {a.action for a in actions if a.kind == "bytecode"} == {"compiled"}
+
+
+def test_installed_noop_answers_version(tmp_path: Path) -> None:
+    launchers.install(str(tmp_path), ["noop"], compile_bytecode=False)
+    proc = subprocess.run(
+        [str(tmp_path / "noop")],
+        input=b'{"cniVersion":"1.0.0"}',
+        env={"CNI_COMMAND": "VERSION", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == (
+        b'{"cniVersion":"1.1.0","supportedVersions":'
+        b'["0.-42.0","0.1.0","0.2.0","0.3.0","0.3.1","0.4.0","1.0.0","1.1.0"]}\n'
+    )
+
+
+def test_installed_noop_reports_errors_as_json(tmp_path: Path) -> None:
+    launchers.install(str(tmp_path), ["noop"], compile_bytecode=False)
+    proc = subprocess.run(
+        [str(tmp_path / "noop")],
+        input=b"",
+        env={"CNI_COMMAND": "ADD", "CNI_NETNS": "/n", "CNI_IFNAME": "eth0"},
+        capture_output=True,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert json.loads(proc.stdout) == {
+        "code": 4,
+        "msg": "required env variables [CNI_CONTAINERID,CNI_PATH] missing",
+    }
+    assert proc.stderr == b""
+
+
+def test_reinstall_is_idempotent(tmp_path: Path) -> None:
+    launchers.install(str(tmp_path), ["noop"], compile_bytecode=False)
+    before = (tmp_path / "noop").stat().st_ino
+    again = launchers.install(str(tmp_path), ["noop"], compile_bytecode=False)
+    assert by_name(again) == {"noop": "unchanged"}
+    assert (tmp_path / "noop").stat().st_ino == before
+
+
+def test_reinstall_updates_changed_launcher(tmp_path: Path) -> None:
+    launchers.install(str(tmp_path), ["noop"], compile_bytecode=False)
+    path = tmp_path / "noop"
+    path.write_text(path.read_text().replace(" -I\n", " -I -B\n", 1))
+    actions = launchers.install(str(tmp_path), ["noop"], compile_bytecode=False)
+    assert by_name(actions) == {"noop": "updated"}
+    assert path.read_text().splitlines()[0].endswith(" -I")
+
+
+def test_refuses_foreign_file_unless_forced(tmp_path: Path) -> None:
+    foreign = tmp_path / "noop"
+    foreign.write_bytes(b"\x7fELF not ours")
+    actions = launchers.install(str(tmp_path), ["noop"], compile_bytecode=False)
+    assert by_name(actions) == {"noop": "refused"}
+    assert foreign.read_bytes() == b"\x7fELF not ours"
+    actions = launchers.install(str(tmp_path), ["noop"], force=True, compile_bytecode=False)
+    assert by_name(actions) == {"noop": "replaced"}
+    assert launchers.is_ours(str(foreign))
+
+
+def test_symlink_is_foreign(tmp_path: Path) -> None:
+    target = tmp_path / "real"
+    launchers.install(str(tmp_path), ["noop"], compile_bytecode=False)
+    (tmp_path / "noop").rename(target)
+    (tmp_path / "noop").symlink_to(target)
+    assert by_name(launchers.install(str(tmp_path), ["noop"], compile_bytecode=False)) == {
+        "noop": "refused"
+    }
+    assert launchers.remove(str(tmp_path), ["noop"])[0].action == "kept-foreign"
+    assert (tmp_path / "noop").is_symlink()
+
+
+def test_install_all_skips_missing_packages(tmp_path: Path) -> None:
+    actions = by_name(launchers.install(str(tmp_path / "bin"), compile_bytecode=False))
+    assert set(actions) == set(launchers.PLUGINS)
+    assert actions["noop"] == "installed"
+    for name, action in actions.items():
+        package = launchers.PLUGINS[name]
+        expected = "installed" if launchers.package_available(package) else "skipped"
+        assert action == expected, name
+        assert (tmp_path / "bin" / name).exists() == (expected == "installed")
+
+
+def test_unknown_name_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(launchers.LauncherError, match="unknown plugin name"):
+        launchers.install(str(tmp_path), ["bridge", "nosuch"])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_host_local_executable_name_maps_to_package() -> None:
+    assert launchers.PLUGINS["host-local"] == "host_local"
+    assert 'run("host_local")' in launchers.launcher_text("host-local", "/usr/bin/python3")
+
+
+def test_list_installed(tmp_path: Path) -> None:
+    launchers.install(str(tmp_path), ["noop"], compile_bytecode=False)
+    (tmp_path / "bridge").write_text("#!/bin/sh\nexit 0\n")
+    states = {s.name: s for s in launchers.list_installed(str(tmp_path))}
+    assert set(states) == set(launchers.PLUGINS)
+    assert states["noop"].state == "ours"
+    assert states["noop"].package == "noop"
+    assert states["noop"].interpreter == launchers.interpreter_path(sys.executable)
+    assert states["noop"].interpreter_ok
+    assert states["bridge"].state == "foreign"
+    assert states["ptp"].state == "missing"
+
+
+def test_list_reports_stale_interpreter(tmp_path: Path) -> None:
+    (tmp_path / "noop").write_text(
+        launchers.launcher_text("noop", str(tmp_path / "gone" / "python"))
+    )
+    state = {s.name: s for s in launchers.list_installed(str(tmp_path))}["noop"]
+    assert state.state == "ours"
+    assert not state.interpreter_ok
+
+
+def test_remove_only_ours(tmp_path: Path) -> None:
+    launchers.install(str(tmp_path), ["noop"], compile_bytecode=False)
+    (tmp_path / "bridge").write_text("#!/bin/sh\n")
+    result = {r.name: r.action for r in launchers.remove(str(tmp_path))}
+    assert result["noop"] == "removed"
+    assert result["bridge"] == "kept-foreign"
+    assert result["ptp"] == "missing"
+    assert not (tmp_path / "noop").exists()
+    assert (tmp_path / "bridge").read_text() == "#!/bin/sh\n"
+
+
+def test_venv_interpreter_path_is_kept(tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    link = venv / "bin" / "python"
+    link.symlink_to(os.path.realpath(sys.executable))
+    assert launchers.interpreter_path(str(link)) == str(link)
+
+
+def test_plain_symlink_interpreter_is_resolved(tmp_path: Path) -> None:
+    link = tmp_path / "python"
+    link.symlink_to(os.path.realpath(sys.executable))
+    assert launchers.interpreter_path(str(link)) == os.path.realpath(sys.executable)
+
+
+def test_script_interpreter_is_refused(tmp_path: Path) -> None:
+    shim = tmp_path / "python"
+    shim.write_text('#!/usr/bin/env bash\nexec pyenv exec python "$@"\n')
+    shim.chmod(0o755)
+    with pytest.raises(launchers.LauncherError, match="shim"):
+        launchers.interpreter_path(str(shim))
+
+
+def test_interpreter_path_with_space_is_refused(tmp_path: Path) -> None:
+    link = tmp_path / "my python"
+    link.symlink_to(os.path.realpath(sys.executable))
+    (tmp_path / "pyvenv.cfg").write_text("")  # keep the path unresolved
+    with pytest.raises(launchers.LauncherError, match="whitespace"):
+        launchers.interpreter_path(str(link))
