@@ -136,19 +136,7 @@ class Store:
 
     def scan(self) -> Iterator[tuple[str, str]]:
         """Every lease in the directory as (ip text, trimmed content)."""
-        try:
-            entries = list(os.scandir(self.dir))
-        except OSError as exc:
-            raise _io_error("cannot list", self.dir, exc) from None
-        for entry in entries:
-            name = entry.name
-            if name == LOCK_NAME or name.startswith((LAST_IP_PREFIX, ".")):
-                continue
-            if parse_ip(name) is None:
-                continue
-            content = self.read_lease(name)
-            if content is not None:
-                yield name, content
+        return scan_dir(self.dir)
 
     def get_by_id(self, container_id: str, ifname: str) -> list[str]:
         """All leases of the attachment, by a full scan (either content format)."""
@@ -224,6 +212,25 @@ class Store:
             cid, sep, ifname = name.partition(":")
             if sep and ".tmp" not in ifname:
                 yield cid, ifname
+
+
+def scan_dir(directory: str) -> Iterator[tuple[str, str]]:
+    """Every lease file of a network directory as (ip text, trimmed content)."""
+    try:
+        names = os.listdir(directory)
+    except OSError as exc:
+        raise _io_error("cannot list", directory, exc) from None
+    for name in names:
+        if name == LOCK_NAME or name.startswith((LAST_IP_PREFIX, ".")):
+            continue
+        if parse_ip(name) is None:
+            continue
+        try:
+            with open(os.path.join(directory, name), "rb") as f:
+                content = f.read().decode(errors="replace").strip()
+        except OSError:
+            continue
+        yield name, content
 
 
 def _unlink(path: str) -> bool:

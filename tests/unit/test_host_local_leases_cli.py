@@ -1,0 +1,94 @@
+"""``cnitool leases``: leases with their range set and whether a cached attachment owns them."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+from cnitool_plugins.host_local.__main__ import PLUGIN
+
+from cnitool import skel
+from cnitool.cli.leases import collect, command
+from cnitool.libcni.cache import ResultCache
+from cnitool.libcni.config import conf_list_from_bytes
+from cnitool.libcni.runtime import RuntimeConf
+
+
+def setup(tmp: Path) -> tuple[Path, Path, Path]:
+    data, cache, confdir = tmp / "data", tmp / "cache", tmp / "net.d"
+    confdir.mkdir()
+    conflist = {
+        "cniVersion": "1.0.0",
+        "name": "leasenet",
+        "plugins": [
+            {
+                "type": "bridge",
+                "ipam": {
+                    "type": "host-local",
+                    "dataDir": str(data),
+                    "ranges": [[{"subnet": "10.60.0.0/24"}], [{"subnet": "fd60::/64"}]],
+                },
+            }
+        ],
+    }
+    raw = json.dumps(conflist).encode() + b"\n"
+    (confdir / "10-leasenet.conflist").write_bytes(raw)
+    net = conf_list_from_bytes(raw)
+    request = dict(conflist["plugins"][0])  # type: ignore[index]
+    request.update(cniVersion="1.0.0", name="leasenet")
+    results: dict[str, Any] = {}
+    for cid in ("live", "gone"):
+        env = {
+            "CNI_COMMAND": "ADD",
+            "CNI_CONTAINERID": cid,
+            "CNI_NETNS": "/x",
+            "CNI_IFNAME": "eth0",
+            "CNI_PATH": "/x",
+            "CNI_NETNS_OVERRIDE": "1",
+        }
+        out, rc = skel.run(PLUGIN, env, json.dumps(request).encode(), io.StringIO())
+        assert rc == 0, out
+        results[cid] = json.loads(out)
+    # only "live" is still in the result cache
+    ResultCache(str(cache)).save(net, RuntimeConf("live", "/x", "eth0"), results["live"])
+    (data / "leasenet" / "10.60.0.200").write_bytes(b"legacy")
+    return data, cache, confdir
+
+
+def test_collect_marks_stale_leases_and_range_sets(tmp_path: Path) -> None:
+    data, cache, confdir = setup(tmp_path)
+    recs = collect(str(data), str(cache), str(confdir))
+    table = {(r["ip"], r["containerID"], r["ifname"], r["rangeSet"], r["stale"]) for r in recs}
+    assert table == {
+        ("10.60.0.2", "live", "eth0", 0, False),
+        ("fd60::2", "live", "eth0", 1, False),
+        ("10.60.0.3", "gone", "eth0", 0, True),
+        ("fd60::3", "gone", "eth0", 1, True),
+        ("10.60.0.200", "legacy", "", 0, True),
+    }
+    assert [r["ip"] for r in recs][:3] == ["10.60.0.2", "10.60.0.3", "10.60.0.200"]
+
+
+def test_range_sets_from_cache_when_no_config(tmp_path: Path) -> None:
+    data, cache, confdir = setup(tmp_path)
+    (confdir / "10-leasenet.conflist").unlink()
+    recs = collect(str(data), str(cache), str(confdir))
+    assert {r["ip"]: r["rangeSet"] for r in recs}["fd60::3"] == 1
+
+
+def test_cli_json_and_table(tmp_path: Path) -> None:
+    data, cache, confdir = setup(tmp_path)
+    runner = CliRunner()
+    args = ["--data-dir", str(data), "--cache-dir", str(cache), "--cni-conf-dir", str(confdir)]
+    res = runner.invoke(command, ["leasenet", *args])  # not a terminal: JSON
+    assert res.exit_code == 0, res.output
+    recs = json.loads(res.output)
+    assert sum(r["stale"] for r in recs) == 3
+    res = runner.invoke(command, [*args, "-o", "table"])
+    assert res.exit_code == 0, res.output
+    assert "STALE" in res.output and "fd60::3" in res.output
+    res = runner.invoke(command, ["other", *args, "-o", "json"])
+    assert res.exit_code == 0 and json.loads(res.output) == []
