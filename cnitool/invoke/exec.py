@@ -228,6 +228,18 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
         proc.kill()
 
 
+def _drain(proc: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:
+    """Collect what a killed plugin left; give up on pipes held open by an escaped child."""
+    try:
+        return proc.communicate(timeout=5)
+    except subprocess.TimeoutExpired:
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+        proc.wait()
+        return b"", b""
+
+
 def _format_seconds(seconds: float) -> str:
     return f"{seconds:g}s"
 
@@ -250,7 +262,7 @@ def exec_plugin(
         out, err = proc.communicate(stdin, timeout=timeout)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
-        out, err = proc.communicate()
+        out, err = _drain(proc)
         raise PluginTimeoutError(
             f"plugin {go_quote(plugin_path)} timed out after {_format_seconds(timeout or 0)}",
             f"killed its process group; stderr: {err.decode('utf-8', errors='replace').strip()}"

@@ -255,7 +255,12 @@ class CNIConfig:
                 result = results.parse_result(out, net.cni_version)
             except CNIError as exc:
                 raise _wrap(exc, plugin, "add") from None
-        self.cache.save(net, rt, result if result is not None else {})
+        try:
+            self.cache.save(net, rt, result if result is not None else {})
+        except CNIError as exc:
+            raise CNIError(
+                f'failed to set network "{net.name}" cached result: {exc}', code=exc.code
+            ) from None
         return result
 
     def check_network_list(self, net: NetworkConfigList, rt: RuntimeConf) -> None:

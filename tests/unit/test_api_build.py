@@ -483,3 +483,10 @@ def test_validate_empty_version_means_010(tmp_path: Path) -> None:
     net = netlist(plugins=[{"type": "a"}])
     net.cni_version = ""
     assert make(tmp_path, fake).validate_network_list(net) == []
+
+
+def test_add_reports_cache_write_failure(tmp_path: Path) -> None:
+    fake = FakeExecutor({"bridge": RESULT_1})
+    (tmp_path / "cache").write_text("a file where the cache dir should be")
+    with pytest.raises(CNIError, match='failed to set network "net1" cached result'):
+        make(tmp_path, fake).add_network_list(netlist(plugins=[{"type": "bridge"}]), rt())

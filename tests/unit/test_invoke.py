@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import signal
 import stat
 import time
 from pathlib import Path
@@ -323,3 +325,18 @@ def test_plugin_exec_error_text_and_json() -> None:
     assert json.loads(err.to_json()) == {"code": 11, "msg": "no IP", "details": "range full"}
     plain = PluginExecError.wrap(CNIError("gone"), plugin="portmap", verb="delete")
     assert str(plain) == 'plugin type="portmap" failed (delete): gone'
+
+
+def test_exec_timeout_with_escaped_child_holding_stdout(tmp_path: Path) -> None:
+    pidfile = tmp_path / "escaped.pid"
+    plugin = script(tmp_path, "p", f"setsid sleep 30 &\necho $! > {pidfile}\nsleep 30\n")
+    start = time.monotonic()
+    try:
+        with pytest.raises(PluginTimeoutError):
+            exec_plugin(plugin, b"", build_env("ADD"), timeout=0.3)
+        # the escaped child keeps the pipes open; we give up on them instead of hanging
+        assert time.monotonic() - start < 15
+    finally:
+        if pidfile.exists():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pidfile.read_text()), signal.SIGKILL)
