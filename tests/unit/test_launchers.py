@@ -190,3 +190,17 @@ def test_interpreter_path_with_space_is_refused(tmp_path: Path) -> None:
     (tmp_path / "pyvenv.cfg").write_text("")  # keep the path unresolved
     with pytest.raises(launchers.LauncherError, match="whitespace"):
         launchers.interpreter_path(str(link))
+
+
+def test_launcher_for_unimportable_package_prints_cni_error(tmp_path: Path) -> None:
+    launchers.install(str(tmp_path), ["noop"], compile_bytecode=False)
+    path = tmp_path / "noop"
+    path.write_text(path.read_text().replace('run("noop")', 'run("no_such_plugin")'))
+    proc = subprocess.run(
+        [str(path)], env={"CNI_COMMAND": "VERSION"}, capture_output=True, check=False
+    )
+    assert proc.returncode == 1
+    err = json.loads(proc.stdout)
+    assert err["code"] == 999
+    assert "cnitool_plugins.no_such_plugin.__main__" in err["msg"]
+    assert b"Traceback" not in proc.stderr
