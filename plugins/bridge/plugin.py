@@ -30,6 +30,10 @@ def _ensure_bridge(nl: Netlink, conf: BridgeConf) -> Link:
         try:
             nl.create_bridge(conf.bridge, conf.mtu, vlan_filtering=conf.uses_vlan)
         except NetlinkError as exc:
+            if exc.errno == errno.EOPNOTSUPP and conf.uses_vlan:
+                raise CNIError(
+                    f'"vlan"/"vlanTrunk" need bridge vlan_filtering, which this kernel does '
+                    f'not support (creating "{conf.bridge}" with it failed: {exc})') from exc
             if exc.errno != errno.EEXIST:
                 raise CNIError(f'could not add "{conf.bridge}": {exc}') from exc
         br = nl.link(conf.bridge)
@@ -76,9 +80,14 @@ def _ensure_addr(nl: Netlink, br: Link, gw_cidr: str, force: bool) -> None:
     except NetlinkError as exc:
         if exc.errno != errno.EEXIST:
             raise CNIError(f'could not add IP address to "{br.name}": {exc}') from exc
-    # pin the bridge MAC, or it follows the lowest port MAC as ports come and go
+    # Pin the bridge MAC, or it follows the lowest port MAC as ports come and go. Read it
+    # now, not from an earlier snapshot: a bridge that lost its last port has a zero MAC
+    # until a port joins (the stale snapshot is the reference's "could not set bridge's mac").
+    now = nl.link_by_index(br.index)
+    if now is None or now.mac in ("", "00:00:00:00:00:00"):
+        return
     try:
-        nl.set_link(br.index, address=br.mac)
+        nl.set_link(br.index, address=now.mac)
     except NetlinkError as exc:
         raise CNIError(f"could not set bridge's mac: {exc}") from exc
 
@@ -252,9 +261,11 @@ def cmd_add(cmd: skel.CmdArgs) -> Result:
             ipmasq.setup_ip_masq(conf.network, cmd.container_id, cidrs)
             undo.callback(quiet, ipmasq.teardown_ip_masq, conf.network, cmd.container_id, cidrs)
 
-        state = nl.wait_oper_up(host.index)
-        if state != "UP":
-            raise CNIError(f"bridge port in error state: {state.lower()}")
+        if not conf.disable_container_interface:
+            # a port whose peer is down never forwards; only wait when the peer is up
+            state = nl.wait_oper_up(host.index)
+            if state != "UP":
+                raise CNIError(f"bridge port in error state: {state.lower()}")
 
         br_now = nl.link(br.name)
         host_now = nl.link(host_name)

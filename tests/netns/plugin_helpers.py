@@ -1,0 +1,241 @@
+"""Helpers for the in-process plugin tests (bridge, ptp, loopback).
+
+The whole pytest process already runs in a throwaway "node" namespace (tests/conftest.py);
+pods are named namespaces from ``netns_factory``. Plugins run in-process through
+``cnitool.skel.run``; IPAM delegation execs launchers installed into a temp bin dir.
+Assertions read the kernel state over netlink (pyroute2) from a thread switched into
+the namespace being inspected.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+VERSIONS = ("0.3.1", "0.4.0", "1.0.0", "1.1.0")
+
+
+@dataclass
+class Call:
+    out: bytes
+    code: int
+    stderr: str
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.out) if self.out else None
+
+
+def plugin_by_name(name: str) -> Any:
+    import importlib
+
+    return importlib.import_module(f"cnitool_plugins.{name}.__main__").PLUGIN
+
+
+@dataclass
+class Runner:
+    """Runs one plugin in-process with a CNI environment; remembers the last ADD result."""
+
+    cni_path: str
+    data_dir: str
+    base_env: dict[str, str] = field(default_factory=dict)
+
+    def env(self, command: str, *, cid: str, netns: str, ifname: str = "eth0",
+            args: str = "") -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.base_env)
+        env.update({"CNI_COMMAND": command, "CNI_CONTAINERID": cid, "CNI_NETNS": netns,
+                    "CNI_IFNAME": ifname, "CNI_ARGS": args, "CNI_PATH": self.cni_path})
+        return env
+
+    def run(self, plugin: str, command: str, conf: dict[str, Any] | bytes, *, cid: str = "",
+            netns: str = "", ifname: str = "eth0", args: str = "",
+            env_extra: dict[str, str] | None = None) -> Call:
+        from cnitool import skel
+
+        stdin = conf if isinstance(conf, bytes) else json.dumps(conf).encode()
+        env = self.env(command, cid=cid, netns=netns, ifname=ifname, args=args)
+        if env_extra:
+            env.update(env_extra)
+        err = io.StringIO()
+        out, code = skel.run(plugin_by_name(plugin), env, stdin, err)
+        return Call(out, code, err.getvalue())
+
+
+def cid() -> str:
+    return "ctr-" + secrets.token_hex(6)
+
+
+def host_local(subnet: str = "10.88.0.0/24", data_dir: str = "", **extra: Any) -> dict[str, Any]:
+    ipam: dict[str, Any] = {"type": "host-local", "ranges": [[{"subnet": subnet}]]}
+    if data_dir:
+        ipam["dataDir"] = data_dir
+    ipam.update(extra)
+    return ipam
+
+
+# -- kernel state, read over netlink ------------------------------------------------------
+def in_ns(path: str | None, fn: Callable[..., Any], *args: Any) -> Any:
+    """Run ``fn(ipr, *args)`` with a pyroute2 IPRoute in netns ``path`` (None = node)."""
+    from cnitool_plugins._lib import netns
+    from pyroute2 import IPRoute
+
+    def work() -> Any:
+        with IPRoute() as ipr:
+            return fn(ipr, *args)
+
+    if path is None:
+        return netns.run_in_netns(netns.current_netns(), work)
+    fd = netns.open_netns(path)
+    try:
+        return netns.run_in_netns(fd, work)
+    finally:
+        os.close(fd)
+
+
+def _protinfo(ipr: Any, index: int) -> dict[str, Any]:
+    for m in ipr.brport("show", index=index):
+        info = m.get("IFLA_PROTINFO")
+        if info is not None:
+            return dict(info["attrs"])
+    return {}
+
+
+def _link(ipr: Any, name: str) -> dict[str, Any] | None:
+    idx = ipr.link_lookup(ifname=name)
+    if not idx:
+        return None
+    msg = ipr.get_links(idx[0])[0]
+    info = msg.get("IFLA_LINKINFO")
+    return {
+        "index": msg["index"],
+        "name": name,
+        "mac": msg.get("IFLA_ADDRESS"),
+        "mtu": msg.get("IFLA_MTU"),
+        "kind": info.get("IFLA_INFO_KIND") if info else None,
+        "up": bool(msg["flags"] & 1),
+        "promisc": bool(msg["flags"] & 0x100),
+        "master": msg.get("IFLA_MASTER"),
+        "oper": msg.get("IFLA_OPERSTATE"),
+        "peer": msg.get("IFLA_LINK"),
+        "protinfo": _protinfo(ipr, msg["index"]) if msg.get("IFLA_MASTER") else None,
+    }
+
+
+def link(path: str | None, name: str) -> dict[str, Any] | None:
+    return in_ns(path, _link, name)
+
+
+def links(path: str | None) -> list[str]:
+    return in_ns(path, lambda ipr: [m.get("IFLA_IFNAME") for m in ipr.get_links()])
+
+
+def addrs(path: str | None, name: str) -> list[str]:
+    def f(ipr: Any) -> list[str]:
+        idx = ipr.link_lookup(ifname=name)
+        if not idx:
+            return []
+        return [f"{m.get('IFA_ADDRESS')}/{m['prefixlen']}" for m in ipr.get_addr(index=idx[0])]
+
+    return in_ns(path, f)
+
+
+def routes(path: str | None, family: int = 2) -> list[dict[str, Any]]:
+    def f(ipr: Any) -> list[dict[str, Any]]:
+        out = []
+        for m in ipr.get_routes(family=family, table=254):
+            dst = m.get("RTA_DST")
+            out.append({
+                "dst": f"{dst or ('0.0.0.0' if family == 2 else '::')}/{m['dst_len']}",
+                "gw": m.get("RTA_GATEWAY"),
+                "oif": m.get("RTA_OIF"),
+                "src": m.get("RTA_PREFSRC"),
+                "scope": m["scope"],
+            })
+        return out
+
+    return in_ns(path, f)
+
+
+def lease_files(data_dir: str, network: str) -> list[str]:
+    d = Path(data_dir) / network
+    if not d.is_dir():
+        return []
+    return sorted(p.name for p in d.iterdir()
+                  if p.name != "lock" and not p.name.startswith(("last_reserved_ip", ".")))
+
+
+def tcp_echo(server_ns: str | None, server_ip: str, client_ns: str | None,
+             payload: bytes = b"hello over cni") -> bytes:
+    """Listen in ``server_ns`` on ``server_ip``, connect from ``client_ns``, echo once.
+
+    Both ends are namespaces the test made (or the throwaway node netns).
+    """
+    import socket
+    import threading
+
+    from cnitool_plugins._lib import netns
+
+    family = socket.AF_INET6 if ":" in server_ip else socket.AF_INET
+    ready = threading.Event()
+    port: list[int] = []
+    errors: list[BaseException] = []
+
+    def serve() -> None:
+        with socket.socket(family, socket.SOCK_STREAM) as srv:
+            srv.bind((server_ip, 0))
+            srv.listen(1)
+            srv.settimeout(10)
+            port.append(srv.getsockname()[1])
+            ready.set()
+            conn, _ = srv.accept()
+            with conn:
+                conn.sendall(conn.recv(1024))
+
+    def server_thread() -> None:
+        try:
+            if server_ns is None:
+                serve()
+            else:
+                fd = netns.open_netns(server_ns)
+                try:
+                    netns.run_in_netns(fd, serve)
+                finally:
+                    os.close(fd)
+        except BaseException as exc:  # reported by the caller
+            errors.append(exc)
+            ready.set()
+
+    t = threading.Thread(target=server_thread, daemon=True)
+    t.start()
+    assert ready.wait(10)
+    if errors:
+        raise errors[0]
+
+    def client() -> bytes:
+        with socket.create_connection((server_ip, port[0]), timeout=10) as s:
+            s.sendall(payload)
+            return s.recv(1024)
+
+    if client_ns is None:
+        data = client()
+    else:
+        fd = netns.open_netns(client_ns)
+        try:
+            data = netns.run_in_netns(fd, client)
+        finally:
+            os.close(fd)
+    t.join(10)
+    return data
+
+
+def unique_net() -> tuple[str, str, str]:
+    """(bridge name, /24 subnet, network name) unique within the run."""
+    raw = secrets.token_bytes(2)
+    return (f"cb{raw.hex()}", f"10.{100 + raw[0] % 100}.{raw[1]}.0/24", f"net{raw.hex()}")

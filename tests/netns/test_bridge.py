@@ -1,0 +1,448 @@
+"""bridge plugin, in-process, against real links in private namespaces."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import subprocess
+from typing import Any
+
+import pytest
+from plugin_helpers import (
+    VERSIONS,
+    Runner,
+    addrs,
+    cid,
+    host_local,
+    lease_files,
+    link,
+    links,
+    routes,
+    tcp_echo,
+    unique_net,
+)
+
+pytestmark = pytest.mark.root
+
+
+class Net:
+    def __init__(self, runner: Runner) -> None:
+        self.bridge, self.subnet, self.name = unique_net()
+        self.runner = runner
+        net = ipaddress.ip_network(self.subnet)
+        self.gw = str(net.network_address + 1)
+        self.prefix = net.prefixlen
+
+    def conf(self, version: str = "1.0.0", **extra: Any) -> dict[str, Any]:
+        conf: dict[str, Any] = {
+            "cniVersion": version,
+            "name": self.name,
+            "type": "bridge",
+            "bridge": self.bridge,
+            "ipam": host_local(self.subnet, self.runner.data_dir),
+        }
+        conf.update(extra)
+        return conf
+
+    def leases(self) -> list[str]:
+        return lease_files(self.runner.data_dir, self.name)
+
+
+@pytest.fixture
+def net(runner: Runner) -> Net:
+    return Net(runner)
+
+
+def sysctl_in(path: str | None, key: str) -> str:
+    from cnitool_plugins._lib import netns, sysctl
+
+    if path is None:
+        return sysctl.get(key)
+    fd = netns.open_netns(path)
+    try:
+        return netns.run_in_netns(fd, sysctl.get, key)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_add_check_del_every_version(runner: Runner, net: Net, netns_factory: Any,
+                                     version: str) -> None:
+    pod, c = netns_factory(), cid()
+    conf = net.conf(version, isGateway=True)
+    add = runner.run("bridge", "ADD", conf, cid=c, netns=pod)
+    assert add.code == 0, add.out
+    res = add.json
+    assert res["cniVersion"] == version
+    names = [i["name"] for i in res["interfaces"]]
+    assert names[0] == net.bridge and names[1].startswith("veth") and len(names[1]) == 12
+    assert names[2] == "eth0" and res["interfaces"][2]["sandbox"] == pod
+    assert "sandbox" not in res["interfaces"][1]
+    ip = res["ips"][0]
+    assert ip["interface"] == 2 and ip["gateway"] == net.gw
+    assert ip["address"] == str(ipaddress.ip_network(net.subnet).network_address + 2) + "/24"
+    assert ("version" in ip) == (version in ("0.3.1", "0.4.0"))
+
+    # kernel state matches the result
+    br = link(None, net.bridge)
+    host = link(None, names[1])
+    cont = link(pod, "eth0")
+    assert br and br["kind"] == "bridge" and br["up"]
+    assert host and host["master"] == br["index"] and host["up"] and host["oper"] == "UP"
+    assert cont and cont["kind"] == "veth" and cont["up"]
+    assert cont["mac"] == res["interfaces"][2]["mac"] and host["mac"] == res["interfaces"][1]["mac"]
+    assert br["mac"] == res["interfaces"][0]["mac"]
+    assert ip["address"] in addrs(pod, "eth0")
+    assert f"{net.gw}/24" in addrs(None, net.bridge)
+    assert sysctl_in(None, "net.ipv4.ip_forward") == "1"
+    assert sysctl_in(pod, "net.ipv4.conf.eth0.arp_notify") == "1"
+    assert sysctl_in(None, f"net.ipv6.conf.{names[1]}.accept_ra") == "0"
+    assert net.leases() == [ip["address"].split("/")[0]]
+
+    if version != "0.3.1":
+        conf_check = dict(conf, prevResult=res)
+        chk = runner.run("bridge", "CHECK", conf_check, cid=c, netns=pod)
+        assert chk.code == 0, chk.out
+
+    conf_del = dict(conf, prevResult=res)
+    for _ in range(2):  # DEL is idempotent
+        dele = runner.run("bridge", "DEL", conf_del, cid=c, netns=pod)
+        assert dele.code == 0, dele.out
+        assert link(pod, "eth0") is None and link(None, names[1]) is None
+        assert net.leases() == []
+    assert link(None, net.bridge) is not None  # the bridge is never deleted
+
+
+@pytest.mark.parametrize("version", ["0.1.0", "0.2.0"])
+def test_legacy_result_shape(runner: Runner, net: Net, netns_factory: Any, version: str) -> None:
+    pod, c = netns_factory(), cid()
+    add = runner.run("bridge", "ADD", net.conf(version, isGateway=True), cid=c, netns=pod)
+    assert add.code == 0, add.out
+    res = add.json
+    assert set(res) >= {"cniVersion", "ip4"} and "interfaces" not in res
+    assert res["ip4"]["gateway"] == net.gw
+    assert runner.run("bridge", "DEL", net.conf(version), cid=c, netns=pod).code == 0
+    assert net.leases() == []
+
+
+def test_default_gateway_route_and_dns_override(runner: Runner, net: Net,
+                                                netns_factory: Any) -> None:
+    pod, c = netns_factory(), cid()
+    dns = {"nameservers": ["10.0.0.53"], "search": ["example.test"]}
+    add = runner.run("bridge", "ADD", net.conf("1.1.0", isDefaultGateway=True, dns=dns),
+                     cid=c, netns=pod)
+    assert add.code == 0, add.out
+    res = add.json
+    assert res["routes"] == [{"dst": "0.0.0.0/0", "gw": net.gw}]
+    assert res["dns"] == dns
+    defaults = [r for r in routes(pod) if r["dst"] == "0.0.0.0/0"]
+    assert defaults and defaults[0]["gw"] == net.gw
+    assert f"{net.gw}/24" in addrs(None, net.bridge)  # isDefaultGateway implies isGateway
+
+
+def test_mtu_applies_to_bridge_and_veth(runner: Runner, net: Net, netns_factory: Any) -> None:
+    pod, c = netns_factory(), cid()
+    add = runner.run("bridge", "ADD", net.conf(mtu=1400), cid=c, netns=pod)
+    assert add.code == 0, add.out
+    host = add.json["interfaces"][1]["name"]
+    assert link(None, net.bridge)["mtu"] == 1400
+    assert link(None, host)["mtu"] == 1400
+    assert link(pod, "eth0")["mtu"] == 1400
+
+
+def test_hairpin_mode_sets_bridge_port(runner: Runner, net: Net, netns_factory: Any) -> None:
+    pod, c = netns_factory(), cid()
+    add = runner.run("bridge", "ADD", net.conf(hairpinMode=True), cid=c, netns=pod)
+    assert add.code == 0, add.out
+    host = link(None, add.json["interfaces"][1]["name"])
+    assert host["protinfo"]["IFLA_BRPORT_MODE"] == 1
+    assert not link(None, net.bridge)["promisc"]
+
+
+def test_promisc_mode_and_port_isolation(runner: Runner, net: Net, netns_factory: Any) -> None:
+    pod, c = netns_factory(), cid()
+    add = runner.run("bridge", "ADD", net.conf(promiscMode=True, portIsolation=True),
+                     cid=c, netns=pod)
+    assert add.code == 0, add.out
+    assert link(None, net.bridge)["promisc"]
+    host = link(None, add.json["interfaces"][1]["name"])
+    assert host["protinfo"]["IFLA_BRPORT_ISOLATED"] == 1
+    assert host["protinfo"]["IFLA_BRPORT_MODE"] == 0
+
+
+def test_hairpin_and_promisc_are_exclusive(runner: Runner, net: Net, netns_factory: Any) -> None:
+    pod, c = netns_factory(), cid()
+    add = runner.run("bridge", "ADD", net.conf(hairpinMode=True, promiscMode=True),
+                     cid=c, netns=pod)
+    assert add.code == 1
+    err = add.json
+    assert err["code"] == 999 and "hairpin" in err["msg"] and "promiscuous" in err["msg"]
+    assert links(pod) == ["lo"] and net.leases() == []
+    assert link(None, net.bridge) is None
+
+
+def _kernel_has_vlan_filtering() -> bool:
+    name = "vfprobe0"
+    proc = subprocess.run(["ip", "link", "add", name, "type", "bridge", "vlan_filtering", "1"],
+                          capture_output=True)
+    if proc.returncode != 0:
+        return False
+    out = subprocess.run(["ip", "-d", "link", "show", name], capture_output=True, text=True)
+    subprocess.run(["ip", "link", "del", name], capture_output=True)
+    return "vlan_filtering 1" in out.stdout
+
+
+def test_vlan(runner: Runner, net: Net, netns_factory: Any) -> None:
+    pod, c = netns_factory(), cid()
+    add = runner.run("bridge", "ADD", net.conf(vlan=100), cid=c, netns=pod)
+    if not _kernel_has_vlan_filtering():
+        # this kernel's bridge cannot filter VLANs: a clear error and nothing left behind
+        assert add.code == 1
+        assert "vlan_filtering" in add.json["msg"]
+        assert links(pod) == ["lo"] and net.leases() == []
+        pytest.skip("kernel bridge lacks vlan_filtering: checked the error path only")
+    assert add.code == 0, add.out
+    out = subprocess.run(["bridge", "-j", "vlan", "show", "dev", add.json["interfaces"][1]["name"]],
+                         capture_output=True, text=True, check=True)
+    vlans = json.loads(out.stdout)[0]["vlans"]
+    assert any(v["vlan"] == 100 and "PVID" in v.get("flags", []) for v in vlans)
+
+
+@pytest.mark.parametrize("bad", [-1, 4095])
+def test_vlan_out_of_range(runner: Runner, net: Net, netns_factory: Any, bad: int) -> None:
+    add = runner.run("bridge", "ADD", net.conf(vlan=bad), cid=cid(), netns=netns_factory())
+    assert add.code == 1 and "invalid VLAN ID" in add.json["msg"]
+
+
+def _nft_bridge_nat() -> str:
+    proc = subprocess.run(["nft", "list", "table", "bridge", "nat"], capture_output=True,
+                          text=True)
+    return proc.stdout if proc.returncode == 0 else ""
+
+
+def test_macspoofchk(runner: Runner, net: Net, netns_factory: Any) -> None:
+    if subprocess.run(["nft", "list", "tables"], capture_output=True).returncode != 0:
+        pytest.skip("nftables not usable here")
+    pod, c = netns_factory(), cid()
+    add = runner.run("bridge", "ADD", net.conf(macspoofchk=True), cid=c, netns=pod)
+    assert add.code == 0, add.out
+    host, mac = add.json["interfaces"][1]["name"], add.json["interfaces"][2]["mac"]
+    table = _nft_bridge_nat()
+    chain = f"cni-br-iface-{c}-eth0"
+    assert f'iifname "{host}" jump {chain}' in table
+    assert f"ether saddr {mac} return" in table and f'"macspoofchk-{c}-eth0"' in table
+    dele = runner.run("bridge", "DEL", net.conf(macspoofchk=True), cid=c, netns=pod)
+    assert dele.code == 0, dele.out
+    assert chain not in _nft_bridge_nat()
+
+
+def test_enabledad_sysctls(runner: Runner, net: Net, netns_factory: Any) -> None:
+    pod_on, pod_off = netns_factory(), netns_factory()
+    assert runner.run("bridge", "ADD", net.conf(enabledad=True), cid=cid(), netns=pod_on).code == 0
+    assert runner.run("bridge", "ADD", net.conf(), cid=cid(), netns=pod_off).code == 0
+    assert sysctl_in(pod_on, "net/ipv6/conf/eth0/accept_dad") == "1"
+    assert sysctl_in(pod_on, "net/ipv6/conf/eth0/enhanced_dad") == "1"
+    assert sysctl_in(pod_off, "net/ipv6/conf/eth0/accept_dad") == "0"
+
+
+def test_layer2_only_and_disabled_container_interface(runner: Runner, net: Net,
+                                                      netns_factory: Any) -> None:
+    pod, pod2 = netns_factory(), netns_factory()
+    add = runner.run("bridge", "ADD", net.conf("1.1.0", ipam={}), cid=cid(), netns=pod)
+    assert add.code == 0, add.out
+    assert "ips" not in add.json and len(add.json["interfaces"]) == 3
+    assert link(pod, "eth0")["up"]
+    conf = net.conf("1.1.0", ipam={}, disableContainerInterface=True)
+    add2 = runner.run("bridge", "ADD", conf, cid=cid(), netns=pod2)
+    assert add2.code == 0, add2.out
+    assert not link(pod2, "eth0")["up"]
+    bad = runner.run("bridge", "ADD", net.conf(disableContainerInterface=True), cid=cid(),
+                     netns=netns_factory())
+    assert bad.code == 1 and "disableContainerInterface" in bad.json["msg"]
+
+
+def test_mac_precedence(runner: Runner, net: Net, netns_factory: Any) -> None:
+    env_mac, args_mac, rc_mac = "0a:00:00:00:00:01", "0a:00:00:00:00:02", "0a:00:00:00:00:03"
+    cases = [
+        ({}, f"IgnoreUnknown=1;MAC={env_mac}", env_mac),
+        ({"args": {"cni": {"mac": args_mac}}}, f"IgnoreUnknown=1;MAC={env_mac}", args_mac),
+        ({"args": {"cni": {"mac": args_mac}}, "runtimeConfig": {"mac": rc_mac}},
+         f"IgnoreUnknown=1;MAC={env_mac};K8S_POD_NAME=x", rc_mac),
+    ]
+    for extra, cni_args, want in cases:
+        pod = netns_factory()
+        add = runner.run("bridge", "ADD", net.conf(**extra), cid=cid(), netns=pod, args=cni_args)
+        assert add.code == 0, add.out
+        assert add.json["interfaces"][2]["mac"] == want
+        assert link(pod, "eth0")["mac"] == want
+
+
+def test_unknown_cni_args_rejected(runner: Runner, net: Net, netns_factory: Any) -> None:
+    pod = netns_factory()
+    add = runner.run("bridge", "ADD", net.conf(), cid=cid(), netns=pod, args="K8S_POD_NAME=x")
+    assert add.code == 1 and "unknown args" in add.json["msg"]
+    assert links(pod) == ["lo"] and net.leases() == []
+
+
+def test_force_address_and_failure_releases_ipam(runner: Runner, net: Net,
+                                                 netns_factory: Any) -> None:
+    # a bridge that already carries a different IPv4 address
+    subprocess.run(["ip", "link", "add", net.bridge, "type", "bridge"], check=True)
+    subprocess.run(["ip", "addr", "add", "192.0.2.1/24", "dev", net.bridge], check=True)
+    pod, c = netns_factory(), cid()
+    add = runner.run("bridge", "ADD", net.conf(isGateway=True), cid=c, netns=pod)
+    assert add.code == 1
+    assert "already has an IP address different from" in add.json["msg"]
+    # the failure came after IPAM and veth creation: both were undone
+    assert net.leases() == [] and links(pod) == ["lo"]
+    assert [n for n in links(None) if n.startswith("veth")] == [] or all(
+        link(None, n)["master"] != link(None, net.bridge)["index"]
+        for n in links(None) if n.startswith("veth"))
+    add = runner.run("bridge", "ADD", net.conf(isGateway=True, forceAddress=True), cid=c,
+                     netns=pod)
+    assert add.code == 0, add.out
+    have = addrs(None, net.bridge)
+    assert f"{net.gw}/24" in have and "192.0.2.1/24" not in have
+
+
+def test_existing_non_bridge_link_is_an_error(runner: Runner, net: Net,
+                                               netns_factory: Any) -> None:
+    subprocess.run(["ip", "link", "add", net.bridge, "type", "veth", "peer", "name",
+                    net.bridge + "p"], check=True)
+    pod = netns_factory()
+    add = runner.run("bridge", "ADD", net.conf(), cid=cid(), netns=pod)
+    assert add.code == 1 and "is not a bridge" in add.json["msg"]
+    assert links(pod) == ["lo"] and net.leases() == []
+
+
+def test_container_ifname_already_exists(runner: Runner, net: Net, netns_factory: Any) -> None:
+    pod = netns_factory()
+    assert runner.run("bridge", "ADD", net.conf(), cid=cid(), netns=pod).code == 0
+    again = runner.run("bridge", "ADD", net.conf(), cid=cid(), netns=pod)
+    assert again.code == 1 and 'container veth name "eth0" already exists' in again.json["msg"]
+    assert len(net.leases()) == 1  # only the first attachment holds an address
+    assert link(pod, "eth0") is not None  # the existing interface was not touched
+
+
+def test_dual_stack(runner: Runner, net: Net, netns_factory: Any) -> None:
+    pod, c = netns_factory(), cid()
+    v6 = f"fd00:{net.bridge[2:]}::/64"
+    conf = net.conf("1.0.0", isDefaultGateway=True)
+    conf["ipam"]["ranges"] = [[{"subnet": net.subnet}], [{"subnet": v6}]]
+    add = runner.run("bridge", "ADD", conf, cid=c, netns=pod)
+    assert add.code == 0, add.out
+    ips = add.json["ips"]
+    assert len(ips) == 2 and all(i["interface"] == 2 for i in ips)
+    v6addr = [i["address"] for i in ips if ":" in i["address"]][0]
+    assert v6addr in addrs(pod, "eth0")
+    assert {r["dst"] for r in add.json["routes"]} == {"0.0.0.0/0", "::/0"}
+    assert [r for r in routes(pod, 10) if r["dst"] == "::/0"]
+    assert sysctl_in(None, "net/ipv6/conf/all/forwarding") == "1"
+    chk = runner.run("bridge", "CHECK", dict(conf, prevResult=add.json), cid=c, netns=pod)
+    assert chk.code == 0, chk.out
+
+
+def test_check_detects_drift(runner: Runner, net: Net, netns_factory: Any) -> None:
+    pod, c = netns_factory(), cid()
+    conf = net.conf("1.0.0", isGateway=True)
+    add = runner.run("bridge", "ADD", conf, cid=c, netns=pod)
+    assert add.code == 0
+    chk_conf = dict(conf, prevResult=add.json)
+    name = pod.rsplit("/", 1)[1]
+    subprocess.run(["ip", "-n", name, "addr", "flush", "dev", "eth0"], check=True)
+    chk = runner.run("bridge", "CHECK", chk_conf, cid=c, netns=pod)
+    assert chk.code == 1 and "Failed to match addr" in chk.json["msg"]
+    missing = runner.run("bridge", "CHECK", conf, cid=c, netns=pod)
+    assert missing.code == 1 and "prevResult" in missing.json["msg"]
+
+
+def test_missing_netns(runner: Runner, net: Net, netns_factory: Any) -> None:
+    c = cid()
+    add = runner.run("bridge", "ADD", net.conf(), cid=c, netns="/run/netns/does-not-exist")
+    assert add.code == 1
+    err = add.json
+    assert err["code"] == 8 and "/run/netns/does-not-exist" in err["msg"]
+    assert net.leases() == []
+    not_ns = runner.run("bridge", "ADD", net.conf(), cid=c, netns="/etc/hostname")
+    assert not_ns.code == 1 and not_ns.json["code"] == 8
+
+
+def test_del_after_netns_gone_releases_ipam(runner: Runner, net: Net,
+                                            netns_factory: Any) -> None:
+    pod, c = netns_factory(), cid()
+    assert runner.run("bridge", "ADD", net.conf(), cid=c, netns=pod).code == 0
+    assert len(net.leases()) == 1
+    subprocess.run(["ip", "netns", "del", pod.rsplit("/", 1)[1]], check=True)
+    dele = runner.run("bridge", "DEL", net.conf(), cid=c, netns=pod)
+    assert dele.code == 0, dele.out
+    assert net.leases() == []
+    # empty CNI_NETNS: only the IPAM release
+    pod2, c2 = netns_factory(), cid()
+    assert runner.run("bridge", "ADD", net.conf(), cid=c2, netns=pod2).code == 0
+    assert runner.run("bridge", "DEL", net.conf(), cid=c2, netns="").code == 0
+    assert net.leases() == []
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        ({"isGateway": "yes"}, '"isGateway" must be a boolean'),
+        ({"mtu": "1400"}, '"mtu" must be an integer'),
+        ({"bridge": 7}, '"bridge" must be a string'),
+        ({"bridge": "../x"}, 'invalid "bridge" name'),
+        ({"ipam": "host-local"}, '"ipam" must be an object'),
+    ],
+)
+def test_bad_config_types(runner: Runner, net: Net, netns_factory: Any,
+                          extra: dict[str, Any], needle: str) -> None:
+    pod = netns_factory()
+    add = runner.run("bridge", "ADD", net.conf(**extra), cid=cid(), netns=pod)
+    assert add.code == 1
+    err = add.json
+    assert err["code"] == 999 and needle in err["msg"], err
+    assert links(pod) == ["lo"] and net.leases() == []
+
+
+@pytest.mark.parametrize("ifname", ["../eth0", "a/b", "x" * 16, "."])
+def test_bad_ifname(runner: Runner, net: Net, netns_factory: Any, ifname: str) -> None:
+    pod = netns_factory()
+    add = runner.run("bridge", "ADD", net.conf(), cid=cid(), netns=pod, ifname=ifname)
+    assert add.code == 1 and add.json["code"] == 4
+    assert links(pod) == ["lo"] and net.leases() == []
+
+
+def test_status_forwards_to_ipam(runner: Runner, net: Net) -> None:
+    ok = runner.run("bridge", "STATUS", net.conf("1.1.0"))
+    assert ok.code == 0, ok.out
+    conf = net.conf("1.1.0")
+    conf["ipam"]["type"] = "no-such-ipam"
+    bad = runner.run("bridge", "STATUS", conf)
+    assert bad.code == 1 and "no-such-ipam" in bad.json["msg"]
+
+
+def test_ip_masq(runner: Runner, net: Net, netns_factory: Any) -> None:
+    from cnitool_plugins._lib import ipmasq  # noqa: F401 - skip cleanly if it is missing
+
+    pod, c = netns_factory(), cid()
+    conf = net.conf(isGateway=True, ipMasq=True)
+    add = runner.run("bridge", "ADD", conf, cid=c, netns=pod)
+    assert add.code == 0, add.out
+    saved = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
+    ip = add.json["ips"][0]["address"].split("/")[0]
+    assert f"-A POSTROUTING -s {ip}/32" in saved and f'id: \\"{c}\\"' in saved
+    assert runner.run("bridge", "DEL", dict(conf, prevResult=add.json), cid=c,
+                      netns=pod).code == 0
+    saved = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
+    assert f"-s {ip}/32" not in saved
+
+
+def test_two_pods_talk_over_the_bridge(runner: Runner, net: Net, netns_factory: Any) -> None:
+    a, b = netns_factory(), netns_factory()
+    ra = runner.run("bridge", "ADD", net.conf(isGateway=True), cid=cid(), netns=a)
+    rb = runner.run("bridge", "ADD", net.conf(isGateway=True), cid=cid(), netns=b)
+    assert ra.code == 0 and rb.code == 0
+    ip_b = rb.json["ips"][0]["address"].split("/")[0]
+    assert tcp_echo(b, ip_b, a, b"pod a to pod b") == b"pod a to pod b"
+    # and the pod reaches the node through the gateway address on the bridge
+    assert tcp_echo(None, net.gw, a, b"to the node") == b"to the node"
