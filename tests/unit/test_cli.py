@@ -456,3 +456,22 @@ def test_json_path_never_imports_rich(env: dict[str, Path]) -> None:
     )
     assert proc.stdout == EXPECTED_JSON
     assert proc.stderr.endswith("IMPORTED=")
+
+
+def test_traceback_only_with_debug(env: dict[str, Path]) -> None:
+    (env["conf"] / "00-bad.conflist").write_text("{")
+    quiet = run(env, "del", "bad", str(env["netns"]))
+    assert quiet.exit_code == 1 and "Traceback" not in quiet.stderr
+    loud = run(env, "del", "bad", str(env["netns"]), "--debug")
+    assert loud.exit_code == 1
+    assert "Traceback (most recent call last)" in loud.stderr
+    assert loud.stderr.rstrip().splitlines()[-1].startswith("cnitool: del failed [code 7")
+
+
+def test_netns_names_are_validated() -> None:
+    from cnitool import netns
+
+    for bad in ("", ".", "..", "a/b", "../x"):
+        with pytest.raises(common.CNIError, match="invalid netns name"):
+            netns.path_of(bad)
+    assert netns.path_of("blue") == "/var/run/netns/blue"
