@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import shutil
-import socket
 import struct
 import subprocess
 from typing import Any, TextIO
@@ -40,7 +39,6 @@ def routable_host_if(ip: ipaddress.IPv4Address) -> str:
             continue
         dest = struct.unpack("<I", bytes.fromhex(f[1]))[0]
         mask = struct.unpack("<I", bytes.fromhex(f[7]))[0]
-        dest, mask = socket.ntohl(dest), socket.ntohl(mask)
         if target & mask != dest:
             continue
         plen = bin(mask).count("1")

@@ -1,0 +1,166 @@
+"""Firewall model, hashing and ipMasq rules: pure tests (no root), checked against the
+captured reference output (cni-reference Appendix A/B)."""
+
+from __future__ import annotations
+
+import pytest
+from cnitool_plugins._lib import firewall as fw
+from cnitool_plugins._lib import ipmasq
+from cnitool_plugins._lib.firewall.detect import CHOICES
+from cnitool_plugins._lib.firewall.model import Plan, Rule, parse_save, quote, tokenize
+
+from cnitool.spec.errors import InvalidConfigError
+
+CID = "cnitool-77383ca0a0715733ca6f"
+
+# iptables-save -t nat after the reference bridge (ipMasq) + portmap ADD (Appendix A)
+APPENDIX_A = r"""*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:CNI-DN-d0b3203be6ffc55cd4087 - [0:0]
+:CNI-HOSTPORT-DNAT - [0:0]
+:CNI-HOSTPORT-MASQ - [0:0]
+:CNI-HOSTPORT-SETMARK - [0:0]
+:CNI-d0b3203be6ffc55cd4087ca5 - [0:0]
+-A PREROUTING -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT
+-A OUTPUT -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT
+-A POSTROUTING -m comment --comment "CNI portfwd requiring masquerade" -j CNI-HOSTPORT-MASQ
+-A POSTROUTING -s 10.22.0.2/32 -m comment --comment "name: \"mynet\" id: \"cnitool-77383ca0a0715733ca6f\"" -j CNI-d0b3203be6ffc55cd4087ca5
+-A CNI-DN-d0b3203be6ffc55cd4087 -s 10.22.0.0/16 -p tcp -m tcp --dport 8080 -j CNI-HOSTPORT-SETMARK
+-A CNI-DN-d0b3203be6ffc55cd4087 -s 127.0.0.1/32 -p tcp -m tcp --dport 8080 -j CNI-HOSTPORT-SETMARK
+-A CNI-DN-d0b3203be6ffc55cd4087 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.22.0.2:80
+-A CNI-DN-d0b3203be6ffc55cd4087 -s 10.22.0.0/16 -d 127.0.0.1/32 -p udp -m udp --dport 5353 -j CNI-HOSTPORT-SETMARK
+-A CNI-DN-d0b3203be6ffc55cd4087 -s 127.0.0.1/32 -d 127.0.0.1/32 -p udp -m udp --dport 5353 -j CNI-HOSTPORT-SETMARK
+-A CNI-DN-d0b3203be6ffc55cd4087 -d 127.0.0.1/32 -p udp -m udp --dport 5353 -j DNAT --to-destination 10.22.0.2:53
+-A CNI-HOSTPORT-DNAT -p tcp -m comment --comment "dnat name: \"mynet\" id: \"cnitool-77383ca0a0715733ca6f\"" -m multiport --dports 8080 -j CNI-DN-d0b3203be6ffc55cd4087
+-A CNI-HOSTPORT-DNAT -p udp -m comment --comment "dnat name: \"mynet\" id: \"cnitool-77383ca0a0715733ca6f\"" -m multiport --dports 5353 -j CNI-DN-d0b3203be6ffc55cd4087
+-A CNI-HOSTPORT-MASQ -m mark --mark 0x2000/0x2000 -j MASQUERADE
+-A CNI-HOSTPORT-SETMARK -m comment --comment "CNI portfwd masquerade mark" -j MARK --set-xmark 0x2000/0x2000
+-A CNI-d0b3203be6ffc55cd4087ca5 -d 10.22.0.0/16 -m comment --comment "name: \"mynet\" id: \"cnitool-77383ca0a0715733ca6f\"" -j ACCEPT
+-A CNI-d0b3203be6ffc55cd4087ca5 ! -d 224.0.0.0/4 -m comment --comment "name: \"mynet\" id: \"cnitool-77383ca0a0715733ca6f\"" -j MASQUERADE
+COMMIT
+"""
+
+APPENDIX_A_LINES = [ln for ln in APPENDIX_A.splitlines() if ln.startswith("-A ")]
+
+
+def test_chain_names_match_appendix_b() -> None:
+    assert fw.format_chain_name("mynet", CID) == "CNI-d0b3203be6ffc55cd4087ca5"
+    assert fw.format_chain_name("mynet", CID, "CNI-DN-") == "CNI-DN-d0b3203be6ffc55cd4087"
+    assert fw.format_chain_name("mynet", CID, "CNI-SN-") == "CNI-SN-d0b3203be6ffc55cd4087"
+    assert fw.format_hash(15, "bwp", "mynet" + CID) == "bwpd0b3203be6ff"
+
+
+def test_save_lines_round_trip_through_tokens() -> None:
+    state = parse_save(APPENDIX_A, "nat")
+    rendered = [r.text() for r in state.all_rules()]
+    assert sorted(rendered) == sorted(APPENDIX_A_LINES)
+    post = state.rules("POSTROUTING")[1]
+    assert post.comment() == f'name: "mynet" id: "{CID}"'
+    assert post.target == "CNI-d0b3203be6ffc55cd4087ca5"
+
+
+def test_tokenize_handles_escapes_and_empty_strings() -> None:
+    assert tokenize(r'-m comment --comment "a \"b\" c\'d" -j X') == [
+        "-m",
+        "comment",
+        "--comment",
+        'a "b" c\'d',
+        "-j",
+        "X",
+    ]
+    assert tokenize('--comment ""') == ["--comment", ""]
+    for tok in ("plain", "with space", 'q"uote', "back\\slash", ""):
+        assert tokenize(quote(tok)) == [tok]
+
+
+def test_parse_save_reads_counters() -> None:
+    text = "*nat\n:OUTPUT ACCEPT [0:0]\n:X - [0:0]\n[7:420] -A OUTPUT -j X\nCOMMIT\n"
+    st = parse_save(text, "nat")
+    assert st.counters["OUTPUT"] == [(7, 420)]
+    assert st.rules("OUTPUT") == [Rule("OUTPUT", ("-j", "X"))]
+
+
+def test_plan_is_idempotent_against_its_snapshot() -> None:
+    state = parse_save(APPENDIX_A, "nat")
+    plan = Plan(state)
+    for r in state.all_rules():
+        plan.append_unique(r)
+    plan.ensure_chain("CNI-HOSTPORT-DNAT")
+    assert not plan  # nothing to do: every rule already there
+
+
+def test_plan_delete_chain_removes_jumps_first_and_only_existing_things() -> None:
+    state = parse_save(APPENDIX_A, "nat")
+    plan = Plan(state)
+    plan.delete_chain("CNI-DN-d0b3203be6ffc55cd4087")
+    plan.delete_chain("CNI-does-not-exist")
+    kinds = [o.kind for o in plan.ops]
+    assert kinds == ["delete", "delete", "flush", "delete_chain"]
+    text = plan.restore_text()
+    assert text.startswith("*nat\n-D CNI-HOSTPORT-DNAT -p tcp -m comment --comment ")
+    assert text.endswith(
+        "-F CNI-DN-d0b3203be6ffc55cd4087\n-X CNI-DN-d0b3203be6ffc55cd4087\nCOMMIT\n"
+    )
+    assert "CNI-DN-d0b3203be6ffc55cd4087" not in plan.state.chains
+    assert plan.state.rules("CNI-HOSTPORT-DNAT") == []
+
+
+def test_plan_insert_unique_and_new_chain_declaration() -> None:
+    plan = Plan(parse_save("*nat\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n", "nat"))
+    plan.ensure_chain("CNI-HOSTPORT-MASQ")
+    rule = Rule("POSTROUTING", ("-m", "comment", "--comment", "x y", "-j", "CNI-HOSTPORT-MASQ"))
+    plan.insert_unique(rule, 1)
+    plan.insert_unique(rule, 1)
+    assert plan.restore_text() == (
+        '*nat\n:CNI-HOSTPORT-MASQ - [0:0]\n-I POSTROUTING 1 -m comment --comment "x y" '
+        "-j CNI-HOSTPORT-MASQ\nCOMMIT\n"
+    )
+
+
+def test_ipmasq_rules_are_the_reference_lines() -> None:
+    rules = ipmasq.masq_rules("mynet", CID, ["10.22.0.2/16"])
+    assert set(rules) == {4}
+    lines = [r.text() for r in rules[4]]
+    expected = [ln for ln in APPENDIX_A_LINES if "CNI-d0b3203be6ffc55cd4087ca5" in ln]
+    assert sorted(lines) == sorted(expected)
+
+
+def test_ipmasq_ipv6_rules() -> None:
+    rules = ipmasq.masq_rules("n", "c", ["fd00:1::5/64"])[6]
+    chain = fw.format_chain_name("n", "c")
+    assert [r.text() for r in rules] == [
+        f'-A {chain} -d fd00:1::/64 -m comment --comment "name: \\"n\\" id: \\"c\\"" -j ACCEPT',
+        f'-A {chain} ! -d ff00::/8 -m comment --comment "name: \\"n\\" id: \\"c\\"" -j MASQUERADE',
+        f'-A POSTROUTING -s fd00:1::5/128 -m comment --comment "name: \\"n\\" id: \\"c\\"" -j {chain}',
+    ]
+
+
+def test_ipmasq_second_subnet_accept_goes_before_masquerade() -> None:
+    rules = ipmasq.masq_rules("n", "c", ["10.0.0.2/24", "10.1.0.2/24"])[4]
+    chain = fw.format_chain_name("n", "c")
+    plan = Plan(parse_save("*nat\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n", "nat"))
+    ipmasq.plan_setup(plan, chain, rules)
+    targets = [a[-1] for a in plan.state.chains[chain]]
+    assert targets == ["ACCEPT", "ACCEPT", "MASQUERADE"]
+    assert len(plan.state.chains["POSTROUTING"]) == 2
+
+
+def test_ipmasq_bad_address_is_a_clear_error() -> None:
+    with pytest.raises(fw.FirewallError, match="invalid address '10.0.0.300/24'"):
+        ipmasq.masq_rules("n", "c", ["10.0.0.300/24"])
+
+
+def test_backend_choice_env_wins_and_bad_values_fail() -> None:
+    assert fw.requested("nft", {}) == "nft"
+    assert fw.requested("nft", {fw.ENV: "legacy"}) == "legacy"
+    assert fw.requested(None, {}) == "auto"
+    assert set(CHOICES) == {"auto", "nft", "legacy", "legacy-restore"}
+    with pytest.raises(InvalidConfigError, match="unknown iptables backend 'nftables'"):
+        fw.requested("nftables", {})
+    with pytest.raises(InvalidConfigError, match=fw.ENV):
+        fw.requested(None, {fw.ENV: "bogus"})
+    with pytest.raises(InvalidConfigError, match="must be a string"):
+        fw.requested(3, {})
