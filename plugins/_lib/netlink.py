@@ -24,6 +24,7 @@ IFA_F_DADFAILED = 0x08
 RT_SCOPE_UNIVERSE = 0
 RT_SCOPE_LINK = 253
 RT_SCOPE_HOST = 254
+RT_SCOPE_NOWHERE = 255
 RT_TABLE_MAIN = 254
 BRIDGE_VLAN_INFO_PVID = 0x2
 BRIDGE_VLAN_INFO_UNTAGGED = 0x4
@@ -417,8 +418,9 @@ class Netlink:
             kw["gateway"] = gateway
         if table:
             kw["table"] = table
-        if scope is not None:
-            kw["scope"] = scope
+        # RT_SCOPE_NOWHERE matches any scope; without it the kernel only deletes routes
+        # of the scope pyroute2 fills in by default (universe)
+        kw["scope"] = RT_SCOPE_NOWHERE if scope is None else scope
         self._call("route", "del", **kw)
 
     def delete_link_collect(self, name: str) -> list[str]:

@@ -1,0 +1,135 @@
+"""ptp plugin, in-process, against real links in private namespaces."""
+
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+from typing import Any
+
+import pytest
+from plugin_helpers import (
+    VERSIONS,
+    Runner,
+    addrs,
+    cid,
+    host_local,
+    lease_files,
+    link,
+    links,
+    routes,
+    tcp_echo,
+    unique_net,
+)
+
+pytestmark = pytest.mark.root
+
+
+def conf_for(runner: Runner, version: str, subnet: str, name: str, **extra: Any) -> dict[str, Any]:
+    conf: dict[str, Any] = {"cniVersion": version, "name": name, "type": "ptp",
+                            "ipam": host_local(subnet, runner.data_dir)}
+    conf.update(extra)
+    return conf
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_add_check_del_every_version(runner: Runner, netns_factory: Any, version: str) -> None:
+    _, subnet, name = unique_net()
+    gw = str(ipaddress.ip_network(subnet).network_address + 1)
+    pod, c = netns_factory(), cid()
+    conf = conf_for(runner, version, subnet, name, mtu=1400)
+    add = runner.run("ptp", "ADD", conf, cid=c, netns=pod)
+    assert add.code == 0, add.out
+    res = add.json
+    assert res["cniVersion"] == version
+    host_name = res["interfaces"][0]["name"]
+    assert host_name.startswith("veth") and "sandbox" not in res["interfaces"][0]
+    assert res["interfaces"][1] == {"name": "eth0", "mac": link(pod, "eth0")["mac"],
+                                    "sandbox": pod}
+    ip = res["ips"][0]
+    assert ip["interface"] == 1 and ip["gateway"] == gw
+    assert ("version" in ip) == (version in ("0.3.1", "0.4.0"))
+    addr = ip["address"].split("/")[0]
+
+    # container: address, /32 link route to the gateway, subnet via the gateway
+    assert ip["address"] in addrs(pod, "eth0")
+    r = {x["dst"]: x for x in routes(pod)}
+    assert r[f"{gw}/32"]["scope"] == 253 and r[f"{gw}/32"]["src"] == addr
+    subnet_routes = [x for x in routes(pod) if x["dst"] == subnet]
+    assert len(subnet_routes) == 1  # the kernel's on-link subnet route was replaced
+    assert subnet_routes[0]["gw"] == gw and subnet_routes[0]["src"] == addr
+    assert link(pod, "eth0")["mtu"] == 1400
+    # node: gateway address on the host veth and a host route to the pod
+    host = link(None, host_name)
+    assert host["up"] and host["mtu"] == 1400
+    assert f"{gw}/32" in addrs(None, host_name)
+    node_routes = {x["dst"]: x for x in routes(None)}
+    assert node_routes[f"{addr}/32"]["oif"] == host["index"]
+    with open("/proc/sys/net/ipv4/ip_forward") as fh:
+        assert fh.read().strip() == "1"
+
+    if version != "0.3.1":
+        chk = runner.run("ptp", "CHECK", dict(conf, prevResult=res), cid=c, netns=pod)
+        assert chk.code == 0, chk.out
+
+    # the pod reaches the node through its gateway, over the point-to-point link
+    assert tcp_echo(None, gw, pod, b"ptp") == b"ptp"
+
+    for _ in range(2):
+        dele = runner.run("ptp", "DEL", dict(conf, prevResult=res), cid=c, netns=pod)
+        assert dele.code == 0, dele.out
+    assert links(pod) == ["lo"] and link(None, host_name) is None
+    assert lease_files(runner.data_dir, name) == []
+
+
+def test_two_ptp_pods_share_a_gateway(runner: Runner, netns_factory: Any) -> None:
+    _, subnet, name = unique_net()
+    a, b = netns_factory(), netns_factory()
+    ra = runner.run("ptp", "ADD", conf_for(runner, "1.0.0", subnet, name), cid=cid(), netns=a)
+    rb = runner.run("ptp", "ADD", conf_for(runner, "1.0.0", subnet, name), cid=cid(), netns=b)
+    assert ra.code == 0 and rb.code == 0, (ra.out, rb.out)
+    ip_b = rb.json["ips"][0]["address"].split("/")[0]
+    # routed through the node (forwarding on), not bridged
+    assert tcp_echo(b, ip_b, a, b"a to b via node") == b"a to b via node"
+
+
+def test_missing_ipam_and_bad_types(runner: Runner, netns_factory: Any) -> None:
+    pod = netns_factory()
+    no_ipam = runner.run("ptp", "ADD", {"cniVersion": "1.0.0", "name": "p", "type": "ptp"},
+                         cid=cid(), netns=pod)
+    assert no_ipam.code == 1 and "ipam" in no_ipam.json["msg"]
+    _, subnet, name = unique_net()
+    bad = runner.run("ptp", "ADD", conf_for(runner, "1.0.0", subnet, name, ipMasq="true"),
+                     cid=cid(), netns=pod)
+    assert bad.code == 1 and '"ipMasq" must be a boolean' in bad.json["msg"]
+    assert links(pod) == ["lo"] and lease_files(runner.data_dir, name) == []
+
+
+def test_missing_netns_and_gone_netns(runner: Runner, netns_factory: Any) -> None:
+    _, subnet, name = unique_net()
+    conf = conf_for(runner, "1.0.0", subnet, name)
+    add = runner.run("ptp", "ADD", conf, cid=cid(), netns="/run/netns/nope")
+    assert add.code == 1 and add.json["code"] == 8
+    assert lease_files(runner.data_dir, name) == []
+    pod, c = netns_factory(), cid()
+    assert runner.run("ptp", "ADD", conf, cid=c, netns=pod).code == 0
+    subprocess.run(["ip", "netns", "del", pod.rsplit("/", 1)[1]], check=True)
+    dele = runner.run("ptp", "DEL", conf, cid=c, netns=pod)
+    assert dele.code == 0, dele.out
+    assert lease_files(runner.data_dir, name) == []
+
+
+def test_existing_ifname_releases_lease(runner: Runner, netns_factory: Any) -> None:
+    _, subnet, name = unique_net()
+    pod = netns_factory()
+    conf = conf_for(runner, "1.0.0", subnet, name)
+    assert runner.run("ptp", "ADD", conf, cid=cid(), netns=pod).code == 0
+    again = runner.run("ptp", "ADD", conf, cid=cid(), netns=pod)
+    assert again.code == 1 and "already exists" in again.json["msg"]
+    assert len(lease_files(runner.data_dir, name)) == 1
+
+
+def test_status(runner: Runner) -> None:
+    _, subnet, name = unique_net()
+    assert runner.run("ptp", "STATUS", conf_for(runner, "1.1.0", subnet, name)).code == 0
+    old = runner.run("ptp", "STATUS", conf_for(runner, "1.0.0", subnet, name))
+    assert old.code == 1 and old.json["code"] == 1
