@@ -8,7 +8,6 @@ wraps around, skips each range's gateway and gives up when it is back where it s
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from cnitool.spec.errors import CNIError
 
@@ -16,10 +15,12 @@ from .config import IP, Range, RangeSet, ip_str, parse_ip
 from .store import Store
 
 
-@dataclass
 class Allocation:
-    ip: IP
-    range: Range
+    __slots__ = ("ip", "range")
+
+    def __init__(self, ip: IP, range_: Range) -> None:
+        self.ip = ip
+        self.range = range_
 
     def to_result(self) -> dict[str, str]:
         out = {"address": f"{ip_str(self.ip)}/{self.range.subnet.prefix}"}

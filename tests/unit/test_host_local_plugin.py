@@ -630,3 +630,29 @@ def test_version_lists_every_spec_version(hl: HL) -> None:
         "1.0.0",
         "1.1.0",
     ]
+
+
+def test_add_path_stays_light(tmp_path: Path) -> None:
+    """Every call is a new process: ADD must not load netlink, firewall or CLI modules."""
+    import subprocess
+    import sys
+
+    code = f"""
+import io, json, sys
+from cnitool import skel
+from cnitool_plugins.host_local.__main__ import PLUGIN
+conf = {{"cniVersion": "1.0.0", "name": "n", "ipam": {{"type": "host-local",
+        "dataDir": {str(tmp_path)!r}, "ranges": [[{{"subnet": "10.3.0.0/24"}}]]}}}}
+env = {{"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c", "CNI_NETNS": "/x", "CNI_IFNAME": "eth0",
+       "CNI_PATH": "/x", "CNI_NETNS_OVERRIDE": "1"}}
+out, rc = skel.run(PLUGIN, env, json.dumps(conf).encode(), io.StringIO())
+assert rc == 0, out
+heavy = sorted(m for m in sys.modules
+               if m.split(".")[0] in ("pyroute2", "iptc", "click", "rich", "asyncio", "dataclasses"))
+print(json.dumps(heavy))
+"""
+    p = subprocess.run(
+        [sys.executable, "-I", "-c", code], capture_output=True, text=True, check=False
+    )
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout) == []
