@@ -1,0 +1,115 @@
+"""flannel in a fresh node netns, delegating to a real bridge + host-local (ours and the
+Go ones): the pod gets an address from FLANNEL_SUBNET and routes to the flannel networks;
+DEL through the scratch file releases everything."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.root
+
+SUBNET_ENV = "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.3.1/24\nFLANNEL_MTU=1400\nFLANNEL_IPMASQ=false\n"
+
+
+def run(
+    node: str, pod: str, verb: str, conf: dict[str, Any], cni_path: str, cid: str
+) -> tuple[Any, int, str]:
+    from cnitool_plugins._lib.netns import open_netns, run_in_netns
+    from cnitool_plugins.flannel.__main__ import PLUGIN
+
+    from cnitool import skel
+
+    env = dict(os.environ)
+    env.update(
+        {
+            "CNI_COMMAND": verb,
+            "CNI_CONTAINERID": cid,
+            "CNI_NETNS": pod,
+            "CNI_IFNAME": "eth0",
+            "CNI_PATH": cni_path,
+            "CNI_ARGS": "",
+        }
+    )
+    err = io.StringIO()
+    fd = open_netns(node)
+    try:
+        out, code = run_in_netns(fd, skel.run, PLUGIN, env, json.dumps(conf).encode(), err)
+    finally:
+        os.close(fd)
+    return (json.loads(out) if out.strip() else None), code, err.getvalue()
+
+
+def ip(ns: str, *args: str) -> str:
+    return subprocess.run(
+        ["ip", "-n", os.path.basename(ns), *args], capture_output=True, text=True, check=True
+    ).stdout
+
+
+@pytest.fixture
+def bin_dir(tmp_path: Path, python: str) -> Path:
+    from cnitool import launchers
+
+    d = tmp_path / "bin"
+    launchers.install(str(d), ["bridge", "host-local"], python=python)
+    return d
+
+
+@pytest.mark.parametrize("impl", ["ours", "go"])
+def test_flannel_bridge_host_local(
+    impl: str, netns_factory: Callable[[], str], tmp_path: Path, bin_dir: Path, reference_bin: Path
+) -> None:
+    node, pod = netns_factory(), netns_factory()
+    sub = tmp_path / "subnet.env"
+    sub.write_text(SUBNET_ENV)
+    ipam_dir = tmp_path / "ipam"
+    conf = {
+        "cniVersion": "1.0.0",
+        "name": "cbr0",
+        "type": "flannel",
+        "subnetFile": str(sub),
+        "dataDir": str(tmp_path / "flannel"),
+        "delegate": {"bridge": "cni0"},
+        "ipam": {"dataDir": str(ipam_dir)},
+    }
+    cni_path = str(bin_dir) if impl == "ours" else str(reference_bin)
+    cid = "flannel-" + impl
+    out, code, err = run(node, pod, "ADD", conf, cni_path, cid)
+    assert code == 0, (out, err)
+    addr = out["ips"][0]["address"]
+    assert addr.startswith("10.244.3.") and addr.endswith("/24")
+    assert "10.244.0.0/16 via 10.244.3.1 dev eth0" in ip(pod, "route")
+    assert "mtu 1400" in ip(pod, "link", "show", "eth0")
+    scratch = tmp_path / "flannel" / cid
+    delegate = json.loads(scratch.read_bytes())
+    assert delegate["ipMasq"] is True and delegate["bridge"] == "cni0"
+    assert (ipam_dir / "cbr0" / addr.split("/")[0]).exists()
+    # ipMasq (FLANNEL_IPMASQ=false -> the bridge masquerades)
+    save = subprocess.run(
+        ["nsenter", f"--net={node}", "iptables-save", "-t", "nat"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert f'id: \\"{cid}\\"' in save
+    out, code, err = run(node, pod, "DEL", conf, cni_path, cid)
+    assert code == 0, (out, err)
+    assert not scratch.exists()
+    assert not (ipam_dir / "cbr0" / addr.split("/")[0]).exists()
+    assert "eth0" not in ip(pod, "link")
+    save = subprocess.run(
+        ["nsenter", f"--net={node}", "iptables-save", "-t", "nat"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert cid not in save
+    # second DEL: nothing to replay, still success
+    assert run(node, pod, "DEL", conf, cni_path, cid)[1] == 0
