@@ -475,3 +475,22 @@ def test_netns_names_are_validated() -> None:
         with pytest.raises(common.CNIError, match="invalid netns name"):
             netns.path_of(bad)
     assert netns.path_of("blue") == "/var/run/netns/blue"
+
+
+def test_status_runs_from_1_1_0_and_ignores_netns(env: dict[str, Path]) -> None:
+    make_plugin(env["bin"], "fake", env["log"])
+    write_conflist(env["conf"], "new", [{"type": "fake"}], version="1.1.0")
+    res = run(env, "status", "new")
+    assert res.exit_code == 0, res.stderr
+    assert [c[:2] for c in calls(env)] == [["STATUS", "fake"]]
+    write_conflist(env["conf"], "old", [{"type": "fake"}], version="1.0.0")
+    assert run(env, "status", "old", "/ignored").exit_code == 0
+    assert len(calls(env)) == 1  # skipped below 1.1.0
+
+
+def test_status_failure_is_reported(env: dict[str, Path]) -> None:
+    make_plugin(env["bin"], "fake", env["log"], fail_on="STATUS")
+    write_conflist(env["conf"], "new", [{"type": "fake"}], version="1.1.0")
+    res = run(env, "status", "new")
+    assert res.exit_code == 1
+    assert res.stderr.startswith("cnitool: ") and "fake refuses STATUS" in res.stderr
