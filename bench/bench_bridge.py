@@ -42,18 +42,33 @@ def isolate() -> None:
 
 
 def conf(name: str, data_dir: str) -> bytes:
-    return json.dumps({
-        "cniVersion": "1.0.0", "name": name, "type": "bridge", "bridge": "bench0",
-        "isGateway": True, "ipMasq": False,
-        "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.250.0.0/16"}]],
-                 "dataDir": data_dir},
-    }).encode()
+    return json.dumps(
+        {
+            "cniVersion": "1.0.0",
+            "name": name,
+            "type": "bridge",
+            "bridge": "bench0",
+            "isGateway": True,
+            "ipMasq": False,
+            "ipam": {
+                "type": "host-local",
+                "ranges": [[{"subnet": "10.250.0.0/16"}]],
+                "dataDir": data_dir,
+            },
+        }
+    ).encode()
 
 
 def env(command: str, cid: str, netns: str, cni_path: str) -> dict[str, str]:
-    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "CNI_COMMAND": command,
-            "CNI_CONTAINERID": cid, "CNI_NETNS": netns, "CNI_IFNAME": "eth0",
-            "CNI_ARGS": "", "CNI_PATH": cni_path}
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "CNI_COMMAND": command,
+        "CNI_CONTAINERID": cid,
+        "CNI_NETNS": netns,
+        "CNI_IFNAME": "eth0",
+        "CNI_ARGS": "",
+        "CNI_PATH": cni_path,
+    }
 
 
 Runner = Callable[[str, str, str], None]
@@ -61,10 +76,12 @@ Runner = Callable[[str, str, str], None]
 
 def exec_runner(bridge: Path, cni_path: str, stdin: bytes) -> Runner:
     def run(command: str, cid: str, netns: str) -> None:
-        proc = subprocess.run([str(bridge)], input=stdin, capture_output=True,
-                              env=env(command, cid, netns, cni_path))
+        proc = subprocess.run(
+            [str(bridge)], input=stdin, capture_output=True, env=env(command, cid, netns, cni_path)
+        )
         if proc.returncode != 0:
             raise SystemExit(f"{bridge} {command} failed: {proc.stdout!r} {proc.stderr!r}")
+
     return run
 
 
@@ -77,6 +94,7 @@ def inprocess_runner(cni_path: str, stdin: bytes) -> Runner:
         out, code = skel.run(PLUGIN, env(command, cid, netns, cni_path), stdin, io.StringIO())
         if code != 0:
             raise SystemExit(f"in-process {command} failed: {out!r}")
+
     return run
 
 
@@ -117,35 +135,58 @@ def main() -> int:
         rows = []
         cases: list[tuple[str, Runner]] = []
         if (ours / "host-local").exists():
-            cases.append(("pycni bridge + pycni host-local (exec)",
-                          exec_runner(ours / "bridge", str(ours),
-                                      conf("pyexec", str(work / "ipam")))))
-            cases.append(("pycni bridge in-process + pycni host-local",
-                          inprocess_runner(str(ours), conf("pyinproc", str(work / "ipam")))))
+            cases.append(
+                (
+                    "pycni bridge + pycni host-local (exec)",
+                    exec_runner(ours / "bridge", str(ours), conf("pyexec", str(work / "ipam"))),
+                )
+            )
+            cases.append(
+                (
+                    "pycni bridge in-process + pycni host-local",
+                    inprocess_runner(str(ours), conf("pyinproc", str(work / "ipam"))),
+                )
+            )
         if (REFERENCE / "bridge").exists():
-            cases.append(("pycni bridge + Go host-local (exec)",
-                          exec_runner(ours / "bridge", str(REFERENCE),
-                                      conf("pygo", str(work / "ipam")))))
-            cases.append(("Go bridge + Go host-local (exec)",
-                          exec_runner(REFERENCE / "bridge", str(REFERENCE),
-                                      conf("go", str(work / "ipam")))))
+            cases.append(
+                (
+                    "pycni bridge + Go host-local (exec)",
+                    exec_runner(ours / "bridge", str(REFERENCE), conf("pygo", str(work / "ipam"))),
+                )
+            )
+            cases.append(
+                (
+                    "Go bridge + Go host-local (exec)",
+                    exec_runner(
+                        REFERENCE / "bridge", str(REFERENCE), conf("go", str(work / "ipam"))
+                    ),
+                )
+            )
         for label, run in cases:
             run("ADD", "warmup", pods[0])
             run("DEL", "warmup", pods[0])
             adds, dels = measure(run, pods, label.split()[0] + str(len(rows)))
-            rows.append((label, statistics.median(adds), p90(adds), statistics.median(dels),
-                         p90(dels)))
+            rows.append(
+                (label, statistics.median(adds), p90(adds), statistics.median(dels), p90(dels))
+            )
         width = max(len(r[0]) for r in rows)
         print(f"bridge + host-local, {opts.n} attachments each, times in ms")
-        print(f"{'implementation':<{width}}  {'ADD med':>8} {'ADD p90':>8} "
-              f"{'DEL med':>8} {'DEL p90':>8}")
+        print(
+            f"{'implementation':<{width}}  {'ADD med':>8} {'ADD p90':>8} "
+            f"{'DEL med':>8} {'DEL p90':>8}"
+        )
         for label, am, ap90, dm, dp90 in rows:
             print(f"{label:<{width}}  {am:8.1f} {ap90:8.1f} {dm:8.1f} {dp90:8.1f}")
         go = [r for r in rows if r[0].startswith("Go")]
         if go:
-            print("\nratio to Go (ADD/DEL medians): " + ", ".join(
-                f"{r[0].split(' (')[0]}: {r[1] / go[0][1]:.1f}x/{r[3] / go[0][3]:.1f}x"
-                for r in rows if r is not go[0]))
+            print(
+                "\nratio to Go (ADD/DEL medians): "
+                + ", ".join(
+                    f"{r[0].split(' (')[0]}: {r[1] / go[0][1]:.1f}x/{r[3] / go[0][3]:.1f}x"
+                    for r in rows
+                    if r is not go[0]
+                )
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -20,7 +20,7 @@ from . import sysctl
 if TYPE_CHECKING:
     from cnitool.skel import CmdArgs
 
-    from .netlink import Netlink
+    from .netlink import Link, Netlink
 
 Result = dict[str, Any]
 
@@ -207,7 +207,7 @@ def configure_iface(nl: Netlink, ifname: str, result: Result) -> None:
             ) from exc
 
 
-def validate_iface(nl: Netlink, ifname: str, want_mac: str, result: Result) -> Any:
+def validate_iface(nl: Netlink, ifname: str, want_mac: str, result: Result) -> Link:
     """CHECK inside the container: ``ifname`` is a veth with the expected MAC, addresses
     and routes of ``result``. Returns the link."""
     from .netlink import AF_INET, AF_INET6
@@ -218,8 +218,7 @@ def validate_iface(nl: Netlink, ifname: str, want_mac: str, result: Result) -> A
     if link.kind != "veth":
         raise CNIError(f"Error: Container interface {ifname} should be of type veth")
     if want_mac and link.mac.lower() != want_mac.lower():
-        raise CNIError(
-            f"Interface {ifname} Mac {want_mac} doesn't match container Mac: {link.mac}")
+        raise CNIError(f"Interface {ifname} Mac {want_mac} doesn't match container Mac: {link.mac}")
     ifaces = result.get("interfaces") or []
     have = {a.interface for a in nl.addrs(link.index)}
     for ipc in result.get("ips") or []:
@@ -232,11 +231,15 @@ def validate_iface(nl: Netlink, ifname: str, want_mac: str, result: Result) -> A
         dst = str(ipaddress.ip_network(route["dst"], strict=False))
         fam = AF_INET6 if ":" in dst else AF_INET
         table = int(route.get("table") or 254)
-        found = [r for r in nl.routes(fam, table=table)
-                 if r.dst == dst and (not route.get("gw") or r.gateway == route["gw"])]
+        found = [
+            r
+            for r in nl.routes(fam, table=table)
+            if r.dst == dst and (not route.get("gw") or r.gateway == route["gw"])
+        ]
         if not found:
             raise CNIError(
-                f"Failed to match route {dst} via {route.get('gw') or '<nil>'} in the container")
+                f"Failed to match route {dst} via {route.get('gw') or '<nil>'} in the container"
+            )
     return link
 
 

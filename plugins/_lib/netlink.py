@@ -127,7 +127,7 @@ class Netlink:
     """Link/address/route operations in the netns of the thread that opened it."""
 
     def __init__(self) -> None:
-        from pyroute2 import IPRoute
+        from pyroute2 import IPRoute  # type: ignore[import-untyped]
 
         self._ipr: Any = IPRoute()
 
@@ -141,7 +141,9 @@ class Netlink:
         self.close()
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        from pyroute2.netlink.exceptions import NetlinkError as PyNetlinkError
+        from pyroute2.netlink.exceptions import (  # type: ignore[import-untyped]
+            NetlinkError as PyNetlinkError,
+        )
 
         try:
             return getattr(self._ipr, method)(*args, **kwargs)

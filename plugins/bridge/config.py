@@ -87,8 +87,9 @@ def load(cmd: skel.CmdArgs) -> BridgeConf:
     conf.ip_masq = typed(raw, "ipMasq", bool, False)
     conf.ip_masq_backend = typed(raw, "ipMasqBackend", str, "")
     if conf.ip_masq_backend not in ("", "iptables", "nftables"):
-        raise CNIError(f'invalid "ipMasqBackend" "{conf.ip_masq_backend}": '
-                       'must be "iptables" or "nftables"')
+        raise CNIError(
+            f'invalid "ipMasqBackend" "{conf.ip_masq_backend}": must be "iptables" or "nftables"'
+        )
     conf.mtu = typed(raw, "mtu", int, 0)
     if conf.mtu < 0:
         raise CNIError(f'invalid "mtu" {conf.mtu}: must not be negative')

@@ -33,7 +33,8 @@ def _ensure_bridge(nl: Netlink, conf: BridgeConf) -> Link:
             if exc.errno == errno.EOPNOTSUPP and conf.uses_vlan:
                 raise CNIError(
                     f'"vlan"/"vlanTrunk" need bridge vlan_filtering, which this kernel does '
-                    f'not support (creating "{conf.bridge}" with it failed: {exc})') from exc
+                    f'not support (creating "{conf.bridge}" with it failed: {exc})'
+                ) from exc
             if exc.errno != errno.EEXIST:
                 raise CNIError(f'could not add "{conf.bridge}": {exc}') from exc
         br = nl.link(conf.bridge)
@@ -50,7 +51,8 @@ def _ensure_bridge(nl: Netlink, conf: BridgeConf) -> Link:
         if br is None or not br.vlan_filtering:
             raise CNIError(
                 f'"vlan"/"vlanTrunk" need bridge vlan_filtering, which this kernel does not '
-                f'support (could not enable it on "{conf.bridge}")')
+                f'support (could not enable it on "{conf.bridge}")'
+            )
     if conf.promisc and not br.promisc:
         nl.set_promisc(br.index, True)
     with contextlib.suppress(OSError):
@@ -361,8 +363,10 @@ def cmd_check(cmd: skel.CmdArgs) -> None:
         elif intf.get("name") == cmd.ifname and intf.get("sandbox") == cmd.netns:
             cont_map = intf
     if cont_map.get("sandbox", "") != cmd.netns:
-        raise CNIError(f"Sandbox in prevResult {cont_map.get('sandbox', '')} doesn't match "
-                       f"configured netns: {cmd.netns}")
+        raise CNIError(
+            f"Sandbox in prevResult {cont_map.get('sandbox', '')} doesn't match "
+            f"configured netns: {cmd.netns}"
+        )
     with Netlink() as nl:
         br = nl.link(conf.bridge)
         if br is None:
@@ -372,8 +376,10 @@ def cmd_check(cmd: skel.CmdArgs) -> None:
         if br_map.get("mac") and br_map["mac"].lower() != br.mac.lower():
             raise CNIError(f"Bridge interface {conf.bridge} Mac doesn't match: {br_map['mac']}")
         if conf.promisc and not br.promisc:
-            raise CNIError(f"Bridge interface {conf.bridge} configured Promisc Mode "
-                           f"{conf.promisc} doesn't match current state: {br.promisc}")
+            raise CNIError(
+                f"Bridge interface {conf.bridge} configured Promisc Mode "
+                f"{conf.promisc} doesn't match current state: {br.promisc}"
+            )
         with netns.NetNS(cmd.netns) as ns:
             cont = ns.run(_check_container, cmd.ifname, cont_map.get("mac", ""), result)
         found = False

@@ -38,21 +38,23 @@ def _nft(script: str | None, *args: str) -> str:
 
 def setup(container_id: str, ifname: str, host_veth: str, mac: str) -> None:
     chain, mac_chain, comment = _names(container_id, ifname)
-    script = "\n".join([
-        f"add table bridge {TABLE}",
-        f"add chain bridge {TABLE} {BASE} "
-        "{ type filter hook prerouting priority -300 ; policy accept ; }",
-        f'add chain bridge {TABLE} {chain}',
-        f'add chain bridge {TABLE} {mac_chain}',
-        f'flush chain bridge {TABLE} {chain}',
-        f'flush chain bridge {TABLE} {mac_chain}',
-        f'add rule bridge {TABLE} {BASE} iifname "{host_veth}" jump {chain} '
-        f'comment "{comment}"',
-        f'add rule bridge {TABLE} {chain} jump {mac_chain} comment "{comment}"',
-        f'add rule bridge {TABLE} {mac_chain} ether saddr {mac} return comment "{comment}"',
-        f'add rule bridge {TABLE} {mac_chain} drop comment "{comment}"',
-        "",
-    ])
+    script = "\n".join(
+        [
+            f"add table bridge {TABLE}",
+            f"add chain bridge {TABLE} {BASE} "
+            "{ type filter hook prerouting priority -300 ; policy accept ; }",
+            f"add chain bridge {TABLE} {chain}",
+            f"add chain bridge {TABLE} {mac_chain}",
+            f"flush chain bridge {TABLE} {chain}",
+            f"flush chain bridge {TABLE} {mac_chain}",
+            f'add rule bridge {TABLE} {BASE} iifname "{host_veth}" jump {chain} '
+            f'comment "{comment}"',
+            f'add rule bridge {TABLE} {chain} jump {mac_chain} comment "{comment}"',
+            f'add rule bridge {TABLE} {mac_chain} ether saddr {mac} return comment "{comment}"',
+            f'add rule bridge {TABLE} {mac_chain} drop comment "{comment}"',
+            "",
+        ]
+    )
     _nft(script)
 
 
@@ -81,10 +83,10 @@ def teardown(container_id: str, ifname: str) -> None:
             lines.append(f"delete rule bridge {TABLE} {BASE} handle {rule['handle']}")
     for name in (chain, mac_chain):
         if name in chains:
-            lines.append(f'flush chain bridge {TABLE} {name}')
+            lines.append(f"flush chain bridge {TABLE} {name}")
     for name in (chain, mac_chain):
         if name in chains:
-            lines.append(f'delete chain bridge {TABLE} {name}')
+            lines.append(f"delete chain bridge {TABLE} {name}")
     if lines:
         _nft("\n".join(lines) + "\n")
 

@@ -32,7 +32,8 @@ def _bring_up() -> tuple[str, str]:
             for a in addrs:
                 if not ipaddress.ip_address(a.address).is_loopback:
                     raise CNIError(
-                        f'loopback interface found with non-loopback address "{a.address}"')
+                        f'loopback interface found with non-loopback address "{a.address}"'
+                    )
             found.append(addrs[0].cidr if addrs else "")
         return found[0], found[1]
 

@@ -91,8 +91,7 @@ def _configure(nl: Any, ifname: str, result: Result) -> Any:
         gw = ipc["gateway"]
         hl = _host_len(addr)
         try:
-            nl.add_route(f"{gw}/{hl}", oif=link.index, scope=RT_SCOPE_LINK,
-                         src=str(addr.ip))
+            nl.add_route(f"{gw}/{hl}", oif=link.index, scope=RT_SCOPE_LINK, src=str(addr.ip))
         except NetlinkError as exc:
             raise CNIError(f"failed to add host route dst {gw}: {exc}") from exc
         subnet = str(addr.network)
@@ -157,7 +156,8 @@ def cmd_add(cmd: skel.CmdArgs) -> Result:
                 nl.add_addr(host.index, f"{ipc['gateway']}/{hl}")
             except NetlinkError as exc:
                 raise CNIError(
-                    f"failed to add IP addr {ipc['gateway']}/{hl} to veth: {exc}") from exc
+                    f"failed to add IP addr {ipc['gateway']}/{hl} to veth: {exc}"
+                ) from exc
             try:
                 nl.add_route(f"{addr.ip}/{hl}", oif=host.index)
             except NetlinkError as exc:
@@ -228,8 +228,10 @@ def cmd_check(cmd: skel.CmdArgs) -> None:
         if intf.get("name") == cmd.ifname and intf.get("sandbox") == cmd.netns:
             cont_map = intf
     if cont_map.get("sandbox", "") != cmd.netns:
-        raise CNIError(f"Sandbox in prevResult {cont_map.get('sandbox', '')} doesn't match "
-                       f"configured netns: {cmd.netns}")
+        raise CNIError(
+            f"Sandbox in prevResult {cont_map.get('sandbox', '')} doesn't match "
+            f"configured netns: {cmd.netns}"
+        )
     with netns.NetNS(cmd.netns) as ns:
         ns.run(_check_container, cmd.ifname, cont_map.get("mac", ""), result)
 

@@ -29,5 +29,3 @@ def runner(bin_dir: Path, tmp_path: Path) -> Runner:
 def go_runner(reference_bin: Path, tmp_path: Path) -> Runner:
     """CNI_PATH = the reference plugins only (Go host-local behind our bridge)."""
     return Runner(cni_path=str(reference_bin), data_dir=str(tmp_path / "ipam"))
-
-

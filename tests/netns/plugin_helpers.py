@@ -46,17 +46,35 @@ class Runner:
     data_dir: str
     base_env: dict[str, str] = field(default_factory=dict)
 
-    def env(self, command: str, *, cid: str, netns: str, ifname: str = "eth0",
-            args: str = "") -> dict[str, str]:
+    def env(
+        self, command: str, *, cid: str, netns: str, ifname: str = "eth0", args: str = ""
+    ) -> dict[str, str]:
         env = dict(os.environ)
         env.update(self.base_env)
-        env.update({"CNI_COMMAND": command, "CNI_CONTAINERID": cid, "CNI_NETNS": netns,
-                    "CNI_IFNAME": ifname, "CNI_ARGS": args, "CNI_PATH": self.cni_path})
+        env.update(
+            {
+                "CNI_COMMAND": command,
+                "CNI_CONTAINERID": cid,
+                "CNI_NETNS": netns,
+                "CNI_IFNAME": ifname,
+                "CNI_ARGS": args,
+                "CNI_PATH": self.cni_path,
+            }
+        )
         return env
 
-    def run(self, plugin: str, command: str, conf: dict[str, Any] | bytes, *, cid: str = "",
-            netns: str = "", ifname: str = "eth0", args: str = "",
-            env_extra: dict[str, str] | None = None) -> Call:
+    def run(
+        self,
+        plugin: str,
+        command: str,
+        conf: dict[str, Any] | bytes,
+        *,
+        cid: str = "",
+        netns: str = "",
+        ifname: str = "eth0",
+        args: str = "",
+        env_extra: dict[str, str] | None = None,
+    ) -> Call:
         from cnitool import skel
 
         stdin = conf if isinstance(conf, bytes) else json.dumps(conf).encode()
@@ -151,13 +169,15 @@ def routes(path: str | None, family: int = 2) -> list[dict[str, Any]]:
         out = []
         for m in ipr.get_routes(family=family, table=254):
             dst = m.get("RTA_DST")
-            out.append({
-                "dst": f"{dst or ('0.0.0.0' if family == 2 else '::')}/{m['dst_len']}",
-                "gw": m.get("RTA_GATEWAY"),
-                "oif": m.get("RTA_OIF"),
-                "src": m.get("RTA_PREFSRC"),
-                "scope": m["scope"],
-            })
+            out.append(
+                {
+                    "dst": f"{dst or ('0.0.0.0' if family == 2 else '::')}/{m['dst_len']}",
+                    "gw": m.get("RTA_GATEWAY"),
+                    "oif": m.get("RTA_OIF"),
+                    "src": m.get("RTA_PREFSRC"),
+                    "scope": m["scope"],
+                }
+            )
         return out
 
     return in_ns(path, f)
@@ -167,12 +187,16 @@ def lease_files(data_dir: str, network: str) -> list[str]:
     d = Path(data_dir) / network
     if not d.is_dir():
         return []
-    return sorted(p.name for p in d.iterdir()
-                  if p.name != "lock" and not p.name.startswith(("last_reserved_ip", ".")))
+    return sorted(
+        p.name
+        for p in d.iterdir()
+        if p.name != "lock" and not p.name.startswith(("last_reserved_ip", "."))
+    )
 
 
-def tcp_echo(server_ns: str | None, server_ip: str, client_ns: str | None,
-             payload: bytes = b"hello over cni") -> bytes:
+def tcp_echo(
+    server_ns: str | None, server_ip: str, client_ns: str | None, payload: bytes = b"hello over cni"
+) -> bytes:
     """Listen in ``server_ns`` on ``server_ip``, connect from ``client_ns``, echo once.
 
     Both ends are namespaces the test made (or the throwaway node netns).

@@ -67,8 +67,9 @@ def sysctl_in(path: str | None, key: str) -> str:
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-def test_add_check_del_every_version(runner: Runner, net: Net, netns_factory: Any,
-                                     version: str) -> None:
+def test_add_check_del_every_version(
+    runner: Runner, net: Net, netns_factory: Any, version: str
+) -> None:
     pod, c = netns_factory(), cid()
     conf = net.conf(version, isGateway=True)
     add = runner.run("bridge", "ADD", conf, cid=c, netns=pod)
@@ -126,12 +127,14 @@ def test_legacy_result_shape(runner: Runner, net: Net, netns_factory: Any, versi
     assert net.leases() == []
 
 
-def test_default_gateway_route_and_dns_override(runner: Runner, net: Net,
-                                                netns_factory: Any) -> None:
+def test_default_gateway_route_and_dns_override(
+    runner: Runner, net: Net, netns_factory: Any
+) -> None:
     pod, c = netns_factory(), cid()
     dns = {"nameservers": ["10.0.0.53"], "search": ["example.test"]}
-    add = runner.run("bridge", "ADD", net.conf("1.1.0", isDefaultGateway=True, dns=dns),
-                     cid=c, netns=pod)
+    add = runner.run(
+        "bridge", "ADD", net.conf("1.1.0", isDefaultGateway=True, dns=dns), cid=c, netns=pod
+    )
     assert add.code == 0, add.out
     res = add.json
     assert res["routes"] == [{"dst": "0.0.0.0/0", "gw": net.gw}]
@@ -162,8 +165,9 @@ def test_hairpin_mode_sets_bridge_port(runner: Runner, net: Net, netns_factory: 
 
 def test_promisc_mode_and_port_isolation(runner: Runner, net: Net, netns_factory: Any) -> None:
     pod, c = netns_factory(), cid()
-    add = runner.run("bridge", "ADD", net.conf(promiscMode=True, portIsolation=True),
-                     cid=c, netns=pod)
+    add = runner.run(
+        "bridge", "ADD", net.conf(promiscMode=True, portIsolation=True), cid=c, netns=pod
+    )
     assert add.code == 0, add.out
     assert link(None, net.bridge)["promisc"]
     host = link(None, add.json["interfaces"][1]["name"])
@@ -173,8 +177,9 @@ def test_promisc_mode_and_port_isolation(runner: Runner, net: Net, netns_factory
 
 def test_hairpin_and_promisc_are_exclusive(runner: Runner, net: Net, netns_factory: Any) -> None:
     pod, c = netns_factory(), cid()
-    add = runner.run("bridge", "ADD", net.conf(hairpinMode=True, promiscMode=True),
-                     cid=c, netns=pod)
+    add = runner.run(
+        "bridge", "ADD", net.conf(hairpinMode=True, promiscMode=True), cid=c, netns=pod
+    )
     assert add.code == 1
     err = add.json
     assert err["code"] == 999 and "hairpin" in err["msg"] and "promiscuous" in err["msg"]
@@ -184,8 +189,9 @@ def test_hairpin_and_promisc_are_exclusive(runner: Runner, net: Net, netns_facto
 
 def _kernel_has_vlan_filtering() -> bool:
     name = "vfprobe0"
-    proc = subprocess.run(["ip", "link", "add", name, "type", "bridge", "vlan_filtering", "1"],
-                          capture_output=True)
+    proc = subprocess.run(
+        ["ip", "link", "add", name, "type", "bridge", "vlan_filtering", "1"], capture_output=True
+    )
     if proc.returncode != 0:
         return False
     out = subprocess.run(["ip", "-d", "link", "show", name], capture_output=True, text=True)
@@ -203,8 +209,12 @@ def test_vlan(runner: Runner, net: Net, netns_factory: Any) -> None:
         assert links(pod) == ["lo"] and net.leases() == []
         pytest.skip("kernel bridge lacks vlan_filtering: checked the error path only")
     assert add.code == 0, add.out
-    out = subprocess.run(["bridge", "-j", "vlan", "show", "dev", add.json["interfaces"][1]["name"]],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["bridge", "-j", "vlan", "show", "dev", add.json["interfaces"][1]["name"]],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     vlans = json.loads(out.stdout)[0]["vlans"]
     assert any(v["vlan"] == 100 and "PVID" in v.get("flags", []) for v in vlans)
 
@@ -216,8 +226,7 @@ def test_vlan_out_of_range(runner: Runner, net: Net, netns_factory: Any, bad: in
 
 
 def _nft_bridge_nat() -> str:
-    proc = subprocess.run(["nft", "list", "table", "bridge", "nat"], capture_output=True,
-                          text=True)
+    proc = subprocess.run(["nft", "list", "table", "bridge", "nat"], capture_output=True, text=True)
     return proc.stdout if proc.returncode == 0 else ""
 
 
@@ -246,8 +255,9 @@ def test_enabledad_sysctls(runner: Runner, net: Net, netns_factory: Any) -> None
     assert sysctl_in(pod_off, "net/ipv6/conf/eth0/accept_dad") == "0"
 
 
-def test_layer2_only_and_disabled_container_interface(runner: Runner, net: Net,
-                                                      netns_factory: Any) -> None:
+def test_layer2_only_and_disabled_container_interface(
+    runner: Runner, net: Net, netns_factory: Any
+) -> None:
     pod, pod2 = netns_factory(), netns_factory()
     add = runner.run("bridge", "ADD", net.conf("1.1.0", ipam={}), cid=cid(), netns=pod)
     assert add.code == 0, add.out
@@ -257,8 +267,9 @@ def test_layer2_only_and_disabled_container_interface(runner: Runner, net: Net,
     add2 = runner.run("bridge", "ADD", conf, cid=cid(), netns=pod2)
     assert add2.code == 0, add2.out
     assert not link(pod2, "eth0")["up"]
-    bad = runner.run("bridge", "ADD", net.conf(disableContainerInterface=True), cid=cid(),
-                     netns=netns_factory())
+    bad = runner.run(
+        "bridge", "ADD", net.conf(disableContainerInterface=True), cid=cid(), netns=netns_factory()
+    )
     assert bad.code == 1 and "disableContainerInterface" in bad.json["msg"]
 
 
@@ -267,8 +278,11 @@ def test_mac_precedence(runner: Runner, net: Net, netns_factory: Any) -> None:
     cases = [
         ({}, f"IgnoreUnknown=1;MAC={env_mac}", env_mac),
         ({"args": {"cni": {"mac": args_mac}}}, f"IgnoreUnknown=1;MAC={env_mac}", args_mac),
-        ({"args": {"cni": {"mac": args_mac}}, "runtimeConfig": {"mac": rc_mac}},
-         f"IgnoreUnknown=1;MAC={env_mac};K8S_POD_NAME=x", rc_mac),
+        (
+            {"args": {"cni": {"mac": args_mac}}, "runtimeConfig": {"mac": rc_mac}},
+            f"IgnoreUnknown=1;MAC={env_mac};K8S_POD_NAME=x",
+            rc_mac,
+        ),
     ]
     for extra, cni_args, want in cases:
         pod = netns_factory()
@@ -285,8 +299,9 @@ def test_unknown_cni_args_rejected(runner: Runner, net: Net, netns_factory: Any)
     assert links(pod) == ["lo"] and net.leases() == []
 
 
-def test_force_address_and_failure_releases_ipam(runner: Runner, net: Net,
-                                                 netns_factory: Any) -> None:
+def test_force_address_and_failure_releases_ipam(
+    runner: Runner, net: Net, netns_factory: Any
+) -> None:
     # a bridge that already carries a different IPv4 address
     subprocess.run(["ip", "link", "add", net.bridge, "type", "bridge"], check=True)
     subprocess.run(["ip", "addr", "add", "192.0.2.1/24", "dev", net.bridge], check=True)
@@ -298,18 +313,20 @@ def test_force_address_and_failure_releases_ipam(runner: Runner, net: Net,
     assert net.leases() == [] and links(pod) == ["lo"]
     assert [n for n in links(None) if n.startswith("veth")] == [] or all(
         link(None, n)["master"] != link(None, net.bridge)["index"]
-        for n in links(None) if n.startswith("veth"))
-    add = runner.run("bridge", "ADD", net.conf(isGateway=True, forceAddress=True), cid=c,
-                     netns=pod)
+        for n in links(None)
+        if n.startswith("veth")
+    )
+    add = runner.run("bridge", "ADD", net.conf(isGateway=True, forceAddress=True), cid=c, netns=pod)
     assert add.code == 0, add.out
     have = addrs(None, net.bridge)
     assert f"{net.gw}/24" in have and "192.0.2.1/24" not in have
 
 
-def test_existing_non_bridge_link_is_an_error(runner: Runner, net: Net,
-                                               netns_factory: Any) -> None:
-    subprocess.run(["ip", "link", "add", net.bridge, "type", "veth", "peer", "name",
-                    net.bridge + "p"], check=True)
+def test_existing_non_bridge_link_is_an_error(runner: Runner, net: Net, netns_factory: Any) -> None:
+    subprocess.run(
+        ["ip", "link", "add", net.bridge, "type", "veth", "peer", "name", net.bridge + "p"],
+        check=True,
+    )
     pod = netns_factory()
     add = runner.run("bridge", "ADD", net.conf(), cid=cid(), netns=pod)
     assert add.code == 1 and "is not a bridge" in add.json["msg"]
@@ -368,8 +385,7 @@ def test_missing_netns(runner: Runner, net: Net, netns_factory: Any) -> None:
     assert not_ns.code == 1 and not_ns.json["code"] == 8
 
 
-def test_del_after_netns_gone_releases_ipam(runner: Runner, net: Net,
-                                            netns_factory: Any) -> None:
+def test_del_after_netns_gone_releases_ipam(runner: Runner, net: Net, netns_factory: Any) -> None:
     pod, c = netns_factory(), cid()
     assert runner.run("bridge", "ADD", net.conf(), cid=c, netns=pod).code == 0
     assert len(net.leases()) == 1
@@ -394,8 +410,9 @@ def test_del_after_netns_gone_releases_ipam(runner: Runner, net: Net,
         ({"ipam": "host-local"}, '"ipam" must be an object'),
     ],
 )
-def test_bad_config_types(runner: Runner, net: Net, netns_factory: Any,
-                          extra: dict[str, Any], needle: str) -> None:
+def test_bad_config_types(
+    runner: Runner, net: Net, netns_factory: Any, extra: dict[str, Any], needle: str
+) -> None:
     pod = netns_factory()
     add = runner.run("bridge", "ADD", net.conf(**extra), cid=cid(), netns=pod)
     assert add.code == 1
@@ -431,8 +448,7 @@ def test_ip_masq(runner: Runner, net: Net, netns_factory: Any) -> None:
     saved = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
     ip = add.json["ips"][0]["address"].split("/")[0]
     assert f"-A POSTROUTING -s {ip}/32" in saved and f'id: \\"{c}\\"' in saved
-    assert runner.run("bridge", "DEL", dict(conf, prevResult=add.json), cid=c,
-                      netns=pod).code == 0
+    assert runner.run("bridge", "DEL", dict(conf, prevResult=add.json), cid=c, netns=pod).code == 0
     saved = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
     assert f"-s {ip}/32" not in saved
 

@@ -26,26 +26,39 @@ from plugin_helpers import (
 pytestmark = pytest.mark.root
 
 
-def exec_plugin(path: Path | str, runner: Runner, command: str, conf: dict[str, Any], *,
-                cid: str = "", netns: str = "", ifname: str = "eth0") -> Call:
+def exec_plugin(
+    path: Path | str,
+    runner: Runner,
+    command: str,
+    conf: dict[str, Any],
+    *,
+    cid: str = "",
+    netns: str = "",
+    ifname: str = "eth0",
+) -> Call:
     env = runner.env(command, cid=cid, netns=netns, ifname=ifname)
-    proc = subprocess.run([str(path)], input=json.dumps(conf).encode(), env=env,
-                          capture_output=True, timeout=60)
+    proc = subprocess.run(
+        [str(path)], input=json.dumps(conf).encode(), env=env, capture_output=True, timeout=60
+    )
     return Call(proc.stdout, proc.returncode, proc.stderr.decode())
 
 
 def bridge_conf(runner: Runner, version: str, **extra: Any) -> dict[str, Any]:
     br, subnet, name = unique_net()
-    conf: dict[str, Any] = {"cniVersion": version, "name": name, "type": "bridge",
-                            "bridge": br, "isGateway": True,
-                            "ipam": host_local(subnet, runner.data_dir)}
+    conf: dict[str, Any] = {
+        "cniVersion": version,
+        "name": name,
+        "type": "bridge",
+        "bridge": br,
+        "isGateway": True,
+        "ipam": host_local(subnet, runner.data_dir),
+    }
     conf.update(extra)
     return conf
 
 
 @pytest.mark.parametrize("version", ["0.4.0", "1.0.0"])
-def test_our_bridge_with_go_host_local(go_runner: Runner, netns_factory: Any,
-                                       version: str) -> None:
+def test_our_bridge_with_go_host_local(go_runner: Runner, netns_factory: Any, version: str) -> None:
     pod, c = netns_factory(), cid()
     conf = bridge_conf(go_runner, version)
     add = go_runner.run("bridge", "ADD", conf, cid=c, netns=pod)
@@ -61,8 +74,9 @@ def test_our_bridge_with_go_host_local(go_runner: Runner, netns_factory: Any,
     assert not lease.exists() and links(pod) == ["lo"]
 
 
-def test_go_bridge_with_our_host_local(bin_dir: Path, reference_bin: Path, tmp_path: Path,
-                                       netns_factory: Any) -> None:
+def test_go_bridge_with_our_host_local(
+    bin_dir: Path, reference_bin: Path, tmp_path: Path, netns_factory: Any
+) -> None:
     # CNI_PATH holds only our launchers, so the Go bridge delegates to our host-local
     runner = Runner(cni_path=str(bin_dir), data_dir=str(tmp_path / "ipam"))
     pod, c = netns_factory(), cid()
@@ -72,17 +86,20 @@ def test_go_bridge_with_our_host_local(bin_dir: Path, reference_bin: Path, tmp_p
     ip = add.json["ips"][0]["address"]
     assert lease_files(runner.data_dir, conf["name"]) == [ip.split("/")[0]]
     assert ip in addrs(pod, "eth0")
-    chk = exec_plugin(reference_bin / "bridge", runner, "CHECK", dict(conf, prevResult=add.json),
-                      cid=c, netns=pod)
+    chk = exec_plugin(
+        reference_bin / "bridge", runner, "CHECK", dict(conf, prevResult=add.json), cid=c, netns=pod
+    )
     assert chk.code == 0, chk.out
-    dele = exec_plugin(reference_bin / "bridge", runner, "DEL", dict(conf, prevResult=add.json),
-                       cid=c, netns=pod)
+    dele = exec_plugin(
+        reference_bin / "bridge", runner, "DEL", dict(conf, prevResult=add.json), cid=c, netns=pod
+    )
     assert dele.code == 0, dele.out
     assert lease_files(runner.data_dir, conf["name"]) == [] and links(pod) == ["lo"]
 
 
-def test_cross_implementation_check_and_del(runner: Runner, reference_bin: Path,
-                                            netns_factory: Any) -> None:
+def test_cross_implementation_check_and_del(
+    runner: Runner, reference_bin: Path, netns_factory: Any
+) -> None:
     """What one bridge sets up, the other one CHECKs and DELetes."""
     conf = bridge_conf(runner, "1.0.0", isDefaultGateway=True)
     go_pod, go_c = netns_factory(), cid()
@@ -93,7 +110,8 @@ def test_cross_implementation_check_and_del(runner: Runner, reference_bin: Path,
     assert py_add.code == 0, py_add.out
     # both results have the same shape apart from names and addresses
     assert [sorted(i) for i in go_add.json["interfaces"]] == [
-        sorted(i) for i in py_add.json["interfaces"]]
+        sorted(i) for i in py_add.json["interfaces"]
+    ]
     assert go_add.json["routes"] == py_add.json["routes"]
     assert [sorted(i) for i in go_add.json["ips"]] == [sorted(i) for i in py_add.json["ips"]]
 
@@ -101,25 +119,45 @@ def test_cross_implementation_check_and_del(runner: Runner, reference_bin: Path,
     go_ip = go_add.json["ips"][0]["address"].split("/")[0]
     assert tcp_echo(go_pod, go_ip, py_pod, b"py pod to go pod") == b"py pod to go pod"
 
-    ours = runner.run("bridge", "CHECK", dict(conf, prevResult=go_add.json), cid=go_c,
-                      netns=go_pod)
+    ours = runner.run("bridge", "CHECK", dict(conf, prevResult=go_add.json), cid=go_c, netns=go_pod)
     assert ours.code == 0, ours.out
-    theirs = exec_plugin(reference_bin / "bridge", runner, "CHECK",
-                         dict(conf, prevResult=py_add.json), cid=py_c, netns=py_pod)
+    theirs = exec_plugin(
+        reference_bin / "bridge",
+        runner,
+        "CHECK",
+        dict(conf, prevResult=py_add.json),
+        cid=py_c,
+        netns=py_pod,
+    )
     assert theirs.code == 0, theirs.out
 
-    assert runner.run("bridge", "DEL", dict(conf, prevResult=go_add.json), cid=go_c,
-                      netns=go_pod).code == 0
-    assert exec_plugin(reference_bin / "bridge", runner, "DEL",
-                       dict(conf, prevResult=py_add.json), cid=py_c, netns=py_pod).code == 0
+    assert (
+        runner.run("bridge", "DEL", dict(conf, prevResult=go_add.json), cid=go_c, netns=go_pod).code
+        == 0
+    )
+    assert (
+        exec_plugin(
+            reference_bin / "bridge",
+            runner,
+            "DEL",
+            dict(conf, prevResult=py_add.json),
+            cid=py_c,
+            netns=py_pod,
+        ).code
+        == 0
+    )
     assert links(go_pod) == ["lo"] and links(py_pod) == ["lo"]
     assert lease_files(runner.data_dir, conf["name"]) == []
 
 
 def test_ptp_results_match_go(runner: Runner, reference_bin: Path, netns_factory: Any) -> None:
     _, subnet, name = unique_net()
-    conf = {"cniVersion": "1.0.0", "name": name, "type": "ptp",
-            "ipam": host_local(subnet, runner.data_dir)}
+    conf = {
+        "cniVersion": "1.0.0",
+        "name": name,
+        "type": "ptp",
+        "ipam": host_local(subnet, runner.data_dir),
+    }
     go_pod, py_pod = netns_factory(), netns_factory()
     go = exec_plugin(reference_bin / "ptp", runner, "ADD", conf, cid=cid(), netns=go_pod)
     py = runner.run("ptp", "ADD", conf, cid=cid(), netns=py_pod)
@@ -130,8 +168,11 @@ def test_ptp_results_match_go(runner: Runner, reference_bin: Path, netns_factory
     def route_set(pod: str) -> set[tuple[str, str, int]]:
         from plugin_helpers import routes
 
-        return {(r["dst"], str(r["gw"]), r["scope"]) for r in routes(pod)
-                if not r["dst"].startswith(("0.", "::"))}
+        return {
+            (r["dst"], str(r["gw"]), r["scope"])
+            for r in routes(pod)
+            if not r["dst"].startswith(("0.", "::"))
+        }
 
     go_ip = go.json["ips"][0]["address"].split("/")[0]
     py_ip = py.json["ips"][0]["address"].split("/")[0]
@@ -140,21 +181,22 @@ def test_ptp_results_match_go(runner: Runner, reference_bin: Path, netns_factory
     assert tcp_echo(go_pod, go_ip, py_pod, b"ptp py->go") == b"ptp py->go"
 
 
-def test_launchers_exec_and_loopback_versions(bin_dir: Path, reference_bin: Path,
-                                              runner: Runner, netns_factory: Any) -> None:
+def test_launchers_exec_and_loopback_versions(
+    bin_dir: Path, reference_bin: Path, runner: Runner, netns_factory: Any
+) -> None:
     pod = netns_factory()
     for version in ("0.3.1", "1.0.0"):
         conf = {"cniVersion": version, "name": "lo", "type": "loopback"}
         ours = exec_plugin(bin_dir / "loopback", runner, "ADD", conf, cid=cid(), netns=pod)
-        theirs = exec_plugin(reference_bin / "loopback", runner, "ADD", conf, cid=cid(),
-                             netns=pod)
+        theirs = exec_plugin(reference_bin / "loopback", runner, "ADD", conf, cid=cid(), netns=pod)
         assert ours.code == 0 and theirs.code == 0, (ours.out, theirs.out)
         go = theirs.json
         if go.get("dns") == {}:
             del go["dns"]  # Debian's 1.1.1 still prints an empty dns; current libcni drops it
         assert ours.json == go  # the 0.3.1 quirk (no "version" in ips) included
-    ver = subprocess.run([str(bin_dir / "bridge")], env={"CNI_COMMAND": "VERSION"},
-                         input=b"{}", capture_output=True)
+    ver = subprocess.run(
+        [str(bin_dir / "bridge")], env={"CNI_COMMAND": "VERSION"}, input=b"{}", capture_output=True
+    )
     assert ver.returncode == 0
     assert "1.1.0" in json.loads(ver.stdout)["supportedVersions"]
 

@@ -28,12 +28,18 @@ def test_add_check_del(runner: Runner, netns_factory: Any, version: str) -> None
     assert res["interfaces"] == [{"name": "lo", "mac": "00:00:00:00:00:00", "sandbox": pod}]
     # the reference labels a 1.x result with the config version without converting it,
     # so no "version" key in ips even at 0.3.1/0.4.0
-    assert res["ips"] == [{"interface": 0, "address": "127.0.0.1/8"},
-                          {"interface": 0, "address": "::1/128"}]
+    assert res["ips"] == [
+        {"interface": 0, "address": "127.0.0.1/8"},
+        {"interface": 0, "address": "::1/128"},
+    ]
     assert link(pod, "lo")["up"]
     if version != "0.3.1":
-        assert runner.run("loopback", "CHECK", dict(conf(version), prevResult=res), cid=c,
-                          netns=pod).code == 0
+        assert (
+            runner.run(
+                "loopback", "CHECK", dict(conf(version), prevResult=res), cid=c, netns=pod
+            ).code
+            == 0
+        )
     assert runner.run("loopback", "DEL", conf(version), cid=c, netns=pod).code == 0
     assert not link(pod, "lo")["up"]
     chk = runner.run("loopback", "CHECK", dict(conf("1.0.0"), prevResult=res), cid=c, netns=pod)
@@ -41,10 +47,14 @@ def test_add_check_del(runner: Runner, netns_factory: Any, version: str) -> None
 
 
 def test_prev_result_passes_through(runner: Runner, netns_factory: Any) -> None:
-    prev = {"cniVersion": "1.0.0", "interfaces": [{"name": "eth0", "sandbox": "/x"}],
-            "ips": [{"interface": 0, "address": "10.1.2.3/24", "gateway": "10.1.2.1"}]}
-    add = runner.run("loopback", "ADD", conf("1.0.0", prevResult=prev), cid=cid(),
-                     netns=netns_factory())
+    prev = {
+        "cniVersion": "1.0.0",
+        "interfaces": [{"name": "eth0", "sandbox": "/x"}],
+        "ips": [{"interface": 0, "address": "10.1.2.3/24", "gateway": "10.1.2.1"}],
+    }
+    add = runner.run(
+        "loopback", "ADD", conf("1.0.0", prevResult=prev), cid=cid(), netns=netns_factory()
+    )
     assert add.code == 0, add.out
     assert add.json == prev
 
@@ -56,7 +66,9 @@ def test_legacy_version_result(runner: Runner, netns_factory: Any) -> None:
 
 
 def test_del_tolerates_missing_or_empty_netns(runner: Runner) -> None:
-    assert runner.run("loopback", "DEL", conf("1.0.0"), cid=cid(), netns="/run/netns/gone").code == 0
+    assert (
+        runner.run("loopback", "DEL", conf("1.0.0"), cid=cid(), netns="/run/netns/gone").code == 0
+    )
     assert runner.run("loopback", "DEL", conf("1.0.0"), cid=cid(), netns="").code == 0
 
 
@@ -67,7 +79,8 @@ def test_add_missing_netns_is_an_error(runner: Runner) -> None:
 
 def test_non_loopback_address_on_lo_is_rejected(runner: Runner, netns_factory: Any) -> None:
     pod = netns_factory()
-    subprocess.run(["ip", "-n", pod.rsplit("/", 1)[1], "addr", "add", "192.0.2.9/32", "dev",
-                    "lo"], check=True)
+    subprocess.run(
+        ["ip", "-n", pod.rsplit("/", 1)[1], "addr", "add", "192.0.2.9/32", "dev", "lo"], check=True
+    )
     add = runner.run("loopback", "ADD", conf("1.0.0"), cid=cid(), netns=pod)
     assert add.code == 1 and "non-loopback address" in add.json["msg"]

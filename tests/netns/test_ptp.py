@@ -25,8 +25,12 @@ pytestmark = pytest.mark.root
 
 
 def conf_for(runner: Runner, version: str, subnet: str, name: str, **extra: Any) -> dict[str, Any]:
-    conf: dict[str, Any] = {"cniVersion": version, "name": name, "type": "ptp",
-                            "ipam": host_local(subnet, runner.data_dir)}
+    conf: dict[str, Any] = {
+        "cniVersion": version,
+        "name": name,
+        "type": "ptp",
+        "ipam": host_local(subnet, runner.data_dir),
+    }
     conf.update(extra)
     return conf
 
@@ -43,8 +47,7 @@ def test_add_check_del_every_version(runner: Runner, netns_factory: Any, version
     assert res["cniVersion"] == version
     host_name = res["interfaces"][0]["name"]
     assert host_name.startswith("veth") and "sandbox" not in res["interfaces"][0]
-    assert res["interfaces"][1] == {"name": "eth0", "mac": link(pod, "eth0")["mac"],
-                                    "sandbox": pod}
+    assert res["interfaces"][1] == {"name": "eth0", "mac": link(pod, "eth0")["mac"], "sandbox": pod}
     ip = res["ips"][0]
     assert ip["interface"] == 1 and ip["gateway"] == gw
     assert ("version" in ip) == (version in ("0.3.1", "0.4.0"))
@@ -94,12 +97,14 @@ def test_two_ptp_pods_share_a_gateway(runner: Runner, netns_factory: Any) -> Non
 
 def test_missing_ipam_and_bad_types(runner: Runner, netns_factory: Any) -> None:
     pod = netns_factory()
-    no_ipam = runner.run("ptp", "ADD", {"cniVersion": "1.0.0", "name": "p", "type": "ptp"},
-                         cid=cid(), netns=pod)
+    no_ipam = runner.run(
+        "ptp", "ADD", {"cniVersion": "1.0.0", "name": "p", "type": "ptp"}, cid=cid(), netns=pod
+    )
     assert no_ipam.code == 1 and "ipam" in no_ipam.json["msg"]
     _, subnet, name = unique_net()
-    bad = runner.run("ptp", "ADD", conf_for(runner, "1.0.0", subnet, name, ipMasq="true"),
-                     cid=cid(), netns=pod)
+    bad = runner.run(
+        "ptp", "ADD", conf_for(runner, "1.0.0", subnet, name, ipMasq="true"), cid=cid(), netns=pod
+    )
     assert bad.code == 1 and '"ipMasq" must be a boolean' in bad.json["msg"]
     assert links(pod) == ["lo"] and lease_files(runner.data_dir, name) == []
 
