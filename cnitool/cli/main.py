@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Any
 
 import click
 
@@ -81,10 +80,18 @@ def cli() -> None:
     pass
 
 
-def main(argv: list[str] | None = None) -> Any:
-    """Console-script entry; returns the exit status instead of raising SystemExit."""
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry: runs the command and exits with its status (see HELP)."""
     try:
-        return cli.main(args=argv, prog_name="cnitool", standalone_mode=True)
-    except KeyboardInterrupt:  # pragma: no cover - interactive
-        sys.stderr.write("cnitool: interrupted\n")
-        return 130
+        rv = cli.main(args=argv, prog_name="cnitool", standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.stderr.write("\ncnitool: interrupted\n")
+        sys.exit(130)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except BrokenPipeError:
+        # the reader went away (cnitool ... | head): not an error worth a traceback
+        sys.stderr.close()
+        sys.exit(1)
+    sys.exit(rv if isinstance(rv, int) else 0)
