@@ -214,23 +214,34 @@ class Store:
                 yield cid, ifname
 
 
+_IP_CHARS = "0123456789abcdefABCDEF.:"
+
+
 def scan_dir(directory: str) -> Iterator[tuple[str, str]]:
-    """Every lease file of a network directory as (ip text, trimmed content)."""
+    """Every lease file of a network directory as (ip text, trimmed content).
+
+    Runs once per ADD over every lease, so it avoids Python file objects and only parses
+    names that look like addresses.
+    """
     try:
         names = os.listdir(directory)
     except OSError as exc:
         raise _io_error("cannot list", directory, exc) from None
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
     for name in names:
-        if name == LOCK_NAME or name.startswith((LAST_IP_PREFIX, ".")):
-            continue
-        if parse_ip(name) is None:
+        if name.strip(_IP_CHARS) or parse_ip(name) is None:
             continue
         try:
-            with open(os.path.join(directory, name), "rb") as f:
-                content = f.read().decode(errors="replace").strip()
+            fd = os.open(os.path.join(directory, name), flags)
         except OSError:
             continue
-        yield name, content
+        try:
+            data = os.read(fd, 4096)
+        except OSError:  # a directory or something else that is no lease
+            continue
+        finally:
+            os.close(fd)
+        yield name, data.decode(errors="replace").strip()
 
 
 def _unlink(path: str) -> bool:
