@@ -254,3 +254,23 @@ def quiet_undo(cmd: CmdArgs) -> Any:
             cmd.stderr.write(f"rollback step {getattr(fn, '__name__', fn)} failed: {exc}\n")
 
     return run
+
+
+def masq_backend(conf: Mapping[str, Any]) -> str | None:
+    """Check ``ipMasqBackend`` and return the iptables backend choice for ipMasq.
+
+    Only the iptables layout is implemented; asking for the nftables one together with
+    ``ipMasq`` is refused rather than silently served by iptables. ``iptablesBackend``
+    (``auto``/``nft``/``legacy``) is passed on to the firewall layer, which checks it.
+    """
+    from cnitool.spec.errors import UnsupportedFieldError
+
+    wanted = typed(conf, "ipMasqBackend", str, "")
+    if wanted not in ("", "iptables", "nftables"):
+        raise CNIError(f'invalid "ipMasqBackend" "{wanted}": must be "iptables" or "nftables"')
+    if wanted == "nftables" and conf.get("ipMasq") is True:
+        raise UnsupportedFieldError(
+            '"ipMasqBackend": "nftables" is not supported by this plugin; use "iptables"'
+        )
+    value = conf.get("iptablesBackend")
+    return value if isinstance(value, str) or value is None else str(value)

@@ -9,7 +9,7 @@ from cnitool import skel
 from cnitool.spec import names
 from cnitool.spec.errors import CNIError
 
-from .._lib.ipam import dns_override, ipam_type, requested_mac, typed
+from .._lib.ipam import dns_override, ipam_type, masq_backend, requested_mac, typed
 
 DEFAULT_BRIDGE = "cni0"
 
@@ -24,7 +24,7 @@ class BridgeConf:
     is_default_gw: bool = False
     force_address: bool = False
     ip_masq: bool = False
-    ip_masq_backend: str = ""
+    ip_masq_backend: str | None = None
     mtu: int = 0
     hairpin: bool = False
     promisc: bool = False
@@ -85,11 +85,7 @@ def load(cmd: skel.CmdArgs) -> BridgeConf:
         conf.is_gw = True
     conf.force_address = typed(raw, "forceAddress", bool, False)
     conf.ip_masq = typed(raw, "ipMasq", bool, False)
-    conf.ip_masq_backend = typed(raw, "ipMasqBackend", str, "")
-    if conf.ip_masq_backend not in ("", "iptables", "nftables"):
-        raise CNIError(
-            f'invalid "ipMasqBackend" "{conf.ip_masq_backend}": must be "iptables" or "nftables"'
-        )
+    conf.ip_masq_backend = masq_backend(raw)
     conf.mtu = typed(raw, "mtu", int, 0)
     if conf.mtu < 0:
         raise CNIError(f'invalid "mtu" {conf.mtu}: must not be negative')

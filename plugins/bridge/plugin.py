@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import ipaddress
 import os
 from typing import Any
@@ -260,8 +261,16 @@ def cmd_add(cmd: skel.CmdArgs) -> Result:
             from .._lib import ipmasq
 
             cidrs = [ipc["address"] for ipc in result["ips"]]
-            ipmasq.setup_ip_masq(conf.network, cmd.container_id, cidrs)
-            undo.callback(quiet, ipmasq.teardown_ip_masq, conf.network, cmd.container_id, cidrs)
+            ipmasq.setup_ip_masq(
+                conf.network, cmd.container_id, cidrs, backend=conf.ip_masq_backend
+            )
+            undo.callback(
+                quiet,
+                functools.partial(ipmasq.teardown_ip_masq, backend=conf.ip_masq_backend),
+                conf.network,
+                cmd.container_id,
+                cidrs,
+            )
 
         if not conf.disable_container_interface:
             # a port whose peer is down never forwards; only wait when the peer is up
@@ -316,7 +325,9 @@ def cmd_del(cmd: skel.CmdArgs) -> None:
             try:
                 from .._lib import ipmasq
 
-                ipmasq.teardown_ip_masq(conf.network, cmd.container_id, cidrs)
+                ipmasq.teardown_ip_masq(
+                    conf.network, cmd.container_id, cidrs, backend=conf.ip_masq_backend
+                )
             except Exception as exc:  # noqa: BLE001
                 errors.append(exc)
     if errors:

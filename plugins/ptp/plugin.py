@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import ipaddress
 import os
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ class PtpConf:
     mtu: int
     ipam_type: str
     dns: dict[str, Any] | None
+    masq_backend: str | None
 
 
 def load(cmd: skel.CmdArgs) -> PtpConf:
@@ -33,9 +35,6 @@ def load(cmd: skel.CmdArgs) -> PtpConf:
     mtu = typed(raw, "mtu", int, 0)
     if mtu < 0:
         raise CNIError(f'invalid "mtu" {mtu}: must not be negative')
-    backend = typed(raw, "ipMasqBackend", str, "")
-    if backend not in ("", "iptables", "nftables"):
-        raise CNIError(f'invalid "ipMasqBackend" "{backend}": must be "iptables" or "nftables"')
     conf = PtpConf(
         raw=raw,
         network=str(raw.get("name", "")),
@@ -43,6 +42,7 @@ def load(cmd: skel.CmdArgs) -> PtpConf:
         mtu=mtu,
         ipam_type=ipam.ipam_type(raw),
         dns=ipam.dns_override(raw),
+        masq_backend=ipam.masq_backend(raw),
     )
     if not conf.ipam_type:
         raise CNIError('ptp needs an IPAM plugin: "ipam.type" is missing')
@@ -168,8 +168,14 @@ def cmd_add(cmd: skel.CmdArgs) -> Result:
             from .._lib import ipmasq
 
             cidrs = [ipc["address"] for ipc in result["ips"]]
-            ipmasq.setup_ip_masq(conf.network, cmd.container_id, cidrs)
-            undo.callback(quiet, ipmasq.teardown_ip_masq, conf.network, cmd.container_id, cidrs)
+            ipmasq.setup_ip_masq(conf.network, cmd.container_id, cidrs, backend=conf.masq_backend)
+            undo.callback(
+                quiet,
+                functools.partial(ipmasq.teardown_ip_masq, backend=conf.masq_backend),
+                conf.network,
+                cmd.container_id,
+                cidrs,
+            )
 
         host = nl.link(host_name) or host
         result["interfaces"] = [
@@ -202,7 +208,9 @@ def cmd_del(cmd: skel.CmdArgs) -> None:
         try:
             from .._lib import ipmasq
 
-            ipmasq.teardown_ip_masq(conf.network, cmd.container_id, cidrs)
+            ipmasq.teardown_ip_masq(
+                conf.network, cmd.container_id, cidrs, backend=conf.masq_backend
+            )
         except Exception as exc:  # noqa: BLE001
             errors.append(exc)
     if errors:

@@ -462,3 +462,12 @@ def test_two_pods_talk_over_the_bridge(runner: Runner, net: Net, netns_factory: 
     assert tcp_echo(b, ip_b, a, b"pod a to pod b") == b"pod a to pod b"
     # and the pod reaches the node through the gateway address on the bridge
     assert tcp_echo(None, net.gw, a, b"to the node") == b"to the node"
+
+
+def test_ip_masq_nftables_backend_refused(runner: Runner, net: Net, netns_factory: Any) -> None:
+    pod = netns_factory()
+    add = runner.run(
+        "bridge", "ADD", net.conf(ipMasq=True, ipMasqBackend="nftables"), cid=cid(), netns=pod
+    )
+    assert add.code == 1 and add.json["code"] == 2 and "nftables" in add.json["msg"]
+    assert links(pod) == ["lo"] and net.leases() == []

@@ -138,3 +138,19 @@ def test_status(runner: Runner) -> None:
     assert runner.run("ptp", "STATUS", conf_for(runner, "1.1.0", subnet, name)).code == 0
     old = runner.run("ptp", "STATUS", conf_for(runner, "1.0.0", subnet, name))
     assert old.code == 1 and old.json["code"] == 1
+
+
+def test_ip_masq(runner: Runner, netns_factory: Any) -> None:
+    _, subnet, name = unique_net()
+    pod, c = netns_factory(), cid()
+    conf = conf_for(runner, "1.0.0", subnet, name, ipMasq=True)
+    add = runner.run("ptp", "ADD", conf, cid=c, netns=pod)
+    assert add.code == 0, add.out
+    ip = add.json["ips"][0]["address"].split("/")[0]
+
+    def nat() -> str:
+        return subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
+
+    assert f"-A POSTROUTING -s {ip}/32" in nat()
+    assert runner.run("ptp", "DEL", conf, cid=c, netns=pod).code == 0
+    assert f"-s {ip}/32" not in nat()
