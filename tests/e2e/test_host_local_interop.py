@@ -146,3 +146,34 @@ def test_parallel_adds_never_share_an_address(tmp_path: Path, ours: str, theirs:
         results = list(pool.map(lambda j: net.run(j[0], "DEL", j[1]), dels))
     assert all(r == (None, 0) for r in results), results[:3]
     assert net.leases() == {}
+
+
+def test_our_gc_releases_go_leases_of_invalid_attachments(
+    tmp_path: Path, ours: str, theirs: str
+) -> None:
+    net = Net(tmp_path)
+    net.conf["cniVersion"] = "1.1.0"
+    go_conf = dict(net.conf, cniVersion="1.0.0")  # the 1.1.1 binaries stop at 1.0.0
+    saved = net.conf
+    net.conf = go_conf
+    net.add(theirs, "keep")
+    net.add(theirs, "drop")
+    net.conf = saved
+    net.add(ours, "mine")
+    net.conf = dict(
+        saved,
+        **{
+            "cni.dev/valid-attachments": [
+                {"containerID": "keep", "ifname": "eth0"},
+                {"containerID": "mine", "ifname": "eth0"},
+            ]
+        },
+    )
+    assert net.run(ours, "GC", "") == (None, 0)
+    owners = sorted(set(net.leases().values()))
+    assert owners == [b"keep\r\neth0", b"mine\r\neth0"]
+    net.conf = go_conf
+    assert net.run(theirs, "CHECK", "keep") == (None, 0)
+    assert net.run(theirs, "CHECK", "drop")[1] == 1
+    # the Go plugin keeps allocating after our GC (lock and last_reserved_ip untouched)
+    assert net.add(theirs, "next") == ["10.77.0.5/24", "fd77::5/64"]
