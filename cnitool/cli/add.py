@@ -70,6 +70,8 @@ def _rollback(cni: CNIConfig, net: NetworkConfigList, rt: RuntimeConf) -> list[E
 @attachment_options
 @click.option("--no-rollback", is_flag=True,
               help="When ADD fails part-way, leave it; by default DEL runs for the whole chain.")
+@click.option("--dry-run", is_flag=True,
+              help="Show what each plugin would get (path, CNI_* variables, stdin); run nothing.")
 @common_options
 def command(network: str, netns: str, **kw: Any) -> None:
     """Attach NETNS to NETWORK: run ADD for each plugin of the network's configuration
@@ -84,6 +86,11 @@ def command(network: str, netns: str, **kw: Any) -> None:
         path = resolve_netns(netns)
         rt = runtime_conf(path, settings.extra)
         net = settings.load_network(network)
+        if settings.extra.get("dry_run"):
+            from .dryrun import plan, show
+
+            show(plan(settings.cni_config(), net, rt, "ADD"), settings.json_output())
+            return
         _preflight(net, settings.bin_dirs)
         _ensure_netns(path)
         cni = settings.cni_config()

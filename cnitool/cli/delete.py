@@ -23,6 +23,8 @@ from .output import note
 @click.argument("network", shell_complete=complete_network)
 @click.argument("netns", shell_complete=complete_netns)
 @attachment_options
+@click.option("--dry-run", is_flag=True,
+              help="Show what each plugin would get (path, CNI_* variables, stdin); run nothing.")
 @common_options
 def command(network: str, netns: str, **kw: Any) -> None:
     """Run DEL for each plugin of NETWORK in reverse order and drop the cached result.
@@ -35,6 +37,11 @@ def command(network: str, netns: str, **kw: Any) -> None:
         path = resolve_netns(netns)
         rt = runtime_conf(path, settings.extra)
         net = settings.load_network(network)
+        if settings.extra.get("dry_run"):
+            from .dryrun import plan, show
+
+            show(plan(settings.cni_config(), net, rt, "DEL"), settings.json_output())
+            return
         settings.cni_config().del_network_list(net, rt)
     if not settings.json_output():
         note(f"{network}: detached {path} ({rt.ifname})")

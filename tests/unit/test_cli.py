@@ -494,3 +494,24 @@ def test_status_failure_is_reported(env: dict[str, Path]) -> None:
     res = run(env, "status", "new")
     assert res.exit_code == 1
     assert res.stderr.startswith("cnitool: ") and "fake refuses STATUS" in res.stderr
+
+
+def test_dry_run_shows_requests_and_runs_nothing(env: dict[str, Path]) -> None:
+    make_plugin(env["bin"], "fake", env["log"])
+    write_conflist(env["conf"], "net1", [
+        {"type": "fake", "capabilities": {"portMappings": True}}, {"type": "missing"}])
+    res = run(env, "add", "net1", str(env["netns"]), "--dry-run", "-o", "json",
+              "--cap-args", '{"portMappings": [{"hostPort": 8080}]}')
+    assert res.exit_code == 0, res.stderr
+    steps = json.loads(res.stdout)
+    assert [s["plugin"] for s in steps] == ["fake", "missing"]
+    assert steps[0]["path"] == str(env["bin"] / "fake")
+    assert steps[0]["env"]["CNI_COMMAND"] == "ADD"
+    assert json.loads(steps[0]["stdin"]) == {
+        "capabilities": {"portMappings": True}, "cniVersion": "1.0.0", "name": "net1",
+        "runtimeConfig": {"portMappings": [{"hostPort": 8080}]}, "type": "fake"}
+    assert steps[1]["path"] is None and "failed to find plugin" in steps[1]["error"]
+    assert calls(env) == [] and cache_files(env) == []
+    res = run(env, "del", "net1", str(env["netns"]), "--dry-run", "-o", "json")
+    assert [s["plugin"] for s in json.loads(res.stdout)] == ["missing", "fake"]
+    assert calls(env) == []

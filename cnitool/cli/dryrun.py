@@ -1,0 +1,68 @@
+"""``--dry-run`` for add/check/del: what each plugin would be given, without running it.
+
+For each plugin, in the order the verb runs them: the executable that would be run, the
+CNI_* variables and the exact stdin bytes. ADD cannot know what earlier plugins would
+return, so its requests carry no ``prevResult``; CHECK and DEL use the cached result as
+the real run would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import TYPE_CHECKING, Any
+
+from ..spec import version as cniversion
+from .output import console, write_json
+
+if TYPE_CHECKING:
+    from ..libcni.api import CNIConfig
+    from ..libcni.config import NetworkConfigList
+    from ..libcni.runtime import RuntimeConf
+
+
+def plan(cni: CNIConfig, net: NetworkConfigList, rt: RuntimeConf, verb: str) -> list[dict[str, Any]]:
+    from ..invoke import build_env, find_in_path
+    from ..spec.errors import CNIError
+
+    prev = None
+    if verb in ("CHECK", "DEL") and cniversion.gte(net.cni_version, "0.4.0"):
+        try:
+            prev = cni.get_cached_result(net, rt)
+        except CNIError:
+            prev = None
+    plugins = list(reversed(net.plugins)) if verb == "DEL" else list(net.plugins)
+    steps: list[dict[str, Any]] = []
+    for plugin in plugins:
+        step: dict[str, Any] = {"plugin": plugin.type}
+        try:
+            step["path"] = find_in_path(plugin.type, cni.paths)
+        except CNIError as err:
+            step["path"] = None
+            step["error"] = str(err)
+        env = build_env(verb, rt.container_id, rt.netns, rt.ifname,
+                        ";".join(f"{k}={v}" for k, v in rt.args), os.pathsep.join(cni.paths),
+                        base={})
+        step["env"] = env
+        step["stdin"] = cni.build_request(net, plugin, rt, prev_result=prev, verb=verb).decode()
+        if verb == "ADD" and steps:
+            step["note"] = "prevResult: the result of the previous plugin"
+        steps.append(step)
+    return steps
+
+
+def show(steps: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        write_json(steps)
+        return
+    from rich.syntax import Syntax
+
+    out = console()
+    for i, step in enumerate(steps, 1):
+        where = step["path"] or f"[red]not found: {step.get('error', '')}[/red]"
+        out.print(f"[bold]{i}. {step['plugin']}[/bold]  {where}")
+        out.print("   " + " ".join(f"{k}={v}" for k, v in step["env"].items()))
+        out.print(Syntax(json.dumps(json.loads(step["stdin"]), indent=2), "json",
+                         background_color="default"))
+        if "note" in step:
+            out.print(f"   ({step['note']})")
