@@ -38,6 +38,13 @@ def _entries(conf_dir: str) -> list[dict[str, Any]]:
     return rows
 
 
+def _problems(row: dict[str, Any]) -> str:
+    """Problems for the table: the file name is already in its own column."""
+    prefix = row["file"] + ": "
+    texts = [p[len(prefix):] if p.startswith(prefix) else p for p in row["problems"]]
+    return "; ".join(texts) or "ok"
+
+
 @click.command("networks", short_help="List the network configurations in the conf dir.")
 @click.option("--cni-conf-dir", "conf_dir", envvar="NETCONFPATH", default=DEFAULT_CONF_DIR,
               show_default=True, metavar="DIR",
@@ -63,7 +70,7 @@ def command(conf_dir: str, output: str, debug: bool) -> None:
             f"Networks in {conf_dir}",
             ["file", "name", "cniVersion", "plugins", "problems"],
             [[os.path.basename(r["file"]), r["name"], r["cniVersion"],
-              " → ".join(r["plugins"]), "; ".join(r["problems"]) or "ok"] for r in rows],
+              " → ".join(r["plugins"]), _problems(r)] for r in rows],
         )
     if any(r["problems"] for r in rows if r["active"] or not r["name"]):
         raise SystemExit(1)

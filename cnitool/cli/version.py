@@ -71,10 +71,12 @@ def command(bin_dirs: tuple[str, ...], timeout: float, output: str) -> None:
     if not rows:
         click.echo(f"no plugins in {':'.join(dirs)}", err=True)
         return
-    print_table(
-        f"Plugins in {':'.join(dirs)}",
-        ["plugin", "cniVersion", "supported versions", "path"],
-        [[r["plugin"], r.get("cniVersion", ""),
-          ", ".join(r.get("supportedVersions", [])) or f"error: {r.get('error', '')}",
-          r["path"]] for r in rows],
-    )
+    columns = ["plugin", "cniVersion", "supported versions"]
+    table = [[r["plugin"], r.get("cniVersion", ""),
+              ", ".join(r.get("supportedVersions", [])) or f"error: {r.get('error', '')}"]
+             for r in rows]
+    if len(dirs) > 1:
+        columns.append("path")
+        for line, r in zip(table, rows, strict=True):
+            line.append(r["path"])
+    print_table(f"Plugins in {':'.join(dirs)}", columns, table)
