@@ -22,7 +22,7 @@ import click
 from .common import reporting
 from .output import note, write_json
 
-COMMENT_RE = re.compile(r'^(?:dnat )?name: "(?P<net>.*)" id: "(?P<cid>.*)"$')
+COMMENT_RE = re.compile(r'^(?:dnat |snat )?name: "(?P<net>.*)" id: "(?P<cid>.*)"$')
 HASHED_RE = re.compile(r"^CNI-(?:(?P<kind>DN|SN)-)?[0-9a-f]{21,24}$")
 KINDS = {"DN": "portmap dnat", "SN": "portmap snat (old)", None: "ipMasq"}
 
