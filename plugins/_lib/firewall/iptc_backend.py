@@ -23,7 +23,7 @@ _LIBDIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib", "/lib/x86_64-
 
 def _tuned_env() -> dict[str, str]:
     """Variables that point python-iptables at libxtables (no ldconfig, no distutils)."""
-    env: dict[str, str] = {"SETUPTOOLS_USE_DISTUTILS": "stdlib"}
+    env: dict[str, str] = {}
     for d in _LIBDIRS:
         if os.path.isdir(os.path.join(d, "xtables")):
             env["XTABLES_LIBDIR"] = os.path.join(d, "xtables")
@@ -45,6 +45,11 @@ def import_iptc() -> Any:
         if k not in os.environ:
             saved[k] = None
             os.environ[k] = v
+    # python-iptables falls back to sysconfig when distutils is missing; hiding it for the
+    # import saves ~90 ms (and a deprecation warning)
+    hidden = "distutils.sysconfig" not in sys.modules
+    if hidden:
+        sys.modules["distutils.sysconfig"] = None  # type: ignore[assignment]
     try:
         import iptc
     except Exception as e:  # the library raises plain Exceptions when libxtables is absent
@@ -52,6 +57,8 @@ def import_iptc() -> Any:
     finally:
         for k in saved:
             os.environ.pop(k, None)
+        if hidden and sys.modules.get("distutils.sysconfig", 0) is None:
+            del sys.modules["distutils.sysconfig"]
     return iptc
 
 
