@@ -1,21 +1,27 @@
-"""A thin wrapper over pyroute2's IPRoute for what the plugins need.
+"""rtnetlink for the plugins: links, veths, bridges, bridge ports, addresses, routes.
 
-pyroute2 is imported only here and only when a ``Netlink`` is opened, so verbs that never
-touch links (VERSION, STATUS, IPAM-only paths) do not pay its import cost. An instance
-belongs to the thread that created it and to that thread's network namespace at creation
-time: open one inside a ``netns.run_in_netns`` worker to act on a container.
+A small codec over a raw ``NETLINK_ROUTE`` socket, covering exactly what the plugins do.
+It costs nothing to import (pyroute2 takes ~100 ms to import, and every plugin call is a
+new process). A ``Netlink`` belongs to the network namespace of the thread that opened it:
+open one inside a ``netns.run_in_netns`` worker to act on a container, and in the calling
+thread to act on the node.
 """
 
 from __future__ import annotations
 
 import errno
 import ipaddress
+import os
 import secrets
+import socket
+import struct
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
+AF_UNSPEC = 0
 AF_INET = 2
+AF_BRIDGE = 7
 AF_INET6 = 10
 IFF_UP = 0x1
 IFF_PROMISC = 0x100
@@ -26,8 +32,44 @@ RT_SCOPE_LINK = 253
 RT_SCOPE_HOST = 254
 RT_SCOPE_NOWHERE = 255
 RT_TABLE_MAIN = 254
+RTN_UNICAST = 1
+RTPROT_BOOT = 3
+RTPROT_STATIC = 4
 BRIDGE_VLAN_INFO_PVID = 0x2
 BRIDGE_VLAN_INFO_UNTAGGED = 0x4
+BRIDGE_VLAN_INFO_RANGE_BEGIN = 0x8
+BRIDGE_VLAN_INFO_RANGE_END = 0x10
+
+# netlink header
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+NLM_F_REQUEST, NLM_F_MULTI, NLM_F_ACK = 0x1, 0x2, 0x4
+NLM_F_DUMP, NLM_F_EXCL, NLM_F_CREATE, NLM_F_APPEND = 0x300, 0x200, 0x400, 0x800
+NLA_F_NESTED = 0x8000
+RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_SETLINK = 16, 17, 18, 19
+RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
+RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
+# link attributes
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER = 1, 3, 4, 5, 10
+IFLA_PROTINFO, IFLA_OPERSTATE, IFLA_LINKINFO, IFLA_NET_NS_FD = 12, 16, 18, 28
+IFLA_AF_SPEC, IFLA_PROMISCUITY, IFLA_LINK_NETNSID = 26, 30, 37
+IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
+IFLA_BR_VLAN_FILTERING = 7
+VETH_INFO_PEER = 1
+IFLA_BRPORT_MODE, IFLA_BRPORT_ISOLATED = 4, 33
+IFLA_BRIDGE_VLAN_INFO = 2
+# address / route attributes
+IFA_ADDRESS, IFA_LOCAL, IFA_FLAGS = 1, 2, 8
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC = 1, 4, 5, 6, 7
+RTA_METRICS, RTA_TABLE = 8, 15
+RTAX_MTU, RTAX_ADVMSS = 2, 8
+
+OPERSTATES = ("UNKNOWN", "NOTPRESENT", "DOWN", "LOWERLAYERDOWN", "TESTING", "DORMANT", "UP")
+
+_HDR = struct.Struct("=IHHII")
+_IFINFO = struct.Struct("=BxHiII")
+_IFADDR = struct.Struct("=BBBBI")
+_RTMSG = struct.Struct("=BBBBBBBBI")
+_NLA = struct.Struct("=HH")
 
 
 class NetlinkError(Exception):
@@ -47,6 +89,67 @@ def family_of(addr: str) -> int:
     return AF_INET6 if ":" in addr else AF_INET
 
 
+# -- attribute codec ---------------------------------------------------------------------
+def _align(n: int) -> int:
+    return (n + 3) & ~3
+
+
+def nla(kind: int, payload: bytes) -> bytes:
+    raw = _NLA.pack(_NLA.size + len(payload), kind) + payload
+    return raw + b"\0" * (_align(len(raw)) - len(raw))
+
+
+def nla_nested(kind: int, *children: bytes) -> bytes:
+    return nla(kind | NLA_F_NESTED, b"".join(children))
+
+
+def nla_str(kind: int, value: str) -> bytes:
+    return nla(kind, value.encode() + b"\0")
+
+
+def nla_u8(kind: int, value: int) -> bytes:
+    return nla(kind, struct.pack("=B", value))
+
+
+def nla_u32(kind: int, value: int) -> bytes:
+    return nla(kind, struct.pack("=I", value))
+
+
+def parse_attrs(data: bytes, offset: int = 0) -> dict[int, bytes]:
+    """Attributes (type without flag bits -> payload); later duplicates win."""
+    out: dict[int, bytes] = {}
+    while offset + _NLA.size <= len(data):
+        length, kind = _NLA.unpack_from(data, offset)
+        if length < _NLA.size:
+            break
+        out[kind & 0x3FFF] = data[offset + _NLA.size : offset + length]
+        offset += _align(length)
+    return out
+
+
+def _u32(b: bytes | None) -> int:
+    return struct.unpack("=I", b[:4])[0] if b and len(b) >= 4 else 0
+
+
+def _cstr(b: bytes | None) -> str:
+    return b.split(b"\0", 1)[0].decode() if b else ""
+
+
+def _mac(b: bytes | None) -> str:
+    return ":".join(f"{x:02x}" for x in b) if b else ""
+
+
+def _mac_bytes(mac: str) -> bytes:
+    return bytes(int(p, 16) for p in mac.replace("-", ":").split(":"))
+
+
+def _ip(b: bytes | None) -> str:
+    if not b:
+        return ""
+    return str(ipaddress.ip_address(b))
+
+
+# -- data types --------------------------------------------------------------------------
 @dataclass
 class Link:
     index: int
@@ -74,6 +177,7 @@ class Addr:
     family: int
     scope: int
     flags: int
+    index: int = 0
 
     @property
     def cidr(self) -> str:
@@ -96,43 +200,54 @@ class Route:
     family: int
 
 
-def _link_from_msg(msg: Any) -> Link:
-    info = msg.get("IFLA_LINKINFO")
-    kind = info.get("IFLA_INFO_KIND") if info is not None else None
+def _link_from_msg(body: bytes) -> Link:
+    _family, _type, index, flags, _change = _IFINFO.unpack_from(body)
+    attrs = parse_attrs(body, _IFINFO.size)
+    kind = ""
     vlan_filtering: bool | None = None
-    if kind == "bridge" and info is not None:
-        data = info.get("IFLA_INFO_DATA")
-        if data is not None:
-            vf = data.get("IFLA_BR_VLAN_FILTERING")
-            vlan_filtering = None if vf is None else bool(vf)
-    flags = int(msg["flags"])
-    promisc = msg.get("IFLA_PROMISCUITY")
+    if IFLA_LINKINFO in attrs:
+        info = parse_attrs(attrs[IFLA_LINKINFO])
+        kind = _cstr(info.get(IFLA_INFO_KIND))
+        if kind == "bridge" and IFLA_INFO_DATA in info:
+            data = parse_attrs(info[IFLA_INFO_DATA])
+            if IFLA_BR_VLAN_FILTERING in data:
+                vlan_filtering = bool(data[IFLA_BR_VLAN_FILTERING][0])
+    oper = attrs.get(IFLA_OPERSTATE)
+    state = OPERSTATES[oper[0]] if oper and oper[0] < len(OPERSTATES) else "UNKNOWN"
+    netnsid = attrs.get(IFLA_LINK_NETNSID)
     return Link(
-        index=int(msg["index"]),
-        name=str(msg.get("IFLA_IFNAME")),
-        mac=str(msg.get("IFLA_ADDRESS") or ""),
-        mtu=int(msg.get("IFLA_MTU") or 0),
-        kind=str(kind or ""),
+        index=index,
+        name=_cstr(attrs.get(IFLA_IFNAME)),
+        mac=_mac(attrs.get(IFLA_ADDRESS)),
+        mtu=_u32(attrs.get(IFLA_MTU)),
+        kind=kind,
         flags=flags,
-        master=int(msg.get("IFLA_MASTER") or 0),
-        oper=str(msg.get("IFLA_OPERSTATE") or "UNKNOWN"),
-        peer_index=int(msg.get("IFLA_LINK") or 0),
-        link_netnsid=msg.get("IFLA_LINK_NETNSID"),
-        promisc=bool(flags & IFF_PROMISC) or bool(promisc),
+        master=_u32(attrs.get(IFLA_MASTER)),
+        oper=state,
+        peer_index=_u32(attrs.get(IFLA_LINK)),
+        link_netnsid=struct.unpack("=i", netnsid[:4])[0] if netnsid else None,
+        promisc=bool(flags & IFF_PROMISC) or bool(_u32(attrs.get(IFLA_PROMISCUITY))),
         vlan_filtering=vlan_filtering,
     )
+
+
+def _ifinfo(index: int = 0, family: int = AF_UNSPEC, flags: int = 0, change: int = 0) -> bytes:
+    return _IFINFO.pack(family, 0, index, flags, change)
 
 
 class Netlink:
     """Link/address/route operations in the netns of the thread that opened it."""
 
     def __init__(self) -> None:
-        from pyroute2 import IPRoute  # type: ignore[import-untyped]
-
-        self._ipr: Any = IPRoute()
+        self._sock = socket.socket(
+            socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE
+        )
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        self._sock.bind((0, 0))
+        self._seq = int.from_bytes(os.urandom(2), "little")
 
     def close(self) -> None:
-        self._ipr.close()
+        self._sock.close()
 
     def __enter__(self) -> Netlink:
         return self
@@ -140,64 +255,116 @@ class Netlink:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        from pyroute2.netlink.exceptions import (  # type: ignore[import-untyped]
-            NetlinkError as PyNetlinkError,
-        )
+    # -- transport ---------------------------------------------------------------------
+    def _send(self, msg_type: int, flags: int, body: bytes) -> int:
+        self._seq += 1
+        hdr = _HDR.pack(_HDR.size + len(body), msg_type, flags | NLM_F_REQUEST, self._seq, 0)
+        self._sock.send(hdr + body)
+        return self._seq
 
-        try:
-            return getattr(self._ipr, method)(*args, **kwargs)
-        except PyNetlinkError as exc:
-            raise NetlinkError(
-                exc.code,
-                f"{method} {args[0] if args else ''}: {exc.args[1] if len(exc.args) > 1 else exc}",
-            ) from exc
+    def _replies(self, seq: int, what: str) -> Iterator[tuple[int, bytes]]:
+        """Yield (type, body) of the replies to ``seq`` until DONE or the ACK."""
+        while True:
+            data = self._sock.recv(1 << 17)
+            offset = 0
+            while offset + _HDR.size <= len(data):
+                length, mtype, flags, mseq, _pid = _HDR.unpack_from(data, offset)
+                if length < _HDR.size:
+                    raise NetlinkError(errno.EIO, f"{what}: malformed netlink reply")
+                body = data[offset + _HDR.size : offset + length]
+                offset += _align(length)
+                if mseq != seq:
+                    continue
+                if mtype == NLMSG_DONE:
+                    return
+                if mtype == NLMSG_ERROR:
+                    code = -struct.unpack_from("=i", body)[0]
+                    if code:
+                        raise NetlinkError(code, f"{what}: {os.strerror(code)}")
+                    return  # the ACK
+                yield mtype, body
+                if not flags & NLM_F_MULTI and mtype != NLMSG_ERROR:
+                    # a single reply to a GET is followed by nothing else
+                    return
+
+    def _request(self, msg_type: int, flags: int, body: bytes, what: str) -> list[bytes]:
+        seq = self._send(msg_type, flags, body)
+        return [b for _t, b in self._replies(seq, what)]
+
+    def _do(self, msg_type: int, flags: int, body: bytes, what: str) -> None:
+        self._request(msg_type, flags | NLM_F_ACK, body, what)
 
     # -- links -------------------------------------------------------------------------
     def links(self) -> list[Link]:
-        return [_link_from_msg(m) for m in self._call("get_links")]
+        msgs = self._request(RTM_GETLINK, NLM_F_DUMP, _ifinfo(), "list links")
+        return [_link_from_msg(m) for m in msgs]
+
+    def _get_link(self, body: bytes, what: str) -> Link | None:
+        try:
+            msgs = self._request(RTM_GETLINK, 0, body, what)
+        except NetlinkError as exc:
+            if exc.errno in (errno.ENODEV, errno.ENOENT):
+                return None
+            raise
+        return _link_from_msg(msgs[0]) if msgs else None
 
     def link(self, name: str) -> Link | None:
         """The link called ``name``, or None."""
-        try:
-            msgs = self._call("link", "get", ifname=name)
-        except NetlinkError as exc:
-            if exc.errno in (errno.ENODEV, errno.ENOENT):
-                return None
-            raise
-        return _link_from_msg(msgs[0]) if msgs else None
+        return self._get_link(_ifinfo() + nla_str(IFLA_IFNAME, name), f'get link "{name}"')
 
     def link_by_index(self, index: int) -> Link | None:
-        try:
-            msgs = self._call("link", "get", index=index)
-        except NetlinkError as exc:
-            if exc.errno in (errno.ENODEV, errno.ENOENT):
-                return None
-            raise
-        return _link_from_msg(msgs[0]) if msgs else None
+        return self._get_link(_ifinfo(index), f"get link #{index}")
 
-    def set_link(self, index: int, **attrs: Any) -> None:
-        self._call("link", "set", index=index, **attrs)
+    def _setlink(
+        self, index: int, what: str, *attrs: bytes, flags: int = 0, change: int = 0
+    ) -> None:
+        self._do(RTM_NEWLINK, 0, _ifinfo(index, flags=flags, change=change) + b"".join(attrs), what)
 
     def set_up(self, index: int) -> None:
-        self.set_link(index, state="up")
+        self._setlink(index, f"set link #{index} up", flags=IFF_UP, change=IFF_UP)
 
     def set_down(self, index: int) -> None:
-        self.set_link(index, state="down")
+        self._setlink(index, f"set link #{index} down", flags=0, change=IFF_UP)
 
     def set_promisc(self, index: int, on: bool) -> None:
-        self.set_link(index, flags=IFF_PROMISC if on else 0, change=IFF_PROMISC)
+        self._setlink(
+            index, f"set link #{index} promisc", flags=IFF_PROMISC if on else 0, change=IFF_PROMISC
+        )
+
+    def set_master(self, index: int, master: int) -> None:
+        self._setlink(index, f"set master of link #{index}", nla_u32(IFLA_MASTER, master))
+
+    def set_mac(self, index: int, mac: str) -> None:
+        self._setlink(index, f"set mac of link #{index}", nla(IFLA_ADDRESS, _mac_bytes(mac)))
+
+    def set_mtu(self, index: int, mtu: int) -> None:
+        self._setlink(index, f"set mtu of link #{index}", nla_u32(IFLA_MTU, mtu))
+
+    def set_bridge_vlan_filtering(self, index: int, on: bool) -> None:
+        info = nla_nested(
+            IFLA_LINKINFO,
+            nla_str(IFLA_INFO_KIND, "bridge"),
+            nla_nested(IFLA_INFO_DATA, nla_u8(IFLA_BR_VLAN_FILTERING, int(on))),
+        )
+        self._setlink(index, f"set vlan_filtering on link #{index}", info)
 
     def delete_link(self, index: int) -> None:
-        self._call("link", "del", index=index)
+        self._do(RTM_DELLINK, 0, _ifinfo(index), f"delete link #{index}")
 
     def create_bridge(self, name: str, mtu: int = 0, vlan_filtering: bool = False) -> None:
-        kw: dict[str, Any] = {"ifname": name, "kind": "bridge"}
+        data = [nla_u8(IFLA_BR_VLAN_FILTERING, 1)] if vlan_filtering else []
+        kind = [nla_str(IFLA_INFO_KIND, "bridge")]
+        if data:
+            kind.append(nla_nested(IFLA_INFO_DATA, *data))
+        attrs = [nla_str(IFLA_IFNAME, name), nla_nested(IFLA_LINKINFO, *kind)]
         if mtu:
-            kw["mtu"] = mtu
-        if vlan_filtering:
-            kw["br_vlan_filtering"] = 1
-        self._call("link", "add", **kw)
+            attrs.append(nla_u32(IFLA_MTU, mtu))
+        self._do(
+            RTM_NEWLINK,
+            NLM_F_CREATE | NLM_F_EXCL,
+            _ifinfo() + b"".join(attrs),
+            f'add bridge "{name}"',
+        )
 
     def create_veth(
         self,
@@ -209,25 +376,48 @@ class Netlink:
         mac: str = "",
     ) -> None:
         """Create veth ``name`` here with its peer ``peer_name`` born in ``peer_netns_fd``."""
-        peer: dict[str, Any] = {"ifname": peer_name, "net_ns_fd": peer_netns_fd}
-        kw: dict[str, Any] = {"ifname": name, "kind": "veth", "peer": peer}
+        peer = [nla_str(IFLA_IFNAME, peer_name), nla_u32(IFLA_NET_NS_FD, peer_netns_fd)]
+        attrs = [nla_str(IFLA_IFNAME, name)]
         if mtu:
-            kw["mtu"] = mtu
-            peer["mtu"] = mtu
+            peer.append(nla_u32(IFLA_MTU, mtu))
+            attrs.append(nla_u32(IFLA_MTU, mtu))
         if mac:
-            kw["address"] = mac
-        self._call("link", "add", **kw)
+            attrs.append(nla(IFLA_ADDRESS, _mac_bytes(mac)))
+        info = nla_nested(
+            IFLA_LINKINFO,
+            nla_str(IFLA_INFO_KIND, "veth"),
+            nla_nested(IFLA_INFO_DATA, nla_nested(VETH_INFO_PEER, _ifinfo() + b"".join(peer))),
+        )
+        attrs.append(info)
+        self._do(
+            RTM_NEWLINK,
+            NLM_F_CREATE | NLM_F_EXCL,
+            _ifinfo() + b"".join(attrs),
+            f'add veth "{name}" peer "{peer_name}"',
+        )
 
-    def brport_set(self, index: int, **attrs: Any) -> None:
-        """Set bridge-port options (``mode=1`` hairpin, ``isolated=1``)."""
-        self._call("brport", "set", index=index, **attrs)
+    def brport_set(
+        self, index: int, *, hairpin: bool | None = None, isolated: bool | None = None
+    ) -> None:
+        """Set bridge-port options of an enslaved link."""
+        opts = []
+        if hairpin is not None:
+            opts.append(nla_u8(IFLA_BRPORT_MODE, int(hairpin)))
+        if isolated is not None:
+            opts.append(nla_u8(IFLA_BRPORT_ISOLATED, int(isolated)))
+        if opts:
+            self._do(
+                RTM_SETLINK,
+                0,
+                _ifinfo(index, family=AF_BRIDGE) + nla_nested(IFLA_PROTINFO, *opts),
+                f"set bridge port options of link #{index}",
+            )
 
-    def brport_get(self, index: int) -> dict[str, Any]:
-        for msg in self._call("brport", "show", index=index):
-            info = msg.get("IFLA_PROTINFO")
-            if info is not None:
-                return {k: v for k, v in info["attrs"]}
-        return {}
+    def _vlan(self, msg_type: int, index: int, infos: list[tuple[int, int]], what: str) -> None:
+        spec = b"".join(nla(IFLA_BRIDGE_VLAN_INFO, struct.pack("=HH", f, v)) for f, v in infos)
+        self._do(
+            msg_type, 0, _ifinfo(index, family=AF_BRIDGE) + nla_nested(IFLA_AF_SPEC, spec), what
+        )
 
     def vlan_add(
         self, index: int, vid: int, *, pvid: bool = False, untagged: bool = False, vid_end: int = 0
@@ -236,17 +426,16 @@ class Netlink:
             BRIDGE_VLAN_INFO_UNTAGGED if untagged else 0
         )
         if vid_end and vid_end != vid:
-            self._call(
-                "vlan_filter", "add", index=index, vlan_info={"vid": vid, "flags": 0x8 | flags}
-            )  # RANGE_BEGIN
-            self._call(
-                "vlan_filter", "add", index=index, vlan_info={"vid": vid_end, "flags": 0x10 | flags}
-            )  # RANGE_END
+            infos = [
+                (flags | BRIDGE_VLAN_INFO_RANGE_BEGIN, vid),
+                (flags | BRIDGE_VLAN_INFO_RANGE_END, vid_end),
+            ]
         else:
-            self._call("vlan_filter", "add", index=index, vlan_info={"vid": vid, "flags": flags})
+            infos = [(flags, vid)]
+        self._vlan(RTM_SETLINK, index, infos, f"add vlan {vid} on link #{index}")
 
     def vlan_del(self, index: int, vid: int) -> None:
-        self._call("vlan_filter", "del", index=index, vlan_info={"vid": vid})
+        self._vlan(RTM_DELLINK, index, [(0, vid)], f"delete vlan {vid} on link #{index}")
 
     def wait_oper_up(
         self, index: int, delays_ms: tuple[int, ...] = (0, 50, 500, 1000, 1000)
@@ -266,39 +455,43 @@ class Netlink:
 
     # -- addresses ---------------------------------------------------------------------
     def addrs(self, index: int | None = None, family: int | None = None) -> list[Addr]:
-        kw: dict[str, Any] = {}
-        if index is not None:
-            kw["index"] = index
-        if family is not None:
-            kw["family"] = family
+        body = _IFADDR.pack(family or AF_UNSPEC, 0, 0, 0, 0)
         out = []
-        for m in self._call("get_addr", **kw):
-            out.append(
-                Addr(
-                    address=str(
-                        m.get("IFA_ADDRESS")
-                        if m["family"] == AF_INET6
-                        else m.get("IFA_LOCAL") or m.get("IFA_ADDRESS")
-                    ),
-                    prefixlen=int(m["prefixlen"]),
-                    family=int(m["family"]),
-                    scope=int(m["scope"]),
-                    flags=int(m.get("IFA_FLAGS") or m["flags"]),
-                )
-            )
+        for m in self._request(RTM_GETADDR, NLM_F_DUMP, body, "list addresses"):
+            fam, plen, flags, scope, idx = _IFADDR.unpack_from(m)
+            if index is not None and idx != index:
+                continue
+            if family is not None and fam != family:
+                continue
+            attrs = parse_attrs(m, _IFADDR.size)
+            raw = attrs.get(IFA_LOCAL) if fam == AF_INET else None
+            raw = raw or attrs.get(IFA_ADDRESS)
+            if IFA_FLAGS in attrs:
+                flags = _u32(attrs[IFA_FLAGS])
+            out.append(Addr(_ip(raw), plen, fam, scope, flags, idx))
         return out
 
-    def add_addr(self, index: int, cidr: str) -> None:
+    def _addr(self, msg_type: int, flags: int, index: int, cidr: str, what: str) -> None:
         iface = ipaddress.ip_interface(cidr)
-        self._call(
-            "addr", "add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen
+        fam = AF_INET6 if iface.version == 6 else AF_INET
+        packed = iface.ip.packed
+        body = _IFADDR.pack(fam, iface.network.prefixlen, 0, 0, index)
+        body += nla(IFA_LOCAL, packed) + nla(IFA_ADDRESS, packed)
+        if fam == AF_INET and msg_type == RTM_NEWADDR and iface.network.prefixlen < 31:
+            body += nla(4, iface.network.broadcast_address.packed)  # IFA_BROADCAST
+        self._do(msg_type, flags, body, what)
+
+    def add_addr(self, index: int, cidr: str) -> None:
+        self._addr(
+            RTM_NEWADDR,
+            NLM_F_CREATE | NLM_F_EXCL,
+            index,
+            cidr,
+            f"add address {cidr} to link #{index}",
         )
 
     def del_addr(self, index: int, cidr: str) -> None:
-        iface = ipaddress.ip_interface(cidr)
-        self._call(
-            "addr", "del", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen
-        )
+        self._addr(RTM_DELADDR, 0, index, cidr, f"delete address {cidr} from link #{index}")
 
     def wait_dad(self, index: int, timeout: float = 5.0) -> None:
         """Wait until no IPv6 address on the link is still tentative."""
@@ -322,31 +515,72 @@ class Netlink:
     def routes(
         self, family: int = AF_INET, oif: int | None = None, table: int = RT_TABLE_MAIN
     ) -> list[Route]:
+        body = _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)
         out = []
-        for m in self._call("get_routes", family=family, table=table):
-            if m.get("RTA_TABLE", m["table"]) != table:
+        for m in self._request(RTM_GETROUTE, NLM_F_DUMP, body, "list routes"):
+            fam, dlen, _slen, _tos, rtable, _proto, scope, rtype, _fl = _RTMSG.unpack_from(m)
+            attrs = parse_attrs(m, _RTMSG.size)
+            tbl = _u32(attrs.get(RTA_TABLE)) if RTA_TABLE in attrs else rtable
+            if tbl != table or rtype != RTN_UNICAST or fam != family:
                 continue
-            if m["type"] != 1:  # unicast only
+            route_oif = _u32(attrs.get(RTA_OIF))
+            if oif is not None and route_oif != oif:
                 continue
-            if oif is not None and m.get("RTA_OIF") != oif:
-                continue
-            dst = m.get("RTA_DST")
-            dlen = int(m["dst_len"])
-            if dst is None:
-                dst = "0.0.0.0" if family == AF_INET else "::"
+            dst = _ip(attrs.get(RTA_DST)) or ("0.0.0.0" if family == AF_INET else "::")
             out.append(
                 Route(
                     dst=str(ipaddress.ip_network(f"{dst}/{dlen}", strict=False)),
-                    gateway=str(m.get("RTA_GATEWAY") or ""),
-                    oif=int(m.get("RTA_OIF") or 0),
-                    scope=int(m["scope"]),
-                    table=int(m.get("RTA_TABLE", m["table"])),
-                    priority=int(m.get("RTA_PRIORITY") or 0),
-                    src=str(m.get("RTA_PREFSRC") or ""),
+                    gateway=_ip(attrs.get(RTA_GATEWAY)),
+                    oif=route_oif,
+                    scope=scope,
+                    table=tbl,
+                    priority=_u32(attrs.get(RTA_PRIORITY)),
+                    src=_ip(attrs.get(RTA_PREFSRC)),
                     family=family,
                 )
             )
         return out
+
+    def _route_msg(
+        self,
+        dst: str,
+        *,
+        oif: int | None,
+        gateway: str,
+        scope: int,
+        src: str,
+        priority: int,
+        table: int,
+        mtu: int,
+        advmss: int,
+        proto: int,
+        rtype: int,
+    ) -> bytes:
+        net = ipaddress.ip_network(dst, strict=False)
+        fam = AF_INET6 if net.version == 6 else AF_INET
+        tbl = table or RT_TABLE_MAIN
+        body = _RTMSG.pack(
+            fam, net.prefixlen, 0, 0, tbl if tbl < 256 else 0, proto, scope, rtype, 0
+        )
+        attrs = [nla_u32(RTA_TABLE, tbl)]
+        if net.prefixlen:
+            attrs.append(nla(RTA_DST, net.network_address.packed))
+        if oif is not None:
+            attrs.append(nla_u32(RTA_OIF, oif))
+        if gateway:
+            attrs.append(nla(RTA_GATEWAY, ipaddress.ip_address(gateway).packed))
+        if src:
+            attrs.append(nla(RTA_PREFSRC, ipaddress.ip_address(src).packed))
+        if priority:
+            attrs.append(nla_u32(RTA_PRIORITY, priority))
+        metrics = []
+        if mtu:
+            metrics.append(nla_u32(RTAX_MTU, mtu))
+        if advmss:
+            metrics.append(nla_u32(RTAX_ADVMSS, advmss))
+        if metrics:
+            attrs.append(nla(RTA_METRICS, b"".join(metrics)))
+        return body + b"".join(attrs)
 
     def add_route(
         self,
@@ -362,39 +596,29 @@ class Netlink:
         advmss: int = 0,
     ) -> None:
         """Add a route; if one with that destination exists, add this as another path."""
-        net = ipaddress.ip_network(dst, strict=False)
-        kw: dict[str, Any] = {
-            "dst": str(net.network_address),
-            "dst_len": net.prefixlen,
-            "oif": oif,
-            "family": AF_INET6 if net.version == 6 else AF_INET,
-        }
-        if gateway:
-            kw["gateway"] = gateway
-        if scope is not None:
-            kw["scope"] = scope
-        elif not gateway:
-            kw["scope"] = RT_SCOPE_LINK
-        if src:
-            kw["prefsrc"] = src
-        if priority:
-            kw["priority"] = priority
-        if table:
-            kw["table"] = table
-        metrics: dict[str, int] = {}
-        if mtu:
-            metrics["RTAX_MTU"] = mtu
-        if advmss:
-            metrics["RTAX_ADVMSS"] = advmss
-        if metrics:
-            kw["metrics"] = metrics
+        if scope is None:
+            scope = RT_SCOPE_UNIVERSE if gateway else RT_SCOPE_LINK
+        body = self._route_msg(
+            dst,
+            oif=oif,
+            gateway=gateway,
+            scope=scope,
+            src=src,
+            priority=priority,
+            table=table,
+            mtu=mtu,
+            advmss=advmss,
+            proto=RTPROT_BOOT,
+            rtype=RTN_UNICAST,
+        )
+        what = f"add route {dst}" + (f" via {gateway}" if gateway else "") + f" dev #{oif}"
         try:
-            self._call("route", "add", **kw)
+            self._do(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, body, what)
         except NetlinkError as exc:
             if exc.errno != errno.EEXIST:
                 raise
-            try:
-                self._call("route", "append", **kw)
+            try:  # an equal-cost path next to the existing one
+                self._do(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_APPEND, body, what)
             except NetlinkError as exc2:
                 if exc2.errno != errno.EEXIST:
                     raise
@@ -408,22 +632,21 @@ class Netlink:
         table: int = 0,
         scope: int | None = None,
     ) -> None:
-        net = ipaddress.ip_network(dst, strict=False)
-        kw: dict[str, Any] = {
-            "dst": str(net.network_address),
-            "dst_len": net.prefixlen,
-            "family": AF_INET6 if net.version == 6 else AF_INET,
-        }
-        if oif is not None:
-            kw["oif"] = oif
-        if gateway:
-            kw["gateway"] = gateway
-        if table:
-            kw["table"] = table
-        # RT_SCOPE_NOWHERE matches any scope; without it the kernel only deletes routes
-        # of the scope pyroute2 fills in by default (universe)
-        kw["scope"] = RT_SCOPE_NOWHERE if scope is None else scope
-        self._call("route", "del", **kw)
+        # RT_SCOPE_NOWHERE and protocol 0 match any route with this destination
+        body = self._route_msg(
+            dst,
+            oif=oif,
+            gateway=gateway,
+            scope=RT_SCOPE_NOWHERE if scope is None else scope,
+            src="",
+            priority=0,
+            table=table,
+            mtu=0,
+            advmss=0,
+            proto=0,
+            rtype=0,
+        )
+        self._do(RTM_DELROUTE, 0, body, f"delete route {dst}")
 
     def delete_link_collect(self, name: str) -> list[str]:
         """Delete link ``name``; return its global unicast CIDRs ([] when it is absent)."""

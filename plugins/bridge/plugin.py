@@ -45,7 +45,7 @@ def _ensure_bridge(nl: Netlink, conf: BridgeConf) -> Link:
         raise CNIError(f'"{conf.bridge}" already exists but is not a bridge')
     if conf.uses_vlan and not br.vlan_filtering:
         try:
-            nl.set_link(br.index, kind="bridge", br_vlan_filtering=1)
+            nl.set_bridge_vlan_filtering(br.index, True)
         except NetlinkError as exc:
             raise CNIError(f'cannot enable vlan_filtering on "{conf.bridge}": {exc}') from exc
         br = nl.link(conf.bridge)
@@ -90,7 +90,7 @@ def _ensure_addr(nl: Netlink, br: Link, gw_cidr: str, force: bool) -> None:
     if now is None or now.mac in ("", "00:00:00:00:00:00"):
         return
     try:
-        nl.set_link(br.index, address=now.mac)
+        nl.set_mac(br.index, now.mac)
     except NetlinkError as exc:
         raise CNIError(f"could not set bridge's mac: {exc}") from exc
 
@@ -176,17 +176,16 @@ def _delete_container_link(ifname: str) -> list[str]:
 # -- ADD --------------------------------------------------------------------------------
 def _port_setup(nl: Netlink, conf: BridgeConf, br: Link, host: Link) -> None:
     try:
-        nl.set_link(host.index, master=br.index)
+        nl.set_master(host.index, br.index)
     except NetlinkError as exc:
         raise CNIError(f'failed to connect "{host.name}" to bridge {br.name}: {exc}') from exc
     if conf.hairpin or conf.port_isolation:
-        attrs: dict[str, int] = {}
-        if conf.hairpin:
-            attrs["mode"] = 1
-        if conf.port_isolation:
-            attrs["isolated"] = 1
         try:
-            nl.brport_set(host.index, **attrs)
+            nl.brport_set(
+                host.index,
+                hairpin=True if conf.hairpin else None,
+                isolated=True if conf.port_isolation else None,
+            )
         except NetlinkError as exc:
             raise CNIError(f'failed to set bridge port options on "{host.name}": {exc}') from exc
     if conf.uses_vlan:
