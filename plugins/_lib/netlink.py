@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
-import secrets
 import socket
 import struct
 import time
@@ -82,7 +81,7 @@ class NetlinkError(Exception):
 
 def random_veth_name() -> str:
     """``veth`` + 8 lowercase hex characters, like the reference's host-side names."""
-    return "veth" + secrets.token_hex(4)
+    return "veth" + os.urandom(4).hex()
 
 
 def family_of(addr: str) -> int:

@@ -9,7 +9,6 @@ reported as such and is never created.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 import threading
@@ -30,7 +29,9 @@ _libc: Any = None
 def _lib() -> Any:
     global _libc
     if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        # the C library is already mapped into the interpreter; no find_library (it may
+        # spawn ldconfig)
+        _libc = ctypes.CDLL(None, use_errno=True)
     return _libc
 
 
