@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -107,8 +108,9 @@ def ours(node: str, pod: str, verb: str, c: dict[str, Any], backend: str) -> tup
         "CNI_IFNAME": "eth0",
         "CNI_PATH": "/usr/lib/cni",
         "PATH": os.environ.get("PATH", ""),
-        "PYCNI_IPTABLES_BACKEND": backend,
     }
+    if backend:
+        env["PYCNI_IPTABLES_BACKEND"] = backend
     fd = open_netns(node)
     try:
         out, code = run_in_netns(fd, skel.run, PLUGIN, env, json.dumps(c).encode(), io.StringIO())
@@ -225,3 +227,144 @@ def test_go_and_ours_produce_the_same_rules(
     other = netns_factory()
     assert ours(other, pod, "ADD", conf(), backend)[1] == 0
     assert sorted(nat_rules(other, SAVE[backend])) == go_rules
+
+
+def _in_node(node: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+    from cnitool_plugins._lib.netns import open_netns, run_in_netns
+
+    fd = open_netns(node)
+    try:
+        return run_in_netns(fd, fn, *args, **kw)
+    finally:
+        os.close(fd)
+
+
+def test_ipmasq_rules_match_the_reference_and_tear_down(node: str, backend: str) -> None:
+    from cnitool_plugins._lib import ipmasq
+
+    _in_node(node, ipmasq.setup_ip_masq, "mynet", CID, ["10.22.0.2/16"], backend=backend)
+    _in_node(node, ipmasq.setup_ip_masq, "mynet", CID, ["10.22.0.2/16"], backend=backend)
+    rules = nat_rules(node, SAVE[backend])
+    chain = "CNI-d0b3203be6ffc55cd4087ca5"
+    comment = f'"name: \\"mynet\\" id: \\"{CID}\\""'
+    assert rules == [
+        f"-A POSTROUTING -s 10.22.0.2/32 -m comment --comment {comment} -j {chain}",
+        f"-A {chain} -d 10.22.0.0/16 -m comment --comment {comment} -j ACCEPT",
+        f"-A {chain} ! -d 224.0.0.0/4 -m comment --comment {comment} -j MASQUERADE",
+    ]
+    _in_node(node, ipmasq.teardown_ip_masq, "mynet", CID, ["10.22.0.2/16"], backend=backend)
+    assert nat_rules(node, SAVE[backend]) == []
+    # teardown of something that is not there is fine
+    _in_node(node, ipmasq.teardown_ip_masq, "mynet", CID, [], backend=backend)
+
+
+def test_auto_backend_follows_legacy_rules_and_teardown_finds_them(
+    node: str, pod: str, go_path: str, reference_bin: Path, backend: str
+) -> None:
+    if backend != "legacy":
+        pytest.skip("about a node whose rules live in legacy x_tables")
+    assert go(node, pod, "ADD", conf(), go_path, reference_bin)[1] == 0
+    # auto: the host's iptables is nf_tables, but the rules live in legacy -> use legacy
+    other = dict(conf(), name="othernet")
+    assert ours(node, pod, "ADD", other, "")[1] == 0
+    legacy = nat_rules(node, SAVE["legacy"])
+    assert any('dnat name: \\"othernet\\"' in r for r in legacy)
+    assert not any("CNI-" in r for r in nat_rules(node, SAVE["nft"]))
+    # DEL with the auto choice finds both containers' chains in legacy
+    assert ours(node, pod, "DEL", conf(runtimeConfig={}), "")[1] == 0
+    assert ours(node, pod, "DEL", dict(other, runtimeConfig={}), "")[1] == 0
+    assert not any("CNI-DN-" in r for r in nat_rules(node, SAVE["legacy"]))
+
+
+def test_udp_conntrack_entries_for_mapped_ports_are_flushed(
+    node: str, pod: str, netns_factory: Callable[[], str], backend: str
+) -> None:
+    if shutil.which("conntrack") is None:
+        pytest.skip("conntrack not installed")
+    client = netns_factory()
+    n_node, n_client = os.path.basename(node), os.path.basename(client)
+    subprocess.run(
+        [
+            "ip",
+            "-n",
+            n_node,
+            "link",
+            "add",
+            "u0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "u1",
+            "netns",
+            n_client,
+        ],
+        check=True,
+    )
+    subprocess.run(["ip", "-n", n_node, "addr", "add", "192.168.78.1/24", "dev", "u0"], check=True)
+    subprocess.run(
+        ["ip", "-n", n_client, "addr", "add", "192.168.78.2/24", "dev", "u1"], check=True
+    )
+    subprocess.run(["ip", "-n", n_node, "link", "set", "u0", "up"], check=True)
+    subprocess.run(["ip", "-n", n_client, "link", "set", "u1", "up"], check=True)
+    # make conntrack track in the node (any nat table does) and send one UDP packet
+    assert (
+        ours(
+            node,
+            pod,
+            "ADD",
+            conf(
+                runtimeConfig={
+                    "portMappings": [{"hostPort": 9999, "containerPort": 99, "protocol": "tcp"}]
+                }
+            ),
+            backend,
+        )[1]
+        == 0
+    )
+    send = "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b'x', ('192.168.78.1', 5353))"
+    subprocess.run(["nsenter", f"--net={client}", sys.executable, "-c", send], check=True)
+
+    def flows() -> str:
+        return subprocess.run(
+            ["nsenter", f"--net={node}", "conntrack", "-L", "-p", "udp", "--orig-port-dst", "5353"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+
+    assert "dport=5353" in flows()
+    maps = [{"hostPort": 5353, "containerPort": 53, "protocol": "udp"}]
+    assert ours(node, pod, "ADD", conf(runtimeConfig={"portMappings": maps}), backend)[1] == 0
+    assert "dport=5353" not in flows()
+
+
+def test_chains_command_reads_go_rules(
+    node: str, pod: str, go_path: str, reference_bin: Path, backend: str
+) -> None:
+    assert go(node, pod, "ADD", conf(), go_path, reference_bin)[1] == 0
+    cnitool = str(Path(sys.executable).parent / "cnitool")
+    out = subprocess.run(
+        ["nsenter", f"--net={node}", cnitool, "chains", "-o", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    report = json.loads(out)
+    assert {"family": 4, "backend": backend} in report["sources"]
+    (net,) = report["networks"]
+    (cont,) = net["containers"]
+    assert net["network"] == "mynet" and cont["containerID"] == CID
+    assert {(m["hostIP"], m["hostPort"], m["podPort"]) for m in cont["portMappings"]} == {
+        ("", 8080, 80),
+        ("127.0.0.1", 5353, 53),
+    }
+    assert all(c["hashVerified"] for c in cont["chains"])
+    # the tree rendering works too
+    tree = subprocess.run(
+        ["nsenter", f"--net={node}", cnitool, "chains", "-o", "tree"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "network mynet" in tree and "127.0.0.1:5353/udp -> 10.22.0.2:53" in tree
