@@ -57,14 +57,37 @@ def enable_localnet_routing(ifname: str) -> None:
         fh.write("1")
 
 
+def _flush_with_netlink(family: int, ports: list[int]) -> None:
+    """Delete UDP conntrack entries whose original destination port is mapped (netlink)."""
+    import socket
+
+    from pyroute2 import Conntrack  # lazily: a heavy import, only without conntrack(8)
+    from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
+
+    fam = socket.AF_INET if family == 4 else socket.AF_INET6
+    ct = Conntrack()
+    try:
+        for port in ports:
+            match = NFCTAttrTuple(family=fam, proto=socket.IPPROTO_UDP, dport=port)
+            for entry in list(ct.dump_entries(tuple_orig=match)):
+                ct.delete(entry)
+    finally:
+        ct.close()
+
+
 def flush_udp_conntrack(conf: PortMapConf, family: int, log: TextIO) -> None:
-    """Forget UDP flows to the mapped host ports so new packets hit the DNAT rules."""
+    """Forget UDP flows to the mapped host ports so new packets hit the DNAT rules.
+
+    Uses conntrack(8) when installed, netlink otherwise; failures are only logged."""
     ports = sorted({m.host_port for m in conf.mappings if m.protocol == "udp"})
     if not ports:
         return
     exe = shutil.which("conntrack")
     if exe is None:
-        print("portmap: conntrack not installed; stale UDP conntrack entries kept", file=log)
+        try:
+            _flush_with_netlink(family, ports)
+        except Exception as e:  # noqa: BLE001 - best effort, as in the reference plugin
+            print(f"portmap: flushing UDP conntrack entries over netlink: {e}", file=log)
         return
     fam = "ipv4" if family == 4 else "ipv6"
     for port in ports:

@@ -276,11 +276,24 @@ def test_auto_backend_follows_legacy_rules_and_teardown_finds_them(
     assert not any("CNI-DN-" in r for r in nat_rules(node, SAVE["legacy"]))
 
 
+@pytest.mark.parametrize("via", ["conntrack-cli", "netlink"])
 def test_udp_conntrack_entries_for_mapped_ports_are_flushed(
-    node: str, pod: str, netns_factory: Callable[[], str], backend: str
+    node: str,
+    pod: str,
+    netns_factory: Callable[[], str],
+    backend: str,
+    via: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     if shutil.which("conntrack") is None:
-        pytest.skip("conntrack not installed")
+        pytest.skip("conntrack not installed (needed to create and list flows)")
+    if via == "netlink":
+        from cnitool_plugins.portmap import commands
+
+        real = shutil.which
+        monkeypatch.setattr(
+            commands.shutil, "which", lambda n, *a, **k: None if n == "conntrack" else real(n)
+        )
     client = netns_factory()
     n_node, n_client = os.path.basename(node), os.path.basename(client)
     subprocess.run(
