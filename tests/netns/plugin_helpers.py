@@ -195,7 +195,11 @@ def lease_files(data_dir: str, network: str) -> list[str]:
 
 
 def tcp_echo(
-    server_ns: str | None, server_ip: str, client_ns: str | None, payload: bytes = b"hello over cni"
+    server_ns: str | None,
+    server_ip: str,
+    client_ns: str | None,
+    payload: bytes = b"hello over cni",
+    timeout: float = 10,
 ) -> bytes:
     """Listen in ``server_ns`` on ``server_ip``, connect from ``client_ns``, echo once.
 
@@ -215,7 +219,7 @@ def tcp_echo(
         with socket.socket(family, socket.SOCK_STREAM) as srv:
             srv.bind((server_ip, 0))
             srv.listen(1)
-            srv.settimeout(10)
+            srv.settimeout(timeout)
             port.append(srv.getsockname()[1])
             ready.set()
             conn, _ = srv.accept()
@@ -243,7 +247,7 @@ def tcp_echo(
         raise errors[0]
 
     def client() -> bytes:
-        with socket.create_connection((server_ip, port[0]), timeout=10) as s:
+        with socket.create_connection((server_ip, port[0]), timeout=timeout) as s:
             s.sendall(payload)
             return s.recv(1024)
 

@@ -471,3 +471,70 @@ def test_ip_masq_nftables_backend_refused(runner: Runner, net: Net, netns_factor
     )
     assert add.code == 1 and add.json["code"] == 2 and "nftables" in add.json["msg"]
     assert links(pod) == ["lo"] and net.leases() == []
+
+
+@pytest.mark.parametrize("spoofchk", [True, False])
+def test_macspoofchk_drops_spoofed_frames(
+    runner: Runner, net: Net, netns_factory: Any, spoofchk: bool
+) -> None:
+    if subprocess.run(["nft", "list", "tables"], capture_output=True).returncode != 0:
+        pytest.skip("nftables not usable here")
+    a, b = netns_factory(), netns_factory()
+    ra = runner.run("bridge", "ADD", net.conf(macspoofchk=spoofchk), cid=cid(), netns=a)
+    rb = runner.run("bridge", "ADD", net.conf(), cid=cid(), netns=b)
+    assert ra.code == 0 and rb.code == 0, (ra.out, rb.out)
+    ip_b = rb.json["ips"][0]["address"].split("/")[0]
+    assert tcp_echo(b, ip_b, a, b"genuine mac") == b"genuine mac"
+    # pod a changes its MAC (both neighbour caches forgotten): only the check stops it
+    name_a, name_b = a.rsplit("/", 1)[1], b.rsplit("/", 1)[1]
+    subprocess.run(
+        ["ip", "-n", name_a, "link", "set", "eth0", "address", "0a:bb:cc:dd:ee:ff"], check=True
+    )
+    for name in (name_a, name_b):
+        subprocess.run(["ip", "-n", name, "neigh", "flush", "all"], check=True)
+    if spoofchk:
+        with pytest.raises(OSError):
+            tcp_echo(b, ip_b, a, b"spoofed", timeout=2)
+    else:
+        assert tcp_echo(b, ip_b, a, b"new mac, no check") == b"new mac, no check"
+
+
+def test_port_isolation_separates_pods(runner: Runner, net: Net, netns_factory: Any) -> None:
+    a, b = netns_factory(), netns_factory()
+    conf = net.conf(isGateway=True, portIsolation=True)
+    ra = runner.run("bridge", "ADD", conf, cid=cid(), netns=a)
+    rb = runner.run("bridge", "ADD", conf, cid=cid(), netns=b)
+    assert ra.code == 0 and rb.code == 0
+    ip_b = rb.json["ips"][0]["address"].split("/")[0]
+    # isolated ports cannot reach each other, but both still reach the node
+    with pytest.raises(OSError):
+        tcp_echo(b, ip_b, a, b"blocked", timeout=2)
+    assert tcp_echo(None, net.gw, a, b"to node") == b"to node"
+
+
+def test_parallel_adds_share_one_bridge(
+    bin_dir: Any, runner: Runner, net: Net, netns_factory: Any
+) -> None:
+    """Several plugin processes at once: one bridge, distinct addresses, clean DELs."""
+    import json as _json
+    from concurrent.futures import ThreadPoolExecutor
+
+    pods = [netns_factory() for _ in range(6)]
+    conf = _json.dumps(net.conf(isGateway=True)).encode()
+
+    def call(command: str, i: int) -> subprocess.CompletedProcess[bytes]:
+        env = runner.env(command, cid=f"par-{i}", netns=pods[i])
+        return subprocess.run(
+            [str(bin_dir / "bridge")], input=conf, env=env, capture_output=True, timeout=60
+        )
+
+    with ThreadPoolExecutor(len(pods)) as ex:
+        adds = list(ex.map(lambda i: call("ADD", i), range(len(pods))))
+    assert all(p.returncode == 0 for p in adds), [p.stdout for p in adds]
+    ips = {_json.loads(p.stdout)["ips"][0]["address"] for p in adds}
+    assert len(ips) == len(pods)
+    assert [n for n in links(None) if n == net.bridge] == [net.bridge]
+    with ThreadPoolExecutor(len(pods)) as ex:
+        dels = list(ex.map(lambda i: call("DEL", i), range(len(pods))))
+    assert all(p.returncode == 0 for p in dels), [p.stdout for p in dels]
+    assert net.leases() == [] and all(links(p) == ["lo"] for p in pods)
