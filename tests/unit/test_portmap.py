@@ -338,3 +338,36 @@ def test_teardown_plan_is_one_transaction_per_table(mem: dict[int, MemBackend]) 
     iptables.unforward_ports(pc)
     assert len(mem[4].applied) == 1
     assert mem[6].applied == []  # nothing of this container in ip6tables: nothing written
+
+
+def test_check_with_conditions_matches_reordered_entry_rules(mem: dict[int, MemBackend]) -> None:
+    c = conf(conditionsV4=["-m", "addrtype", "!", "--src-type", "LOCAL"])
+    assert run("ADD", c)[1] == 0
+    # iptables may print the condition tokens elsewhere in the rule than we wrote them
+    st = mem[4].state
+    entry = st.chains["CNI-HOSTPORT-DNAT"]
+    moved = []
+    for args in entry:
+        a = list(args)
+        i = a.index("addrtype") - 1
+        cond = a[i : i + 5]
+        del a[i : i + 5]
+        moved.append(tuple(cond + a))
+    st.chains["CNI-HOSTPORT-DNAT"] = moved
+    assert run("CHECK", c)[1] == 0
+    st.chains["CNI-HOSTPORT-DNAT"] = moved[:1]  # the udp entry rule is gone
+    out, code, _ = run("CHECK", c)
+    assert code == 1 and "--dports 5353" in out["msg"]
+
+
+def test_portmap_version_and_add_paths_stay_light() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import cnitool_plugins.portmap.__main__ as m;"
+        "import cnitool_plugins.portmap.commands;"
+        "print(sorted(x for x in ('pyroute2','iptc','click','rich') if x in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
