@@ -89,8 +89,11 @@ def setup_ip_masq(
     chain = format_chain_name(network, container_id)
     choice = fw.requested(backend)
     for fam, rules in masq_rules(network, container_id, ips).items():
-        be = fw.choose(fam, choice)
-        fw.transact(be, "nat", lambda p, rules=rules: plan_setup(p, chain, rules))
+
+        def plan(p: fw.Plan, rules: list[fw.Rule] = rules) -> None:
+            plan_setup(p, chain, rules)
+
+        fw.transact(fw.choose(fam, choice), "nat", plan)
 
 
 def teardown_ip_masq(

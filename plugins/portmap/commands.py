@@ -61,8 +61,9 @@ def _flush_with_netlink(family: int, ports: list[int]) -> None:
     """Delete UDP conntrack entries whose original destination port is mapped (netlink)."""
     import socket
 
-    from pyroute2 import Conntrack  # lazily: a heavy import, only without conntrack(8)
-    from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
+    # lazily: a heavy import, only without conntrack(8)
+    from pyroute2 import Conntrack  # type: ignore[import-untyped]
+    from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple  # type: ignore[import-untyped]
 
     fam = socket.AF_INET if family == 4 else socket.AF_INET6
     ct = Conntrack()
@@ -123,7 +124,7 @@ def cmd_add(cmd: skel.CmdArgs) -> dict[str, Any]:
     for net in nets:
         forward_ports(conf, net)
         if net.version == 4 and conf.snat:
-            host_if = routable_host_if(net.ip)  # type: ignore[arg-type]
+            host_if = routable_host_if(ipaddress.IPv4Address(net.ip))
             if host_if:
                 try:
                     enable_localnet_routing(host_if)

@@ -73,11 +73,11 @@ def unforward_ports(conf: PortMapConf, log: TextIO | None = None) -> None:
             except fw.FirewallError as e:
                 errors.append(f"could not teardown ipv{fam} dnat ({be.name}): {e}")
     if log is not None:
-        for e in errors:
-            print(e, file=log)
+        for line in errors:
+            print(line, file=log)
     if usable == 0:
         raise CNIError("neither iptables nor ip6tables usable", "; ".join(errors))
-    failed = [e for e in errors if e.startswith("could not teardown")]
+    failed = [x for x in errors if x.startswith("could not teardown")]
     if failed:
         raise CNIError(failed[0], "; ".join(failed[1:]))
 

@@ -51,7 +51,7 @@ def import_iptc() -> Any:
     if hidden:
         sys.modules["distutils.sysconfig"] = None  # type: ignore[assignment]
     try:
-        import iptc
+        import iptc  # type: ignore[import-untyped]
     except Exception as e:  # the library raises plain Exceptions when libxtables is absent
         raise FirewallError(f"python-iptables unusable: {e}") from e
     finally:
@@ -188,7 +188,7 @@ class IptcBackend:
         for chain in t.chains:
             rules = chain.rules
             state.chains[chain.name] = [self._tokens(r) for r in rules]
-            state.counters[chain.name] = [tuple(r.get_counters()) for r in rules]  # type: ignore[misc]
+            state.counters[chain.name] = [tuple(r.get_counters()) for r in rules]
         return state
 
     def apply(self, plan: Plan) -> None:
