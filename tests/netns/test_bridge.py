@@ -538,3 +538,42 @@ def test_parallel_adds_share_one_bridge(
         dels = list(ex.map(lambda i: call("DEL", i), range(len(pods))))
     assert all(p.returncode == 0 for p in dels), [p.stdout for p in dels]
     assert net.leases() == [] and all(links(p) == ["lo"] for p in pods)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_options_matrix_every_version(
+    runner: Runner, net: Net, netns_factory: Any, version: str
+) -> None:
+    """Many options at once, per spec version: result, kernel state, CHECK, DEL."""
+    pod, c = netns_factory(), cid()
+    mac = "0a:58:00:00:00:42"
+    dns = {"nameservers": ["10.0.0.10"], "domain": "cluster.test"}
+    conf = net.conf(
+        version,
+        isDefaultGateway=True,
+        mtu=1450,
+        hairpinMode=True,
+        portIsolation=True,
+        enabledad=True,
+        dns=dns,
+        capabilities={"mac": True},
+        runtimeConfig={"mac": mac},
+    )
+    add = runner.run("bridge", "ADD", conf, cid=c, netns=pod)
+    assert add.code == 0, add.out
+    res = add.json
+    assert res["cniVersion"] == version
+    assert res["interfaces"][2]["mac"] == mac and link(pod, "eth0")["mac"] == mac
+    assert res["dns"] == dns
+    assert res["routes"][0]["dst"] == "0.0.0.0/0" and res["routes"][0]["gw"] == net.gw
+    host = link(None, res["interfaces"][1]["name"])
+    assert host["mtu"] == 1450 and link(pod, "eth0")["mtu"] == 1450
+    assert host["protinfo"]["IFLA_BRPORT_MODE"] == 1
+    assert host["protinfo"]["IFLA_BRPORT_ISOLATED"] == 1
+    assert sysctl_in(pod, "net/ipv6/conf/eth0/accept_dad") == "1"
+    if version != "0.3.1":
+        chk = runner.run("bridge", "CHECK", dict(conf, prevResult=res), cid=c, netns=pod)
+        assert chk.code == 0, chk.out
+    dele = runner.run("bridge", "DEL", dict(conf, prevResult=res), cid=c, netns=pod)
+    assert dele.code == 0, dele.out
+    assert links(pod) == ["lo"] and net.leases() == []
