@@ -53,8 +53,8 @@ def _host_len(addr: ipaddress.IPv4Interface | ipaddress.IPv6Interface) -> int:
     return 32 if addr.version == 4 else 128
 
 
-def _setup_container(ifname: str, host_fd: int, mtu: int, result: Result) -> tuple[str, Any]:
-    """Create the veth (host end born in the node), configure addresses and routes."""
+def _make_veth(ifname: str, host_fd: int, mtu: int) -> str:
+    """Create the veth in the container, its host end born in the node; the host name."""
     from .._lib.netlink import Netlink, NetlinkError, random_veth_name
 
     with Netlink() as nl:
@@ -72,15 +72,18 @@ def _setup_container(ifname: str, host_fd: int, mtu: int, result: Result) -> tup
                 raise CNIError(f"failed to make veth pair: {exc}") from exc
         else:
             raise CNIError("failed to make veth pair: no free host veth name after 10 tries")
-        try:
-            return host_name, _configure(nl, ifname, result)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                nl.delete_link_collect(ifname)
-            raise
+        return host_name
 
 
-def _configure(nl: Any, ifname: str, result: Result) -> Any:
+def _configure(ifname: str, result: Result) -> Any:
+    """Addresses, the /32 (/128) route to the gateway and the subnet via the gateway."""
+    from .._lib.netlink import Netlink
+
+    with Netlink() as nl:
+        return _configure_with(nl, ifname, result)
+
+
+def _configure_with(nl: Any, ifname: str, result: Result) -> Any:
     from .._lib.netlink import RT_SCOPE_LINK, NetlinkError
 
     ipam.configure_iface(nl, ifname, result)
@@ -141,14 +144,16 @@ def cmd_add(cmd: skel.CmdArgs) -> Result:
             raise CNIError(f"Could not enable IP forwarding: {exc}") from exc
         result["interfaces"] = [{"name": ""}, {"name": cmd.ifname, "sandbox": cmd.netns}]
 
-        host_name, cont = ns.run(_setup_container, cmd.ifname, host_fd, conf.mtu, result)
+        host_name = ns.run(_make_veth, cmd.ifname, host_fd, conf.mtu)
         undo.callback(quiet, ns.run, _delete_link, cmd.ifname)
         host = nl.link(host_name)
         if host is None:
             raise CNIError(f'failed to lookup host veth "{host_name}"')
+        # the host end goes up first: without carrier the container's IPv6 DAD never ends
         nl.set_up(host.index)
         with contextlib.suppress(OSError):
             sysctl.ensure(f"net/ipv6/conf/{host_name}/accept_ra", "0")
+        cont = ns.run(_configure, cmd.ifname, result)
         for ipc in result["ips"]:
             addr = ipaddress.ip_interface(ipc["address"])
             hl = _host_len(addr)

@@ -205,8 +205,10 @@ def tcp_echo(
 
     Both ends are namespaces the test made (or the throwaway node netns).
     """
+    import errno
     import socket
     import threading
+    import time
 
     from cnitool_plugins._lib import netns
 
@@ -217,7 +219,16 @@ def tcp_echo(
 
     def serve() -> None:
         with socket.socket(family, socket.SOCK_STREAM) as srv:
-            srv.bind((server_ip, 0))
+            for _ in range(50):  # a fresh IPv6 address stays tentative until DAD ends
+                try:
+                    srv.bind((server_ip, 0))
+                    break
+                except OSError as exc:
+                    if exc.errno != errno.EADDRNOTAVAIL:
+                        raise
+                    time.sleep(0.1)
+            else:
+                srv.bind((server_ip, 0))
             srv.listen(1)
             srv.settimeout(timeout)
             port.append(srv.getsockname()[1])

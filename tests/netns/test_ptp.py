@@ -154,3 +154,30 @@ def test_ip_masq(runner: Runner, netns_factory: Any) -> None:
     assert f"-A POSTROUTING -s {ip}/32" in nat()
     assert runner.run("ptp", "DEL", conf, cid=c, netns=pod).code == 0
     assert f"-s {ip}/32" not in nat()
+
+
+def test_dual_stack(runner: Runner, netns_factory: Any) -> None:
+    tag, subnet, name = unique_net()
+    v6 = f"fd00:{tag[2:]}::/64"
+    conf = conf_for(runner, "1.0.0", subnet, name)
+    conf["ipam"]["ranges"] = [[{"subnet": subnet}], [{"subnet": v6}]]
+    pod, c = netns_factory(), cid()
+    add = runner.run("ptp", "ADD", conf, cid=c, netns=pod)
+    assert add.code == 0, add.out
+    ips = add.json["ips"]
+    v6ip = [i for i in ips if ":" in i["address"]][0]
+    addr6 = v6ip["address"].split("/")[0]
+    gw6 = v6ip["gateway"]
+    assert v6ip["address"] in addrs(pod, "eth0")
+    r6 = routes(pod, 10)
+    assert [r for r in r6 if r["dst"] == f"{gw6}/128"]
+    via = [r for r in r6 if r["dst"] == v6]
+    assert len(via) == 1 and via[0]["gw"] == gw6
+    host = add.json["interfaces"][0]["name"]
+    assert f"{gw6}/128" in addrs(None, host)
+    assert [r for r in routes(None, 10) if r["dst"] == f"{addr6}/128"]
+    chk = runner.run("ptp", "CHECK", dict(conf, prevResult=add.json), cid=c, netns=pod)
+    assert chk.code == 0, chk.out
+    assert tcp_echo(None, gw6, pod, b"v6 over ptp") == b"v6 over ptp"
+    assert runner.run("ptp", "DEL", conf, cid=c, netns=pod).code == 0
+    assert lease_files(runner.data_dir, name) == []
