@@ -97,11 +97,16 @@ def test_go_bridge_with_our_host_local(
     assert lease_files(runner.data_dir, conf["name"]) == [] and links(pod) == ["lo"]
 
 
+@pytest.mark.parametrize("dual", [False, True])
 def test_cross_implementation_check_and_del(
-    runner: Runner, reference_bin: Path, netns_factory: Any
+    runner: Runner, reference_bin: Path, netns_factory: Any, dual: bool
 ) -> None:
     """What one bridge sets up, the other one CHECKs and DELetes."""
     conf = bridge_conf(runner, "1.0.0", isDefaultGateway=True)
+    if dual:
+        subnet = conf["ipam"]["ranges"][0][0]["subnet"]
+        v6 = f"fd00:{conf['bridge'][2:]}::/64"
+        conf["ipam"]["ranges"] = [[{"subnet": subnet}], [{"subnet": v6}]]
     go_pod, go_c = netns_factory(), cid()
     go_add = exec_plugin(reference_bin / "bridge", runner, "ADD", conf, cid=go_c, netns=go_pod)
     assert go_add.code == 0, go_add.out
@@ -150,14 +155,19 @@ def test_cross_implementation_check_and_del(
     assert lease_files(runner.data_dir, conf["name"]) == []
 
 
-def test_ptp_results_match_go(runner: Runner, reference_bin: Path, netns_factory: Any) -> None:
-    _, subnet, name = unique_net()
+@pytest.mark.parametrize("dual", [False, True])
+def test_ptp_results_match_go(
+    runner: Runner, reference_bin: Path, netns_factory: Any, dual: bool
+) -> None:
+    tag, subnet, name = unique_net()
     conf = {
         "cniVersion": "1.0.0",
         "name": name,
         "type": "ptp",
         "ipam": host_local(subnet, runner.data_dir),
     }
+    if dual:
+        conf["ipam"]["ranges"] = [[{"subnet": subnet}], [{"subnet": f"fd00:{tag[2:]}::/64"}]]
     go_pod, py_pod = netns_factory(), netns_factory()
     go = exec_plugin(reference_bin / "ptp", runner, "ADD", conf, cid=cid(), netns=go_pod)
     py = runner.run("ptp", "ADD", conf, cid=cid(), netns=py_pod)
@@ -170,8 +180,9 @@ def test_ptp_results_match_go(runner: Runner, reference_bin: Path, netns_factory
 
         return {
             (r["dst"], str(r["gw"]), r["scope"])
-            for r in routes(pod)
-            if not r["dst"].startswith(("0.", "::"))
+            for fam in (2, 10)
+            for r in routes(pod, fam)
+            if not r["dst"].startswith(("fe80", "ff00"))
         }
 
     go_ip = go.json["ips"][0]["address"].split("/")[0]
