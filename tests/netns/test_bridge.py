@@ -6,6 +6,7 @@ import ipaddress
 import json
 import os
 import subprocess
+import time
 from typing import Any
 
 import pytest
@@ -577,3 +578,25 @@ def test_options_matrix_every_version(
     dele = runner.run("bridge", "DEL", dict(conf, prevResult=res), cid=c, netns=pod)
     assert dele.code == 0, dele.out
     assert links(pod) == ["lo"] and net.leases() == []
+
+
+def test_procfs_netns_path(runner: Runner, net: Net, netns_factory: Any) -> None:
+    """CNI_NETNS as /proc/<pid>/ns/net of a process living in the pod namespace."""
+    pod = netns_factory()
+    proc = subprocess.Popen(["ip", "netns", "exec", pod.rsplit("/", 1)[1], "sleep", "30"])
+    try:
+        path = f"/proc/{proc.pid}/ns/net"
+        for _ in range(50):
+            if os.path.exists(path) and os.stat(path).st_ino == os.stat(pod).st_ino:
+                break
+            time.sleep(0.05)
+        c = cid()
+        add = runner.run("bridge", "ADD", net.conf(), cid=c, netns=path)
+        assert add.code == 0, add.out
+        assert add.json["interfaces"][2]["sandbox"] == path
+        assert add.json["ips"][0]["address"] in addrs(pod, "eth0")
+        assert runner.run("bridge", "DEL", net.conf(), cid=c, netns=path).code == 0
+        assert links(pod) == ["lo"]
+    finally:
+        proc.kill()
+        proc.wait()
