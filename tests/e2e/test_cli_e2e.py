@@ -314,3 +314,23 @@ def test_cli_runs_under_the_current_interpreter() -> None:
     out = subprocess.run([sys.executable, "-m", "cnitool.cli", "--version"],
                          capture_output=True, text=True, check=True).stdout
     assert out.startswith("cnitool, version ")
+
+
+def test_gc_keeps_valid_and_releases_the_rest(cli: Env, netns_factory: Callable[[], str],
+                                             reference_bin: Path) -> None:
+    bridge_chain(cli)
+    keep, drop = netns_factory(), netns_factory()
+    for ns in (keep, drop):
+        cli.run("add", "br", ns, bin_dirs=str(reference_bin), check=True)
+    leases = sorted(p.name for p in (cli.data / "br").iterdir() if p.name[0].isdigit())
+    assert leases == ["10.99.0.2", "10.99.0.3"]
+    cli.run("gc", "br", "--valid", f"{container_id_for(keep)}:eth0",
+            bin_dirs=str(reference_bin), check=True)
+    leases = sorted(p.name for p in (cli.data / "br").iterdir() if p.name[0].isdigit())
+    assert leases == ["10.99.0.2"]
+    assert [p.name for p in cli.cache_files()] == [f"br-{container_id_for(keep)}-eth0"]
+    assert "eth0" not in [link["ifname"] for link in ip_json(drop, "link", "show")]
+    # without --valid every cached attachment of the network goes (the Go tool's gc)
+    cli.run("gc", "br", keep, bin_dirs=str(reference_bin), check=True)
+    assert cli.cache_files() == []
+    assert not (cli.data / "br" / "10.99.0.2").exists()

@@ -515,3 +515,21 @@ def test_dry_run_shows_requests_and_runs_nothing(env: dict[str, Path]) -> None:
     res = run(env, "del", "net1", str(env["netns"]), "--dry-run", "-o", "json")
     assert [s["plugin"] for s in json.loads(res.stdout)] == ["missing", "fake"]
     assert calls(env) == []
+
+
+def test_group_help_imports_no_command_module() -> None:
+    code = (
+        "import sys\n"
+        "from cnitool.cli.main import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('cnitool.cli.')\n"
+        "                and m not in ('cnitool.cli.main',))\n"
+        "sys.stderr.write(repr(loaded))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert "add" in proc.stdout and "netns" in proc.stdout
+    assert proc.stderr == "[]"
