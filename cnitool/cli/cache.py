@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -64,3 +65,73 @@ def list_(cache_dir: str, container_id: str, network: str, output: str, debug: b
             [[r["network"], r["containerId"], r["ifName"], r["netns"], ", ".join(r["addresses"])]
              for r in rows],
         )
+
+
+def _attachment_args(func: Any) -> Any:
+    from .common import complete_netns, complete_network
+
+    for deco in reversed([
+        click.argument("network", shell_complete=complete_network),
+        click.argument("netns", shell_complete=complete_netns),
+        click.option("--cache-dir", default=DEFAULT_CACHE_DIR, show_default=True, metavar="DIR",
+                     help="Result cache directory."),
+        click.option("--container-id", metavar="ID",
+                     help="Container ID (default: derived from the netns path, as add does)."),
+        click.option("--ifname", "-i", envvar="CNI_IFNAME", default="eth0", show_default=True,
+                     help="Interface name [env CNI_IFNAME]."),
+        click.option("--debug", is_flag=True, help="Show tracebacks."),
+    ]):
+        func = deco(func)
+    return func
+
+
+def _key(network: str, netns: str, container_id: str | None, ifname: str) -> tuple[str, str, str]:
+    from ..spec.names import validate_container_id, validate_interface_name, validate_network_name
+    from .common import container_id_for, resolve_netns
+
+    validate_network_name(network)
+    cid = container_id or container_id_for(resolve_netns(netns))
+    validate_container_id(cid)
+    validate_interface_name(ifname)
+    return network, cid, ifname
+
+
+@command.command("show")
+@_attachment_args
+def show(network: str, netns: str, cache_dir: str, container_id: str | None, ifname: str,
+         debug: bool) -> None:
+    """Print the cached result of one attachment (what CHECK and DEL will be given),
+    as the Go tool prints results. Exit status 1 when nothing is cached."""
+    from ..libcni.cache import ResultCache
+    from ..spec.errors import CNIError
+    from .output import write_json_result
+
+    with reporting("cache show", debug):
+        key = _key(network, netns, container_id, ifname)
+        cache = ResultCache(cache_dir)
+        att = cache.load(*key)
+        if att is None:
+            raise CNIError(f"no cached result for {network} {key[1]} {ifname} "
+                           f"({cache.file_path(*key)})", code=3)
+        if att.result is None:
+            raise CNIError(f"the cache entry {att.path} holds no result", code=3)
+    write_json_result(att.result)
+    if sys.stdout.isatty():
+        click.echo()
+
+
+@command.command("rm")
+@_attachment_args
+def rm(network: str, netns: str, cache_dir: str, container_id: str | None, ifname: str,
+       debug: bool) -> None:
+    """Remove one attachment's cache entry without running any plugin (for an entry
+    whose plugins' state is known to be gone; otherwise use `cnitool del`)."""
+    from ..libcni.cache import ResultCache
+
+    with reporting("cache rm", debug):
+        key = _key(network, netns, container_id, ifname)
+        cache = ResultCache(cache_dir)
+        path = cache.file_path(*key)
+        existed = os.path.lexists(path)
+        cache.delete(*key)
+    click.echo(f"removed {path}" if existed else f"nothing cached at {path}", err=True)

@@ -533,3 +533,21 @@ def test_group_help_imports_no_command_module() -> None:
                           check=True)
     assert "add" in proc.stdout and "netns" in proc.stdout
     assert proc.stderr == "[]"
+
+
+def test_cache_show_and_rm(env: dict[str, Path]) -> None:
+    make_plugin(env["bin"], "fake", env["log"], add=json.dumps(RESULT_100))
+    write_conflist(env["conf"], "net1", [{"type": "fake"}])
+    assert run(env, "add", "net1", str(env["netns"])).exit_code == 0
+    cache = ["--cache-dir", str(env["cache"])]
+    res = CliRunner().invoke(cli, ["cache", "show", "net1", str(env["netns"]), *cache])
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout) == RESULT_100
+    res = CliRunner().invoke(cli, ["cache", "rm", "net1", str(env["netns"]), *cache])
+    assert res.exit_code == 0 and "removed" in res.stderr
+    assert cache_files(env) == []
+    res = CliRunner().invoke(cli, ["cache", "show", "net1", str(env["netns"]), *cache])
+    assert res.exit_code == 1
+    assert res.stderr.startswith("cnitool: cache show failed [code 3 unknown container]: ")
+    res = CliRunner().invoke(cli, ["cache", "rm", "net1", "x", "--container-id", "../e", *cache])
+    assert res.exit_code == 1 and "invalid characters in containerID" in res.stderr
