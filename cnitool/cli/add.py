@@ -28,18 +28,31 @@ if TYPE_CHECKING:
     from ..libcni.runtime import RuntimeConf
 
 
-def _ensure_netns(netns: str) -> None:
-    """Create a missing *named* netns (and say so); a missing plain path is an error."""
+def _ensure_netns(netns: str) -> bool:
+    """Create a missing *named* netns (and say so); a missing plain path is an error.
+    Returns True when the netns was created here."""
     from .. import netns as nsmod
     from ..spec.errors import InvalidNetNSError
 
     if os.path.lexists(netns):
-        return
+        return False
     if is_named_netns_path(netns):
         nsmod.create(os.path.basename(netns), os.path.dirname(netns))
         note(f"cnitool: created network namespace {netns}")
-        return
+        return True
     raise InvalidNetNSError(f"netns {netns} does not exist")
+
+
+def _drop_created(path: str) -> None:
+    """Remove the netns this ADD created, once the rollback left nothing in it."""
+    from .. import netns as nsmod
+
+    try:
+        nsmod.delete(os.path.basename(path), os.path.dirname(path), missing_ok=True)
+    except Exception as err:  # noqa: BLE001 - the ADD error matters more
+        note(f"cnitool: could not remove the network namespace {path} it created: {err}")
+    else:
+        note(f"cnitool: removed network namespace {path} again")
 
 
 def _preflight(net: NetworkConfigList, bin_dirs: list[str]) -> None:
@@ -79,7 +92,8 @@ def command(network: str, netns: str, **kw: Any) -> None:
 
     NETNS is a path, or the name of a netns under /var/run/netns (created when missing).
     When a plugin fails, DEL runs over the whole chain so nothing is left half made (the
-    spec asks runtimes to do so); --no-rollback skips that.
+    spec asks runtimes to do so), and a netns created by this command is removed again;
+    --no-rollback skips both.
     """
     settings = Settings.from_kwargs(kw)
     with reporting("add", settings.debug):
@@ -92,7 +106,7 @@ def command(network: str, netns: str, **kw: Any) -> None:
             show(plan(settings.cni_config(), net, rt, "ADD"), settings.json_output())
             return
         _preflight(net, settings.bin_dirs)
-        _ensure_netns(path)
+        created = _ensure_netns(path)
         cni = settings.cni_config()
         from ..invoke import PluginExecError
 
@@ -102,6 +116,8 @@ def command(network: str, netns: str, **kw: Any) -> None:
             if settings.extra.get("no_rollback"):
                 raise
             problems = _rollback(cni, net, rt)
+            if created and not problems:
+                _drop_created(path)
             if problems:
                 fail([describe_error(err, "add")]
                      + ["rollback " + describe_error(p, "del") for p in problems],

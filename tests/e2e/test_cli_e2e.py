@@ -334,3 +334,24 @@ def test_gc_keeps_valid_and_releases_the_rest(cli: Env, netns_factory: Callable[
     cli.run("gc", "br", keep, bin_dirs=str(reference_bin), check=True)
     assert cli.cache_files() == []
     assert not (cli.data / "br" / "10.99.0.2").exists()
+
+
+def test_failed_add_removes_the_netns_it_created(cli: Env) -> None:
+    cli.install("noop")
+    failing = debug_file(cli, "fail", ReportError="boom")
+    cli.conflist("chain", [{"type": "noop", "debugFile": str(failing)}])
+    # noop fails DEL too, so with that chain the netns is kept for inspection
+    proc = cli.run("add", "chain", "e2e-kept")
+    assert proc.returncode == 1 and Path("/var/run/netns/e2e-kept").exists()
+    cli.run("netns", "del", "e2e-kept", check=True)
+    # a plugin that fails only ADD: rollback succeeds and the new netns goes again
+    script = cli.bin / "addfails"
+    script.write_text('#!/bin/sh\n[ "$CNI_COMMAND" = ADD ] || exit 0\n'
+                      'printf \'{"code": 11, "msg": "later"}\'; exit 1\n')
+    script.chmod(0o755)
+    cli.conflist("chain", [{"type": "addfails"}])
+    proc = cli.run("add", "chain", "e2e-temp")
+    assert proc.returncode == 1
+    assert "removed network namespace /var/run/netns/e2e-temp again" in proc.stderr
+    assert not Path("/var/run/netns/e2e-temp").exists()
+    assert cli.cache_files() == []
