@@ -16,7 +16,7 @@ import socket
 import struct
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import Any
 
 AF_UNSPEC = 0
 AF_INET = 2
@@ -149,8 +149,47 @@ def _ip(b: bytes | None) -> str:
 
 
 # -- data types --------------------------------------------------------------------------
-@dataclass
-class Link:
+class _Record:
+    """Plain value record: keyword construction from the annotated fields, ==, repr.
+
+    (``dataclasses`` would cost ~6 ms of imports on every plugin exec.)
+    """
+
+    __slots__: tuple[str, ...] = ()
+
+    def __init__(self, **values: Any) -> None:
+        for key in self.__slots__:
+            setattr(self, key, values.pop(key, None))
+        if values:
+            raise TypeError(f"unknown fields {sorted(values)}")
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and all(
+            getattr(self, k) == getattr(other, k) for k in self.__slots__
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__)
+        return f"{type(self).__name__}({inner})"
+
+
+class Link(_Record):
+    __slots__ = (
+        "index",
+        "name",
+        "mac",
+        "mtu",
+        "kind",
+        "flags",
+        "master",
+        "oper",
+        "peer_index",
+        "link_netnsid",
+        "promisc",
+        "vlan_filtering",
+    )
     index: int
     name: str
     mac: str
@@ -169,14 +208,14 @@ class Link:
         return bool(self.flags & IFF_UP)
 
 
-@dataclass
-class Addr:
+class Addr(_Record):
+    __slots__ = ("address", "prefixlen", "family", "scope", "flags", "index")
     address: str
     prefixlen: int
     family: int
     scope: int
     flags: int
-    index: int = 0
+    index: int
 
     @property
     def cidr(self) -> str:
@@ -187,8 +226,8 @@ class Addr:
         return ipaddress.ip_interface(self.cidr)
 
 
-@dataclass
-class Route:
+class Route(_Record):
+    __slots__ = ("dst", "gateway", "oif", "scope", "table", "priority", "src", "family")
     dst: str  # CIDR; "0.0.0.0/0" / "::/0" for defaults
     gateway: str
     oif: int
@@ -467,7 +506,16 @@ class Netlink:
             raw = raw or attrs.get(IFA_ADDRESS)
             if IFA_FLAGS in attrs:
                 flags = _u32(attrs[IFA_FLAGS])
-            out.append(Addr(_ip(raw), plen, fam, scope, flags, idx))
+            out.append(
+                Addr(
+                    address=_ip(raw),
+                    prefixlen=plen,
+                    family=fam,
+                    scope=scope,
+                    flags=flags,
+                    index=idx,
+                )
+            )
         return out
 
     def _addr(self, msg_type: int, flags: int, index: int, cidr: str, what: str) -> None:

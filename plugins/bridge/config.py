@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from cnitool import skel
@@ -14,30 +13,32 @@ from .._lib.ipam import dns_override, ipam_type, masq_backend, requested_mac, ty
 DEFAULT_BRIDGE = "cni0"
 
 
-@dataclass
 class BridgeConf:
-    raw: dict[str, Any]
-    network: str
-    cni_version: str
-    bridge: str = DEFAULT_BRIDGE
-    is_gw: bool = False
-    is_default_gw: bool = False
-    force_address: bool = False
-    ip_masq: bool = False
-    ip_masq_backend: str | None = None
-    mtu: int = 0
-    hairpin: bool = False
-    promisc: bool = False
-    vlan: int = 0
-    vlan_trunk: list[tuple[int, int]] = field(default_factory=list)
-    preserve_default_vlan: bool = False
-    macspoofchk: bool = False
-    enable_dad: bool = False
-    disable_container_interface: bool = False
-    port_isolation: bool = False
-    ipam_type: str = ""
-    mac: str = ""
-    dns: dict[str, Any] | None = None
+    """The checked configuration (a plain class: ``dataclasses`` costs ~6 ms to import)."""
+
+    def __init__(self, raw: dict[str, Any], network: str, cni_version: str) -> None:
+        self.raw = raw
+        self.network = network
+        self.cni_version = cni_version
+        self.bridge = DEFAULT_BRIDGE
+        self.is_gw = False
+        self.is_default_gw = False
+        self.force_address = False
+        self.ip_masq = False
+        self.ip_masq_backend: str | None = None
+        self.mtu = 0
+        self.hairpin = False
+        self.promisc = False
+        self.vlan = 0
+        self.vlan_trunk: list[tuple[int, int]] = []
+        self.preserve_default_vlan = False
+        self.macspoofchk = False
+        self.enable_dad = False
+        self.disable_container_interface = False
+        self.port_isolation = False
+        self.ipam_type = ""
+        self.mac = ""
+        self.dns: dict[str, Any] | None = None
 
     @property
     def uses_vlan(self) -> bool:

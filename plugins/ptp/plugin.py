@@ -7,8 +7,7 @@ import errno
 import functools
 import ipaddress
 import os
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from cnitool import skel
 from cnitool.spec.errors import CNIError
@@ -19,8 +18,7 @@ from .._lib.ipam import typed
 Result = dict[str, Any]
 
 
-@dataclass
-class PtpConf:
+class PtpConf(NamedTuple):
     raw: dict[str, Any]
     network: str
     ip_masq: bool
