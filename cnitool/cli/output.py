@@ -72,11 +72,13 @@ def render_result(result: dict[str, Any], *, network: str, netns: str, ifname: s
     ifaces = result.get("interfaces") or []
     if ifaces:
         t = Table(title="Interfaces", title_justify="left")
-        for col in ("#", "name", "mac", "mtu", "sandbox"):
-            t.add_column(col)
+        # name and mac always; other fields (mtu, sandbox, socketPath...) when present
+        keys = ["name", "mac"] + sorted({k for i in ifaces for k in i} - {"name", "mac"})
+        t.add_column("#")
+        for key in keys:
+            t.add_column(key)
         for i, iface in enumerate(ifaces):
-            t.add_row(str(i), str(iface.get("name", "")), str(iface.get("mac", "")),
-                      str(iface.get("mtu", "")), str(iface.get("sandbox", "")))
+            t.add_row(str(i), *(str(iface.get(key, "")) for key in keys))
         out.print(t)
     ips = result.get("ips") or []
     if ips:
@@ -90,11 +92,13 @@ def render_result(result: dict[str, Any], *, network: str, netns: str, ifname: s
     routes = result.get("routes") or []
     if routes:
         t = Table(title="Routes", title_justify="left")
-        for col in ("destination", "gateway", "extra"):
+        extras = [", ".join(f"{k}={v}" for k, v in r.items() if k not in ("dst", "gw"))
+                  for r in routes]
+        for col in ("destination", "gateway") + (("extra",) if any(extras) else ()):
             t.add_column(col)
-        for route in routes:
-            extra = ", ".join(f"{k}={v}" for k, v in route.items() if k not in ("dst", "gw"))
-            t.add_row(str(route.get("dst", "")), str(route.get("gw", "")), extra)
+        for route, extra in zip(routes, extras, strict=True):
+            cells = [str(route.get("dst", "")), str(route.get("gw", ""))]
+            t.add_row(*cells, *([extra] if any(extras) else []))
         out.print(t)
     dns = result.get("dns") or {}
     if dns:

@@ -551,3 +551,14 @@ def test_cache_show_and_rm(env: dict[str, Path]) -> None:
     assert res.stderr.startswith("cnitool: cache show failed [code 3 unknown container]: ")
     res = CliRunner().invoke(cli, ["cache", "rm", "net1", "x", "--container-id", "../e", *cache])
     assert res.exit_code == 1 and "invalid characters in containerID" in res.stderr
+
+
+def test_table_output_renders_the_result(env: dict[str, Path]) -> None:
+    make_plugin(env["bin"], "fake", env["log"], add=json.dumps(RESULT_100))
+    write_conflist(env["conf"], "net1", [{"type": "fake"}])
+    res = run(env, "add", "net1", str(env["netns"]), "-o", "table")
+    assert res.exit_code == 0, res.stderr
+    for text in ("Interfaces", "0a:58:0a:16:00:02", "Addresses", "10.22.0.2/16", "10.22.0.1",
+                 "Routes", "0.0.0.0/0", "DNS", "nameservers"):
+        assert text in res.stdout, text
+    assert not res.stdout.lstrip().startswith("{")
