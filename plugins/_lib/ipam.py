@@ -95,6 +95,8 @@ def dns_override(conf: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 # -- delegation -------------------------------------------------------------------------
+# The delegate's stderr goes to the calling plugin's own stderr stream (``cmd.stderr``),
+# which is the process's stderr when exec'd and a caller-chosen stream when run in-process.
 def _env(cmd: CmdArgs) -> dict[str, str]:
     return dict(cmd.env)
 
@@ -104,7 +106,7 @@ def exec_add(cmd: CmdArgs, plugin_type: str) -> Result:
     from cnitool import invoke
     from cnitool.spec import results
 
-    res = invoke.delegate_add(plugin_type, cmd.stdin_data, _env(cmd))
+    res = invoke.delegate_add(plugin_type, cmd.stdin_data, _env(cmd), cmd.stderr)
     if res is None:
         raise CNIError("IPAM plugin returned missing IP config")
     res = results.convert(res, "1.1.0")
@@ -116,19 +118,19 @@ def exec_add(cmd: CmdArgs, plugin_type: str) -> Result:
 def exec_del(cmd: CmdArgs, plugin_type: str) -> None:
     from cnitool import invoke
 
-    invoke.delegate_del(plugin_type, cmd.stdin_data, _env(cmd))
+    invoke.delegate_del(plugin_type, cmd.stdin_data, _env(cmd), cmd.stderr)
 
 
 def exec_check(cmd: CmdArgs, plugin_type: str) -> None:
     from cnitool import invoke
 
-    invoke.delegate_check(plugin_type, cmd.stdin_data, _env(cmd))
+    invoke.delegate_check(plugin_type, cmd.stdin_data, _env(cmd), cmd.stderr)
 
 
 def exec_status(cmd: CmdArgs, plugin_type: str) -> None:
     from cnitool import invoke
 
-    invoke.delegate_status(plugin_type, cmd.stdin_data, _env(cmd))
+    invoke.delegate_status(plugin_type, cmd.stdin_data, _env(cmd), cmd.stderr)
 
 
 def prev_result(conf: Mapping[str, Any]) -> Result | None:
