@@ -9,13 +9,12 @@ reported as such and is never created.
 from __future__ import annotations
 
 import ctypes
-import errno
 import os
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from cnitool.spec.errors import CNIError, InvalidNetNSError
+from cnitool.spec.errors import InvalidNetNSError
 
 CLONE_NEWNET = 0x40000000
 NSFS_MAGIC = 0x6E736673
@@ -157,20 +156,11 @@ class NetNS:
         self.close()
 
 
-def is_gone(exc: BaseException) -> bool:
-    """True for the errors that mean "the namespace no longer exists"."""
-    return isinstance(exc, NetNSNotFoundError) or (
-        isinstance(exc, OSError) and exc.errno == errno.ENOENT
-    )
-
-
 __all__ = [
-    "CNIError",
     "NetNS",
     "NetNSNotFoundError",
     "NotANetNSError",
     "current_netns",
-    "is_gone",
     "open_netns",
     "run_in_netns",
     "same_netns",
