@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cnitool import skel
+from cnitool import __version__, skel
 from cnitool.spec.version import ALL
 
 
@@ -39,7 +39,7 @@ def _status(cmd: skel.CmdArgs) -> None:
 PLUGIN = skel.Plugin(
     name="bridge",
     versions=ALL,
-    about="CNI bridge plugin pycni",
+    about=f"CNI bridge plugin pycni {__version__}",
     add=_add,
     check=_check,
     delete=_del,

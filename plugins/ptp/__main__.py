@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cnitool import skel
+from cnitool import __version__, skel
 from cnitool.spec.version import ALL
 
 
@@ -35,7 +35,7 @@ def _status(cmd: skel.CmdArgs) -> None:
 PLUGIN = skel.Plugin(
     name="ptp",
     versions=ALL,
-    about="CNI ptp plugin pycni",
+    about=f"CNI ptp plugin pycni {__version__}",
     add=_add,
     check=_check,
     delete=_del,
