@@ -600,3 +600,32 @@ def test_procfs_netns_path(runner: Runner, net: Net, netns_factory: Any) -> None
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_ipv6_only_gateway(runner: Runner, net: Net, netns_factory: Any) -> None:
+    pod, c = netns_factory(), cid()
+    v6 = f"fd00:{net.bridge[2:]}:1::/64"
+    conf = net.conf("1.1.0", isDefaultGateway=True)
+    conf["ipam"]["ranges"] = [[{"subnet": v6}]]
+    add = runner.run("bridge", "ADD", conf, cid=c, netns=pod)
+    assert add.code == 0, add.out
+    ip = add.json["ips"][0]
+    gw = str(ipaddress.ip_network(v6).network_address + 1)
+    assert ip["gateway"] == gw and ip["interface"] == 2
+    assert add.json["routes"] == [{"dst": "::/0", "gw": gw}]
+    assert f"{gw}/64" in addrs(None, net.bridge)
+    assert ip["address"] in addrs(pod, "eth0")
+    assert sysctl_in(pod, "net/ipv6/conf/eth0/disable_ipv6") == "0"
+    assert tcp_echo(None, gw, pod, b"v6 to node") == b"v6 to node"
+    chk = runner.run("bridge", "CHECK", dict(conf, prevResult=add.json), cid=c, netns=pod)
+    assert chk.code == 0, chk.out
+    # a second, non-overlapping IPv6 subnet may share the bridge; an overlapping one may not
+    other = dict(conf)
+    other["ipam"] = dict(conf["ipam"], ranges=[[{"subnet": f"fd00:{net.bridge[2:]}:2::/64"}]])
+    assert runner.run("bridge", "ADD", other, cid=cid(), netns=netns_factory()).code == 0
+    clash = dict(conf)
+    clash["ipam"] = dict(
+        conf["ipam"], ranges=[[{"subnet": v6, "gateway": f"fd00:{net.bridge[2:]}:1::fe"}]]
+    )
+    bad = runner.run("bridge", "ADD", clash, cid=cid(), netns=netns_factory())
+    assert bad.code == 1 and "already has an IP address different from" in bad.json["msg"]
