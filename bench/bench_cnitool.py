@@ -41,13 +41,15 @@ def isolate() -> None:
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
 
 
-def timed(argv: Sequence[str], env: dict[str, str], runs: int,
-          between: Callable[[], None] | None = None) -> list[float]:
+def timed(
+    argv: Sequence[str], env: dict[str, str], runs: int, between: Callable[[], None] | None = None
+) -> list[float]:
     out = []
     for _ in range(runs):
         start = time.perf_counter()
-        proc = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, check=False)
+        proc = subprocess.run(
+            argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False
+        )
         out.append(time.perf_counter() - start)
         if proc.returncode != 0:
             raise SystemExit(f"{' '.join(argv)} failed: {proc.stderr.decode()}")
@@ -63,8 +65,9 @@ def add_del(cnitool: list[str], env: dict[str, str], runs: int) -> tuple[list[fl
         for verb, bucket in (("add", adds), ("del", dels)):
             argv = [*cnitool, verb, "bench", "benchns", "--output", "json"]
             start = time.perf_counter()
-            proc = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, check=False)
+            proc = subprocess.run(
+                argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False
+            )
             bucket.append(time.perf_counter() - start)
             if proc.returncode != 0:
                 raise SystemExit(f"{' '.join(argv)} failed: {proc.stderr.decode()}")
@@ -77,9 +80,19 @@ def conflist(conf_dir: str, plugins: list[dict[str, object]]) -> None:
 
 
 def bridge_chain(data_dir: str) -> list[dict[str, object]]:
-    return [{"type": "bridge", "bridge": "cnibench0", "isGateway": True, "ipMasq": False,
-             "ipam": {"type": "host-local", "dataDir": data_dir,
-                      "ranges": [[{"subnet": "10.123.0.0/24"}]]}}]
+    return [
+        {
+            "type": "bridge",
+            "bridge": "cnibench0",
+            "isGateway": True,
+            "ipMasq": False,
+            "ipam": {
+                "type": "host-local",
+                "dataDir": data_dir,
+                "ranges": [[{"subnet": "10.123.0.0/24"}]],
+            },
+        }
+    ]
 
 
 def main() -> None:
@@ -105,26 +118,34 @@ def main() -> None:
     rows: list[tuple[str, list[float]]] = []
     n = args.runs
     rows.append(("python -I -c pass", timed([python, "-I", "-c", "pass"], base, n)))
-    rows.append(("python -I -c 'import click'", timed([python, "-I", "-c", "import click"],
-                                                      base, n)))
+    rows.append(
+        ("python -I -c 'import click'", timed([python, "-I", "-c", "import click"], base, n))
+    )
     rows.append(("cnitool --version", timed([*cnitool, "--version"], base, n)))
 
     conflist(conf_dir, [{"type": "noop"}])
     adds, dels = add_del(cnitool, base, n)
-    rows += [("cnitool add, 1 noop plugin (pycni)", adds),
-             ("cnitool del, 1 noop plugin (pycni)", dels)]
+    rows += [
+        ("cnitool add, 1 noop plugin (pycni)", adds),
+        ("cnitool del, 1 noop plugin (pycni)", dels),
+    ]
 
     data = os.path.join(work, "ipam")
     conflist(conf_dir, bridge_chain(data))
     if os.path.isfile(os.path.join(bin_dir, "bridge")) and os.path.isfile(
-            os.path.join(bin_dir, "host-local")):
+        os.path.join(bin_dir, "host-local")
+    ):
         adds, dels = add_del(cnitool, base, n)
-        rows += [("cnitool add, bridge+host-local (pycni)", adds),
-                 ("cnitool del, bridge+host-local (pycni)", dels)]
+        rows += [
+            ("cnitool add, bridge+host-local (pycni)", adds),
+            ("cnitool del, bridge+host-local (pycni)", dels),
+        ]
     if os.path.isfile(os.path.join(REFERENCE_BIN, "bridge")):
         adds, dels = add_del(cnitool, {**base, "CNI_PATH": REFERENCE_BIN}, n)
-        rows += [("cnitool add, bridge+host-local (Go reference)", adds),
-                 ("cnitool del, bridge+host-local (Go reference)", dels)]
+        rows += [
+            ("cnitool add, bridge+host-local (Go reference)", adds),
+            ("cnitool del, bridge+host-local (Go reference)", dels),
+        ]
     subprocess.run(["ip", "netns", "del", "benchns"], check=False)
     shutil.rmtree(work, ignore_errors=True)
 

@@ -93,9 +93,7 @@ def main() -> int:
             print(f"reference {opts.reference} not found; showing ours only", file=sys.stderr)
 
     verbs = ("VERSION", "ADD", "CHECK", "DEL")
-    print(
-        f"host-local, median ms per exec ({opts.runs} runs, {opts.leases} leases in the network)"
-    )
+    print(f"host-local, median ms per exec ({opts.runs} runs, {opts.leases} leases in the network)")
     print(f"{'':10}" + "".join(f"{v:>10}" for v in verbs))
     for name, vals in rows.items():
         print(f"{name:10}" + "".join(f"{vals[v]:10.1f}" for v in verbs))

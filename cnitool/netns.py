@@ -49,7 +49,9 @@ def _check(ret: int, what: str) -> None:
 def validate_name(name: str) -> None:
     """A netns name becomes a file name: no '/', not '.' or '..', not empty."""
     if name in ("", ".", "..") or "/" in name or "\0" in name:
-        raise InvalidNetNSError(f'invalid netns name "{name}"', "a name must not contain '/' or be '.' or '..'")
+        raise InvalidNetNSError(
+            f'invalid netns name "{name}"', "a name must not contain '/' or be '.' or '..'"
+        )
 
 
 def path_of(name: str, run_dir: str = NETNS_DIR) -> str:
@@ -85,10 +87,14 @@ def _make_shared(run_dir: str) -> None:
         return
     if ctypes.get_errno() != errno.EINVAL:
         _check(-1, f"making {run_dir} a shared mount point failed")
-    _check(libc.mount(bdir, bdir, b"none", _MS_BIND | _MS_REC, None),
-           f"bind-mounting {run_dir} onto itself failed")
-    _check(libc.mount(b"none", bdir, None, _MS_SHARED | _MS_REC, None),
-           f"making {run_dir} a shared mount point failed")
+    _check(
+        libc.mount(bdir, bdir, b"none", _MS_BIND | _MS_REC, None),
+        f"bind-mounting {run_dir} onto itself failed",
+    )
+    _check(
+        libc.mount(b"none", bdir, None, _MS_SHARED | _MS_REC, None),
+        f"making {run_dir} a shared mount point failed",
+    )
 
 
 def create(name: str, run_dir: str = NETNS_DIR) -> str:
@@ -110,8 +116,10 @@ def create(name: str, run_dir: str = NETNS_DIR) -> str:
         try:
             libc = _c()
             _check(libc.unshare(_CLONE_NEWNET), "unshare(CLONE_NEWNET) failed")
-            _check(libc.mount(b"/proc/thread-self/ns/net", path.encode(), b"none", _MS_BIND, None),
-                   f"bind-mounting the new netns on {path} failed")
+            _check(
+                libc.mount(b"/proc/thread-self/ns/net", path.encode(), b"none", _MS_BIND, None),
+                f"bind-mounting the new netns on {path} failed",
+            )
         except BaseException as err:  # noqa: BLE001 - re-raised in the caller
             failure.append(err)
 

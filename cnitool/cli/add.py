@@ -81,10 +81,16 @@ def _rollback(cni: CNIConfig, net: NetworkConfigList, rt: RuntimeConf) -> list[E
 @click.argument("network", shell_complete=complete_network)
 @click.argument("netns", shell_complete=complete_netns)
 @attachment_options
-@click.option("--no-rollback", is_flag=True,
-              help="When ADD fails part-way, leave it; by default DEL runs for the whole chain.")
-@click.option("--dry-run", is_flag=True,
-              help="Show what each plugin would get (path, CNI_* variables, stdin); run nothing.")
+@click.option(
+    "--no-rollback",
+    is_flag=True,
+    help="When ADD fails part-way, leave it; by default DEL runs for the whole chain.",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Show what each plugin would get (path, CNI_* variables, stdin); run nothing.",
+)
 @common_options
 def command(network: str, netns: str, **kw: Any) -> None:
     """Attach NETNS to NETWORK: run ADD for each plugin of the network's configuration
@@ -119,14 +125,18 @@ def command(network: str, netns: str, **kw: Any) -> None:
             if created and not problems:
                 _drop_created(path)
             if problems:
-                fail([describe_error(err, "add")]
-                     + ["rollback " + describe_error(p, "del") for p in problems],
-                     debug=settings.debug, exc=problems[-1])
+                fail(
+                    [describe_error(err, "add")]
+                    + ["rollback " + describe_error(p, "del") for p in problems],
+                    debug=settings.debug,
+                    exc=problems[-1],
+                )
             raise
     if result is None:  # every plugin answered with an empty result; Go prints nothing too
         return
     if settings.json_output():
         write_json_result(result)
     else:
-        render_result(result, network=network, netns=path, ifname=rt.ifname,
-                      container_id=rt.container_id)
+        render_result(
+            result, network=network, netns=path, ifname=rt.ifname, container_id=rt.container_id
+        )

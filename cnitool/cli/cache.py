@@ -28,12 +28,23 @@ def _addresses(result: dict[str, Any] | None) -> list[str]:
 
 
 @command.command("list")
-@click.option("--cache-dir", default=DEFAULT_CACHE_DIR, show_default=True, metavar="DIR",
-              help="Result cache directory.")
+@click.option(
+    "--cache-dir",
+    default=DEFAULT_CACHE_DIR,
+    show_default=True,
+    metavar="DIR",
+    help="Result cache directory.",
+)
 @click.option("--container-id", default="", metavar="ID", help="Only this container's attachments.")
 @click.option("--network", default="", metavar="NAME", help="Only this network's attachments.")
-@click.option("--output", "-o", type=click.Choice(["auto", "json", "table"]), default="auto",
-              show_default=True, help="auto: a table on a terminal, JSON otherwise.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Choice(["auto", "json", "table"]),
+    default="auto",
+    show_default=True,
+    help="auto: a table on a terminal, JSON otherwise.",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def list_(cache_dir: str, container_id: str, network: str, output: str, debug: bool) -> None:
     """List cached attachments: network, container ID, interface, netns and addresses."""
@@ -62,25 +73,43 @@ def list_(cache_dir: str, container_id: str, network: str, output: str, debug: b
         print_table(
             f"Cached attachments in {cache_dir}",
             ["network", "container ID", "ifname", "netns", "addresses"],
-            [[r["network"], r["containerId"], r["ifName"], r["netns"], ", ".join(r["addresses"])]
-             for r in rows],
+            [
+                [r["network"], r["containerId"], r["ifName"], r["netns"], ", ".join(r["addresses"])]
+                for r in rows
+            ],
         )
 
 
 def _attachment_args(func: Any) -> Any:
     from .common import complete_netns, complete_network
 
-    for deco in reversed([
-        click.argument("network", shell_complete=complete_network),
-        click.argument("netns", shell_complete=complete_netns),
-        click.option("--cache-dir", default=DEFAULT_CACHE_DIR, show_default=True, metavar="DIR",
-                     help="Result cache directory."),
-        click.option("--container-id", metavar="ID",
-                     help="Container ID (default: derived from the netns path, as add does)."),
-        click.option("--ifname", "-i", envvar="CNI_IFNAME", default="eth0", show_default=True,
-                     help="Interface name [env CNI_IFNAME]."),
-        click.option("--debug", is_flag=True, help="Show tracebacks."),
-    ]):
+    for deco in reversed(
+        [
+            click.argument("network", shell_complete=complete_network),
+            click.argument("netns", shell_complete=complete_netns),
+            click.option(
+                "--cache-dir",
+                default=DEFAULT_CACHE_DIR,
+                show_default=True,
+                metavar="DIR",
+                help="Result cache directory.",
+            ),
+            click.option(
+                "--container-id",
+                metavar="ID",
+                help="Container ID (default: derived from the netns path, as add does).",
+            ),
+            click.option(
+                "--ifname",
+                "-i",
+                envvar="CNI_IFNAME",
+                default="eth0",
+                show_default=True,
+                help="Interface name [env CNI_IFNAME].",
+            ),
+            click.option("--debug", is_flag=True, help="Show tracebacks."),
+        ]
+    ):
         func = deco(func)
     return func
 
@@ -98,8 +127,9 @@ def _key(network: str, netns: str, container_id: str | None, ifname: str) -> tup
 
 @command.command("show")
 @_attachment_args
-def show(network: str, netns: str, cache_dir: str, container_id: str | None, ifname: str,
-         debug: bool) -> None:
+def show(
+    network: str, netns: str, cache_dir: str, container_id: str | None, ifname: str, debug: bool
+) -> None:
     """Print the cached result of one attachment (what CHECK and DEL will be given),
     as the Go tool prints results. Exit status 1 when nothing is cached."""
     from ..libcni.cache import ResultCache
@@ -111,8 +141,10 @@ def show(network: str, netns: str, cache_dir: str, container_id: str | None, ifn
         cache = ResultCache(cache_dir)
         att = cache.load(*key)
         if att is None:
-            raise CNIError(f"no cached result for {network} {key[1]} {ifname} "
-                           f"({cache.file_path(*key)})", code=3)
+            raise CNIError(
+                f"no cached result for {network} {key[1]} {ifname} ({cache.file_path(*key)})",
+                code=3,
+            )
         if att.result is None:
             raise CNIError(f"the cache entry {att.path} holds no result", code=3)
     write_json_result(att.result)
@@ -122,8 +154,9 @@ def show(network: str, netns: str, cache_dir: str, container_id: str | None, ifn
 
 @command.command("rm")
 @_attachment_args
-def rm(network: str, netns: str, cache_dir: str, container_id: str | None, ifname: str,
-       debug: bool) -> None:
+def rm(
+    network: str, netns: str, cache_dir: str, container_id: str | None, ifname: str, debug: bool
+) -> None:
     """Remove one attachment's cache entry without running any plugin (for an entry
     whose plugins' state is known to be gone; otherwise use `cnitool del`)."""
     from ..libcni.cache import ResultCache

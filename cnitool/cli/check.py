@@ -24,8 +24,11 @@ from .output import note
 @click.argument("network", shell_complete=complete_network)
 @click.argument("netns", shell_complete=complete_netns)
 @attachment_options
-@click.option("--dry-run", is_flag=True,
-              help="Show what each plugin would get (path, CNI_* variables, stdin); run nothing.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Show what each plugin would get (path, CNI_* variables, stdin); run nothing.",
+)
 @common_options
 def command(network: str, netns: str, **kw: Any) -> None:
     """Run CHECK for each plugin of NETWORK with the cached result of the earlier ADD.

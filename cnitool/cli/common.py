@@ -70,13 +70,17 @@ def parse_cap_args(value: str) -> dict[str, Any]:
             with open(source, "rb") as fh:
                 data: str | bytes = fh.read()
         except OSError as err:
-            raise InvalidEnvironmentError(f"cannot read capability args {source}: {err.strerror}") from None
+            raise InvalidEnvironmentError(
+                f"cannot read capability args {source}: {err.strerror}"
+            ) from None
     else:
         data = value
     try:
         obj = json.loads(data)
     except ValueError as err:
-        raise InvalidEnvironmentError(f"capability args from {source} are not valid JSON: {err}") from None
+        raise InvalidEnvironmentError(
+            f"capability args from {source} are not valid JSON: {err}"
+        ) from None
     if not isinstance(obj, dict):
         raise InvalidEnvironmentError(f"capability args from {source} must be a JSON object")
     return obj
@@ -118,21 +122,50 @@ def _opt(*decls: str, **kw: Any) -> Callable[[F], F]:
 def common_options(func: F) -> F:
     """Options every CNI verb accepts (added last-to-first so --help lists them in order)."""
     decorators = [
-        _opt("--cni-conf-dir", "conf_dir", envvar="NETCONFPATH", default=DEFAULT_CONF_DIR,
-             show_default=True, metavar="DIR",
-             help="Directory of network configurations [env NETCONFPATH]."),
-        _opt("--cni-bin-dir", "bin_dirs", multiple=True, metavar="DIR[:DIR...]",
-             help="Plugin directories, repeatable or ':'-separated [env CNI_PATH]; when "
-                  "neither is given, /opt/cni/bin is used (the Go tool fails instead)."),
-        _opt("--cache-dir", default=DEFAULT_CACHE_DIR, show_default=True, metavar="DIR",
-             help="Result cache directory (results/ lives below it)."),
-        _opt("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
-             metavar="SECONDS", help="Kill a plugin that runs longer than this (default: no limit)."),
-        _opt("--output", "-o", type=click.Choice(["auto", "json", "table"]), default="auto",
-             show_default=True,
-             help="auto: a table on a terminal, the result JSON (Go's bytes) otherwise."),
-        _opt("--debug", is_flag=True,
-             help="Show tracebacks and let pycni plugins print theirs (PYCNI_DEBUG=1)."),
+        _opt(
+            "--cni-conf-dir",
+            "conf_dir",
+            envvar="NETCONFPATH",
+            default=DEFAULT_CONF_DIR,
+            show_default=True,
+            metavar="DIR",
+            help="Directory of network configurations [env NETCONFPATH].",
+        ),
+        _opt(
+            "--cni-bin-dir",
+            "bin_dirs",
+            multiple=True,
+            metavar="DIR[:DIR...]",
+            help="Plugin directories, repeatable or ':'-separated [env CNI_PATH]; when "
+            "neither is given, /opt/cni/bin is used (the Go tool fails instead).",
+        ),
+        _opt(
+            "--cache-dir",
+            default=DEFAULT_CACHE_DIR,
+            show_default=True,
+            metavar="DIR",
+            help="Result cache directory (results/ lives below it).",
+        ),
+        _opt(
+            "--timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            default=None,
+            metavar="SECONDS",
+            help="Kill a plugin that runs longer than this (default: no limit).",
+        ),
+        _opt(
+            "--output",
+            "-o",
+            type=click.Choice(["auto", "json", "table"]),
+            default="auto",
+            show_default=True,
+            help="auto: a table on a terminal, the result JSON (Go's bytes) otherwise.",
+        ),
+        _opt(
+            "--debug",
+            is_flag=True,
+            help="Show tracebacks and let pycni plugins print theirs (PYCNI_DEBUG=1).",
+        ),
     ]
     for deco in reversed(decorators):
         func = deco(func)
@@ -142,14 +175,34 @@ def common_options(func: F) -> F:
 def attachment_options(func: F) -> F:
     """Options naming one attachment (container ID, interface, args)."""
     decorators = [
-        _opt("--ifname", "-i", envvar="CNI_IFNAME", default=DEFAULT_IFNAME, show_default=True,
-             help="Interface name inside the netns [env CNI_IFNAME]."),
-        _opt("--container-id", metavar="ID",
-             help="Container ID (default: cnitool- + 20 hex chars of sha512 of the netns path)."),
-        _opt("--args", "cni_args", envvar="CNI_ARGS", default="", metavar="K=V;K=V",
-             help="CNI_ARGS passed to the plugins [env CNI_ARGS]."),
-        _opt("--cap-args", envvar="CAP_ARGS", default="", metavar="JSON|@FILE",
-             help="Capability args as a JSON object, or @file holding one [env CAP_ARGS]."),
+        _opt(
+            "--ifname",
+            "-i",
+            envvar="CNI_IFNAME",
+            default=DEFAULT_IFNAME,
+            show_default=True,
+            help="Interface name inside the netns [env CNI_IFNAME].",
+        ),
+        _opt(
+            "--container-id",
+            metavar="ID",
+            help="Container ID (default: cnitool- + 20 hex chars of sha512 of the netns path).",
+        ),
+        _opt(
+            "--args",
+            "cni_args",
+            envvar="CNI_ARGS",
+            default="",
+            metavar="K=V;K=V",
+            help="CNI_ARGS passed to the plugins [env CNI_ARGS].",
+        ),
+        _opt(
+            "--cap-args",
+            envvar="CAP_ARGS",
+            default="",
+            metavar="JSON|@FILE",
+            help="Capability args as a JSON object, or @file holding one [env CAP_ARGS].",
+        ),
     ]
     for deco in reversed(decorators):
         func = deco(func)
@@ -226,7 +279,9 @@ def describe_error(err: BaseException, verb: str) -> str:
     """One line: who failed, doing what, with which CNI code, and the message."""
     if isinstance(err, CNIError):
         code = err.code
-        tag = f"[code {code} {CODE_NAMES.get(code, 'plugin-specific' if code >= 100 else 'unknown')}]"
+        tag = (
+            f"[code {code} {CODE_NAMES.get(code, 'plugin-specific' if code >= 100 else 'unknown')}]"
+        )
         plugin = getattr(err, "plugin", "")
         pverb = getattr(err, "verb", "") or verb
         who = f"{plugin} {pverb}" if plugin else pverb
@@ -251,8 +306,13 @@ def reporting(verb: str, debug: bool) -> Iterator[None]:
     """Turn any error below into one stderr line and exit status 1."""
     try:
         yield
-    except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort,
-            SystemExit, KeyboardInterrupt):
+    except (
+        click.exceptions.ClickException,
+        click.exceptions.Exit,
+        click.exceptions.Abort,
+        SystemExit,
+        KeyboardInterrupt,
+    ):
         raise
     except Exception as err:  # noqa: BLE001 - the CLI's single error boundary
         fail([describe_error(err, verb)], debug=debug, exc=err)

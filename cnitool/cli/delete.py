@@ -23,8 +23,11 @@ from .output import note
 @click.argument("network", shell_complete=complete_network)
 @click.argument("netns", shell_complete=complete_netns)
 @attachment_options
-@click.option("--dry-run", is_flag=True,
-              help="Show what each plugin would get (path, CNI_* variables, stdin); run nothing.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Show what each plugin would get (path, CNI_* variables, stdin); run nothing.",
+)
 @common_options
 def command(network: str, netns: str, **kw: Any) -> None:
     """Run DEL for each plugin of NETWORK in reverse order and drop the cached result.

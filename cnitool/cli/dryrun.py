@@ -21,7 +21,9 @@ if TYPE_CHECKING:
     from ..libcni.runtime import RuntimeConf
 
 
-def plan(cni: CNIConfig, net: NetworkConfigList, rt: RuntimeConf, verb: str) -> list[dict[str, Any]]:
+def plan(
+    cni: CNIConfig, net: NetworkConfigList, rt: RuntimeConf, verb: str
+) -> list[dict[str, Any]]:
     from ..invoke import build_env, find_in_path
     from ..spec.errors import CNIError
 
@@ -40,9 +42,15 @@ def plan(cni: CNIConfig, net: NetworkConfigList, rt: RuntimeConf, verb: str) -> 
         except CNIError as err:
             step["path"] = None
             step["error"] = str(err)
-        env = build_env(verb, rt.container_id, rt.netns, rt.ifname,
-                        ";".join(f"{k}={v}" for k, v in rt.args), os.pathsep.join(cni.paths),
-                        base={})
+        env = build_env(
+            verb,
+            rt.container_id,
+            rt.netns,
+            rt.ifname,
+            ";".join(f"{k}={v}" for k, v in rt.args),
+            os.pathsep.join(cni.paths),
+            base={},
+        )
         step["env"] = env
         step["stdin"] = cni.build_request(net, plugin, rt, prev_result=prev, verb=verb).decode()
         if verb == "ADD" and steps:
@@ -62,7 +70,10 @@ def show(steps: list[dict[str, Any]], as_json: bool) -> None:
         where = step["path"] or f"[red]not found: {step.get('error', '')}[/red]"
         out.print(f"[bold]{i}. {step['plugin']}[/bold]  {where}")
         out.print("   " + " ".join(f"{k}={v}" for k, v in step["env"].items()))
-        out.print(Syntax(json.dumps(json.loads(step["stdin"]), indent=2), "json",
-                         background_color="default"))
+        out.print(
+            Syntax(
+                json.dumps(json.loads(step["stdin"]), indent=2), "json", background_color="default"
+            )
+        )
         if "note" in step:
             out.print(f"   ({step['note']})")

@@ -28,9 +28,13 @@ def parse_valid(values: tuple[str, ...]) -> list[tuple[str, str]]:
 @click.command("gc", short_help="Delete stale cached attachments of a network (GC).")
 @click.argument("network", shell_complete=complete_network)
 @click.argument("netns", required=False)
-@click.option("--valid", multiple=True, metavar="CONTAINERID:IFNAME",
-              help="An attachment to keep (repeatable). Without any, every cached "
-                   "attachment of the network is deleted, as the Go tool does.")
+@click.option(
+    "--valid",
+    multiple=True,
+    metavar="CONTAINERID:IFNAME",
+    help="An attachment to keep (repeatable). Without any, every cached "
+    "attachment of the network is deleted, as the Go tool does.",
+)
 @common_options
 def command(network: str, netns: str | None, **kw: Any) -> None:
     """Run DEL for every cached attachment of NETWORK that is not --valid, then send GC

@@ -30,8 +30,11 @@ ENVIRONMENT = [
 ]
 EXIT_STATUS = [
     ("0", "Success."),
-    ("1", "A CNI error: bad input, a configuration problem or a failing plugin. One line "
-          "on standard error names the plugin, the verb, the CNI code and the message."),
+    (
+        "1",
+        "A CNI error: bad input, a configuration problem or a failing plugin. One line "
+        "on standard error names the plugin, the verb, the CNI code and the message.",
+    ),
     ("2", "A usage error (unknown command or option, missing argument)."),
     ("130", "Interrupted."),
 ]
@@ -89,7 +92,9 @@ def _options(cmd: click.Command, ctx: click.Context) -> list[str]:
         rec = param.get_help_record(ctx)
         if rec is None or (isinstance(param, click.Argument) and not rec[1]):
             continue
-        out.append(f".TP\n.B {_esc(rec[0])}\n{_esc(rec[1])}" if rec[1] else f".TP\n.B {_esc(rec[0])}")
+        out.append(
+            f".TP\n.B {_esc(rec[0])}\n{_esc(rec[1])}" if rec[1] else f".TP\n.B {_esc(rec[0])}"
+        )
     return out
 
 
@@ -150,8 +155,10 @@ def man_pages() -> dict[str, str]:
     parts += _common_tail(verb=True)
     names = list(cmds)
     parts.append(".SH SEE ALSO")
-    parts += [f".BR {PROG}\\-{_esc(n)} (1)" + ("" if i == len(names) - 1 else " ,")
-              for i, n in enumerate(names)]
+    parts += [
+        f".BR {PROG}\\-{_esc(n)} (1)" + ("" if i == len(names) - 1 else " ,")
+        for i, n in enumerate(names)
+    ]
     pages[f"{PROG}.1"] = "\n".join(parts) + "\n"
     verbs = {"add", "check", "del", "status", "gc"}
     for name, cmd in cmds.items():
@@ -173,8 +180,11 @@ def generated(root: Path) -> dict[Path, str]:
 def stale(root: Path) -> list[str]:
     """Generated files that differ from what is committed (or are missing / extra)."""
     want = generated(root)
-    bad = [str(p.relative_to(root)) for p, text in want.items()
-           if not p.is_file() or p.read_text() != text]
+    bad = [
+        str(p.relative_to(root))
+        for p, text in want.items()
+        if not p.is_file() or p.read_text() != text
+    ]
     for folder, pattern in (("man", "*.1"),):
         for p in (root / folder).glob(pattern):
             if p not in want:
@@ -184,8 +194,11 @@ def stale(root: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cnitool.cli.gen", description=__doc__)
-    parser.add_argument("--root", default=str(Path(__file__).resolve().parents[2]),
-                        help="repository root (default: the one this module lives in)")
+    parser.add_argument(
+        "--root",
+        default=str(Path(__file__).resolve().parents[2]),
+        help="repository root (default: the one this module lives in)",
+    )
     parser.add_argument("--check", action="store_true", help="only report stale files")
     args = parser.parse_args(argv)
     root = Path(args.root)

@@ -16,8 +16,14 @@ def command() -> None:
 
 
 @command.command("list")
-@click.option("--output", "-o", type=click.Choice(["auto", "json", "table"]), default="auto",
-              show_default=True, help="auto: one name per line on a terminal, JSON otherwise.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Choice(["auto", "json", "table"]),
+    default="auto",
+    show_default=True,
+    help="auto: one name per line on a terminal, JSON otherwise.",
+)
 def list_(output: str) -> None:
     """List the named network namespaces."""
     from .. import netns

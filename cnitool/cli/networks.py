@@ -30,8 +30,7 @@ def _entries(conf_dir: str) -> list[dict[str, Any]]:
         if entry.shadowed_by:
             row["problems"].append(f"shadowed by {os.path.basename(entry.shadowed_by)}")
         if net is not None:
-            dropins = sorted({p.source for p in net.plugins
-                              if p.source and p.source != entry.path})
+            dropins = sorted({p.source for p in net.plugins if p.source and p.source != entry.path})
             if dropins:
                 row["dropIns"] = dropins
         rows.append(row)
@@ -41,16 +40,28 @@ def _entries(conf_dir: str) -> list[dict[str, Any]]:
 def _problems(row: dict[str, Any]) -> str:
     """Problems for the table: the file name is already in its own column."""
     prefix = row["file"] + ": "
-    texts = [p[len(prefix):] if p.startswith(prefix) else p for p in row["problems"]]
+    texts = [p[len(prefix) :] if p.startswith(prefix) else p for p in row["problems"]]
     return "; ".join(texts) or "ok"
 
 
 @click.command("networks", short_help="List the network configurations in the conf dir.")
-@click.option("--cni-conf-dir", "conf_dir", envvar="NETCONFPATH", default=DEFAULT_CONF_DIR,
-              show_default=True, metavar="DIR",
-              help="Directory of network configurations [env NETCONFPATH].")
-@click.option("--output", "-o", type=click.Choice(["auto", "json", "table"]), default="auto",
-              show_default=True, help="auto: a table on a terminal, JSON otherwise.")
+@click.option(
+    "--cni-conf-dir",
+    "conf_dir",
+    envvar="NETCONFPATH",
+    default=DEFAULT_CONF_DIR,
+    show_default=True,
+    metavar="DIR",
+    help="Directory of network configurations [env NETCONFPATH].",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Choice(["auto", "json", "table"]),
+    default="auto",
+    show_default=True,
+    help="auto: a table on a terminal, JSON otherwise.",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def command(conf_dir: str, output: str, debug: bool) -> None:
     """List every *.conflist, *.conf and *.json file of the conf dir: network name,
@@ -69,8 +80,16 @@ def command(conf_dir: str, output: str, debug: bool) -> None:
         print_table(
             f"Networks in {conf_dir}",
             ["file", "name", "cniVersion", "plugins", "problems"],
-            [[os.path.basename(r["file"]), r["name"], r["cniVersion"],
-              " → ".join(r["plugins"]), _problems(r)] for r in rows],
+            [
+                [
+                    os.path.basename(r["file"]),
+                    r["name"],
+                    r["cniVersion"],
+                    " → ".join(r["plugins"]),
+                    _problems(r),
+                ]
+                for r in rows
+            ],
         )
     if any(r["problems"] for r in rows if r["active"] or not r["name"]):
         raise SystemExit(1)

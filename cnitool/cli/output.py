@@ -59,8 +59,9 @@ def _iface_label(result: dict[str, Any], index: Any) -> str:
     return "" if index is None else str(index)
 
 
-def render_result(result: dict[str, Any], *, network: str, netns: str, ifname: str,
-                  container_id: str) -> None:
+def render_result(
+    result: dict[str, Any], *, network: str, netns: str, ifname: str, container_id: str
+) -> None:
     """The ADD result as tables: interfaces, addresses, routes and DNS."""
     from rich.table import Table
 
@@ -86,14 +87,18 @@ def render_result(result: dict[str, Any], *, network: str, netns: str, ifname: s
         for col in ("address", "gateway", "interface"):
             t.add_column(col)
         for ip in ips:
-            t.add_row(str(ip.get("address", "")), str(ip.get("gateway", "")),
-                      _iface_label(result, ip.get("interface")))
+            t.add_row(
+                str(ip.get("address", "")),
+                str(ip.get("gateway", "")),
+                _iface_label(result, ip.get("interface")),
+            )
         out.print(t)
     routes = result.get("routes") or []
     if routes:
         t = Table(title="Routes", title_justify="left")
-        extras = [", ".join(f"{k}={v}" for k, v in r.items() if k not in ("dst", "gw"))
-                  for r in routes]
+        extras = [
+            ", ".join(f"{k}={v}" for k, v in r.items() if k not in ("dst", "gw")) for r in routes
+        ]
         for col in ("destination", "gateway") + (("extra",) if any(extras) else ()):
             t.add_column(col)
         for route, extra in zip(routes, extras, strict=True):

@@ -18,8 +18,13 @@ def _as_json(output: str) -> bool:
 
 
 _output_option = click.option(
-    "--output", "-o", type=click.Choice(["auto", "json", "table"]), default="auto",
-    show_default=True, help="auto: a table on a terminal, JSON otherwise.")
+    "--output",
+    "-o",
+    type=click.Choice(["auto", "json", "table"]),
+    default="auto",
+    show_default=True,
+    help="auto: a table on a terminal, JSON otherwise.",
+)
 
 
 @click.group("plugins", short_help="Install, list or remove plugin launchers.")
@@ -35,15 +40,22 @@ def command() -> None:
 
 @command.command("install")
 @click.argument("names", nargs=-1)
-@click.option("--bin-dir", default=DEFAULT_BIN_DIR, show_default=True, metavar="DIR",
-              help=_BIN_DIR_HELP)
-@click.option("--python", "python", default=None, metavar="PATH",
-              help="Interpreter the launchers run (default: the one running cnitool).")
+@click.option(
+    "--bin-dir", default=DEFAULT_BIN_DIR, show_default=True, metavar="DIR", help=_BIN_DIR_HELP
+)
+@click.option(
+    "--python",
+    "python",
+    default=None,
+    metavar="PATH",
+    help="Interpreter the launchers run (default: the one running cnitool).",
+)
 @click.option("--force", is_flag=True, help="Replace files that are not pycni launchers.")
 @_output_option
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
-def install(names: tuple[str, ...], bin_dir: str, python: str | None, force: bool,
-            output: str, debug: bool) -> None:
+def install(
+    names: tuple[str, ...], bin_dir: str, python: str | None, force: bool, output: str, debug: bool
+) -> None:
     """Write launchers for NAMES (default: every available plugin) into the bin dir.
     Exit status 1 when a launcher was refused."""
     from .. import launchers
@@ -54,24 +66,37 @@ def install(names: tuple[str, ...], bin_dir: str, python: str | None, force: boo
             kwargs["python"] = python
         actions = launchers.install(bin_dir, list(names) or None, **kwargs)
     rows: list[dict[str, str]] = [
-        {"name": a.name, "path": a.path, "action": a.action,
-         "detail": a.detail or (a.path if a.kind != "launcher" else ""), "kind": a.kind}
-        for a in actions]
+        {
+            "name": a.name,
+            "path": a.path,
+            "action": a.action,
+            "detail": a.detail or (a.path if a.kind != "launcher" else ""),
+            "kind": a.kind,
+        }
+        for a in actions
+    ]
     if _as_json(output):
         write_json(rows)
     else:
-        print_table(f"Launchers in {bin_dir}", ["plugin", "action", "detail"],
-                    [[r["name"], r["action"], r["detail"]] for r in rows])
+        print_table(
+            f"Launchers in {bin_dir}",
+            ["plugin", "action", "detail"],
+            [[r["name"], r["action"], r["detail"]] for r in rows],
+        )
     refused = [a.name for a in actions if a.action == "refused"]
     if refused:
-        click.echo(f"cnitool: plugins install: refused to overwrite {', '.join(refused)} "
-                   "(not pycni launchers; use --force)", err=True)
+        click.echo(
+            f"cnitool: plugins install: refused to overwrite {', '.join(refused)} "
+            "(not pycni launchers; use --force)",
+            err=True,
+        )
         raise SystemExit(1)
 
 
 @command.command("list")
-@click.option("--bin-dir", default=DEFAULT_BIN_DIR, show_default=True, metavar="DIR",
-              help=_BIN_DIR_HELP)
+@click.option(
+    "--bin-dir", default=DEFAULT_BIN_DIR, show_default=True, metavar="DIR", help=_BIN_DIR_HELP
+)
 @click.option("--all", "show_all", is_flag=True, help="Also list names with no file.")
 @_output_option
 def list_(bin_dir: str, show_all: bool, output: str) -> None:
@@ -79,9 +104,18 @@ def list_(bin_dir: str, show_all: bool, output: str) -> None:
     foreign file (such as a Go plugin) or nothing."""
     from .. import launchers
 
-    rows: list[dict[str, Any]] = [{"name": s.name, "path": s.path, "state": s.state, "package": s.package,
-             "interpreter": s.interpreter, "interpreterOk": s.interpreter_ok}
-            for s in launchers.list_installed(bin_dir) if show_all or s.state != "missing"]
+    rows: list[dict[str, Any]] = [
+        {
+            "name": s.name,
+            "path": s.path,
+            "state": s.state,
+            "package": s.package,
+            "interpreter": s.interpreter,
+            "interpreterOk": s.interpreter_ok,
+        }
+        for s in launchers.list_installed(bin_dir)
+        if show_all or s.state != "missing"
+    ]
     if _as_json(output):
         write_json(rows)
         return
@@ -94,14 +128,18 @@ def list_(bin_dir: str, show_all: bool, output: str) -> None:
             return "ours (interpreter missing!)"
         return str(r["state"])
 
-    print_table(f"Plugins in {bin_dir}", ["plugin", "state", "interpreter"],
-                [[r["name"], state(r), r["interpreter"]] for r in rows])
+    print_table(
+        f"Plugins in {bin_dir}",
+        ["plugin", "state", "interpreter"],
+        [[r["name"], state(r), r["interpreter"]] for r in rows],
+    )
 
 
 @command.command("remove")
 @click.argument("names", nargs=-1)
-@click.option("--bin-dir", default=DEFAULT_BIN_DIR, show_default=True, metavar="DIR",
-              help=_BIN_DIR_HELP)
+@click.option(
+    "--bin-dir", default=DEFAULT_BIN_DIR, show_default=True, metavar="DIR", help=_BIN_DIR_HELP
+)
 @_output_option
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def remove(names: tuple[str, ...], bin_dir: str, output: str, debug: bool) -> None:
@@ -111,9 +149,13 @@ def remove(names: tuple[str, ...], bin_dir: str, output: str, debug: bool) -> No
     with reporting("plugins remove", debug):
         actions = launchers.remove(bin_dir, list(names) or None)
     rows: list[dict[str, str]] = [
-        {"name": a.name, "path": a.path, "action": a.action} for a in actions]
+        {"name": a.name, "path": a.path, "action": a.action} for a in actions
+    ]
     if _as_json(output):
         write_json(rows)
     else:
-        print_table(f"Launchers in {bin_dir}", ["plugin", "action"],
-                    [[r["name"], r["action"]] for r in rows if r["action"] != "missing"])
+        print_table(
+            f"Launchers in {bin_dir}",
+            ["plugin", "action"],
+            [[r["name"], r["action"]] for r in rows if r["action"] != "missing"],
+        )

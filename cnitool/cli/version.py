@@ -47,12 +47,29 @@ def probe(path: str, timeout: float) -> dict[str, Any]:
 
 
 @click.command("version", short_help="Show the tool version and the plugins' spec versions.")
-@click.option("--cni-bin-dir", "bin_dirs", multiple=True, metavar="DIR[:DIR...]",
-              help="Plugin directories [env CNI_PATH, else /opt/cni/bin].")
-@click.option("--timeout", type=float, default=10.0, show_default=True, metavar="SECONDS",
-              help="Time allowed for each plugin's VERSION answer.")
-@click.option("--output", "-o", type=click.Choice(["auto", "json", "table"]), default="auto",
-              show_default=True, help="auto: a table on a terminal, JSON otherwise.")
+@click.option(
+    "--cni-bin-dir",
+    "bin_dirs",
+    multiple=True,
+    metavar="DIR[:DIR...]",
+    help="Plugin directories [env CNI_PATH, else /opt/cni/bin].",
+)
+@click.option(
+    "--timeout",
+    type=float,
+    default=10.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Time allowed for each plugin's VERSION answer.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Choice(["auto", "json", "table"]),
+    default="auto",
+    show_default=True,
+    help="auto: a table on a terminal, JSON otherwise.",
+)
 def command(bin_dirs: tuple[str, ...], timeout: float, output: str) -> None:
     """Print the cnitool version and the spec version it speaks, then ask every plugin
     in the bin dirs for its VERSION (supported spec versions)."""
@@ -64,17 +81,23 @@ def command(bin_dirs: tuple[str, ...], timeout: float, output: str) -> None:
         rows = list(pool.map(lambda p: probe(p, timeout), files))
     as_json = output == "json" or (output == "auto" and not sys.stdout.isatty())
     if as_json:
-        write_json({"version": __version__, "cniVersion": CURRENT, "binDirs": dirs,
-                    "plugins": rows})
+        write_json(
+            {"version": __version__, "cniVersion": CURRENT, "binDirs": dirs, "plugins": rows}
+        )
         return
     click.echo(f"cnitool {__version__} (pycni), CNI spec {CURRENT}")
     if not rows:
         click.echo(f"no plugins in {':'.join(dirs)}", err=True)
         return
     columns = ["plugin", "cniVersion", "supported versions"]
-    table = [[r["plugin"], r.get("cniVersion", ""),
-              ", ".join(r.get("supportedVersions", [])) or f"error: {r.get('error', '')}"]
-             for r in rows]
+    table = [
+        [
+            r["plugin"],
+            r.get("cniVersion", ""),
+            ", ".join(r.get("supportedVersions", [])) or f"error: {r.get('error', '')}",
+        ]
+        for r in rows
+    ]
     if len(dirs) > 1:
         columns.append("path")
         for line, r in zip(table, rows, strict=True):

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..spec import version as cni_version
 from ..spec.errors import CNIError, InvalidConfigError
-from ..spec.jsonfmt import dumps_compact
+from ..spec.jsonfmt import dumps_compact, type_name
 
 CONFLIST_EXTENSIONS = (".conflist",)
 CONF_EXTENSIONS = (".conf", ".json")
@@ -99,22 +99,6 @@ def _where(path: str | None) -> str:
     return f"{path}: " if path else ""
 
 
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
-
-
 def _show(value: Any) -> str:
     """A value for an error message: its JSON type and (shortened) JSON text."""
     if value is None:
@@ -122,7 +106,7 @@ def _show(value: Any) -> str:
     text = dumps_compact(value)
     if len(text) > 60:
         text = text[:57] + "..."
-    return f"{_json_type(value)} {text}"
+    return f"{type_name(value)} {text}"
 
 
 def _parse_json(data: bytes, path: str | None, what: str) -> Any:

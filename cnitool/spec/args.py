@@ -31,7 +31,7 @@ def parse_bool(value: str) -> bool:
         return True
     if low in _FALSE:
         return False
-    raise CNIError(f'Boolean unmarshal error: invalid input {value}')
+    raise CNIError(f"Boolean unmarshal error: invalid input {value}")
 
 
 def load_args(cni_args: str, fields: tuple[str, ...]) -> dict[str, str]:

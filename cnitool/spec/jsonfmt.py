@@ -40,3 +40,20 @@ def dumps_indent(obj: Any, *, sort_keys: bool = False) -> str:
 def loads(data: bytes | str) -> Any:
     """Parse JSON text; raises ``ValueError`` with the decoder's message."""
     return json.loads(data)
+
+
+def type_name(value: Any) -> str:
+    """The JSON type of a decoded value, for error messages (``number``, ``object``, ...)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__

@@ -34,7 +34,8 @@ def validate_interface_name(ifname: str) -> None:
         raise InvalidEnvironmentError("interface name is empty")
     if len(ifname.encode()) > IFNAME_MAX:
         raise InvalidEnvironmentError(
-            "interface name is too long", f"interface name should be less than {IFNAME_MAX + 1} characters"
+            "interface name is too long",
+            f"interface name should be less than {IFNAME_MAX + 1} characters",
         )
     if ifname in (".", ".."):
         raise InvalidEnvironmentError("interface name is . or ..")

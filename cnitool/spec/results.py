@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import CNIError, DecodingError, IncompatibleVersionError
-from .jsonfmt import dumps_indent, loads
+from .jsonfmt import dumps_indent, loads, type_name
 from .version import ALL, CURRENT
 
 Result = dict[str, Any]
@@ -52,28 +52,12 @@ __all__ = [
 # --------------------------------------------------------------------------- helpers
 
 
-def _json_kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
-
-
 def _bad(path: str, problem: str) -> DecodingError:
     return DecodingError(f'failed to decode result: field "{path}": {problem}')
 
 
 def _wrong_type(path: str, want: str, value: Any) -> DecodingError:
-    return _bad(path, f"expected {want}, got {_json_kind(value)}")
+    return _bad(path, f"expected {want}, got {type_name(value)}")
 
 
 def _get_str(obj: dict[str, Any], key: str, path: str) -> str:
@@ -353,7 +337,7 @@ def new_result(obj: Any, version: str = "") -> Result:
     """
     if not isinstance(obj, dict):
         raise DecodingError(
-            f"failed to decode result: expected a JSON object, got {_json_kind(obj)}"
+            f"failed to decode result: expected a JSON object, got {type_name(obj)}"
         )
     declared = obj.get("cniVersion")
     if not isinstance(declared, str) or declared == "":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cnitool import skel
+from cnitool import __version__, skel
 from cnitool.spec.version import ALL
 
 
@@ -25,7 +25,7 @@ def _del(cmd: skel.CmdArgs) -> None:
 PLUGIN = skel.Plugin(
     name="flannel",
     versions=ALL,
-    about="CNI flannel plugin pycni",
+    about=f"CNI flannel plugin pycni {__version__}",
     add=_add,
     check=_check,
     delete=_del,

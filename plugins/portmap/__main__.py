@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cnitool import skel
+from cnitool import __version__, skel
 from cnitool.spec.version import ALL
 
 
@@ -27,7 +27,7 @@ def _del(cmd: skel.CmdArgs) -> None:
 PLUGIN = skel.Plugin(
     name="portmap",
     versions=ALL,
-    about="CNI portmap plugin pycni",
+    about=f"CNI portmap plugin pycni {__version__}",
     add=_add,
     check=_check,
     delete=_del,

@@ -35,23 +35,29 @@ class Env:
             d.mkdir()
         self.tmp = tmp
 
-    def run(self, *args: str, bin_dirs: str | None = None, check: bool = False,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        full = {**os.environ, "NETCONFPATH": str(self.conf),
-                "CNI_PATH": bin_dirs or str(self.bin)}
+    def run(
+        self,
+        *args: str,
+        bin_dirs: str | None = None,
+        check: bool = False,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        full = {**os.environ, "NETCONFPATH": str(self.conf), "CNI_PATH": bin_dirs or str(self.bin)}
         full.update(env or {})
         argv = [self.python, "-m", "cnitool.cli", *args]
         if args and args[0] in ("add", "check", "del", "gc", "status"):
             argv += ["--cache-dir", str(self.cache)]
-        proc = subprocess.run(argv, env=full, capture_output=True, text=True, timeout=120,
-                              check=False)
+        proc = subprocess.run(
+            argv, env=full, capture_output=True, text=True, timeout=120, check=False
+        )
         if check:
             assert proc.returncode == 0, proc.stderr
         return proc
 
     def conflist(self, name: str, plugins: list[dict[str, Any]], version: str = "1.0.0") -> None:
-        (self.conf / f"10-{name}.conflist").write_text(json.dumps(
-            {"cniVersion": version, "name": name, "plugins": plugins}, indent=2) + "\n")
+        (self.conf / f"10-{name}.conflist").write_text(
+            json.dumps({"cniVersion": version, "name": name, "plugins": plugins}, indent=2) + "\n"
+        )
 
     def cache_files(self) -> list[Path]:
         return [p for p in self.cache.rglob("*") if p.is_file()]
@@ -77,8 +83,12 @@ def debug_file(cli: Env, name: str, **fields: Any) -> Path:
 
 
 def ip_json(netns: str, *args: str) -> Any:
-    out = subprocess.run(["ip", "-j", "-n", os.path.basename(netns), *args],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["ip", "-j", "-n", os.path.basename(netns), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return json.loads(out or "[]")
 
 
@@ -89,8 +99,10 @@ def test_noop_chain_add_check_del(cli: Env, netns_factory: Callable[[], str]) ->
     cli.install("noop")
     first = debug_file(cli, "first", ReportResult=json.dumps(RESULT))
     second = debug_file(cli, "second", ReportResult="PASSTHROUGH")
-    cli.conflist("chain", [{"type": "noop", "debugFile": str(first)},
-                           {"type": "noop", "debugFile": str(second)}])
+    cli.conflist(
+        "chain",
+        [{"type": "noop", "debugFile": str(first)}, {"type": "noop", "debugFile": str(second)}],
+    )
     ns = netns_factory()
     cid = container_id_for(ns)
 
@@ -118,15 +130,19 @@ def test_failing_plugin_error_line_and_rollback(cli: Env, netns_factory: Callabl
     cli.install("noop")
     first = debug_file(cli, "first", ReportResult=json.dumps(RESULT))
     second = debug_file(cli, "second", ReportError="no capacity", ReportErrorCode=117)
-    cli.conflist("chain", [{"type": "noop", "debugFile": str(first)},
-                           {"type": "noop", "debugFile": str(second)}])
+    cli.conflist(
+        "chain",
+        [{"type": "noop", "debugFile": str(first)}, {"type": "noop", "debugFile": str(second)}],
+    )
     ns = netns_factory()
     proc = cli.run("add", "chain", ns)
     assert proc.returncode == 1
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("cnitool:")]
     # the failing noop fails its rollback DEL too: both errors are reported
-    assert lines == ["cnitool: noop add failed [code 117 plugin-specific]: no capacity",
-                     "cnitool: rollback noop delete failed [code 117 plugin-specific]: no capacity"]
+    assert lines == [
+        "cnitool: noop add failed [code 117 plugin-specific]: no capacity",
+        "cnitool: rollback noop delete failed [code 117 plugin-specific]: no capacity",
+    ]
     assert "Traceback" not in proc.stderr
     # rollback: DEL ran for every plugin, the first one too despite the second's failure
     assert json.loads(second.read_text())["Command"] == "DEL"
@@ -138,11 +154,23 @@ def test_failing_plugin_error_line_and_rollback(cli: Env, netns_factory: Callabl
 
 
 def bridge_chain(cli: Env, subnet: str = "10.99.0.0/24") -> None:
-    cli.conflist("br", [
-        {"type": "bridge", "bridge": "cnie2e0", "isGateway": True, "ipMasq": False,
-         "ipam": {"type": "host-local", "dataDir": str(cli.data),
-                  "ranges": [[{"subnet": subnet}]], "routes": [{"dst": "0.0.0.0/0"}]}},
-    ])
+    cli.conflist(
+        "br",
+        [
+            {
+                "type": "bridge",
+                "bridge": "cnie2e0",
+                "isGateway": True,
+                "ipMasq": False,
+                "ipam": {
+                    "type": "host-local",
+                    "dataDir": str(cli.data),
+                    "ranges": [[{"subnet": subnet}]],
+                    "routes": [{"dst": "0.0.0.0/0"}],
+                },
+            },
+        ],
+    )
 
 
 @pytest.fixture(params=["reference", "pycni"])
@@ -153,21 +181,28 @@ def bridge_bins(request: pytest.FixtureRequest, cli: Env) -> str:
     return str(cli.bin)
 
 
-def test_bridge_host_local_add_del(cli: Env, netns_factory: Callable[[], str],
-                                   bridge_bins: str) -> None:
+def test_bridge_host_local_add_del(
+    cli: Env, netns_factory: Callable[[], str], bridge_bins: str
+) -> None:
     bridge_chain(cli)
     ns = netns_factory()
     cid = container_id_for(ns)
     add = cli.run("add", "br", ns, "-o", "json", bin_dirs=bridge_bins, check=True)
     result = json.loads(add.stdout)
     assert [ip["address"] for ip in result["ips"]] == ["10.99.0.2/24"]
-    addrs = [a["local"] for link in ip_json(ns, "addr", "show", "eth0")
-             for a in link["addr_info"] if a["family"] == "inet"]
+    addrs = [
+        a["local"]
+        for link in ip_json(ns, "addr", "show", "eth0")
+        for a in link["addr_info"]
+        if a["family"] == "inet"
+    ]
     assert addrs == ["10.99.0.2"]
     lease = cli.data / "br" / "10.99.0.2"
     assert lease.read_bytes() == f"{cid}\r\neth0".encode()
     cached = json.loads((cli.cache / "results" / f"br-{cid}-eth0").read_text())
-    assert cached["kind"] == "cniCacheV1" and cached["result"]["ips"][0]["address"] == "10.99.0.2/24"
+    assert (
+        cached["kind"] == "cniCacheV1" and cached["result"]["ips"][0]["address"] == "10.99.0.2/24"
+    )
 
     cli.run("check", "br", ns, bin_dirs=bridge_bins, check=True)
     cli.run("del", "br", ns, bin_dirs=bridge_bins, check=True)
@@ -177,8 +212,9 @@ def test_bridge_host_local_add_del(cli: Env, netns_factory: Callable[[], str],
     assert cli.cache_files() == []
 
 
-def test_table_output_shows_addresses(cli: Env, netns_factory: Callable[[], str],
-                                      reference_bin: Path) -> None:
+def test_table_output_shows_addresses(
+    cli: Env, netns_factory: Callable[[], str], reference_bin: Path
+) -> None:
     bridge_chain(cli)
     ns = netns_factory()
     add = cli.run("add", "br", ns, "-o", "table", bin_dirs=str(reference_bin), check=True)
@@ -187,8 +223,9 @@ def test_table_output_shows_addresses(cli: Env, netns_factory: Callable[[], str]
     cli.run("del", "br", ns, bin_dirs=str(reference_bin), check=True)
 
 
-def test_del_after_netns_is_gone_releases_the_lease(cli: Env, netns_factory: Callable[[], str],
-                                                    reference_bin: Path) -> None:
+def test_del_after_netns_is_gone_releases_the_lease(
+    cli: Env, netns_factory: Callable[[], str], reference_bin: Path
+) -> None:
     bridge_chain(cli)
     ns = netns_factory()
     cli.run("add", "br", ns, bin_dirs=str(reference_bin), check=True)
@@ -200,16 +237,27 @@ def test_del_after_netns_is_gone_releases_the_lease(cli: Env, netns_factory: Cal
     assert cli.cache_files() == []
 
 
-def test_rollback_releases_bridge_and_lease(cli: Env, netns_factory: Callable[[], str],
-                                            reference_bin: Path) -> None:
+def test_rollback_releases_bridge_and_lease(
+    cli: Env, netns_factory: Callable[[], str], reference_bin: Path
+) -> None:
     cli.install("noop")
     failing = debug_file(cli, "fail", ReportError="boom")
-    cli.conflist("br", [
-        {"type": "bridge", "bridge": "cnie2e0", "isGateway": True,
-         "ipam": {"type": "host-local", "dataDir": str(cli.data),
-                  "ranges": [[{"subnet": "10.99.0.0/24"}]]}},
-        {"type": "noop", "debugFile": str(failing)},
-    ])
+    cli.conflist(
+        "br",
+        [
+            {
+                "type": "bridge",
+                "bridge": "cnie2e0",
+                "isGateway": True,
+                "ipam": {
+                    "type": "host-local",
+                    "dataDir": str(cli.data),
+                    "ranges": [[{"subnet": "10.99.0.0/24"}]],
+                },
+            },
+            {"type": "noop", "debugFile": str(failing)},
+        ],
+    )
     ns = netns_factory()
     proc = cli.run("add", "br", ns, bin_dirs=f"{reference_bin}:{cli.bin}")
     assert proc.returncode == 1
@@ -227,8 +275,9 @@ def test_add_creates_a_missing_named_netns(cli: Env) -> None:
     cli.conflist("chain", [{"type": "noop"}])
     add = cli.run("add", "chain", "e2e-auto", "-o", "json", check=True)
     assert "created network namespace /var/run/netns/e2e-auto" in add.stderr
-    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
-                           check=True).stdout
+    names = subprocess.run(
+        ["ip", "netns", "list"], capture_output=True, text=True, check=True
+    ).stdout
     assert "e2e-auto" in names
     cached = cli.cache_files()
     assert [p.name for p in cached] == [f"chain-{container_id_for('/var/run/netns/e2e-auto')}-eth0"]
@@ -252,22 +301,39 @@ def test_netns_commands_interoperate_with_ip_netns(cli: Env) -> None:
         assert bad.returncode == 1 and "invalid netns name" in bad.stderr
     finally:
         cli.run("netns", "del", "e2e-ours", "e2e-theirs", "--missing-ok", check=True)
-    assert "e2e-theirs" not in subprocess.run(["ip", "netns", "list"], capture_output=True,
-                                              text=True, check=True).stdout
+    assert (
+        "e2e-theirs"
+        not in subprocess.run(
+            ["ip", "netns", "list"], capture_output=True, text=True, check=True
+        ).stdout
+    )
 
 
 # ---------------------------------------------------------------------------- bad input
 
 
-@pytest.mark.parametrize("case", ["malformed", "unknown-plugin", "plugin-path", "container-id",
-                                  "ifname", "missing-netns-check", "missing-path-add"])
-def test_bad_input_clear_error_nothing_cached(cli: Env, netns_factory: Callable[[], str],
-                                              case: str) -> None:
+@pytest.mark.parametrize(
+    "case",
+    [
+        "malformed",
+        "unknown-plugin",
+        "plugin-path",
+        "container-id",
+        "ifname",
+        "missing-netns-check",
+        "missing-path-add",
+    ],
+)
+def test_bad_input_clear_error_nothing_cached(
+    cli: Env, netns_factory: Callable[[], str], case: str
+) -> None:
     cli.install("noop")
     ns = netns_factory()
     verb, extra = "add", []
     if case == "malformed":
-        (cli.conf / "10-bad.conflist").write_text('{"name": "bad", "cniVersion": "1.0.0", "plugins": [}')
+        (cli.conf / "10-bad.conflist").write_text(
+            '{"name": "bad", "cniVersion": "1.0.0", "plugins": [}'
+        )
         net, fragment = "bad", "10-bad.conflist"
     elif case == "unknown-plugin":
         cli.conflist("bad", [{"type": "noop"}, {"type": "no-such-plugin"}])
@@ -277,7 +343,11 @@ def test_bad_input_clear_error_nothing_cached(cli: Env, netns_factory: Callable[
         net, fragment = "bad", "../bin/noop"
     elif case == "container-id":
         cli.conflist("bad", [{"type": "noop"}])
-        net, fragment, extra = "bad", "invalid characters in containerID", ["--container-id", "../x"]
+        net, fragment, extra = (
+            "bad",
+            "invalid characters in containerID",
+            ["--container-id", "../x"],
+        )
     elif case == "ifname":
         cli.conflist("bad", [{"type": "noop"}])
         net, fragment, extra = "bad", "interface name contains", ["--ifname", "../x"]
@@ -303,29 +373,41 @@ def test_networks_and_version_against_reference(cli: Env, reference_bin: Path) -
     bridge_chain(cli)
     nets = json.loads(cli.run("networks", "-o", "json", check=True).stdout)
     assert [(n["name"], n["plugins"]) for n in nets] == [("br", ["bridge"])]
-    ver = json.loads(cli.run("version", "--cni-bin-dir", str(reference_bin), "-o", "json",
-                             check=True).stdout)
+    ver = json.loads(
+        cli.run("version", "--cni-bin-dir", str(reference_bin), "-o", "json", check=True).stdout
+    )
     bridge = next(p for p in ver["plugins"] if p["plugin"] == "bridge")
     assert "1.0.0" in bridge["supportedVersions"]
 
 
 def test_cli_runs_under_the_current_interpreter() -> None:
     # guards the helper above: the module entry really is the CLI
-    out = subprocess.run([sys.executable, "-m", "cnitool.cli", "--version"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "cnitool.cli", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert out.startswith("cnitool, version ")
 
 
-def test_gc_keeps_valid_and_releases_the_rest(cli: Env, netns_factory: Callable[[], str],
-                                             reference_bin: Path) -> None:
+def test_gc_keeps_valid_and_releases_the_rest(
+    cli: Env, netns_factory: Callable[[], str], reference_bin: Path
+) -> None:
     bridge_chain(cli)
     keep, drop = netns_factory(), netns_factory()
     for ns in (keep, drop):
         cli.run("add", "br", ns, bin_dirs=str(reference_bin), check=True)
     leases = sorted(p.name for p in (cli.data / "br").iterdir() if p.name[0].isdigit())
     assert leases == ["10.99.0.2", "10.99.0.3"]
-    cli.run("gc", "br", "--valid", f"{container_id_for(keep)}:eth0",
-            bin_dirs=str(reference_bin), check=True)
+    cli.run(
+        "gc",
+        "br",
+        "--valid",
+        f"{container_id_for(keep)}:eth0",
+        bin_dirs=str(reference_bin),
+        check=True,
+    )
     leases = sorted(p.name for p in (cli.data / "br").iterdir() if p.name[0].isdigit())
     assert leases == ["10.99.0.2"]
     assert [p.name for p in cli.cache_files()] == [f"br-{container_id_for(keep)}-eth0"]
@@ -346,8 +428,10 @@ def test_failed_add_removes_the_netns_it_created(cli: Env) -> None:
     cli.run("netns", "del", "e2e-kept", check=True)
     # a plugin that fails only ADD: rollback succeeds and the new netns goes again
     script = cli.bin / "addfails"
-    script.write_text('#!/bin/sh\n[ "$CNI_COMMAND" = ADD ] || exit 0\n'
-                      'printf \'{"code": 11, "msg": "later"}\'; exit 1\n')
+    script.write_text(
+        '#!/bin/sh\n[ "$CNI_COMMAND" = ADD ] || exit 0\n'
+        'printf \'{"code": 11, "msg": "later"}\'; exit 1\n'
+    )
     script.chmod(0o755)
     cli.conflist("chain", [{"type": "addfails"}])
     proc = cli.run("add", "chain", "e2e-temp")

@@ -92,8 +92,9 @@ def env(tmp_path: Path) -> dict[str, Path]:
     return dirs
 
 
-def write_conflist(conf: Path, name: str, plugins: list[dict[str, object]],
-                   version: str = "1.0.0") -> None:
+def write_conflist(
+    conf: Path, name: str, plugins: list[dict[str, object]], version: str = "1.0.0"
+) -> None:
     (conf / f"10-{name}.conflist").write_text(
         json.dumps({"cniVersion": version, "name": name, "plugins": plugins}) + "\n"
     )
@@ -103,8 +104,9 @@ def run(env: dict[str, Path], *args: str, environ: dict[str, str] | None = None)
     base = {"NETCONFPATH": str(env["conf"]), "CNI_PATH": str(env["bin"])}
     base.update(environ or {})
     runner = CliRunner()
-    return runner.invoke(cli, [*args, "--cache-dir", str(env["cache"])], env=base,
-                         catch_exceptions=False)
+    return runner.invoke(
+        cli, [*args, "--cache-dir", str(env["cache"])], env=base, catch_exceptions=False
+    )
 
 
 def calls(env: dict[str, Path]) -> list[list[str]]:
@@ -124,23 +126,36 @@ def test_container_id_matches_go_cnitool() -> None:
     assert common.container_id_for("/var/run/netns/cnitest") == "cnitool-20c433bb2b1d6ede56d6"
 
 
-def test_container_id_uses_the_absolute_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_container_id_uses_the_absolute_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     assert common.container_id_for("ns") == common.container_id_for(str(tmp_path / "ns"))
 
 
-@pytest.mark.parametrize("value,pairs", [
-    ("", []),
-    ("IP=10.0.0.5", [("IP", "10.0.0.5")]),
-    ("IgnoreUnknown=1;K8S_POD_NAME=web", [("IgnoreUnknown", "1"), ("K8S_POD_NAME", "web")]),
-])
+@pytest.mark.parametrize(
+    "value,pairs",
+    [
+        ("", []),
+        ("IP=10.0.0.5", [("IP", "10.0.0.5")]),
+        ("IgnoreUnknown=1;K8S_POD_NAME=web", [("IgnoreUnknown", "1"), ("K8S_POD_NAME", "web")]),
+    ],
+)
 def test_cni_args_pairs(value: str, pairs: list[tuple[str, str]]) -> None:
     assert common.parse_cni_args(value) == pairs
 
 
-@pytest.mark.parametrize("value,bad", [
-    ("a", "a"), ("a=", "a="), ("=b", "=b"), ("a=b=c", "a=b=c"), ("a=b;", ""), ("a=b;;c=d", ""),
-])
+@pytest.mark.parametrize(
+    "value,bad",
+    [
+        ("a", "a"),
+        ("a=", "a="),
+        ("=b", "=b"),
+        ("a=b=c", "a=b=c"),
+        ("a=b;", ""),
+        ("a=b;;c=d", ""),
+    ],
+)
 def test_cni_args_bad_pairs(value: str, bad: str) -> None:
     with pytest.raises(common.CNIError) as info:
         common.parse_cni_args(value)
@@ -214,9 +229,17 @@ def test_add_prints_go_bytes_and_caches(env: dict[str, Path]) -> None:
 def test_env_vars_reach_the_plugins(env: dict[str, Path]) -> None:
     make_plugin(env["bin"], "fake", env["log"])
     write_conflist(env["conf"], "net1", [{"type": "fake", "capabilities": {"mac": True}}])
-    res = run(env, "add", "net1", str(env["netns"]), environ={
-        "CNI_IFNAME": "net7", "CNI_ARGS": "IgnoreUnknown=1;FOO=bar",
-        "CAP_ARGS": '{"mac": "c2:11:22:33:44:55"}'})
+    res = run(
+        env,
+        "add",
+        "net1",
+        str(env["netns"]),
+        environ={
+            "CNI_IFNAME": "net7",
+            "CNI_ARGS": "IgnoreUnknown=1;FOO=bar",
+            "CAP_ARGS": '{"mac": "c2:11:22:33:44:55"}',
+        },
+    )
     assert res.exit_code == 0, res.stderr
     call = calls(env)[0]
     assert call[3:] == ["net7", str(env["netns"]), "IgnoreUnknown=1;FOO=bar"]
@@ -227,8 +250,19 @@ def test_env_vars_reach_the_plugins(env: dict[str, Path]) -> None:
 def test_flags_override_env(env: dict[str, Path]) -> None:
     make_plugin(env["bin"], "fake", env["log"])
     write_conflist(env["conf"], "net1", [{"type": "fake"}])
-    res = run(env, "add", "net1", str(env["netns"]), "--ifname", "eth9",
-              "--container-id", "my-ctr", "--args", "A=1", environ={"CNI_IFNAME": "net7"})
+    res = run(
+        env,
+        "add",
+        "net1",
+        str(env["netns"]),
+        "--ifname",
+        "eth9",
+        "--container-id",
+        "my-ctr",
+        "--args",
+        "A=1",
+        environ={"CNI_IFNAME": "net7"},
+    )
     assert res.exit_code == 0, res.stderr
     assert calls(env)[0][2:] == ["my-ctr", "eth9", str(env["netns"]), "A=1"]
 
@@ -245,13 +279,17 @@ def test_bad_cni_args_is_one_line_exit_1(env: dict[str, Path]) -> None:
     assert calls(env) == [] and cache_files(env) == []
 
 
-@pytest.mark.parametrize("flag,value,fragment", [
-    ("--container-id", "../evil", "invalid characters in containerID"),
-    ("--ifname", "../x", "interface name contains / or :"),
-    ("--ifname", "a-name-longer-than-15", "interface name is too long"),
-])
-def test_bad_names_rejected_before_any_plugin(env: dict[str, Path], flag: str, value: str,
-                                              fragment: str) -> None:
+@pytest.mark.parametrize(
+    "flag,value,fragment",
+    [
+        ("--container-id", "../evil", "invalid characters in containerID"),
+        ("--ifname", "../x", "interface name contains / or :"),
+        ("--ifname", "a-name-longer-than-15", "interface name is too long"),
+    ],
+)
+def test_bad_names_rejected_before_any_plugin(
+    env: dict[str, Path], flag: str, value: str, fragment: str
+) -> None:
     make_plugin(env["bin"], "fake", env["log"])
     write_conflist(env["conf"], "net1", [{"type": "fake"}])
     res = run(env, "add", "net1", str(env["netns"]), flag, value)
@@ -302,7 +340,11 @@ def test_failed_add_rolls_back_the_whole_chain(env: dict[str, Path]) -> None:
         "cnitool: second add failed [code 7 invalid network config]: second refuses ADD; on purpose\n"
     )
     assert [c[:2] for c in calls(env)] == [
-        ["ADD", "first"], ["ADD", "second"], ["DEL", "second"], ["DEL", "first"]]
+        ["ADD", "first"],
+        ["ADD", "second"],
+        ["DEL", "second"],
+        ["DEL", "first"],
+    ]
     assert cache_files(env) == []
 
 
@@ -383,7 +425,8 @@ def test_usage_errors_exit_2(env: dict[str, Path]) -> None:
 def test_networks_lists_files_and_problems(env: dict[str, Path]) -> None:
     write_conflist(env["conf"], "net1", [{"type": "bridge"}, {"type": "portmap"}])
     (env["conf"] / "20-net1.conflist").write_text(
-        json.dumps({"cniVersion": "1.0.0", "name": "net1", "plugins": [{"type": "ptp"}]}))
+        json.dumps({"cniVersion": "1.0.0", "name": "net1", "plugins": [{"type": "ptp"}]})
+    )
     (env["conf"] / "30-broken.conflist").write_text("{")
     res = CliRunner().invoke(cli, ["networks", "--cni-conf-dir", str(env["conf"]), "-o", "json"])
     assert res.exit_code == 1  # the broken file is a problem
@@ -402,9 +445,14 @@ def test_version_asks_every_plugin(env: dict[str, Path]) -> None:
     res = CliRunner().invoke(cli, ["version", "--cni-bin-dir", str(env["bin"]), "-o", "json"])
     assert res.exit_code == 0, res.stderr
     out = json.loads(res.stdout)
-    assert out["plugins"] == [{"plugin": "fake", "path": str(env["bin"] / "fake"),
-                               "cniVersion": "1.0.0",
-                               "supportedVersions": ["0.3.1", "0.4.0", "1.0.0"]}]
+    assert out["plugins"] == [
+        {
+            "plugin": "fake",
+            "path": str(env["bin"] / "fake"),
+            "cniVersion": "1.0.0",
+            "supportedVersions": ["0.3.1", "0.4.0", "1.0.0"],
+        }
+    ]
 
 
 def test_cache_list(env: dict[str, Path]) -> None:
@@ -449,10 +497,22 @@ def test_json_path_never_imports_rich(env: dict[str, Path]) -> None:
         "sys.stderr.write('IMPORTED=' + ','.join(mods))\n"
     )
     proc = subprocess.run(
-        [sys.executable, "-c", code, "add", "net1", str(env["netns"]), "--output", "json",
-         "--cache-dir", str(env["cache"])],
+        [
+            sys.executable,
+            "-c",
+            code,
+            "add",
+            "net1",
+            str(env["netns"]),
+            "--output",
+            "json",
+            "--cache-dir",
+            str(env["cache"]),
+        ],
         env={**os.environ, "NETCONFPATH": str(env["conf"]), "CNI_PATH": str(env["bin"])},
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert proc.stdout == EXPECTED_JSON
     assert proc.stderr.endswith("IMPORTED=")
@@ -498,18 +558,34 @@ def test_status_failure_is_reported(env: dict[str, Path]) -> None:
 
 def test_dry_run_shows_requests_and_runs_nothing(env: dict[str, Path]) -> None:
     make_plugin(env["bin"], "fake", env["log"])
-    write_conflist(env["conf"], "net1", [
-        {"type": "fake", "capabilities": {"portMappings": True}}, {"type": "missing"}])
-    res = run(env, "add", "net1", str(env["netns"]), "--dry-run", "-o", "json",
-              "--cap-args", '{"portMappings": [{"hostPort": 8080}]}')
+    write_conflist(
+        env["conf"],
+        "net1",
+        [{"type": "fake", "capabilities": {"portMappings": True}}, {"type": "missing"}],
+    )
+    res = run(
+        env,
+        "add",
+        "net1",
+        str(env["netns"]),
+        "--dry-run",
+        "-o",
+        "json",
+        "--cap-args",
+        '{"portMappings": [{"hostPort": 8080}]}',
+    )
     assert res.exit_code == 0, res.stderr
     steps = json.loads(res.stdout)
     assert [s["plugin"] for s in steps] == ["fake", "missing"]
     assert steps[0]["path"] == str(env["bin"] / "fake")
     assert steps[0]["env"]["CNI_COMMAND"] == "ADD"
     assert json.loads(steps[0]["stdin"]) == {
-        "capabilities": {"portMappings": True}, "cniVersion": "1.0.0", "name": "net1",
-        "runtimeConfig": {"portMappings": [{"hostPort": 8080}]}, "type": "fake"}
+        "capabilities": {"portMappings": True},
+        "cniVersion": "1.0.0",
+        "name": "net1",
+        "runtimeConfig": {"portMappings": [{"hostPort": 8080}]},
+        "type": "fake",
+    }
     assert steps[1]["path"] is None and "failed to find plugin" in steps[1]["error"]
     assert calls(env) == [] and cache_files(env) == []
     res = run(env, "del", "net1", str(env["netns"]), "--dry-run", "-o", "json")
@@ -529,8 +605,7 @@ def test_group_help_imports_no_command_module() -> None:
         "                and m not in ('cnitool.cli.main',))\n"
         "sys.stderr.write(repr(loaded))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "add" in proc.stdout and "netns" in proc.stdout
     assert proc.stderr == "[]"
 
@@ -558,7 +633,16 @@ def test_table_output_renders_the_result(env: dict[str, Path]) -> None:
     write_conflist(env["conf"], "net1", [{"type": "fake"}])
     res = run(env, "add", "net1", str(env["netns"]), "-o", "table")
     assert res.exit_code == 0, res.stderr
-    for text in ("Interfaces", "0a:58:0a:16:00:02", "Addresses", "10.22.0.2/16", "10.22.0.1",
-                 "Routes", "0.0.0.0/0", "DNS", "nameservers"):
+    for text in (
+        "Interfaces",
+        "0a:58:0a:16:00:02",
+        "Addresses",
+        "10.22.0.2/16",
+        "10.22.0.1",
+        "Routes",
+        "0.0.0.0/0",
+        "DNS",
+        "nameservers",
+    ):
         assert text in res.stdout, text
     assert not res.stdout.lstrip().startswith("{")

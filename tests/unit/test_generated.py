@@ -28,20 +28,32 @@ def test_every_loaded_command_has_a_man_page() -> None:
 
 
 def test_completion_callback_offers_subcommands(tmp_path: Path) -> None:
-    env = {**os.environ, "_CNITOOL_COMPLETE": "bash_complete", "COMP_WORDS": "cnitool ne",
-           "COMP_CWORD": "1"}
+    env = {
+        **os.environ,
+        "_CNITOOL_COMPLETE": "bash_complete",
+        "COMP_WORDS": "cnitool ne",
+        "COMP_CWORD": "1",
+    }
     code = "import sys; from cnitool.cli.main import cli; cli(prog_name='cnitool')"
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                          text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+    )
     assert proc.stdout.split() == ["plain,networks", "plain,netns"]
 
 
 def test_completion_offers_network_names(tmp_path: Path) -> None:
     (tmp_path / "10-blue.conflist").write_text(
-        '{"cniVersion": "1.0.0", "name": "blue", "plugins": [{"type": "bridge"}]}')
-    env = {**os.environ, "_CNITOOL_COMPLETE": "bash_complete", "COMP_WORDS": "cnitool add b",
-           "COMP_CWORD": "2", "NETCONFPATH": str(tmp_path)}
+        '{"cniVersion": "1.0.0", "name": "blue", "plugins": [{"type": "bridge"}]}'
+    )
+    env = {
+        **os.environ,
+        "_CNITOOL_COMPLETE": "bash_complete",
+        "COMP_WORDS": "cnitool add b",
+        "COMP_CWORD": "2",
+        "NETCONFPATH": str(tmp_path),
+    }
     code = "from cnitool.cli.main import cli; cli(prog_name='cnitool')"
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                          text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+    )
     assert proc.stdout.split() == ["plain,blue"]

@@ -29,7 +29,9 @@ def test_error_without_details_omits_key_and_round_trips() -> None:
 
 
 def test_json_uses_go_escaping() -> None:
-    assert jsonfmt.dumps_compact({"m": "a<b>&c\u2028é"}) == '{"m":"a\\u003cb\\u003e\\u0026c\\u2028é"}'
+    assert (
+        jsonfmt.dumps_compact({"m": "a<b>&c\u2028é"}) == '{"m":"a\\u003cb\\u003e\\u0026c\\u2028é"}'
+    )
     assert jsonfmt.dumps_compact({"b": 1, "a": 2}, sort_keys=True) == '{"a":2,"b":1}'
 
 
