@@ -258,6 +258,23 @@ def quiet_undo(cmd: CmdArgs) -> Any:
     return run
 
 
+def raise_collected(errors: list[Exception]) -> None:
+    """Raise the errors a DEL collected while it kept cleaning up, as one CNI error.
+
+    One error is raised as it is; several are joined into one message (in the order they
+    happened) so none is hidden, with the code of the first CNI error among them.
+    """
+    if not errors:
+        return
+    if len(errors) == 1 and isinstance(errors[0], CNIError):
+        raise errors[0]
+    code = next((e.code for e in errors if isinstance(e, CNIError)), None)
+    msg = "; ".join(str(e) or type(e).__name__ for e in errors)
+    if len(errors) > 1:
+        msg = f"{len(errors)} errors during DEL: {msg}"
+    raise CNIError(msg, code=code)
+
+
 def masq_backend(conf: Mapping[str, Any]) -> str | None:
     """Check ``ipMasqBackend`` and return the iptables backend choice for ipMasq.
 

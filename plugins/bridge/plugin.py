@@ -329,11 +329,7 @@ def cmd_del(cmd: skel.CmdArgs) -> None:
                 )
             except Exception as exc:  # noqa: BLE001
                 errors.append(exc)
-    if errors:
-        first = errors[0]
-        if isinstance(first, CNIError):
-            raise first
-        raise CNIError(str(first))
+    ipam.raise_collected(errors)
 
 
 def _prev_cidrs(raw: dict[str, Any], ifname: str) -> list[str]:

@@ -216,9 +216,7 @@ def cmd_del(cmd: skel.CmdArgs) -> None:
             )
         except Exception as exc:  # noqa: BLE001
             errors.append(exc)
-    if errors:
-        first = errors[0]
-        raise first if isinstance(first, CNIError) else CNIError(str(first))
+    ipam.raise_collected(errors)
 
 
 def _check_container(ifname: str, want_mac: str, result: Result) -> None:

@@ -629,3 +629,26 @@ def test_ipv6_only_gateway(runner: Runner, net: Net, netns_factory: Any) -> None
     )
     bad = runner.run("bridge", "ADD", clash, cid=cid(), netns=netns_factory())
     assert bad.code == 1 and "already has an IP address different from" in bad.json["msg"]
+
+
+def test_del_reports_every_error_and_keeps_cleaning(
+    runner: Runner, net: Net, netns_factory: Any, tmp_path: Any
+) -> None:
+    """A failing step of DEL does not stop the others, and every failure is reported."""
+    pod, c = netns_factory(), cid()
+    assert runner.run("bridge", "ADD", net.conf(), cid=c, netns=pod).code == 0
+    broken_ipam = net.conf(ipam={"type": "no-such-ipam"})
+    # IPAM fails, the container veth is still removed
+    dele = runner.run("bridge", "DEL", broken_ipam, cid=c, netns=pod)
+    assert dele.code == 1 and "no-such-ipam" in dele.json["msg"]
+    assert links(pod) == ["lo"]
+    # two failures (a CNI_NETNS that is not a namespace, and the IPAM) are both named
+    not_ns = tmp_path / "not-a-netns"
+    not_ns.write_text("")
+    dele = runner.run("bridge", "DEL", broken_ipam, cid=c, netns=str(not_ns))
+    msg = dele.json["msg"]
+    assert dele.code == 1 and "2 errors during DEL" in msg
+    assert str(not_ns) in msg and "no-such-ipam" in msg
+    # the real IPAM still releases the lease afterwards
+    assert runner.run("bridge", "DEL", net.conf(), cid=c, netns=pod).code == 0
+    assert net.leases() == []

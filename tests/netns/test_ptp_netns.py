@@ -181,3 +181,24 @@ def test_dual_stack(runner: Runner, netns_factory: Any) -> None:
     assert tcp_echo(None, gw6, pod, b"v6 over ptp") == b"v6 over ptp"
     assert runner.run("ptp", "DEL", conf, cid=c, netns=pod).code == 0
     assert lease_files(runner.data_dir, name) == []
+
+
+def test_del_reports_every_error_and_keeps_cleaning(
+    runner: Runner, netns_factory: Any, tmp_path: Any
+) -> None:
+    _, subnet, name = unique_net()
+    pod, c = netns_factory(), cid()
+    conf = conf_for(runner, "1.0.0", subnet, name)
+    assert runner.run("ptp", "ADD", conf, cid=c, netns=pod).code == 0
+    broken = conf_for(runner, "1.0.0", subnet, name, ipam={"type": "no-such-ipam"})
+    dele = runner.run("ptp", "DEL", broken, cid=c, netns=pod)
+    assert dele.code == 1 and "no-such-ipam" in dele.json["msg"]
+    assert links(pod) == ["lo"]  # the veth went although IPAM failed first
+    not_ns = tmp_path / "not-a-netns"
+    not_ns.write_text("")
+    dele = runner.run("ptp", "DEL", broken, cid=c, netns=str(not_ns))
+    msg = dele.json["msg"]
+    assert dele.code == 1 and "2 errors during DEL" in msg
+    assert "no-such-ipam" in msg and str(not_ns) in msg
+    assert runner.run("ptp", "DEL", conf, cid=c, netns=pod).code == 0
+    assert lease_files(runner.data_dir, name) == []
