@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from .common import DEFAULT_CONF_DIR, reporting
+from .common import DEFAULT_CONF_DIR, reporting, split_bin_dirs
 from .output import print_table, write_json
 
+if TYPE_CHECKING:
+    from ..invoke.exec import VersionInfo
+    from ..libcni.config import NetworkConfigList
 
-def _entries(conf_dir: str) -> list[dict[str, Any]]:
-    """One dict per candidate file, in the order libcni considers them; ``active`` marks
-    the file ``cnitool add`` would load for that name."""
+
+def _entries(conf_dir: str) -> list[tuple[dict[str, Any], NetworkConfigList | None]]:
+    """One dict per candidate file (with the parsed list), in the order libcni considers
+    them; ``active`` marks the file ``cnitool add`` would load for that name."""
     from ..libcni.config import scan_dir
 
-    rows: list[dict[str, Any]] = []
+    rows: list[tuple[dict[str, Any], NetworkConfigList | None]] = []
     for entry in scan_dir(conf_dir):
         net = entry.network
         row: dict[str, Any] = {
@@ -33,8 +37,46 @@ def _entries(conf_dir: str) -> list[dict[str, Any]]:
             dropins = sorted({p.source for p in net.plugins if p.source and p.source != entry.path})
             if dropins:
                 row["dropIns"] = dropins
-        rows.append(row)
+        rows.append((row, net))
     return rows
+
+
+def _validate(
+    nets: list[NetworkConfigList], bin_dirs: list[str], timeout: float
+) -> list[tuple[list[str], list[str]]]:
+    """libcni's ValidateNetworkList for each network: every plugin is found in the bin
+    dirs and lists the network's cniVersion in its VERSION answer. Returns, per network,
+    (enabled capabilities, problems); each plugin is asked once."""
+    from ..libcni.api import CNIConfig, PluginErrors, SubprocessExecutor
+    from ..spec.errors import CNIError
+
+    class OnceExecutor(SubprocessExecutor):
+        def __init__(self) -> None:
+            super().__init__(timeout=timeout)
+            self.answers: dict[str, VersionInfo | CNIError] = {}
+
+        def version_info(self, plugin_path: str, env: Any) -> VersionInfo:
+            if plugin_path not in self.answers:
+                try:
+                    self.answers[plugin_path] = super().version_info(plugin_path, env)
+                except CNIError as err:
+                    self.answers[plugin_path] = err
+            answer = self.answers[plugin_path]
+            if isinstance(answer, CNIError):
+                raise answer
+            return answer
+
+    cni = CNIConfig(bin_dirs, executor=OnceExecutor())
+    out: list[tuple[list[str], list[str]]] = []
+    for net in nets:
+        caps = sorted({c for p in net.plugins for c, on in p.capabilities.items() if on})
+        try:
+            out.append((cni.validate_network_list(net), []))
+        except PluginErrors as err:
+            out.append((caps, [str(e) for e in err.errors]))
+        except CNIError as err:
+            out.append((caps, [str(err)]))
+    return out
 
 
 def _problems(row: dict[str, Any]) -> str:
@@ -62,15 +104,53 @@ def _problems(row: dict[str, Any]) -> str:
     show_default=True,
     help="auto: a table on a terminal, JSON otherwise.",
 )
+@click.option(
+    "--validate",
+    is_flag=True,
+    help="Also ask every plugin of each network for its VERSION: a plugin that is "
+    "missing or does not support the network's cniVersion is a problem.",
+)
+@click.option(
+    "--cni-bin-dir",
+    "bin_dirs",
+    multiple=True,
+    metavar="DIR[:DIR...]",
+    help="Plugin directories for --validate [env CNI_PATH, else /opt/cni/bin].",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Time allowed for each plugin's VERSION answer (--validate).",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
-def command(conf_dir: str, output: str, debug: bool) -> None:
+def command(
+    conf_dir: str,
+    output: str,
+    validate: bool,
+    bin_dirs: tuple[str, ...],
+    timeout: float,
+    debug: bool,
+) -> None:
     """List every *.conflist, *.conf and *.json file of the conf dir: network name,
     cniVersion, plugin chain and problems (parse errors, a file shadowed by an earlier
-    one with the same name). Exit status 1 when any file has a problem."""
+    one with the same name). With --validate, each network's plugins are also checked
+    against its cniVersion, as libcni's ValidateNetworkList does, and the JSON output
+    gains the enabled capabilities. Exit status 1 when any file has a problem."""
     import sys
 
     with reporting("networks", debug):
-        rows = _entries(conf_dir)
+        entries = _entries(conf_dir)
+        rows = [row for row, _net in entries]
+        if validate:
+            checked = [(row, net) for row, net in entries if net is not None and row["active"]]
+            dirs = split_bin_dirs(bin_dirs, os.environ.get("CNI_PATH"))
+            answers = _validate([net for _row, net in checked], dirs, timeout)
+            for (row, _net), (caps, problems) in zip(checked, answers, strict=True):
+                row["capabilities"] = caps
+                row["problems"].extend(problems)
     as_json = output == "json" or (output == "auto" and not sys.stdout.isatty())
     if as_json:
         write_json(rows)

@@ -646,3 +646,38 @@ def test_table_output_renders_the_result(env: dict[str, Path]) -> None:
     ):
         assert text in res.stdout, text
     assert not res.stdout.lstrip().startswith("{")
+
+
+def test_networks_validate_asks_each_plugin_once(env: dict[str, Path]) -> None:
+    make_plugin(env["bin"], "fake", env["log"])  # supports 0.3.1, 0.4.0, 1.0.0
+    write_conflist(env["conf"], "good", [{"type": "fake", "capabilities": {"portMappings": True}}])
+    write_conflist(env["conf"], "newer", [{"type": "fake"}], version="1.1.0")
+    write_conflist(env["conf"], "lost", [{"type": "fake"}, {"type": "nope"}])
+    args = ["networks", "--cni-conf-dir", str(env["conf"]), "-o", "json"]
+    plain_run = CliRunner().invoke(cli, args, env={"CNI_PATH": str(env["bin"])})
+    assert plain_run.exit_code == 0, plain_run.stderr
+    assert calls(env) == []  # without --validate no plugin runs
+    assert all("capabilities" not in row for row in json.loads(plain_run.stdout))
+
+    res = CliRunner().invoke(cli, [*args, "--validate"], env={"CNI_PATH": str(env["bin"])})
+    assert res.exit_code == 1, res.stderr
+    rows = {r["name"]: r for r in json.loads(res.stdout)}
+    assert rows["good"]["problems"] == []
+    assert rows["good"]["capabilities"] == ["portMappings"]
+    assert len(rows["newer"]["problems"]) == 1
+    assert 'does not support config version "1.1.0"' in rows["newer"]["problems"][0]
+    assert len(rows["lost"]["problems"]) == 1
+    assert 'failed to find plugin "nope"' in rows["lost"]["problems"][0]
+    assert [c[0] for c in calls(env)] == ["VERSION"]  # one answer reused for all networks
+
+
+def test_networks_validate_passes_with_supported_versions(env: dict[str, Path]) -> None:
+    make_plugin(env["bin"], "fake", env["log"])
+    write_conflist(env["conf"], "net1", [{"type": "fake"}], version="0.4.0")
+    res = CliRunner().invoke(
+        cli,
+        ["networks", "--validate", "--cni-conf-dir", str(env["conf"])]
+        + ["--cni-bin-dir", str(env["bin"]), "-o", "json"],
+    )
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)[0]["problems"] == []
