@@ -13,7 +13,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from ..spec import version as cniversion
-from .output import console, write_json
+from .output import console, plain, write_json
 
 if TYPE_CHECKING:
     from ..libcni.api import CNIConfig
@@ -67,13 +67,17 @@ def show(steps: list[dict[str, Any]], as_json: bool) -> None:
 
     out = console()
     for i, step in enumerate(steps, 1):
-        where = step["path"] or f"[red]not found: {step.get('error', '')}[/red]"
-        out.print(f"[bold]{i}. {step['plugin']}[/bold]  {where}")
-        out.print("   " + " ".join(f"{k}={v}" for k, v in step["env"].items()))
+        where = (
+            plain(step["path"])
+            if step["path"]
+            else f"[red]not found: {plain(step.get('error', ''))}[/red]"
+        )
+        out.print(f"[bold]{i}. {plain(step['plugin'])}[/bold]  {where}")
+        out.print(plain("   " + " ".join(f"{k}={v}" for k, v in step["env"].items())))
         out.print(
             Syntax(
                 json.dumps(json.loads(step["stdin"]), indent=2), "json", background_color="default"
             )
         )
         if "note" in step:
-            out.print(f"   ({step['note']})")
+            out.print(plain(f"   ({step['note']})"))

@@ -41,14 +41,29 @@ def note(text: str) -> None:
     sys.stderr.flush()
 
 
+def plain(text: str) -> str:
+    """``text`` escaped for rich markup: paths, messages and plugin-supplied strings may
+    hold brackets ("in path [/opt/cni/bin]") that rich would otherwise take for tags."""
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _add_row(table: Any, cells: Sequence[str]) -> None:
+    from rich.text import Text
+
+    table.add_row(*(Text(cell) for cell in cells))
+
+
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=title, title_justify="left", show_lines=False)
+    table = Table(title=Text(title), title_justify="left", show_lines=False)
     for col in columns:
-        table.add_column(col, overflow="fold")
+        table.add_column(Text(col), overflow="fold")
     for row in rows:
-        table.add_row(*row)
+        _add_row(table, row)
     console().print(table)
 
 
@@ -67,8 +82,9 @@ def render_result(
 
     out = console()
     out.print(
-        f"[bold]{network}[/bold] attached to [bold]{netns}[/bold] as {ifname} "
-        f"(container {container_id}, cniVersion {result.get('cniVersion', '?')})"
+        f"[bold]{plain(network)}[/bold] attached to [bold]{plain(netns)}[/bold] as "
+        f"{plain(ifname)} (container {plain(container_id)}, "
+        f"cniVersion {plain(str(result.get('cniVersion', '?')))})"
     )
     ifaces = result.get("interfaces") or []
     if ifaces:
@@ -79,7 +95,7 @@ def render_result(
         for key in keys:
             t.add_column(key)
         for i, iface in enumerate(ifaces):
-            t.add_row(str(i), *(str(iface.get(key, "")) for key in keys))
+            _add_row(t, [str(i), *(str(iface.get(key, "")) for key in keys)])
         out.print(t)
     ips = result.get("ips") or []
     if ips:
@@ -87,10 +103,13 @@ def render_result(
         for col in ("address", "gateway", "interface"):
             t.add_column(col)
         for ip in ips:
-            t.add_row(
-                str(ip.get("address", "")),
-                str(ip.get("gateway", "")),
-                _iface_label(result, ip.get("interface")),
+            _add_row(
+                t,
+                [
+                    str(ip.get("address", "")),
+                    str(ip.get("gateway", "")),
+                    _iface_label(result, ip.get("interface")),
+                ],
             )
         out.print(t)
     routes = result.get("routes") or []
@@ -103,7 +122,7 @@ def render_result(
             t.add_column(col)
         for route, extra in zip(routes, extras, strict=True):
             cells = [str(route.get("dst", "")), str(route.get("gw", ""))]
-            t.add_row(*cells, *([extra] if any(extras) else []))
+            _add_row(t, [*cells, *([extra] if any(extras) else [])])
         out.print(t)
     dns = result.get("dns") or {}
     if dns:
@@ -113,12 +132,14 @@ def render_result(
         for key in ("nameservers", "domain", "search", "options"):
             if key in dns:
                 val = dns[key]
-                t.add_row(key, ", ".join(val) if isinstance(val, list) else str(val))
+                text = ", ".join(map(str, val)) if isinstance(val, list) else str(val)
+                _add_row(t, [key, text])
         out.print(t)
     # pre-0.3 results: ip4/ip6
     for key in ("ip4", "ip6"):
         if key in result:
             block = result[key]
-            out.print(f"{key}: {block.get('ip', '')} gateway {block.get('gateway', '')}")
+            line = f"{key}: {block.get('ip', '')} gateway {block.get('gateway', '')}"
+            out.print(plain(line))
     if not (ifaces or ips or routes or dns) and not any(k in result for k in ("ip4", "ip6")):
         out.print("(the plugins returned an empty result)")

@@ -681,3 +681,31 @@ def test_networks_validate_passes_with_supported_versions(env: dict[str, Path]) 
     )
     assert res.exit_code == 0, res.stderr
     assert json.loads(res.stdout)[0]["problems"] == []
+
+
+def test_tables_show_brackets_literally(env: dict[str, Path]) -> None:
+    """Messages such as 'in path [/dir]' and plugin-supplied strings are text, not markup."""
+    write_conflist(env["conf"], "net1", [{"type": "nope"}])
+    res = CliRunner().invoke(
+        cli,
+        ["networks", "--validate", "--cni-conf-dir", str(env["conf"]), "-o", "table"]
+        + ["--cni-bin-dir", str(env["bin"])],
+        catch_exceptions=False,
+    )
+    assert res.exit_code == 1
+
+    def squeezed(text: str) -> str:  # rich wraps long cells
+        return "".join(text.replace("│", "").split())
+
+    assert f"inpath[{env['bin']}]" in squeezed(res.stdout)
+
+    dry = run(env, "add", "net1", str(env["netns"]), "--dry-run", "-o", "table")
+    assert dry.exit_code == 0, dry.stderr
+    assert f"inpath[{env['bin']}]" in squeezed(dry.stdout)
+
+    odd = dict(RESULT_100, interfaces=[{"name": "[/eth0]", "mac": "[bold]x"}])
+    make_plugin(env["bin"], "fake", env["log"], add=json.dumps(odd))
+    write_conflist(env["conf"], "net1", [{"type": "fake"}])
+    res = run(env, "add", "net1", str(env["netns"]), "-o", "table")
+    assert res.exit_code == 0, res.stderr
+    assert "[/eth0]" in res.stdout and "[bold]x" in res.stdout
