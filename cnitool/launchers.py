@@ -38,7 +38,7 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from cnitool.spec.errors import CNIError
+from cnitool.spec.errors import INVALID_ENVIRONMENT, CNIError
 
 PLUGIN_PACKAGE = "cnitool_plugins"
 MARKER = "# pycni plugin launcher"
@@ -210,7 +210,9 @@ def _select(names: Iterable[str] | None) -> list[str]:
     unknown = [n for n in chosen if n not in PLUGINS]
     if unknown:
         raise LauncherError(
-            f"unknown plugin name(s): {', '.join(unknown)}", f"known: {', '.join(PLUGINS)}"
+            f"unknown plugin name(s): {', '.join(unknown)}",
+            f"known: {', '.join(PLUGINS)}",
+            code=INVALID_ENVIRONMENT,
         )
     return chosen
 

@@ -118,8 +118,9 @@ def test_install_all_skips_missing_packages(tmp_path: Path) -> None:
 
 
 def test_unknown_name_is_rejected(tmp_path: Path) -> None:
-    with pytest.raises(launchers.LauncherError, match="unknown plugin name"):
+    with pytest.raises(launchers.LauncherError, match="unknown plugin name") as exc:
         launchers.install(str(tmp_path), ["bridge", "nosuch"])
+    assert exc.value.code == 4  # bad input, not an internal error
     assert list(tmp_path.iterdir()) == []
 
 
