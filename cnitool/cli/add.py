@@ -57,10 +57,14 @@ def _drop_created(path: str) -> None:
 
 def _preflight(net: NetworkConfigList, bin_dirs: list[str]) -> None:
     """Find every plugin before running any: a missing one fails cleanly, with no rollback."""
-    from ..invoke import find_in_path
+    from ..invoke import PluginExecError, find_in_path
+    from ..spec.errors import CNIError
 
     for plugin in net.plugins:
-        find_in_path(plugin.type, bin_dirs)
+        try:
+            find_in_path(plugin.type, bin_dirs)
+        except CNIError as err:
+            raise PluginExecError.wrap(err, plugin=plugin.type, verb="add") from None
 
 
 def _rollback(cni: CNIConfig, net: NetworkConfigList, rt: RuntimeConf) -> list[Exception]:

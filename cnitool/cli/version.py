@@ -56,7 +56,7 @@ def probe(path: str, timeout: float) -> dict[str, Any]:
 )
 @click.option(
     "--timeout",
-    type=float,
+    type=click.FloatRange(min=0, min_open=True),
     default=10.0,
     show_default=True,
     metavar="SECONDS",

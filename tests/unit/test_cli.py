@@ -315,6 +315,7 @@ def test_unknown_plugin_fails_before_running_any(env: dict[str, Path]) -> None:
     write_conflist(env["conf"], "net1", [{"type": "fake"}, {"type": "nosuch"}])
     res = run(env, "add", "net1", str(env["netns"]))
     assert res.exit_code == 1
+    assert res.stderr.startswith("cnitool: nosuch add failed [code 999 internal error]: ")
     assert 'failed to find plugin "nosuch"' in res.stderr
     assert calls(env) == [] and cache_files(env) == []
 
@@ -438,6 +439,12 @@ def test_networks_lists_files_and_problems(env: dict[str, Path]) -> None:
     ]
     assert rows[1]["problems"] == ["shadowed by 10-net1.conflist"]
     assert rows[2]["problems"]
+
+
+def test_version_rejects_a_non_positive_timeout(env: dict[str, Path]) -> None:
+    res = CliRunner().invoke(cli, ["version", "--cni-bin-dir", str(env["bin"]), "--timeout", "-1"])
+    assert res.exit_code == 2
+    assert "--timeout" in res.stderr
 
 
 def test_version_asks_every_plugin(env: dict[str, Path]) -> None:
