@@ -439,3 +439,44 @@ def test_failed_add_removes_the_netns_it_created(cli: Env) -> None:
     assert "removed network namespace /var/run/netns/e2e-temp again" in proc.stderr
     assert not Path("/var/run/netns/e2e-temp").exists()
     assert cli.cache_files() == []
+
+
+def test_del_after_a_plugin_crash_keeps_the_cache_for_a_retry(
+    cli: Env, netns_factory: Callable[[], str]
+) -> None:
+    cli.install("noop")
+    first = debug_file(cli, "first", ReportResult=json.dumps(RESULT))
+    marker = cli.tmp / "crash-on-del"
+    crashy = cli.bin / "crashy"
+    crashy.write_text(
+        "#!/bin/sh\n"
+        "cat >/dev/null\n"
+        f'if [ "$CNI_COMMAND" = DEL ] && [ -e {marker} ]; then\n'
+        "  echo 'crashy: dying' >&2; kill -KILL $$\n"
+        "fi\n"
+        f"[ \"$CNI_COMMAND\" = ADD ] && echo '{json.dumps(RESULT)}'\n"
+        "exit 0\n"
+    )
+    crashy.chmod(0o755)
+    cli.conflist("chain", [{"type": "noop", "debugFile": str(first)}, {"type": "crashy"}])
+    ns = netns_factory()
+    cli.run("add", "chain", ns, "--output", "json", check=True)
+    cached = cli.cache_files()
+    assert len(cached) == 1
+
+    marker.touch()
+    proc = cli.run("del", "chain", ns)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    line = [x for x in proc.stderr.splitlines() if x.startswith("cnitool:")]
+    assert len(line) == 1 and "crashy delete failed" in line[0] and "SIGKILL" in line[0]
+    assert cli.cache_files() == cached  # kept: the DEL can be retried
+    assert json.loads(first.read_text())["Command"] == "ADD"  # the chain stopped there
+
+    marker.unlink()
+    cli.run("del", "chain", ns, check=True)
+    assert cli.cache_files() == []
+    rec = json.loads(first.read_text())
+    assert rec["Command"] == "DEL"
+    stdin = json.loads(__import__("base64").b64decode(rec["CmdArgs"]["StdinData"]))
+    assert stdin["prevResult"] == RESULT  # the retry still had the cached result
