@@ -20,6 +20,12 @@ from .model import Plan, TableState
 
 _LIBDIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib", "/lib/x86_64-linux-gnu")
 
+# libxtables keeps its loaded extensions in process-global state bound to one address family:
+# once IPv4 rules were built, the IPv6 lookup of the same target fails ("can't find target
+# MASQUERADE") and vice versa. So libiptc serves the first family a process asks for, and
+# the other family goes through iptables-legacy-restore (same tables, same lock).
+_claimed_family: int | None = None
+
 
 def _tuned_env() -> dict[str, str]:
     """Variables that point python-iptables at libxtables (no ldconfig, no distutils)."""
@@ -75,8 +81,15 @@ class IptcBackend:
     name = "legacy"
 
     def __init__(self, family: int) -> None:
+        global _claimed_family
+        if _claimed_family is not None and _claimed_family != family:
+            raise FirewallError(
+                f"libiptc already serves IPv{_claimed_family} in this process; "
+                f"IPv{family} needs the exec backend"
+            )
         self.family = family
         self.iptc = import_iptc()
+        _claimed_family = family
         self._tables: dict[str, Any] = {}
 
     def __repr__(self) -> str:
