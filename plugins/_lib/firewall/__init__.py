@@ -3,7 +3,8 @@
 Callers build ``Rule`` objects (canonical iptables-save tokens), then change a table in one
 transaction with ``transact(backend, table, fn)``: the table is read, ``fn`` records the
 needed operations on a ``Plan`` (idempotent against the snapshot) and the plan is applied in
-one ``iptables-restore`` run or one libiptc commit. A lost race is retried from a new
+one ``iptables-restore`` run or one libiptc commit (none when the plan ends where the
+snapshot was). A lost race is retried from a new
 snapshot.
 """
 
@@ -47,8 +48,13 @@ def transact(backend: Backend, table: str, fn: Callable[[Plan], T], retries: int
     attempt = 0
     while True:
         with backend.locked():
-            plan = Plan(backend.load(table))
+            snapshot = backend.load(table)
+            plan = Plan(snapshot)
             out = fn(plan)
+            if plan.ops and plan.state.chains == snapshot.chains:
+                # e.g. a repeated ADD that rebuilds a chain rule for rule: nothing to write
+                # (and the counters stay)
+                plan.ops.clear()
             try:
                 backend.apply(plan)
                 return out
