@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -66,7 +67,11 @@ class RestoreBackend:
             [exe, *argv[1:]], input=stdin, capture_output=True, text=True, check=False
         )
         if proc.returncode != 0:
-            detail = (proc.stderr or proc.stdout).strip()
+            lines = (proc.stderr or proc.stdout).strip().splitlines()
+            # drop the blank lines and the generic "Try `iptables-restore -h'" hint
+            detail = "; ".join(
+                ln.strip() for ln in lines if ln.strip() and not ln.startswith("Try ")
+            )
             raise FirewallError(
                 f"running [{' '.join(argv)}] failed (exit status {proc.returncode}): {detail}"
             )
@@ -81,7 +86,17 @@ class RestoreBackend:
     def apply(self, plan: Plan) -> None:
         if not plan.ops:
             return
-        self._run([self.restore_cmd, "--noflush", "-w"], plan.restore_text())
+        text = plan.restore_text()
+        try:
+            self._run([self.restore_cmd, "--noflush", "-w"], text)
+        except FirewallError as e:
+            # iptables-restore names only a line number: show that line of our input
+            m = re.search(r"line:? (\d+)", str(e))
+            lines = text.splitlines()
+            if m and 0 < int(m.group(1)) <= len(lines):
+                n = int(m.group(1))
+                raise FirewallError(f"{e} (input line {n}: {lines[n - 1]})") from e
+            raise
 
     @contextmanager
     def locked(self) -> Iterator[None]:
