@@ -113,6 +113,14 @@ def _conf(cmd: skel.CmdArgs) -> tuple[PortMapConf, dict[str, Any]]:
     return conf, raw
 
 
+def _rollback(conf: PortMapConf, log: TextIO) -> None:
+    """Remove what a failed ADD wrote for this container (errors only logged)."""
+    try:
+        unforward_ports(conf)
+    except Exception as e:  # noqa: BLE001 - the ADD error is the one to report
+        print(f"portmap: removing the rules of the failed ADD: {e}", file=log)
+
+
 def cmd_add(cmd: skel.CmdArgs) -> dict[str, Any]:
     conf, raw = _conf(cmd)
     if conf.prev_result is None:
@@ -121,15 +129,20 @@ def cmd_add(cmd: skel.CmdArgs) -> dict[str, Any]:
     if not conf.mappings:
         return prev
     nets = [n for n in (conf.cont_net4, conf.cont_net6) if n is not None]
-    for net in nets:
-        forward_ports(conf, net)
-        if net.version == 4 and conf.snat:
-            host_if = routable_host_if(ipaddress.IPv4Address(net.ip))
-            if host_if:
-                try:
-                    enable_localnet_routing(host_if)
-                except OSError as e:
-                    raise CNIError(f"unable to enable route_localnet on {host_if}: {e}") from e
+    try:
+        for net in nets:
+            forward_ports(conf, net)
+            if net.version == 4 and conf.snat:
+                host_if = routable_host_if(ipaddress.IPv4Address(net.ip))
+                if host_if:
+                    try:
+                        enable_localnet_routing(host_if)
+                    except OSError as e:
+                        raise CNIError(f"unable to enable route_localnet on {host_if}: {e}") from e
+    except Exception:
+        # e.g. the IPv6 rules were refused after the IPv4 ones went in: leave nothing behind
+        _rollback(conf, cmd.stderr)
+        raise
     for net in nets:
         flush_udp_conntrack(conf, net.version, cmd.stderr)
     return prev
