@@ -381,3 +381,197 @@ def test_chains_command_reads_go_rules(
         check=True,
     ).stdout
     assert "network mynet" in tree and "127.0.0.1:5353/udp -> 10.22.0.2:53" in tree
+
+
+# --- IPv6, failed ADDs, backend hygiene, exec counts ---------------------------------------
+
+SAVE6 = {"nft": "ip6tables-nft-save", "legacy": "ip6tables-legacy-save"}
+PREV_DUAL = json.loads(json.dumps(PREV))
+PREV_DUAL["ips"].append({"interface": 2, "address": "fd00:22::2/64", "gateway": "fd00:22::1"})
+MAPS_DUAL = [
+    {"hostPort": 8080, "containerPort": 80, "protocol": "tcp"},
+    {"hostPort": 9090, "containerPort": 90, "protocol": "udp", "hostIP": "fd00::1"},
+    {"hostPort": 9191, "containerPort": 91, "protocol": "tcp", "hostIP": "192.0.2.1"},
+]
+
+
+def dual(**extra: Any) -> dict[str, Any]:
+    return conf(prevResult=PREV_DUAL, runtimeConfig={"portMappings": MAPS_DUAL}, **extra)
+
+
+def ours_exec(
+    node: str, pod: str, verb: str, c: dict[str, Any], backend: str, path: str | None = None
+) -> tuple[Any, int]:
+    """Our portmap as its own process (fresh interpreter, as a runtime runs it)."""
+    env = {
+        "CNI_COMMAND": verb,
+        "CNI_CONTAINERID": CID,
+        "CNI_NETNS": pod,
+        "CNI_IFNAME": "eth0",
+        "CNI_PATH": "/usr/lib/cni",
+        "PATH": path or os.environ.get("PATH", ""),
+    }
+    if backend:
+        env["PYCNI_IPTABLES_BACKEND"] = backend
+    proc = subprocess.run(
+        [
+            "nsenter",
+            f"--net={node}",
+            sys.executable,
+            "-c",
+            "from cnitool_plugins._launch import run; run('portmap')",
+        ],
+        input=json.dumps(c).encode(),
+        env=env,
+        capture_output=True,
+        check=False,
+    )
+    return (json.loads(proc.stdout) if proc.stdout.strip() else None), proc.returncode
+
+
+def test_dual_stack_ipv6_rules_match_go_and_interoperate(
+    node: str,
+    pod: str,
+    netns_factory: Callable[[], str],
+    backend: str,
+    go_path: str,
+    reference_bin: Path,
+) -> None:
+    # a fresh process: with the legacy backend IPv4 goes through libiptc and IPv6 through
+    # iptables-legacy-restore (libxtables serves one family per process)
+    out, code = ours_exec(node, pod, "ADD", dual(), backend)
+    assert code == 0, out
+    v6 = nat_rules(node, SAVE6[backend])
+    own6 = [r for r in v6 if DN in r]
+    assert own6 == [
+        f"-A {DN} -s fd00:22::/64 -p tcp -m tcp --dport 8080 -j CNI-HOSTPORT-SETMARK",
+        f"-A {DN} -p tcp -m tcp --dport 8080 -j DNAT --to-destination [fd00:22::2]:80",
+        f"-A {DN} -s fd00:22::/64 -d fd00::1/128 -p udp -m udp --dport 9090 -j CNI-HOSTPORT-SETMARK",
+        f"-A {DN} -d fd00::1/128 -p udp -m udp --dport 9090 -j DNAT --to-destination [fd00:22::2]:90",
+        f'-A CNI-HOSTPORT-DNAT -p tcp -m comment --comment "dnat name: \\"mynet\\" id: \\"{CID}\\"" '
+        f"-m multiport --dports 8080,9191 -j {DN}",
+        f'-A CNI-HOSTPORT-DNAT -p udp -m comment --comment "dnat name: \\"mynet\\" id: \\"{CID}\\"" '
+        f"-m multiport --dports 9090 -j {DN}",
+    ]
+    assert "-A CNI-HOSTPORT-MASQ -m mark --mark 0x2000/0x2000 -j MASQUERADE" in v6
+    v4 = nat_rules(node, SAVE[backend])
+    assert not any("9090" in r and DN in r and "-A CNI-DN" in r for r in v4)
+    assert any("-d 192.0.2.1/32" in r for r in v4)
+    assert not any("CNI-" in r for r in nat_rules(node, SAVE6[OTHER[backend]]))
+    assert ours(node, pod, "CHECK", dual(), backend)[1] == 0
+    # Go 1.1.1's CHECK looks for the IPv4 rules in ip6tables too, so it fails on any
+    # dual-stack pod (its own included); ours checks each family against its own rules
+    out, code = go(node, pod, "CHECK", dual(), go_path, reference_bin)
+    assert code != 0 and "could not check ipv6 dnat" in out["msg"] and "10.22.0.2" in out["msg"]
+    # Go's ADD writes the same rules in both families
+    other = netns_factory()
+    assert go(other, pod, "ADD", dual(), go_path, reference_bin)[1] == 0
+    assert sorted(nat_rules(other, SAVE6[backend])) == sorted(v6)
+    assert sorted(nat_rules(other, SAVE[backend])) == sorted(v4)
+    # each removes the other's IPv6 rules
+    out, code = go(node, pod, "DEL", dual(), go_path, reference_bin)
+    assert code == 0, out
+    assert not any(DN in r for r in nat_rules(node, SAVE6[backend]))
+    assert ours_exec(other, pod, "DEL", conf(runtimeConfig={}), backend)[1] == 0
+    assert not any(
+        DN in r for r in nat_rules(other, SAVE6[backend]) + nat_rules(other, SAVE[backend])
+    )
+
+
+def test_failed_add_leaves_no_rules(node: str, pod: str, backend: str) -> None:
+    # the IPv4 rules go in, then ip6tables refuses an unknown match in conditionsV6
+    bad = dual(conditionsV6=["-m", "nosuchmatch"])
+    out, code = ours_exec(node, pod, "ADD", bad, backend)
+    assert code == 1 and "nosuchmatch" in out["msg"], out
+    for save in (SAVE[backend], SAVE6[backend]):
+        left = nat_rules(node, save)
+        assert not any(DN in r or "dnat name" in r for r in left), left
+    # a bad mapping after valid ones is refused before anything is written
+    maps = [*MAPS_DUAL, {"hostPort": 80, "containerPort": 80, "protocol": "icmp"}]
+    out, code = ours_exec(node, pod, "ADD", conf(runtimeConfig={"portMappings": maps}), backend)
+    assert code == 1 and out["code"] == 7 and "protocol 'icmp'" in out["msg"], out
+    assert not any(DN in r for r in nat_rules(node, SAVE[backend]))
+
+
+def test_nft_node_never_gets_legacy_tables(node: str, pod: str) -> None:
+    """A whole life cycle on an nf_tables node (auto choice) must not even create empty
+    legacy tables: that only happens when something lists them."""
+    from cnitool_plugins._lib import ipmasq
+
+    assert ours_exec(node, pod, "ADD", dual(), "")[1] == 0
+    assert ours_exec(node, pod, "CHECK", dual(), "")[1] == 0
+    _in_node(node, ipmasq.setup_ip_masq, "mynet", CID, ["10.22.0.2/16", "fd00:22::2/64"])
+    cnitool = str(Path(sys.executable).parent / "cnitool")
+    shown = subprocess.run(
+        ["nsenter", f"--net={node}", cnitool, "chains", "-o", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert {"family": 6, "backend": "nft"} in json.loads(shown)["sources"]
+    _in_node(node, ipmasq.teardown_ip_masq, "mynet", CID, ["10.22.0.2/16", "fd00:22::2/64"])
+    assert ours_exec(node, pod, "DEL", conf(runtimeConfig={}), "")[1] == 0
+    assert ours(node, pod, "DEL", conf(runtimeConfig={}), "")[1] == 0
+    for names in ("/proc/net/ip_tables_names", "/proc/net/ip6_tables_names"):
+        created = subprocess.run(
+            ["nsenter", f"--net={node}", "cat", names], capture_output=True, text=True, check=False
+        ).stdout
+        assert created.strip() == "", (names, created)
+    assert any("CNI-HOSTPORT-DNAT" in r for r in nat_rules(node, SAVE6["nft"]))
+
+
+@pytest.fixture
+def counting_path(tmp_path: Path) -> tuple[str, Path]:
+    """A PATH whose iptables tools log each exec to a file before running the real one."""
+    d = tmp_path / "countbin"
+    d.mkdir()
+    log = tmp_path / "execs.log"
+    for base in ("iptables", "ip6tables"):
+        for mode in ("nft", "legacy"):
+            for tool in ("save", "restore"):
+                name = f"{base}-{mode}-{tool}"
+                real = shutil.which(name)
+                assert real, name
+                w = d / name
+                w.write_text(f'#!/bin/sh\necho {name} >> {log}\nexec {real} "$@"\n')
+                w.chmod(0o755)
+    return f"{d}:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}", log
+
+
+def test_one_iptables_transaction_per_table_and_family(
+    node: str, pod: str, backend: str, counting_path: tuple[str, Path]
+) -> None:
+    path, log = counting_path
+
+    def execs(verb: str, c: dict[str, Any]) -> list[str]:
+        log.write_text("")
+        out, code = ours_exec(node, pod, verb, c, backend, path)
+        assert code == 0, out
+        return log.read_text().split()
+
+    other = OTHER[backend]
+    add = execs("ADD", dual())
+    restores = [e for e in add if e.endswith("-restore")]
+    if backend == "nft":
+        assert sorted(add) == sorted(
+            [
+                "iptables-nft-save",
+                "iptables-nft-restore",
+                "ip6tables-nft-save",
+                "ip6tables-nft-restore",
+            ]
+        )
+    else:  # IPv4 through libiptc (no exec), IPv6 through one restore
+        assert sorted(add) == ["ip6tables-legacy-restore", "ip6tables-legacy-save"]
+    assert len(restores) == len(set(restores))  # at most one write per family
+    assert not any(f"-{other}-" in e for e in add)  # never written to the other backend
+    assert execs("ADD", dual()) == [e for e in add if e.endswith("-save")]  # no-op: no write
+    check = execs("CHECK", dual())
+    assert all(e.endswith("-save") for e in check) and len(check) <= 2
+    delete = execs("DEL", conf(runtimeConfig={}))
+    writes = [e for e in delete if e.endswith("-restore")]
+    assert len(writes) == len(set(writes)) and not any(f"-{other}-" in e for e in writes)
+    assert len(delete) <= 6, delete
+    assert not any(
+        DN in r for r in nat_rules(node, SAVE[backend]) + nat_rules(node, SAVE6[backend])
+    )

@@ -3,6 +3,9 @@ captured reference output (cni-reference Appendix A/B)."""
 
 from __future__ import annotations
 
+import contextlib
+from typing import Any
+
 import pytest
 from cnitool_plugins._lib import firewall as fw
 from cnitool_plugins._lib import ipmasq
@@ -164,3 +167,72 @@ def test_backend_choice_env_wins_and_bad_values_fail() -> None:
         fw.requested(None, {fw.ENV: "bogus"})
     with pytest.raises(InvalidConfigError, match="must be a string"):
         fw.requested(3, {})
+
+
+def test_libiptc_serves_one_family_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    # libxtables binds loaded extensions to the first family: the IPv6 lookup of a target
+    # already used for IPv4 fails, so the other family must use iptables-legacy-restore
+    from cnitool_plugins._lib.firewall import detect, iptc_backend
+
+    try:
+        iptc_backend.import_iptc()
+    except fw.FirewallError as e:
+        pytest.skip(f"python-iptables unusable here: {e}")
+    monkeypatch.setattr(iptc_backend, "_claimed_family", None)
+    first = detect._legacy(4)
+    assert isinstance(first, iptc_backend.IptcBackend)
+    with pytest.raises(fw.FirewallError, match="libiptc already serves IPv4"):
+        iptc_backend.IptcBackend(6)
+    second = detect._legacy(6)
+    assert (
+        isinstance(second, fw.RestoreBackend) and second.restore_cmd == "ip6tables-legacy-restore"
+    )
+    assert isinstance(detect._legacy(4), iptc_backend.IptcBackend)
+
+
+def test_restore_failure_names_the_input_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    be = fw.RestoreBackend(4, "nft")
+    plan = Plan(parse_save("*nat\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n", "nat"))
+    plan.append_unique(Rule("POSTROUTING", ("-m", "nosuch", "-j", "ACCEPT")))
+
+    def failing(argv: list[str], stdin: str | None = None) -> str:
+        raise fw.FirewallError("iptables-restore: Error occurred at line: 2")
+
+    monkeypatch.setattr(be, "_run", failing)
+    with pytest.raises(fw.FirewallError, match=r"input line 2: -A POSTROUTING -m nosuch -j ACCEPT"):
+        be.apply(plan)
+
+
+class _Mem:
+    name = "nft"
+    family = 4
+
+    def __init__(self, text: str) -> None:
+        self.state = parse_save(text, "nat")
+        self.applied: list[str] = []
+
+    def load(self, table: str, counters: bool = False) -> fw.TableState:
+        return self.state.copy()
+
+    def apply(self, plan: Plan) -> None:
+        if plan.ops:
+            self.applied.append(plan.restore_text())
+
+    def locked(self) -> Any:
+        return contextlib.nullcontext()
+
+
+def test_transaction_that_ends_where_it_started_writes_nothing() -> None:
+    be = _Mem(APPENDIX_A)
+    dn = "CNI-DN-d0b3203be6ffc55cd4087"
+
+    def rebuild(p: Plan) -> None:
+        rules = p.state.rules(dn)
+        p.flush_chain(dn)
+        for r in rules:
+            p.append_unique(r)
+
+    fw.transact(be, "nat", rebuild)
+    assert be.applied == []
+    fw.transact(be, "nat", lambda p: p.delete_chain(dn))
+    assert len(be.applied) == 1

@@ -126,8 +126,9 @@ def test_add_check_del_in_memory(mem: dict[int, MemBackend]) -> None:
     assert sorted(mem[4].lines()) == sorted(portmap_lines())
     assert len(mem[4].applied) == 1  # one transaction for the whole table
     assert mem[6].applied == []  # IPv4-only pod: ip6tables untouched
-    # a second ADD changes nothing
+    # a second ADD changes nothing and writes nothing
     assert run("ADD", conf())[1] == 0
+    assert len(mem[4].applied) == 1
     assert sorted(mem[4].lines()) == sorted(portmap_lines())
     # CHECK of an IPv4-only pod passes (the reference also checks ip6tables and fails)
     assert run("CHECK", conf())[1] == 0
@@ -371,3 +372,19 @@ def test_portmap_version_and_add_paths_stay_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_failed_add_removes_what_it_wrote(
+    mem: dict[int, MemBackend], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prev = json.loads(json.dumps(PREV))
+    prev["ips"].append({"interface": 2, "address": "fd00:22::2/64", "gateway": "fd00:22::1"})
+
+    def refuse(plan: Plan) -> None:
+        raise fw.FirewallError("ip6tables-restore: line 3 failed")
+
+    monkeypatch.setattr(mem[6], "apply", refuse)
+    out, code, err = run("ADD", conf(prevResult=prev))
+    assert code == 1 and "line 3 failed" in out["msg"]
+    assert len(mem[4].applied) == 2  # the IPv4 rules, then their removal
+    assert not any("CNI-DN-" in ln or "dnat name" in ln for ln in mem[4].lines())
