@@ -101,9 +101,9 @@ def command(network: str, netns: str, **kw: Any) -> None:
     and print the final result.
 
     NETNS is a path, or the name of a netns under /var/run/netns (created when missing).
-    When a plugin fails, DEL runs over the whole chain so nothing is left half made (the
-    spec asks runtimes to do so), and a netns created by this command is removed again;
-    --no-rollback skips both.
+    When a plugin fails, or the result cannot be cached, DEL runs over the whole chain so
+    nothing is left half made (the spec asks runtimes to do so), and a netns created by
+    this command is removed again; --no-rollback skips both.
     """
     settings = Settings.from_kwargs(kw)
     with reporting("add", settings.debug):
@@ -118,11 +118,11 @@ def command(network: str, netns: str, **kw: Any) -> None:
         _preflight(net, settings.bin_dirs)
         created = _ensure_netns(path)
         cni = settings.cni_config()
-        from ..invoke import PluginExecError
+        from ..spec.errors import CNIError
 
         try:
             result = cni.add_network_list(net, rt)
-        except PluginExecError as err:
+        except CNIError as err:  # a plugin failed, or the result could not be cached
             if settings.extra.get("no_rollback"):
                 raise
             problems = _rollback(cni, net, rt)

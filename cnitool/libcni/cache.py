@@ -216,18 +216,19 @@ class ResultCache:
         try:
             with open(path, "rb") as f:
                 data = f.read()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:
             raise CacheCorruptError(path, f"cannot read it: {exc.strerror or exc}") from None
         return decode_entry(data, path, network, container_id, ifname)
 
     def delete(self, network: str, container_id: str, ifname: str) -> None:
-        """Remove the cache file; removing a missing file is not an error."""
+        """Remove the cache file; removing a missing file is not an error (nor is a
+        cache dir that is not a directory: no file can be below it)."""
         path = self.file_path(network, container_id, ifname)
         try:
             os.unlink(path)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             pass
         except OSError as exc:
             raise IOFailureError(

@@ -143,6 +143,15 @@ def test_missing_file_is_none_and_delete_is_idempotent(tmp_path: Path) -> None:
     assert cache.load("hlnet", "ctr1", "eth0") is None
 
 
+def test_a_cache_dir_that_is_a_file_holds_no_entries(tmp_path: Path) -> None:
+    (tmp_path / "results").write_text("not a directory")
+    cache = ResultCache(str(tmp_path))
+    assert cache.load("hlnet", "ctr1", "eth0") is None
+    cache.delete("hlnet", "ctr1", "eth0")  # nothing can be there: not an error
+    with pytest.raises(CNIError, match="cache directory"):
+        cache.save(conf_list_from_bytes(GO_CONFLIST), go_rt(), PLUGIN_RESULT)
+
+
 def test_legacy_file_is_a_bare_result(tmp_path: Path) -> None:
     (tmp_path / "results").mkdir()
     legacy = {"cniVersion": "0.3.1", "ips": [{"version": "4", "address": "10.0.0.2/24"}]}

@@ -349,6 +349,23 @@ def test_failed_add_rolls_back_the_whole_chain(env: dict[str, Path]) -> None:
     assert cache_files(env) == []
 
 
+def test_add_rolls_back_when_the_result_cannot_be_cached(env: dict[str, Path]) -> None:
+    make_plugin(env["bin"], "first", env["log"], add=json.dumps(RESULT_100))
+    write_conflist(env["conf"], "net1", [{"type": "first"}])
+    not_a_dir = env["cache"] / "file"
+    not_a_dir.write_text("")
+    res = CliRunner().invoke(
+        cli,
+        ["add", "net1", str(env["netns"]), "--cache-dir", str(not_a_dir), "-o", "json"],
+        env={"NETCONFPATH": str(env["conf"]), "CNI_PATH": str(env["bin"])},
+    )
+    assert res.exit_code == 1
+    assert res.stdout == ""
+    assert res.stderr.startswith("cnitool: add failed [code 5 I/O failure]: ")
+    assert "cached result" in res.stderr and "rollback" not in res.stderr
+    assert [c[:2] for c in calls(env)] == [["ADD", "first"], ["DEL", "first"]]
+
+
 def test_no_rollback_leaves_it(env: dict[str, Path]) -> None:
     make_plugin(env["bin"], "first", env["log"])
     make_plugin(env["bin"], "second", env["log"], fail_on="ADD")
