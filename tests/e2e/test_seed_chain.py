@@ -78,16 +78,35 @@ def bin_dir(tmp_path: Path, python: str) -> Path:
     return d
 
 
+@pytest.mark.parametrize(
+    ("backend", "flannel_masq"),
+    [("auto", True), ("legacy", False)],
+    ids=["seed-nft", "legacy-bridge-ipmasq"],
+)
 def test_seed_flannel_portmap_chain(
-    netns_factory: Callable[[], str], tmp_path: Path, bin_dir: Path
+    netns_factory: Callable[[], str],
+    tmp_path: Path,
+    bin_dir: Path,
+    backend: str,
+    flannel_masq: bool,
 ) -> None:
+    """``seed-nft`` is the seed as is (the host's nf_tables iptables); the other runs the
+    same list on legacy x_tables with FLANNEL_IPMASQ=false, so the bridge adds (and must
+    remove) its ipMasq chain too."""
     node, pod, client = netns_factory(), netns_factory(), netns_factory()
     n_node, n_client = os.path.basename(node), os.path.basename(client)
     conf_dir = tmp_path / "net.d"
     conf_dir.mkdir()
     (conf_dir / "10-flannel.conflist").write_text(SEED_CONFLIST)
     os.makedirs("/run/flannel", exist_ok=True)
-    Path("/run/flannel/subnet.env").write_text(SUBNET_ENV)
+    subnet_env = SUBNET_ENV if flannel_masq else SUBNET_ENV.replace("=true", "=false")
+    Path("/run/flannel/subnet.env").write_text(subnet_env)
+    env = dict(os.environ, PYCNI_IPTABLES_BACKEND=backend)
+    save4, save6 = (
+        ("iptables-legacy-save", "ip6tables-legacy-save")
+        if backend == "legacy"
+        else ("iptables-nft-save", "ip6tables-nft-save")
+    )
     cache = tmp_path / "cache"
     # node <-> client link (the "outside" of the node)
     subprocess.run(
@@ -115,11 +134,7 @@ def test_seed_flannel_portmap_chain(
     subprocess.run(["ip", "-n", n_node, "link", "set", "up0", "up"], check=True)
     subprocess.run(["ip", "-n", n_client, "link", "set", "up1", "up"], check=True)
 
-    cnitool = (
-        [sys.executable, "-m", "cnitool.cli.main"]
-        if False
-        else [str(Path(sys.executable).parent / "cnitool")]
-    )
+    cnitool = [str(Path(sys.executable).parent / "cnitool")]
     common = [
         "--cni-conf-dir",
         str(conf_dir),
@@ -131,13 +146,19 @@ def test_seed_flannel_portmap_chain(
     caps = json.dumps(
         {"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]}
     )
-    add = sh(*cnitool, "add", "cni0", pod, *common, "--cap-args", caps, "-o", "json", netns=node)
+    add = sh(
+        *cnitool, "add", "cni0", pod, *common, "--cap-args", caps, "-o", "json", netns=node, env=env
+    )
     assert add.returncode == 0, add.stderr
     result = json.loads(add.stdout)
     assert result["cniVersion"] == "0.3.1"
     pod_ip = result["ips"][0]["address"].split("/")[0]
     assert pod_ip.startswith("172.28.2.")
     cid = "cnitool-" + hashlib.sha512(os.path.abspath(pod).encode()).hexdigest()[:20]
+    masq_chain = "CNI-" + hashlib.sha512(("cni0" + cid).encode()).hexdigest()[:24]
+    added = sh(save4, "-t", "nat", netns=node).stdout
+    assert "CNI-DN-" in added
+    assert (masq_chain in added) is not flannel_masq  # the bridge masquerades iff flannel won't
 
     server = subprocess.Popen(
         ["nsenter", f"--net={pod}", sys.executable, "-c", SERVER],
@@ -149,7 +170,7 @@ def test_seed_flannel_portmap_chain(
         assert server.stdout is not None and server.stdout.readline().strip() == "ready"
         assert fetch(client, "192.168.77.1", 8080) == "hello from pod"
         assert fetch(node, "127.0.0.1", 8080) == "hello from pod"  # route_localnet + masquerade
-        chk = sh(*cnitool, "check", "cni0", pod, *common, netns=node)
+        chk = sh(*cnitool, "check", "cni0", pod, *common, netns=node, env=env)
         # the seed list is 0.3.1: CHECK is refused before any plugin runs
         assert chk.returncode == 1 and "does not support the CHECK command" in chk.stderr
         chains = sh(*cnitool, "chains", "-o", "json", netns=node)
@@ -166,16 +187,25 @@ def test_seed_flannel_portmap_chain(
         if server.stdout is not None:
             server.stdout.close()
 
-    delete = sh(*cnitool, "del", "cni0", pod, *common, netns=node)
+    delete = sh(*cnitool, "del", "cni0", pod, *common, netns=node, env=env)
     assert delete.returncode == 0, delete.stderr
-    save = sh("iptables-save", netns=node).stdout
-    for needle in (cid, "CNI-DN-", hashlib.sha512(("cni0" + cid).encode()).hexdigest()[:24]):
+    save = sh(save4, netns=node).stdout
+    for needle in (cid, "CNI-DN-", masq_chain[4:]):
         assert needle not in save, save
     assert sorted(ln.split()[0] for ln in save.splitlines() if ln.startswith(":CNI-")) == [
         ":CNI-HOSTPORT-DNAT",
         ":CNI-HOSTPORT-MASQ",
         ":CNI-HOSTPORT-SETMARK",
     ]
+    save6 = sh(save6, netns=node).stdout
+    assert cid not in save6 and "CNI-DN-" not in save6 and masq_chain not in save6, save6
+    if backend == "auto":  # an nf_tables node: not even empty legacy tables were created
+        for names in ("/proc/net/ip_tables_names", "/proc/net/ip6_tables_names"):
+            assert sh("cat", names, netns=node).stdout.strip() == "", names
+    else:  # nothing was written through iptables-nft
+        assert "CNI-" not in sh("iptables-nft-save", netns=node).stdout
+    after = json.loads(sh(*cnitool, "chains", "-o", "json", netns=node).stdout)
+    assert after["networks"] == [] and after["orphans"] == [], after
     leases = os.listdir("/var/lib/cni/networks/cni0")
     assert not [f for f in leases if f[0].isdigit()], leases
     assert not os.path.exists(f"/var/lib/cni/flannel/{cid}")
@@ -184,5 +214,5 @@ def test_seed_flannel_portmap_chain(
     assert "veth" not in node_links
     assert "eth0" not in sh("ip", "-o", "link", netns=pod).stdout
     # a second DEL still succeeds
-    assert sh(*cnitool, "del", "cni0", pod, *common, netns=node).returncode == 0
+    assert sh(*cnitool, "del", "cni0", pod, *common, netns=node, env=env).returncode == 0
     os.unlink("/run/flannel/subnet.env")
