@@ -9,6 +9,7 @@ thread to act on the node.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import ipaddress
 import os
@@ -42,6 +43,10 @@ BRIDGE_VLAN_INFO_RANGE_END = 0x10
 # netlink header
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_REQUEST, NLM_F_MULTI, NLM_F_ACK = 0x1, 0x2, 0x4
+NLM_F_DUMP_INTR = 0x10
+NLM_F_CAPPED, NLM_F_ACK_TLVS = 0x100, 0x200  # flags of an NLMSG_ERROR reply
+NLMSGERR_ATTR_MSG = 1
+SOL_NETLINK, NETLINK_CAP_ACK, NETLINK_EXT_ACK = 270, 10, 11
 NLM_F_DUMP, NLM_F_EXCL, NLM_F_CREATE, NLM_F_APPEND = 0x300, 0x200, 0x400, 0x800
 NLA_F_NESTED = 0x8000
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_SETLINK = 16, 17, 18, 19
@@ -146,6 +151,16 @@ def _ip(b: bytes | None) -> str:
     if not b:
         return ""
     return str(ipaddress.ip_address(b))
+
+
+def _ext_ack_msg(body: bytes, flags: int) -> str:
+    """The kernel's error text from an extended ACK (``""`` when there is none)."""
+    if not flags & NLM_F_ACK_TLVS or len(body) < 4 + _HDR.size:
+        return ""
+    offset = 4 + _HDR.size
+    if not flags & NLM_F_CAPPED:  # the whole request is echoed before the TLVs
+        offset = 4 + _align(_HDR.unpack_from(body, 4)[0])
+    return _cstr(parse_attrs(body, offset).get(NLMSGERR_ATTR_MSG))
 
 
 # -- data types --------------------------------------------------------------------------
@@ -281,8 +296,14 @@ class Netlink:
             socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE
         )
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        for opt in (NETLINK_EXT_ACK, NETLINK_CAP_ACK):
+            # the kernel's own error text, and errors without the echoed request (older
+            # kernels lack them: plain errno only)
+            with contextlib.suppress(OSError):
+                self._sock.setsockopt(SOL_NETLINK, opt, 1)
         self._sock.bind((0, 0))
         self._seq = int.from_bytes(os.urandom(2), "little")
+        self._peek = bytearray(16)
 
     def close(self) -> None:
         self._sock.close()
@@ -294,40 +315,86 @@ class Netlink:
         self.close()
 
     # -- transport ---------------------------------------------------------------------
-    def _send(self, msg_type: int, flags: int, body: bytes) -> int:
-        self._seq += 1
+    # One request at a time; replies are matched by sequence number, so anything left over
+    # from an earlier request (e.g. after an error mid-dump) is skipped. A datagram is
+    # peeked first and read whole, whatever its size. Reads interrupted by a signal are
+    # retried by Python itself (PEP 475). Read-only requests (GET/dump) are repeated when
+    # the kernel lost replies (ENOBUFS) or flagged the dump as inconsistent
+    # (NLM_F_DUMP_INTR: the table changed while it was being read).
+    _RETRIES = 3
+
+    def _send(self, msg_type: int, flags: int, body: bytes, what: str) -> int:
+        self._seq = (self._seq + 1) & 0xFFFFFFFF or 1
         hdr = _HDR.pack(_HDR.size + len(body), msg_type, flags | NLM_F_REQUEST, self._seq, 0)
-        self._sock.send(hdr + body)
+        try:
+            self._sock.send(hdr + body)
+        except OSError as exc:
+            raise NetlinkError(exc.errno or errno.EIO, f"{what}: send: {exc.strerror}") from None
         return self._seq
 
-    def _replies(self, seq: int, what: str) -> Iterator[tuple[int, bytes]]:
+    def _recv(self, what: str) -> bytes:
+        try:
+            size = self._sock.recv_into(
+                self._peek, len(self._peek), socket.MSG_PEEK | socket.MSG_TRUNC
+            )
+            return self._sock.recv(max(size, len(self._peek)))
+        except OSError as exc:
+            if exc.errno == errno.ENOBUFS:
+                raise NetlinkError(
+                    errno.ENOBUFS, f"{what}: netlink replies were lost (receive buffer overrun)"
+                ) from None
+            raise NetlinkError(exc.errno or errno.EIO, f"{what}: receive: {exc.strerror}") from None
+
+    def _replies(self, seq: int, what: str, state: dict[str, bool]) -> Iterator[tuple[int, bytes]]:
         """Yield (type, body) of the replies to ``seq`` until DONE or the ACK."""
         while True:
-            data = self._sock.recv(1 << 17)
+            data = self._recv(what)
             offset = 0
             while offset + _HDR.size <= len(data):
                 length, mtype, flags, mseq, _pid = _HDR.unpack_from(data, offset)
-                if length < _HDR.size:
+                if length < _HDR.size or offset + length > len(data):
                     raise NetlinkError(errno.EIO, f"{what}: malformed netlink reply")
                 body = data[offset + _HDR.size : offset + length]
                 offset += _align(length)
                 if mseq != seq:
                     continue
+                if flags & NLM_F_DUMP_INTR:
+                    state["interrupted"] = True
                 if mtype == NLMSG_DONE:
+                    # a dump that failed part-way says so in DONE's payload
+                    code = -struct.unpack_from("=i", body)[0] if len(body) >= 4 else 0
+                    if code > 0:
+                        raise NetlinkError(code, f"{what}: {os.strerror(code)}")
                     return
                 if mtype == NLMSG_ERROR:
+                    if len(body) < 4:
+                        raise NetlinkError(errno.EIO, f"{what}: malformed netlink error")
                     code = -struct.unpack_from("=i", body)[0]
                     if code:
-                        raise NetlinkError(code, f"{what}: {os.strerror(code)}")
+                        detail = _ext_ack_msg(body, flags)
+                        reason = os.strerror(code) + (f" ({detail})" if detail else "")
+                        raise NetlinkError(code, f"{what}: {reason}")
                     return  # the ACK
                 yield mtype, body
-                if not flags & NLM_F_MULTI and mtype != NLMSG_ERROR:
+                if not flags & NLM_F_MULTI:
                     # a single reply to a GET is followed by nothing else
                     return
 
     def _request(self, msg_type: int, flags: int, body: bytes, what: str) -> list[bytes]:
-        seq = self._send(msg_type, flags, body)
-        return [b for _t, b in self._replies(seq, what)]
+        readonly = msg_type in (RTM_GETLINK, RTM_GETADDR, RTM_GETROUTE)
+        for attempt in range(self._RETRIES + 1):
+            state = {"interrupted": False}
+            seq = self._send(msg_type, flags, body, what)
+            try:
+                out = [b for _t, b in self._replies(seq, what, state)]
+            except NetlinkError as exc:
+                if readonly and exc.errno == errno.ENOBUFS and attempt < self._RETRIES:
+                    continue
+                raise
+            if state["interrupted"] and readonly and attempt < self._RETRIES:
+                continue
+            return out  # after the last retry: the best answer there is, as ip(8) does
+        raise NetlinkError(errno.EIO, f"{what}: no reply")  # not reached
 
     def _do(self, msg_type: int, flags: int, body: bytes, what: str) -> None:
         self._request(msg_type, flags | NLM_F_ACK, body, what)

@@ -3,12 +3,15 @@ veth creation across namespaces, missing-netns handling, sysctl key mapping."""
 
 from __future__ import annotations
 
+import errno
 import os
+import struct
 from typing import Any
 
 import pytest
 from cnitool_plugins._lib import ipam, netns, sysctl
-from cnitool_plugins._lib.netlink import Netlink, NetlinkError
+from cnitool_plugins._lib import netlink as nlmod
+from cnitool_plugins._lib.netlink import AF_INET, Netlink, NetlinkError
 from plugin_helpers import addrs, in_ns, link
 
 pytestmark = pytest.mark.root
@@ -152,3 +155,219 @@ def test_sysctl_keys_keep_dotted_interface_names() -> None:
     )
     sysctl.ensure("net.ipv4.ip_forward", "1")
     assert sysctl.get("net/ipv4/ip_forward") == "1"
+
+
+# -- robustness of the codec: multi-part dumps, errors, retries, large replies ------------
+def test_multi_part_dumps_match_pyroute2(netns_factory: Any) -> None:
+    """Dumps far larger than one datagram come back whole and agree with pyroute2."""
+    pod = netns_factory()
+
+    def build() -> tuple[list[str], list[str], list[str]]:
+        here = netns.current_netns()
+        try:
+            with Netlink() as nl:
+                for i in range(150):
+                    nl.create_veth(f"va{i}", f"vb{i}", here)
+                idx = nl.link("va0").index  # type: ignore[union-attr]
+                nl.set_up(idx)
+                for i in range(300):
+                    nl.add_addr(idx, f"10.{60 + i // 250}.{i % 250}.1/24")
+                for i in range(400):
+                    nl.add_route(f"172.16.{i // 4}.{(i % 4) * 64}/26", oif=idx, gateway="10.60.0.9")
+                return (
+                    [link.name for link in nl.links()],
+                    [a.cidr for a in nl.addrs(idx, AF_INET)],
+                    [r.dst for r in nl.routes(oif=idx)],
+                )
+        finally:
+            os.close(here)
+
+    with netns.NetNS(pod) as ns:
+        names, cidrs, dsts = ns.run(build)
+
+    def theirs(ipr: Any) -> tuple[list[str], list[str], list[str]]:
+        idx = ipr.link_lookup(ifname="va0")[0]
+        return (
+            [m.get("IFLA_IFNAME") for m in ipr.get_links()],
+            [f"{m.get('IFA_LOCAL')}/{m['prefixlen']}" for m in ipr.get_addr(index=idx, family=2)],
+            [
+                f"{m.get('RTA_DST')}/{m['dst_len']}"
+                for m in ipr.get_routes(family=2, table=254)
+                if m.get("RTA_OIF") == idx
+            ],
+        )
+
+    want_names, want_cidrs, want_dsts = in_ns(pod, theirs)
+    assert len(names) == 301 and sorted(names) == sorted(want_names)
+    assert len(cidrs) == 300 and sorted(cidrs) == sorted(want_cidrs)
+    assert len(dsts) == 400 + 300 and sorted(dsts) == sorted(want_dsts)  # + the connected /24s
+
+
+def test_kernel_error_text_is_kept() -> None:
+    with Netlink() as nl, pytest.raises(NetlinkError) as err:
+        nl.add_route("198.51.100.0/24", oif=1, gateway="192.0.2.1")
+    assert err.value.errno == errno.ENETUNREACH
+    assert "Nexthop has invalid gateway" in str(err.value)  # the extended ACK
+
+
+class FakeSocket:
+    """Stands in for the netlink socket: records requests, replays scripted datagrams.
+
+    ``script`` items are callables ``(seq) -> bytes | Exception`` producing each datagram
+    from the sequence number of the latest request.
+    """
+
+    def __init__(self, script: list[Any]) -> None:
+        self.script = list(script)
+        self.sent: list[bytes] = []
+        self.pending: bytes | None = None
+
+    def send(self, data: bytes) -> int:
+        self.sent.append(data)
+        return len(data)
+
+    def _next(self) -> bytes:
+        if self.pending is None:
+            item = self.script.pop(0)(self.seq)
+            if isinstance(item, Exception):
+                raise item
+            self.pending = item
+        return self.pending
+
+    @property
+    def seq(self) -> int:
+        return int(struct.unpack_from("=I", self.sent[-1], 8)[0])
+
+    def recv_into(self, buf: bytearray, n: int, flags: int) -> int:
+        data = self._next()
+        buf[: min(n, len(data))] = data[:n]
+        return len(data)  # MSG_TRUNC: the whole size
+
+    def recv(self, n: int) -> bytes:
+        data = self._next()
+        assert n >= len(data), "the codec must read a datagram whole"
+        self.pending = None
+        return data
+
+    def close(self) -> None:
+        pass
+
+
+def _msg(mtype: int, seq: int, body: bytes, flags: int = 0) -> bytes:
+    raw = struct.pack("=IHHII", 16 + len(body), mtype, flags, seq, 0) + body
+    return raw + b"\0" * (-len(raw) % 4)
+
+
+def _link_msg(seq: int, index: int, name: str, flags: int = nlmod.NLM_F_MULTI) -> bytes:
+    body = struct.pack("=BxHiII", 0, 0, index, 0, 0) + nlmod.nla_str(nlmod.IFLA_IFNAME, name)
+    return _msg(nlmod.RTM_NEWLINK, seq, body, flags)
+
+
+def _done(seq: int, err: int = 0) -> bytes:
+    return _msg(nlmod.NLMSG_DONE, seq, struct.pack("=i", err), nlmod.NLM_F_MULTI)
+
+
+def _fake(script: list[Any]) -> tuple[Netlink, FakeSocket]:
+    nl = Netlink()
+    nl._sock.close()
+    fake = FakeSocket(script)
+    nl._sock = fake  # type: ignore[assignment]
+    return nl, fake
+
+
+def test_dump_across_datagrams_skips_stale_replies() -> None:
+    nl, fake = _fake(
+        [
+            # a leftover of an earlier request first, then the dump in two datagrams
+            lambda s: _link_msg(s - 1, 9, "stale") + _link_msg(s, 1, "lo"),
+            lambda s: _link_msg(s, 2, "big" * 5) + _done(s - 1) + _link_msg(s, 3, "eth0"),
+            lambda s: _done(s),
+        ]
+    )
+    assert [(link.index, link.name) for link in nl.links()] == [
+        (1, "lo"),
+        (2, "big" * 5),
+        (3, "eth0"),
+    ]
+    assert fake.script == []
+
+
+def test_large_datagram_is_read_whole() -> None:
+    many = 6000  # ~170 KiB in one datagram, more than any fixed buffer here
+    nl, _ = _fake([lambda s: b"".join(_link_msg(s, i, f"l{i}") for i in range(many)) + _done(s)])
+    assert len(nl.links()) == many
+
+
+def test_failed_dump_reports_the_error_from_done() -> None:
+    nl, _ = _fake([lambda s: _link_msg(s, 1, "lo") + _done(s, -errno.EMSGSIZE)])
+    with pytest.raises(NetlinkError) as err:
+        nl.links()
+    assert err.value.errno == errno.EMSGSIZE and "list links" in str(err.value)
+
+
+def test_interrupted_dump_is_read_again() -> None:
+    intr = nlmod.NLM_F_MULTI | nlmod.NLM_F_DUMP_INTR
+    nl, fake = _fake(
+        [
+            lambda s: _link_msg(s, 1, "lo", intr) + _done(s),
+            lambda s: _link_msg(s, 1, "lo") + _link_msg(s, 2, "eth0") + _done(s),
+        ]
+    )
+    assert [link.name for link in nl.links()] == ["lo", "eth0"]
+    assert len(fake.sent) == 2
+    # a dump that never settles: a few more tries, then the last answer (as ip(8) does)
+    nl, fake = _fake([lambda s: _link_msg(s, 1, "lo", intr) + _done(s)] * 4)
+    assert [link.name for link in nl.links()] == ["lo"]
+    assert len(fake.sent) == 4 and fake.script == []
+
+
+def test_lost_replies_enobufs() -> None:
+    overrun = OSError(errno.ENOBUFS, os.strerror(errno.ENOBUFS))
+    # a read-only dump is simply asked again
+    nl, fake = _fake([lambda s: overrun, lambda s: _link_msg(s, 1, "lo") + _done(s)])
+    assert [link.name for link in nl.links()] == ["lo"]
+    assert len(fake.sent) == 2
+    # a change is never repeated blindly: its outcome is unknown, so it is an error
+    nl, fake = _fake([lambda s: overrun])
+    with pytest.raises(NetlinkError) as err:
+        nl.set_up(5)
+    assert err.value.errno == errno.ENOBUFS and "replies were lost" in str(err.value)
+    assert len(fake.sent) == 1
+
+
+def test_error_replies_with_and_without_extended_ack() -> None:
+    def error(seq: int, code: int, text: str = "", capped: bool = True) -> bytes:
+        payload = b"" if capped else b"\0" * 8  # uncapped: the request is echoed whole
+        req = struct.pack("=IHHII", 16 + len(payload), nlmod.RTM_NEWLINK, 5, seq, 0) + payload
+        body = struct.pack("=i", -code) + req
+        flags = nlmod.NLM_F_CAPPED if capped else 0
+        if text:
+            body += nlmod.nla_str(nlmod.NLMSGERR_ATTR_MSG, text)
+            flags |= nlmod.NLM_F_ACK_TLVS
+        return _msg(nlmod.NLMSG_ERROR, seq, body, flags)
+
+    nl, _ = _fake(
+        [
+            lambda s: error(s, errno.EINVAL, "Invalid VLAN id"),
+            lambda s: error(s, errno.EEXIST, "name taken", capped=False),
+            lambda s: error(s, errno.EBUSY),
+            lambda s: error(s, 0),  # the ACK
+        ]
+    )
+    for code, text in ((errno.EINVAL, "Invalid VLAN id"), (errno.EEXIST, "name taken")):
+        with pytest.raises(NetlinkError) as err:
+            nl.set_up(3)
+        assert err.value.errno == code and text in str(err.value)
+    with pytest.raises(NetlinkError) as err:
+        nl.set_up(3)
+    assert str(err.value) == f"set link #3 up: {os.strerror(errno.EBUSY)}"
+    nl.set_up(3)  # a zero error is the ACK
+
+
+def test_sequence_numbers_increase_and_wrap() -> None:
+    nl, fake = _fake([lambda s: _msg(nlmod.NLMSG_ERROR, s, struct.pack("=i", 0))] * 3)
+    nl._seq = 0xFFFFFFFE
+    for _ in range(3):
+        nl.set_up(1)
+    seqs = [struct.unpack_from("=I", m, 8)[0] for m in fake.sent]
+    assert seqs == [0xFFFFFFFF, 1, 2]
