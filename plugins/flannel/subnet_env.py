@@ -70,9 +70,13 @@ def parse(text: str, path: str = "subnet.env") -> SubnetEnv:
         elif key == "FLANNEL_IPV6_SUBNET":
             env.ip6_subnet = _cidr(path, key, value)
         elif key == "FLANNEL_MTU":
-            if not value.isdigit() or int(value) > 0xFFFFFFFF:
+            if not value.isascii() or not value.isdigit():
                 raise SubnetEnvError(
                     f'{path}: FLANNEL_MTU: strconv.ParseUint: parsing "{value}": invalid syntax'
+                )
+            if int(value) > 0xFFFFFFFF:
+                raise SubnetEnvError(
+                    f'{path}: FLANNEL_MTU: strconv.ParseUint: parsing "{value}": value out of range'
                 )
             env.mtu = int(value)
         elif key == "FLANNEL_IPMASQ":

@@ -63,6 +63,15 @@ def test_parse_dual_stack_and_duplicates() -> None:
         ),
         ("FLANNEL_NETWORK=10.1.0.0\n", "FLANNEL_NETWORK: invalid CIDR address: 10.1.0.0"),
         (GOOD.replace("1472", "big"), 'strconv.ParseUint: parsing "big": invalid syntax'),
+        (
+            GOOD.replace("1472", "-1"),
+            'FLANNEL_MTU: strconv.ParseUint: parsing "-1": invalid syntax',
+        ),
+        (
+            GOOD.replace("1472", "4294967296"),
+            'strconv.ParseUint: parsing "4294967296": value out of range',
+        ),
+        (GOOD.replace("1472", "\u0661\u0664"), "invalid syntax"),
     ],
 )
 def test_parse_errors(text: str, message: str) -> None:
