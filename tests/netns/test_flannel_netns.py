@@ -113,3 +113,63 @@ def test_flannel_bridge_host_local(
     assert cid not in save
     # second DEL: nothing to replay, still success
     assert run(node, pod, "DEL", conf, cni_path, cid)[1] == 0
+
+
+DUAL_ENV = (
+    "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.3.1/24\n"
+    "FLANNEL_IPV6_NETWORK=fd44::/56\nFLANNEL_IPV6_SUBNET=fd44:0:0:3::1/64\n"
+    "FLANNEL_MTU=1400\nFLANNEL_IPMASQ=false\n"
+)
+V6_ONLY_ENV = (
+    "FLANNEL_IPV6_NETWORK=fd44::/56\nFLANNEL_IPV6_SUBNET=fd44:0:0:3::1/64\n"
+    "FLANNEL_MTU=1400\nFLANNEL_IPMASQ=false\n"
+)
+
+
+@pytest.mark.parametrize("text", [DUAL_ENV, V6_ONLY_ENV], ids=["dual-stack", "ipv6-only"])
+def test_flannel_ipv6_subnet_env(
+    text: str, netns_factory: Callable[[], str], tmp_path: Path, bin_dir: Path
+) -> None:
+    node, pod = netns_factory(), netns_factory()
+    sub = tmp_path / "subnet.env"
+    sub.write_text(text)
+    ipam_dir = tmp_path / "ipam"
+    conf = {
+        "cniVersion": "1.0.0",
+        "name": "cbr6",
+        "type": "flannel",
+        "subnetFile": str(sub),
+        "dataDir": str(tmp_path / "flannel"),
+        "ipam": {"dataDir": str(ipam_dir)},
+    }
+    cid = "flannel-v6"
+    out, code, err = run(node, pod, "ADD", conf, str(bin_dir), cid)
+    assert code == 0, (out, err)
+    addrs = [i["address"] for i in out["ips"]]
+    v4 = [a for a in addrs if ":" not in a]
+    v6 = [a for a in addrs if ":" in a]
+    assert len(v6) == 1 and v6[0].startswith("fd44:0:0:3::") and v6[0].endswith("/64")
+    assert len(v4) == (1 if "FLANNEL_SUBNET" in text else 0)
+    assert "fd44::/56 via fd44:0:0:3::1 dev eth0" in ip(pod, "-6", "route")
+    if v4:
+        assert "10.244.0.0/16 via 10.244.3.1 dev eth0" in ip(pod, "route")
+    # FLANNEL_IPMASQ=false: the bridge masquerades the pod's IPv6 address too
+    save6 = subprocess.run(
+        ["nsenter", f"--net={node}", "ip6tables-save", "-t", "nat"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert f"-s {v6[0].split('/')[0]}/128" in save6 and f'id: \\"{cid}\\"' in save6
+    out, code, err = run(node, pod, "DEL", conf, str(bin_dir), cid)
+    assert code == 0, (out, err)
+    assert not (tmp_path / "flannel" / cid).exists()
+    assert not [f for f in os.listdir(ipam_dir / "cbr6") if ":" in f or f[0].isdigit()]
+    for tool in ("iptables-save", "ip6tables-save"):
+        left = subprocess.run(
+            ["nsenter", f"--net={node}", tool, "-t", "nat"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert cid not in left, (tool, left)
