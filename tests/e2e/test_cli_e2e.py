@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -480,3 +481,38 @@ def test_del_after_a_plugin_crash_keeps_the_cache_for_a_retry(
     assert rec["Command"] == "DEL"
     stdin = json.loads(__import__("base64").b64decode(rec["CmdArgs"]["StdinData"]))
     assert stdin["prevResult"] == RESULT  # the retry still had the cached result
+
+
+def test_add_timeout_kills_the_plugin_and_rolls_back(
+    cli: Env, netns_factory: Callable[[], str]
+) -> None:
+    cli.install("noop")
+    first = debug_file(cli, "first", ReportResult=json.dumps(RESULT))
+    log = cli.tmp / "hang.log"
+    naptime = f"60.{os.getpid()}"  # unique, to find exactly these sleepers afterwards
+    hang = cli.bin / "hang"
+    hang.write_text(
+        "#!/bin/sh\n"
+        "cat >/dev/null\n"
+        f"echo $CNI_COMMAND >> {log}\n"
+        f'[ "$CNI_COMMAND" = ADD ] && {{ sleep {naptime} & sleep {naptime}; }}\n'
+        "exit 0\n"
+    )
+    hang.chmod(0o755)
+    cli.conflist("chain", [{"type": "noop", "debugFile": str(first)}, {"type": "hang"}])
+    ns = netns_factory()
+    start = time.monotonic()
+    proc = cli.run("add", "chain", ns, "--timeout", "1", "--output", "json")
+    assert time.monotonic() - start < 15
+    assert proc.returncode == 1 and proc.stdout == ""
+    lines = [x for x in proc.stderr.splitlines() if x.startswith("cnitool:")]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("cnitool: hang add failed [code 999 internal error]: ")
+    assert "timed out after 1s" in lines[0]
+    assert log.read_text().split() == ["ADD", "DEL"]  # the rollback reached it too
+    assert json.loads(first.read_text())["Command"] == "DEL"
+    assert cli.cache_files() == []
+    sleepers = subprocess.run(
+        ["pgrep", "-f", f"^sleep {naptime}$"], capture_output=True, text=True, check=False
+    ).stdout.split()
+    assert sleepers == []  # the whole process group was killed
