@@ -11,12 +11,20 @@ import ipaddress
 from typing import Any
 
 from cnitool.spec import args as cni_args
-from cnitool.spec.errors import CNIError, InvalidConfigError
+from cnitool.spec.errors import CNIError
 from cnitool.spec.version import gte
 
 DEFAULT_DATA_DIR = "/var/lib/cni/networks"
 
 IP = tuple[int, int]  # (family, integer value)
+
+
+class ConfigError(CNIError):
+    """A bad IPAM configuration.
+
+    The reference host-local reports these as plain errors (code 999), not as code 7, and
+    so does this one: a runtime sees the same code from either implementation.
+    """
 
 _BITS = {4: 32, 6: 128}
 
@@ -83,11 +91,11 @@ class Subnet:
 def parse_cidr(text: Any, where: str) -> tuple[IP, int]:
     """``ip/prefix`` -> (address as written, prefix length)."""
     if not isinstance(text, str):
-        raise InvalidConfigError(f"{where}: expected a CIDR string, got {_show(text)}")
+        raise ConfigError(f"{where}: expected a CIDR string, got {_show(text)}")
     head, sep, tail = text.partition("/")
     ip = parse_ip(head) if sep else None
     if ip is None or not tail.isdigit() or int(tail) > _BITS[ip[0]] or (ip[0] == 4 and ":" in head):
-        raise InvalidConfigError(f"{where}: invalid CIDR address: {text}")
+        raise ConfigError(f"{where}: invalid CIDR address: {text}")
     return ip, int(tail)
 
 
@@ -174,9 +182,9 @@ def _show(value: Any) -> str:
 def _canon_range(raw: Any, where: str) -> Range:
     """Validate one range object and fill the defaults (the reference's Canonicalize)."""
     if not isinstance(raw, dict):
-        raise InvalidConfigError(f"{where}: expected a range object, got {_show(raw)}")
+        raise ConfigError(f"{where}: expected a range object, got {_show(raw)}")
     if raw.get("subnet") in (None, ""):
-        raise InvalidConfigError(f'{where}: missing "subnet"')
+        raise ConfigError(f'{where}: missing "subnet"')
     ip, prefix = parse_cidr(raw["subnet"], f"{where}: subnet")
     fam = ip[0]
     bits = _BITS[fam]
@@ -221,13 +229,13 @@ def _canon_range(raw: Any, where: str) -> Range:
 def _ip_field(value: Any, where: str) -> IP:
     ip = parse_ip(value) if isinstance(value, str) else None
     if ip is None:
-        raise InvalidConfigError(f"{where}: invalid IP address: {_show(value)}")
+        raise ConfigError(f"{where}: invalid IP address: {_show(value)}")
     return ip
 
 
 def _canon_set(raw: Any, where: str) -> RangeSet:
     if not isinstance(raw, list):
-        raise InvalidConfigError(f"{where}: expected a list of ranges, got {_show(raw)}")
+        raise ConfigError(f"{where}: expected a list of ranges, got {_show(raw)}")
     if not raw:
         raise CNIError("empty range set")
     ranges: list[Range] = []
@@ -247,12 +255,12 @@ def _ip_list(raw: Any, where: str) -> list[IP]:
     if raw is None:
         return []
     if not isinstance(raw, list):
-        raise InvalidConfigError(f"{where}: expected a list of IP addresses, got {_show(raw)}")
+        raise ConfigError(f"{where}: expected a list of IP addresses, got {_show(raw)}")
     out = []
     for item in raw:
         ip = parse_ip_maybe_cidr(item)
         if ip is None:
-            raise InvalidConfigError(f"{where}: invalid IP address: {_show(item)}")
+            raise ConfigError(f"{where}: invalid IP address: {_show(item)}")
         out.append(ip)
     return out
 
@@ -261,11 +269,11 @@ def _routes(raw: Any) -> list[dict[str, Any]]:
     if raw is None:
         return []
     if not isinstance(raw, list):
-        raise InvalidConfigError(f"ipam.routes: expected a list, got {_show(raw)}")
+        raise ConfigError(f"ipam.routes: expected a list, got {_show(raw)}")
     out = []
     for i, route in enumerate(raw):
         if not isinstance(route, dict):
-            raise InvalidConfigError(f"ipam.routes[{i}]: expected an object, got {_show(route)}")
+            raise ConfigError(f"ipam.routes[{i}]: expected an object, got {_show(route)}")
         r = dict(route)
         ip, prefix = parse_cidr(route.get("dst"), f"ipam.routes[{i}].dst")
         r["dst"] = f"{ip_str(ip)}/{prefix}"
@@ -282,7 +290,7 @@ def _str_field(obj: dict[str, Any], key: str, where: str) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise InvalidConfigError(f"{where}.{key}: expected a string, got {_show(value)}")
+        raise ConfigError(f"{where}.{key}: expected a string, got {_show(value)}")
     return value
 
 
@@ -290,12 +298,12 @@ def load(conf: dict[str, Any], env_args: str) -> IPAMConfig:
     """The IPAM configuration of a request, validated like the reference's LoadIPAMConfig."""
     ipam = conf.get("ipam")
     if ipam is None:
-        raise InvalidConfigError("IPAM config missing 'ipam' key")
+        raise ConfigError("IPAM config missing 'ipam' key")
     if not isinstance(ipam, dict):
-        raise InvalidConfigError(f"ipam: expected an object, got {_show(ipam)}")
+        raise ConfigError(f"ipam: expected an object, got {_show(ipam)}")
     cni_version = conf.get("cniVersion") or ""
     if not isinstance(cni_version, str):
-        raise InvalidConfigError(f"cniVersion: expected a string, got {_show(cni_version)}")
+        raise ConfigError(f"cniVersion: expected a string, got {_show(cni_version)}")
 
     # requested addresses, accumulated: CNI_ARGS IP, args.cni.ips, runtimeConfig.ips
     requested: list[IP] = []
@@ -315,7 +323,7 @@ def load(conf: dict[str, Any], env_args: str) -> IPAMConfig:
         requested += _ip_list(a["cni"].get("ips"), "args.cni.ips")
     rc = conf.get("runtimeConfig")
     if rc is not None and not isinstance(rc, dict):
-        raise InvalidConfigError(f"runtimeConfig: expected an object, got {_show(rc)}")
+        raise ConfigError(f"runtimeConfig: expected an object, got {_show(rc)}")
     rc = rc or {}
     requested += _ip_list(rc.get("ips"), "runtimeConfig.ips")
 
@@ -323,7 +331,7 @@ def load(conf: dict[str, Any], env_args: str) -> IPAMConfig:
     rt_ranges = rc.get("ipRanges")
     if rt_ranges is not None:
         if not isinstance(rt_ranges, list):
-            raise InvalidConfigError(
+            raise ConfigError(
                 f"runtimeConfig.ipRanges: expected a list of range sets, got {_show(rt_ranges)}"
             )
         raw_sets += [(s, f"runtimeConfig.ipRanges[{i}]") for i, s in enumerate(rt_ranges)]
@@ -333,12 +341,12 @@ def load(conf: dict[str, Any], env_args: str) -> IPAMConfig:
     cfg_ranges = ipam.get("ranges")
     if cfg_ranges is not None:
         if not isinstance(cfg_ranges, list):
-            raise InvalidConfigError(
+            raise ConfigError(
                 f"ipam.ranges: expected a list of range sets, got {_show(cfg_ranges)}"
             )
         raw_sets += [(s, f"ipam.ranges[{i}]") for i, s in enumerate(cfg_ranges)]
     if not raw_sets:
-        raise CNIError("no IP ranges specified", code=InvalidConfigError.code)
+        raise ConfigError("no IP ranges specified")
 
     sets: list[RangeSet] = []
     counts = {4: 0, 6: 0}
@@ -346,17 +354,17 @@ def load(conf: dict[str, Any], env_args: str) -> IPAMConfig:
         try:
             rs = _canon_set(raw, where)
         except CNIError as e:
-            raise InvalidConfigError(f"invalid range set {i}: {e.msg}") from None
+            raise ConfigError(f"invalid range set {i}: {e.msg}") from None
         counts[rs.family] += 1
         sets.append(rs)
     if (counts[4] > 1 or counts[6] > 1) and not gte(cni_version or "0.1.0", "0.3.0"):
-        raise InvalidConfigError(
+        raise ConfigError(
             f"CNI version {cni_version} does not support more than 1 address per family"
         )
     for i, s1 in enumerate(sets):
         for j in range(i + 1, len(sets)):
             if s1.overlaps(sets[j]):
-                raise InvalidConfigError(f"range set {i} overlaps with {j}")
+                raise ConfigError(f"range set {i} overlaps with {j}")
 
     data_dir = _str_field(ipam, "dataDir", "ipam") or DEFAULT_DATA_DIR
     return IPAMConfig(

@@ -177,3 +177,74 @@ def test_our_gc_releases_go_leases_of_invalid_attachments(
     assert net.run(theirs, "CHECK", "drop")[1] == 1
     # the Go plugin keeps allocating after our GC (lock and last_reserved_ip untouched)
     assert net.add(theirs, "next") == ["10.77.0.5/24", "fd77::5/64"]
+
+
+BAD_IPAM = {
+    "ranges of a wrong type": {"ranges": "10.79.0.0/24"},
+    "subnet of a wrong type": {"ranges": [[{"subnet": 5}]]},
+    "host bits set": {"ranges": [[{"subnet": "10.79.0.1/24"}]]},
+    "overlapping sets": {"ranges": [[{"subnet": "10.79.0.0/24"}], [{"subnet": "10.79.0.0/16"}]]},
+    "overlapping ranges in a set": {
+        "ranges": [[{"subnet": "10.79.0.0/24"}, {"subnet": "10.79.0.0/25"}]]
+    },
+    "rangeStart outside": {"ranges": [[{"subnet": "10.79.0.0/24", "rangeStart": "10.8.0.1"}]]},
+    "too small": {"ranges": [[{"subnet": "10.79.0.0/31"}]]},
+    "exhausted": {"ranges": [[{"subnet": "10.79.0.0/30"}]]},
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_IPAM))
+def test_bad_input_gives_the_reference_code(
+    tmp_path: Path, ours: str, theirs: str, case: str
+) -> None:
+    """The same bad request fails with the same code and message in both, leaking nothing."""
+    outs = []
+    for name, binary in (("go", theirs), ("py", ours)):
+        net = Net(tmp_path / name, ranges=[[{"subnet": "10.79.0.0/24"}]])
+        net.conf["ipam"].update(BAD_IPAM[case])
+        if case == "exhausted":
+            net.add(binary, "first")  # the only address of a /30
+        out, rc = net.run(binary, "ADD", "ctr")
+        assert rc == 1, (name, out)
+        outs.append(out)
+        leases = net.leases() if net.dir.is_dir() else {}
+        assert set(leases.values()) <= {b"first\r\neth0"}, (name, leases)
+    go, py = outs
+    assert py["code"] == go["code"] == 999
+    assert py["msg"].split(":")[0] == go["msg"].split(":")[0] or "json:" in go["msg"]
+
+
+@pytest.mark.parametrize(
+    ("what", "env"),
+    [
+        ("requested IP taken", {"CNI_ARGS": "IP=10.79.0.2"}),
+        ("path-like container id", {"CNI_CONTAINERID": "../../etc"}),
+        ("path-like ifname", {"CNI_IFNAME": "../x"}),
+    ],
+)
+def test_bad_request_gives_the_reference_code(
+    tmp_path: Path, ours: str, theirs: str, what: str, env: dict[str, str]
+) -> None:
+    outs = []
+    for name, binary in (("go", theirs), ("py", ours)):
+        net = Net(tmp_path / name, ranges=[[{"subnet": "10.79.0.0/24"}]])
+        net.add(binary, "holder")  # holds 10.79.0.2
+        full = {
+            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+            "CNI_COMMAND": "ADD",
+            "CNI_CONTAINERID": "ctr",
+            "CNI_NETNS": "/var/run/netns/nonexistent",
+            "CNI_IFNAME": "eth0",
+            "CNI_PATH": "/usr/lib/cni",
+            "CNI_ARGS": "",
+        }
+        full.update(env)
+        p = subprocess.run(
+            [binary], input=json.dumps(net.conf).encode(), env=full, capture_output=True, timeout=60
+        )
+        assert p.returncode == 1, (name, p.stdout)
+        outs.append(json.loads(p.stdout))
+        assert list(net.leases().values()) == [b"holder\r\neth0"], name
+        assert sorted(q.name for q in tmp_path.rglob("*") if "etc" in q.name) == []
+    go, py = ({k: o[k] for k in ("code", "msg")} for o in outs)
+    assert go == py, what
