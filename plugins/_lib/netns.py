@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from cnitool.spec.errors import InvalidNetNSError
+from cnitool.spec.errors import INTERNAL, InvalidNetNSError
 
 CLONE_NEWNET = 0x40000000
 NSFS_MAGIC = 0x6E736673
@@ -34,11 +34,21 @@ def _lib() -> Any:
     return _libc
 
 
-class NetNSNotFoundError(InvalidNetNSError):
+class NetNSOpenError(InvalidNetNSError):
+    """A CNI_NETNS that cannot be used.
+
+    The reference plugins report this as a plain error (code 999, not 8), and so do these;
+    the subclasses still tell callers which case it is.
+    """
+
+    code = INTERNAL
+
+
+class NetNSNotFoundError(NetNSOpenError):
     """The netns path does not exist (DEL treats this as "already gone")."""
 
 
-class NotANetNSError(InvalidNetNSError):
+class NotANetNSError(NetNSOpenError):
     """The path exists but is not a namespace file (not on nsfs or procfs)."""
 
 
@@ -62,7 +72,7 @@ def open_netns(path: str) -> int:
     some other file. Never creates anything.
     """
     if not path:
-        raise InvalidNetNSError("netns path is empty")
+        raise NetNSOpenError("netns path is empty")
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError as exc:
@@ -70,12 +80,12 @@ def open_netns(path: str) -> int:
             f'failed to open netns "{path}": no such file or directory'
         ) from exc
     except OSError as exc:
-        raise InvalidNetNSError(f'failed to open netns "{path}": {exc.strerror}') from exc
+        raise NetNSOpenError(f'failed to open netns "{path}": {exc.strerror}') from exc
     try:
         ftype = _fs_type(fd)
     except OSError as exc:
         os.close(fd)
-        raise InvalidNetNSError(f'failed to open netns "{path}": {exc.strerror}') from exc
+        raise NetNSOpenError(f'failed to open netns "{path}": {exc.strerror}') from exc
     if ftype not in (NSFS_MAGIC, PROC_SUPER_MAGIC):
         os.close(fd)
         raise NotANetNSError(
@@ -159,6 +169,7 @@ class NetNS:
 __all__ = [
     "NetNS",
     "NetNSNotFoundError",
+    "NetNSOpenError",
     "NotANetNSError",
     "current_netns",
     "open_netns",

@@ -380,10 +380,10 @@ def test_missing_netns(runner: Runner, net: Net, netns_factory: Any) -> None:
     add = runner.run("bridge", "ADD", net.conf(), cid=c, netns="/run/netns/does-not-exist")
     assert add.code == 1
     err = add.json
-    assert err["code"] == 8 and "/run/netns/does-not-exist" in err["msg"]
+    assert err["code"] == 999 and "/run/netns/does-not-exist" in err["msg"]
     assert net.leases() == []
     not_ns = runner.run("bridge", "ADD", net.conf(), cid=c, netns="/etc/hostname")
-    assert not_ns.code == 1 and not_ns.json["code"] == 8
+    assert not_ns.code == 1 and not_ns.json["code"] == 999
 
 
 def test_del_after_netns_gone_releases_ipam(runner: Runner, net: Net, netns_factory: Any) -> None:

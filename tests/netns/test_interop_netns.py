@@ -245,3 +245,25 @@ def test_gateway_address_is_the_first_host(runner: Runner, netns_factory: Any) -
     net = ipaddress.ip_network(conf["ipam"]["ranges"][0][0]["subnet"])
     assert add.json["ips"][0]["gateway"] == str(net.network_address + 1)
     assert link(None, conf["bridge"])["up"]
+
+
+@pytest.mark.parametrize("plugin", ["bridge", "ptp", "loopback"])
+@pytest.mark.parametrize("netns", ["/run/netns/does-not-exist", "/etc/hostname"])
+def test_unusable_netns_same_code_as_go(
+    bin_dir: Path, reference_bin: Path, runner: Runner, plugin: str, netns: str
+) -> None:
+    """ADD into a missing or non-namespace CNI_NETNS: the Go plugin's code, nothing left."""
+    outs = []
+    for binary in (reference_bin / plugin, bin_dir / plugin):
+        before = links(None)  # (the Go bridge makes its bridge before it opens the netns)
+        conf = bridge_conf(runner, "1.0.0", type=plugin)
+        if plugin == "loopback":
+            del conf["ipam"]
+        call = exec_plugin(binary, runner, "ADD", conf, cid=cid(), netns=netns)
+        assert call.code == 1, (binary, call.out)
+        outs.append(call.json)
+        assert lease_files(runner.data_dir, conf["name"]) == []
+        assert binary.parent == reference_bin or links(None) == before
+    go, ours = outs
+    assert ours["code"] == go["code"] == 999
+    assert netns in ours["msg"]

@@ -113,7 +113,7 @@ def test_missing_netns_and_gone_netns(runner: Runner, netns_factory: Any) -> Non
     _, subnet, name = unique_net()
     conf = conf_for(runner, "1.0.0", subnet, name)
     add = runner.run("ptp", "ADD", conf, cid=cid(), netns="/run/netns/nope")
-    assert add.code == 1 and add.json["code"] == 8
+    assert add.code == 1 and add.json["code"] == 999
     assert lease_files(runner.data_dir, name) == []
     pod, c = netns_factory(), cid()
     assert runner.run("ptp", "ADD", conf, cid=c, netns=pod).code == 0
