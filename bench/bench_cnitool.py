@@ -3,8 +3,10 @@
 Measures, as median wall time over N runs of a fresh process each:
   - ``python -I -c pass`` (the interpreter floor) and ``import click``;
   - ``cnitool --version`` (the lazy group alone);
+  - the noop plugin exec'd alone with an ADD request (the plugin's own time);
   - ``cnitool add ... --output json`` and ``cnitool del`` with one noop plugin
-    (cnitool's overhead plus one Python plugin start);
+    (cnitool's overhead plus one Python plugin start); the overhead alone is printed
+    as the difference of the medians;
   - the same with the Go noop-equivalent chain: the reference ``bridge``+``host-local``
     from /usr/lib/cni when present, and our bridge+host-local for comparison.
 
@@ -55,6 +57,26 @@ def timed(
             raise SystemExit(f"{' '.join(argv)} failed: {proc.stderr.decode()}")
         if between:
             between()
+    return out
+
+
+def plugin_alone(plugin: str, env: dict[str, str], runs: int) -> list[float]:
+    """The noop plugin exec'd directly with an ADD request, as cnitool would run it."""
+    stdin = json.dumps({"cniVersion": "1.0.0", "name": "bench", "type": "noop"}).encode()
+    cni_env = {
+        **env,
+        "CNI_COMMAND": "ADD",
+        "CNI_CONTAINERID": "bench",
+        "CNI_NETNS": "/var/run/netns/benchns",
+        "CNI_IFNAME": "eth0",
+    }
+    out = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        proc = subprocess.run([plugin], input=stdin, env=cni_env, capture_output=True, check=False)
+        out.append(time.perf_counter() - start)
+        if proc.returncode != 0:
+            raise SystemExit(f"{plugin} failed: {proc.stdout.decode()} {proc.stderr.decode()}")
     return out
 
 
@@ -124,11 +146,14 @@ def main() -> None:
     rows.append(("cnitool --version", timed([*cnitool, "--version"], base, n)))
 
     conflist(conf_dir, [{"type": "noop"}])
+    alone = plugin_alone(os.path.join(bin_dir, "noop"), base, n)
     adds, dels = add_del(cnitool, base, n)
     rows += [
+        ("noop plugin alone (exec'd ADD, no cnitool)", alone),
         ("cnitool add, 1 noop plugin (pycni)", adds),
         ("cnitool del, 1 noop plugin (pycni)", dels),
     ]
+    overhead = statistics.median(adds) - statistics.median(alone)
 
     data = os.path.join(work, "ipam")
     conflist(conf_dir, bridge_chain(data))
@@ -154,6 +179,9 @@ def main() -> None:
     for name, samples in rows:
         ms = [s * 1000 for s in samples]
         print(f"{name:<{width}}  {statistics.median(ms):9.1f}  {min(ms):7.1f}  {max(ms):7.1f}")
+    print(
+        f"cnitool's own overhead on add (median add - median noop alone): {overhead * 1000:.1f} ms"
+    )
 
 
 if __name__ == "__main__":
