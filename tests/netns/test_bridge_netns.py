@@ -652,3 +652,23 @@ def test_del_reports_every_error_and_keeps_cleaning(
     # the real IPAM still releases the lease afterwards
     assert runner.run("bridge", "DEL", net.conf(), cid=c, netns=pod).code == 0
     assert net.leases() == []
+
+
+def test_container_setup_failure_releases_ipam_and_links(
+    runner: Runner, net: Net, netns_factory: Any
+) -> None:
+    """A route the container cannot take fails ADD after IPAM: lease and veth are undone."""
+    pod, c = netns_factory(), cid()
+    ipam = host_local(
+        net.subnet, runner.data_dir, routes=[{"dst": "192.0.2.0/24", "gw": "203.0.113.1"}]
+    )
+    before = [n for n in links(None) if n.startswith("veth")]
+    add = runner.run("bridge", "ADD", net.conf(ipam=ipam), cid=c, netns=pod)
+    assert add.code == 1 and "failed to add route" in add.json["msg"], add.out
+    assert "203.0.113.1" in add.json["msg"]
+    assert net.leases() == [] and links(pod) == ["lo"]
+    # (veths of earlier tests' deleted pods may still be going away)
+    assert {n for n in links(None) if n.startswith("veth")} <= set(before)
+    # the same container can be added once the config is fixed
+    assert runner.run("bridge", "ADD", net.conf(), cid=c, netns=pod).code == 0
+    assert len(net.leases()) == 1

@@ -202,3 +202,21 @@ def test_del_reports_every_error_and_keeps_cleaning(
     assert "no-such-ipam" in msg and str(not_ns) in msg
     assert runner.run("ptp", "DEL", conf, cid=c, netns=pod).code == 0
     assert lease_files(runner.data_dir, name) == []
+
+
+def test_container_setup_failure_releases_ipam_and_links(
+    runner: Runner, netns_factory: Any
+) -> None:
+    _, subnet, name = unique_net()
+    pod, c = netns_factory(), cid()
+    ipam = host_local(
+        subnet, runner.data_dir, routes=[{"dst": "192.0.2.0/24", "gw": "203.0.113.1"}]
+    )
+    before = [n for n in links(None) if n.startswith("veth")]
+    add = runner.run(
+        "ptp", "ADD", conf_for(runner, "1.0.0", subnet, name, ipam=ipam), cid=c, netns=pod
+    )
+    assert add.code == 1 and "203.0.113.1" in add.json["msg"], add.out
+    assert lease_files(runner.data_dir, name) == [] and links(pod) == ["lo"]
+    # (veths of earlier tests' deleted pods may still be going away)
+    assert {n for n in links(None) if n.startswith("veth")} <= set(before)
