@@ -672,3 +672,64 @@ def test_container_setup_failure_releases_ipam_and_links(
     # the same container can be added once the config is fixed
     assert runner.run("bridge", "ADD", net.conf(), cid=c, netns=pod).code == 0
     assert len(net.leases()) == 1
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_other_options_every_version(
+    runner: Runner, net: Net, netns_factory: Any, version: str
+) -> None:
+    """The options the first matrix leaves out, per spec version; DEL twice is fine."""
+    nft = subprocess.run(["nft", "list", "tables"], capture_output=True).returncode == 0
+    # a bridge holding a stale gateway address that forceAddress replaces
+    subprocess.run(["ip", "link", "add", net.bridge, "type", "bridge"], check=True)
+    subprocess.run(["ip", "addr", "add", "192.0.2.1/24", "dev", net.bridge], check=True)
+    pod, c = netns_factory(), cid()
+    mac = "0a:58:00:00:00:43"
+    conf = net.conf(version, isGateway=True, forceAddress=True, promiscMode=True, macspoofchk=nft)
+    add = runner.run("bridge", "ADD", conf, cid=c, netns=pod, args=f"IgnoreUnknown=1;MAC={mac}")
+    assert add.code == 0, add.out
+    res = add.json
+    assert res["cniVersion"] == version
+    assert [i.get("sandbox") for i in res["interfaces"]] == [None, None, pod]
+    ip = res["ips"][0]
+    assert ip["interface"] == 2 and ip["gateway"] == net.gw
+    assert ("version" in ip) == (version in ("0.3.1", "0.4.0"))
+    assert "routes" not in res  # isGateway alone adds no default route
+    assert res["interfaces"][2]["mac"] == mac == link(pod, "eth0")["mac"]
+    br = link(None, net.bridge)
+    assert br["promisc"] and br["mac"] == res["interfaces"][0]["mac"]
+    v4 = [a for a in addrs(None, net.bridge) if ":" not in a]
+    assert v4 == [f"{net.gw}/{net.prefix}"]  # 192.0.2.1/24 was replaced
+    assert sysctl_in(pod, "net/ipv6/conf/eth0/accept_dad") == "0"
+    assert sysctl_in(pod, "net/ipv4/conf/eth0/arp_notify") == "1"
+    if nft:
+        assert f"cni-br-iface-{c}-eth0" in _nft_bridge_nat()
+    if version != "0.3.1":
+        chk = runner.run("bridge", "CHECK", dict(conf, prevResult=res), cid=c, netns=pod)
+        assert chk.code == 0, chk.out
+    for _ in range(2):
+        dele = runner.run("bridge", "DEL", dict(conf, prevResult=res), cid=c, netns=pod)
+        assert dele.code == 0, dele.out
+    assert links(pod) == ["lo"] and net.leases() == []
+    if nft:
+        assert f"cni-br-iface-{c}-eth0" not in _nft_bridge_nat()
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_layer2_only_every_version(
+    runner: Runner, net: Net, netns_factory: Any, version: str
+) -> None:
+    pod, c = netns_factory(), cid()
+    conf = net.conf(version, ipam={}, disableContainerInterface=True)
+    add = runner.run("bridge", "ADD", conf, cid=c, netns=pod)
+    assert add.code == 0, add.out
+    res = add.json
+    assert res["cniVersion"] == version and "ips" not in res
+    assert [i["name"] for i in res["interfaces"]][::2] == [net.bridge, "eth0"]
+    assert not link(pod, "eth0")["up"] and link(None, res["interfaces"][1]["name"])["up"]
+    if version != "0.3.1":
+        chk = runner.run("bridge", "CHECK", dict(conf, prevResult=res), cid=c, netns=pod)
+        assert chk.code == 0, chk.out
+    for _ in range(2):
+        assert runner.run("bridge", "DEL", conf, cid=c, netns=pod).code == 0
+    assert links(pod) == ["lo"]
