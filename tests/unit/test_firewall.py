@@ -236,3 +236,30 @@ def test_transaction_that_ends_where_it_started_writes_nothing() -> None:
     assert be.applied == []
     fw.transact(be, "nat", lambda p: p.delete_chain(dn))
     assert len(be.applied) == 1
+
+
+def test_python_iptables_import_spawns_no_process() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import subprocess, sys\n"
+        "spawned = []\n"
+        "real = subprocess.Popen.__init__\n"
+        "def spy(self, args, *a, **k):\n"
+        "    spawned.append(args)\n"
+        "    return real(self, args, *a, **k)\n"
+        "subprocess.Popen.__init__ = spy\n"
+        "from cnitool_plugins._lib.firewall.iptc_backend import import_iptc\n"
+        "try:\n"
+        "    import_iptc()\n"
+        "except Exception as e:\n"
+        "    print('SKIP', e); sys.exit(0)\n"
+        "print([a for a in spawned if 'modprobe' not in str(a)])\n"
+        "print(sorted(m for m in sys.modules if m.startswith('distutils')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    if out.stdout.startswith("SKIP"):
+        pytest.skip(out.stdout)
+    # no ldconfig/gcc/ld probing (modprobe of ip_tables is the library's business)
+    assert out.stdout.split("\n")[:2] == ["[]", "[]"], out.stdout

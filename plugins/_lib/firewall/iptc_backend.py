@@ -2,7 +2,7 @@
 
 python-iptables does not take the xtables lock, so this backend takes ``/run/xtables.lock``
 itself (the same flock iptables-legacy waits for) around read-modify-commit. Its import is
-tuned with environment variables so it neither runs ldconfig nor imports distutils.
+tuned so it neither runs ldconfig/gcc/ld nor imports distutils (~25 ms instead of ~60).
 """
 
 from __future__ import annotations
@@ -41,6 +41,41 @@ def _tuned_env() -> dict[str, str]:
     return env
 
 
+def _sonames() -> dict[str, str]:
+    """``{"ip4tc": "libip4tc.so.2", "c": "libc.so.6", ...}`` from the library directories."""
+    out: dict[str, str] = {}
+    for d in _LIBDIRS:
+        try:
+            names = os.listdir(d)
+        except OSError:
+            continue
+        for f in names:
+            base, sep, major = f.partition(".so.")
+            if sep and major.isdigit() and base.startswith("lib"):
+                out.setdefault(base[3:], f)
+    return out
+
+
+def _quiet_find_library(original: Any) -> Any:
+    """A ``ctypes.util.find_library`` for the import: python-iptables asks it for libc,
+    libip4tc, libip6tc and its own helper, and the stock one runs ldconfig, gcc and ld for
+    each (9-16 processes, ~35 ms). Here the sonames come from listing the library
+    directories instead."""
+    sonames: dict[str, str] | None = None
+
+    def find(name: str) -> str | None:
+        nonlocal sonames
+        if sonames is None:
+            sonames = _sonames()
+        if name in sonames:
+            return sonames[name]
+        if "xtwrapper" in name:  # python-iptables' own helper: found next to the package
+            return None
+        return original(name)  # type: ignore[no-any-return]
+
+    return find
+
+
 def import_iptc() -> Any:
     """Import python-iptables cheaply; the library reads its settings from os.environ at
     import time only, so they are set for the import and restored right after."""
@@ -56,11 +91,16 @@ def import_iptc() -> Any:
     hidden = "distutils.sysconfig" not in sys.modules
     if hidden:
         sys.modules["distutils.sysconfig"] = None  # type: ignore[assignment]
+    import ctypes.util
+
+    original = ctypes.util.find_library
+    ctypes.util.find_library = _quiet_find_library(original)
     try:
         import iptc  # type: ignore[import-untyped]
     except Exception as e:  # the library raises plain Exceptions when libxtables is absent
         raise FirewallError(f"python-iptables unusable: {e}") from e
     finally:
+        ctypes.util.find_library = original
         for k in saved:
             os.environ.pop(k, None)
         if hidden and sys.modules.get("distutils.sysconfig", 0) is None:
