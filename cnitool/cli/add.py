@@ -67,6 +67,19 @@ def _preflight(net: NetworkConfigList, bin_dirs: list[str]) -> None:
             raise PluginExecError.wrap(err, plugin=plugin.type, verb="add") from None
 
 
+def _refuse_second_add(cni: CNIConfig, net: NetworkConfigList, rt: RuntimeConf) -> None:
+    """The spec forbids a second ADD of one attachment before its DEL; running it anyway
+    would, on failure, roll back (DEL) the attachment that already works."""
+    from .common import UsageError
+
+    path = cni.cache.file_path(net.name, rt.container_id, rt.ifname)
+    if os.path.lexists(path):
+        raise UsageError(
+            f'network "{net.name}" is already attached to container {rt.container_id} '
+            f"as {rt.ifname} (cached in {path}); run del first, or cache rm for a stale entry"
+        )
+
+
 def _rollback(cni: CNIConfig, net: NetworkConfigList, rt: RuntimeConf) -> list[Exception]:
     """DEL every plugin of the chain in reverse order, going on past failures (one
     plugin refusing DEL must not leave the others' interfaces and leases behind)."""
@@ -103,7 +116,8 @@ def command(network: str, netns: str, **kw: Any) -> None:
     NETNS is a path, or the name of a netns under /var/run/netns (created when missing).
     When a plugin fails, or the result cannot be cached, DEL runs over the whole chain so
     nothing is left half made (the spec asks runtimes to do so), and a netns created by
-    this command is removed again; --no-rollback skips both.
+    this command is removed again; --no-rollback skips both. An attachment that is
+    already cached is not added a second time (the spec forbids it): del it first.
     """
     settings = Settings.from_kwargs(kw)
     with reporting("add", settings.debug):
@@ -115,9 +129,10 @@ def command(network: str, netns: str, **kw: Any) -> None:
 
             show(plan(settings.cni_config(), net, rt, "ADD"), settings.json_output())
             return
+        cni = settings.cni_config()
+        _refuse_second_add(cni, net, rt)
         _preflight(net, settings.bin_dirs)
         created = _ensure_netns(path)
-        cni = settings.cni_config()
         from ..spec.errors import CNIError
 
         try:

@@ -366,6 +366,25 @@ def test_add_rolls_back_when_the_result_cannot_be_cached(env: dict[str, Path]) -
     assert [c[:2] for c in calls(env)] == [["ADD", "first"], ["DEL", "first"]]
 
 
+def test_second_add_of_one_attachment_is_refused(env: dict[str, Path]) -> None:
+    """A second ADD before DEL is forbidden; run anyway and failing, its rollback would
+    tear down the attachment that works."""
+    make_plugin(env["bin"], "first", env["log"], add=json.dumps(RESULT_100))
+    write_conflist(env["conf"], "net1", [{"type": "first"}])
+    assert run(env, "add", "net1", str(env["netns"])).exit_code == 0
+    before = [(p, Path(p).read_bytes()) for p in cache_files(env)]
+    res = run(env, "add", "net1", str(env["netns"]))
+    assert res.exit_code == 1
+    assert res.stderr.startswith("cnitool: add failed [code 4 invalid environment]: ")
+    assert 'network "net1" is already attached' in res.stderr
+    assert [c[0] for c in calls(env)] == ["ADD"]  # no plugin ran the second time
+    assert [(p, Path(p).read_bytes()) for p in cache_files(env)] == before
+    # another interface of the same container is a different attachment
+    assert run(env, "add", "net1", str(env["netns"]), "--ifname", "eth1").exit_code == 0
+    assert run(env, "del", "net1", str(env["netns"])).exit_code == 0
+    assert run(env, "add", "net1", str(env["netns"])).exit_code == 0
+
+
 def test_no_rollback_leaves_it(env: dict[str, Path]) -> None:
     make_plugin(env["bin"], "first", env["log"])
     make_plugin(env["bin"], "second", env["log"], fail_on="ADD")
