@@ -86,7 +86,10 @@ def collect(
     from cnitool_plugins.host_local.store import scan_dir  # type: ignore[import-untyped,unused-ignore]
 
     from ..libcni.cache import ResultCache
+    from ..spec.names import validate_network_name
 
+    if network is not None:
+        validate_network_name(network)  # never a path out of the data dir
     attachments = ResultCache(cache_dir).attachments()
     records: list[dict[str, Any]] = []
     for name in _networks(data_dir, network):

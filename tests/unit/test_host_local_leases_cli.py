@@ -92,3 +92,9 @@ def test_cli_json_and_table(tmp_path: Path) -> None:
     assert "STALE" in res.output and "fd60::3" in res.output
     res = runner.invoke(command, ["other", *args, "-o", "json"])
     assert res.exit_code == 0 and json.loads(res.output) == []
+    # a path-like name is refused, never looked up outside the data dir
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "10.9.9.9").write_text("x\r\neth0")
+    res = runner.invoke(command, ["../outside", *args, "-o", "json"])
+    assert res.exit_code != 0 and "invalid characters" in res.output
+    assert "10.9.9.9" not in res.output
