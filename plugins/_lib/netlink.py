@@ -64,7 +64,7 @@ IFLA_BRIDGE_VLAN_INFO = 2
 # address / route attributes
 IFA_ADDRESS, IFA_LOCAL, IFA_FLAGS = 1, 2, 8
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC = 1, 4, 5, 6, 7
-RTA_METRICS, RTA_TABLE = 8, 15
+RTA_METRICS, RTA_MULTIPATH, RTA_TABLE = 8, 9, 15
 RTAX_MTU, RTAX_ADVMSS = 2, 8
 
 OPERSTATES = ("UNKNOWN", "NOTPRESENT", "DOWN", "LOWERLAYERDOWN", "TESTING", "DORMANT", "UP")
@@ -161,6 +161,26 @@ def _ext_ack_msg(body: bytes, flags: int) -> str:
     if not flags & NLM_F_CAPPED:  # the whole request is echoed before the TLVs
         offset = 4 + _align(_HDR.unpack_from(body, 4)[0])
     return _cstr(parse_attrs(body, offset).get(NLMSGERR_ATTR_MSG))
+
+
+_RTNH = struct.Struct("=HBBi")  # struct rtnexthop: len, flags, hops, ifindex
+
+
+def _paths(attrs: dict[int, bytes]) -> list[tuple[int, str]]:
+    """(oif, gateway) of each path of a route."""
+    multi = attrs.get(RTA_MULTIPATH)
+    if not multi:
+        return [(_u32(attrs.get(RTA_OIF)), _ip(attrs.get(RTA_GATEWAY)))]
+    out = []
+    offset = 0
+    while offset + _RTNH.size <= len(multi):
+        length, _flags, _hops, ifindex = _RTNH.unpack_from(multi, offset)
+        if length < _RTNH.size:
+            break
+        sub = parse_attrs(multi[offset : offset + length], _RTNH.size)
+        out.append((ifindex, _ip(sub.get(RTA_GATEWAY))))
+        offset += _align(length)
+    return out
 
 
 # -- data types --------------------------------------------------------------------------
@@ -637,22 +657,25 @@ class Netlink:
             tbl = _u32(attrs.get(RTA_TABLE)) if RTA_TABLE in attrs else rtable
             if tbl != table or rtype != RTN_UNICAST or fam != family:
                 continue
-            route_oif = _u32(attrs.get(RTA_OIF))
-            if oif is not None and route_oif != oif:
-                continue
             dst = _ip(attrs.get(RTA_DST)) or ("0.0.0.0" if family == AF_INET else "::")
-            out.append(
-                Route(
-                    dst=str(ipaddress.ip_network(f"{dst}/{dlen}", strict=False)),
-                    gateway=_ip(attrs.get(RTA_GATEWAY)),
-                    oif=route_oif,
-                    scope=scope,
-                    table=tbl,
-                    priority=_u32(attrs.get(RTA_PRIORITY)),
-                    src=_ip(attrs.get(RTA_PREFSRC)),
-                    family=family,
+            net = str(ipaddress.ip_network(f"{dst}/{dlen}", strict=False))
+            # a route with several paths lists each (oif, gateway) in RTA_MULTIPATH: one
+            # Route per path, so a lookup by oif or gateway finds every one of them
+            for path_oif, gateway in _paths(attrs):
+                if oif is not None and path_oif != oif:
+                    continue
+                out.append(
+                    Route(
+                        dst=net,
+                        gateway=gateway,
+                        oif=path_oif,
+                        scope=scope,
+                        table=tbl,
+                        priority=_u32(attrs.get(RTA_PRIORITY)),
+                        src=_ip(attrs.get(RTA_PREFSRC)),
+                        family=family,
+                    )
                 )
-            )
         return out
 
     def _route_msg(

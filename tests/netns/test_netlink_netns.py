@@ -371,3 +371,51 @@ def test_sequence_numbers_increase_and_wrap() -> None:
         nl.set_up(1)
     seqs = [struct.unpack_from("=I", m, 8)[0] for m in fake.sent]
     assert seqs == [0xFFFFFFFF, 1, 2]
+
+
+def test_routes_with_several_paths_list_each_path(netns_factory: Any) -> None:
+    """Equal-cost paths (as appended by add_route) come back one Route per path."""
+    pod = netns_factory()
+    _make_pair(pod)
+    result = {
+        "cniVersion": "1.1.0",
+        "interfaces": [{"name": "eth0", "sandbox": pod}],
+        "ips": [
+            {"interface": 0, "address": "10.46.0.2/24", "gateway": "10.46.0.1"},
+            {"interface": 0, "address": "fd46::2/64", "gateway": "fd46::1"},
+        ],
+        "routes": [
+            {"dst": "192.0.2.0/24", "gw": "10.46.0.8"},
+            {"dst": "192.0.2.0/24", "gw": "10.46.0.9"},
+            {"dst": "2001:db8::/64", "gw": "fd46::8"},
+            {"dst": "2001:db8::/64", "gw": "fd46::9"},
+        ],
+    }
+
+    def work() -> tuple[set[Any], set[Any]]:
+        with Netlink() as nl:
+            ipam.configure_iface(nl, "eth0", result)
+            idx = nl.link("eth0").index  # type: ignore[union-attr]
+            ipam.validate_iface(nl, "eth0", "", result)  # CHECK finds both paths
+            v4 = {(r.dst, r.gateway) for r in nl.routes(oif=idx) if r.dst == "192.0.2.0/24"}
+            v6 = {
+                (r.dst, r.gateway)
+                for r in nl.routes(nlmod.AF_INET6, oif=idx)
+                if r.dst == "2001:db8::/64"
+            }
+            return v4, v6
+
+    with netns.NetNS(pod) as ns:
+        v4, v6 = ns.run(work)
+    assert v4 == {("192.0.2.0/24", "10.46.0.8"), ("192.0.2.0/24", "10.46.0.9")}
+    assert v6 == {("2001:db8::/64", "fd46::8"), ("2001:db8::/64", "fd46::9")}
+
+    def theirs(ipr: Any) -> list[Any]:
+        out = []
+        for m in ipr.get_routes(family=2, table=254):
+            if m.get("RTA_DST") == "192.0.2.0":
+                paths = m.get("RTA_MULTIPATH") or []
+                out += [p.get("RTA_GATEWAY") for p in paths] or [m.get("RTA_GATEWAY")]
+        return sorted(out)
+
+    assert in_ns(pod, theirs) == ["10.46.0.8", "10.46.0.9"]
