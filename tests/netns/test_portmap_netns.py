@@ -575,3 +575,36 @@ def test_one_iptables_transaction_per_table_and_family(
     assert not any(
         DN in r for r in nat_rules(node, SAVE[backend]) + nat_rules(node, SAVE6[backend])
     )
+
+
+def test_chain_created_after_our_snapshot_is_not_emptied(node: str, backend: str) -> None:
+    """Another process creates a shared chain between our read and our write: the write
+    must fail and be retried from a fresh read, not flush that process's rules."""
+    from cnitool_plugins._lib import firewall as fw
+
+    be = fw.RestoreBackend(4, backend)
+    real_load = be.load
+    raced: list[bool] = []
+    other = ("-m", "comment", "--comment", "someone else", "-j", "RETURN")
+    mine = ("-m", "comment", "--comment", "mine", "-j", "RETURN")
+
+    def load(table: str, counters: bool = False) -> fw.TableState:
+        state = real_load(table, counters)
+        if not raced:
+            raced.append(True)
+            tool = f"iptables-{backend}"
+            subprocess.run([tool, "-t", "nat", "-N", "CNI-HOSTPORT-DNAT"], check=True)
+            subprocess.run([tool, "-t", "nat", "-A", "CNI-HOSTPORT-DNAT", *other], check=True)
+        return state
+
+    be.load = load  # type: ignore[method-assign]
+
+    def plan(p: fw.Plan) -> None:
+        p.append_unique(fw.Rule("CNI-HOSTPORT-DNAT", mine))
+
+    _in_node(node, fw.transact, be, "nat", plan)
+    rules = nat_rules(node, SAVE[backend])
+    assert rules == [
+        '-A CNI-HOSTPORT-DNAT -m comment --comment "someone else" -j RETURN',
+        "-A CNI-HOSTPORT-DNAT -m comment --comment mine -j RETURN",
+    ]

@@ -118,7 +118,7 @@ def test_plan_insert_unique_and_new_chain_declaration() -> None:
     plan.insert_unique(rule, 1)
     plan.insert_unique(rule, 1)
     assert plan.restore_text() == (
-        '*nat\n:CNI-HOSTPORT-MASQ - [0:0]\n-I POSTROUTING 1 -m comment --comment "x y" '
+        '*nat\n-N CNI-HOSTPORT-MASQ\n-I POSTROUTING 1 -m comment --comment "x y" '
         "-j CNI-HOSTPORT-MASQ\nCOMMIT\n"
     )
 

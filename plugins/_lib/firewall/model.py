@@ -165,7 +165,9 @@ class Op:
 
     def restore_line(self) -> str:
         if self.kind == "new":
-            return f":{self.chain} - [0:0]"
+            # not ":chain - [0:0]": with --noflush that line empties a chain someone else
+            # created since our snapshot; -N fails instead, and the transaction is retried
+            return f"-N {quote(self.chain)}"
         if self.kind == "flush":
             return f"-F {quote(self.chain)}"
         if self.kind == "delete_chain":
