@@ -608,3 +608,51 @@ def test_chain_created_after_our_snapshot_is_not_emptied(node: str, backend: str
         '-A CNI-HOSTPORT-DNAT -m comment --comment "someone else" -j RETURN',
         "-A CNI-HOSTPORT-DNAT -m comment --comment mine -j RETURN",
     ]
+
+
+def test_parallel_adds_share_one_copy_of_the_shared_rules(
+    node: str, pod: str, backend: str
+) -> None:
+    """Eight pods ADDed at once on a fresh node: every pod's chain is there and each shared
+    rule (PREROUTING/OUTPUT/POSTROUTING entries, SETMARK, MASQ) exists exactly once."""
+    procs = []
+    for i in range(8):
+        c = conf(
+            runtimeConfig={"portMappings": [{"hostPort": 8000 + i, "containerPort": 80}]},
+        )
+        env = {
+            "CNI_COMMAND": "ADD",
+            "CNI_CONTAINERID": f"par-{i}",
+            "CNI_NETNS": pod,
+            "CNI_IFNAME": "eth0",
+            "CNI_PATH": "/usr/lib/cni",
+            "PATH": os.environ.get("PATH", ""),
+            "PYCNI_IPTABLES_BACKEND": backend,
+        }
+        p = subprocess.Popen(
+            [
+                "nsenter",
+                f"--net={node}",
+                sys.executable,
+                "-c",
+                "from cnitool_plugins._launch import run; run('portmap')",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        assert p.stdin is not None
+        p.stdin.write(json.dumps(c).encode())
+        p.stdin.close()
+        procs.append(p)
+    for p in procs:
+        assert p.stdout is not None and p.stderr is not None
+        out, err = p.stdout.read(), p.stderr.read()
+        assert p.wait(timeout=60) == 0, (out, err)
+        p.stdout.close()
+        p.stderr.close()
+    rules = nat_rules(node, SAVE[backend])
+    shared = [r for r in rules if not r.startswith("-A CNI-DN-") and "dnat name" not in r]
+    assert sorted(shared) == sorted(set(shared)) and len(shared) == 5, shared
+    assert sum("dnat name" in r for r in rules) == 8
