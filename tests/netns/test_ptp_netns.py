@@ -158,7 +158,7 @@ def test_ip_masq(runner: Runner, netns_factory: Any) -> None:
 
 def test_dual_stack(runner: Runner, netns_factory: Any) -> None:
     tag, subnet, name = unique_net()
-    v6 = f"fd00:{tag[2:]}::/64"
+    v6 = str(ipaddress.ip_network(f"fd00:{tag[2:]}::/64"))  # canonical: "0abc" -> "abc"
     conf = conf_for(runner, "1.0.0", subnet, name)
     conf["ipam"]["ranges"] = [[{"subnet": subnet}], [{"subnet": v6}]]
     pod, c = netns_factory(), cid()
