@@ -70,7 +70,12 @@ def unforward_ports(conf: PortMapConf, log: TextIO | None = None) -> None:
             try:
                 fw.transact(be, "nat", lambda p: plan_teardown(p, conf.name, conf.container_id))
                 usable += 1
+            except fw.TableUnavailable as e:
+                # like the reference: a family whose nat table cannot be read is skipped
+                # (an IPv6-less node must not fail every DEL)
+                errors.append(f"ipv{fam} nat table not usable ({be.name}): {e}")
             except fw.FirewallError as e:
+                usable += 1
                 errors.append(f"could not teardown ipv{fam} dnat ({be.name}): {e}")
     if log is not None:
         for line in errors:

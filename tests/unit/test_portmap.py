@@ -388,3 +388,35 @@ def test_failed_add_removes_what_it_wrote(
     assert code == 1 and "line 3 failed" in out["msg"]
     assert len(mem[4].applied) == 2  # the IPv4 rules, then their removal
     assert not any("CNI-DN-" in ln or "dnat name" in ln for ln in mem[4].lines())
+
+
+def test_del_skips_a_family_whose_table_cannot_be_read(
+    mem: dict[int, MemBackend], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # e.g. a node without IPv6 nat: the reference skips ip6tables then, so must we
+    mem[4].state = parse_save(APPENDIX_A, "nat")
+
+    def unreadable(table: str, counters: bool = False) -> TableState:
+        raise fw.FirewallError("ip6tables-nft-save not found in PATH")
+
+    monkeypatch.setattr(mem[6], "load", unreadable)
+    out, code, err = run("DEL", conf(runtimeConfig={}))
+    assert code == 0, out
+    assert not any("CNI-DN-" in ln for ln in mem[4].lines())
+    assert "ipv6 nat table not usable" in err
+    monkeypatch.setattr(mem[4], "load", unreadable)
+    out, code, _ = run("DEL", conf(runtimeConfig={}))
+    assert code == 1 and out["msg"] == "neither iptables nor ip6tables usable"
+
+
+def test_del_reports_a_failed_write(
+    mem: dict[int, MemBackend], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mem[4].state = parse_save(APPENDIX_A, "nat")
+
+    def refuse(plan: Plan) -> None:
+        raise fw.FirewallError("iptables-restore: line 2 failed")
+
+    monkeypatch.setattr(mem[4], "apply", refuse)
+    out, code, _ = run("DEL", conf(runtimeConfig={}))
+    assert code == 1 and out["msg"].startswith("could not teardown ipv4 dnat (nft)")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from .backends import Backend, FirewallError, RestoreBackend, tables_present
+from .backends import Backend, FirewallError, RestoreBackend, TableUnavailable, tables_present
 from .detect import CONFIG_KEY, ENV, choose, requested, teardown_backends
 from .model import Op, Plan, Rule, TableState, parse_save, quote, tokenize
 from .names import format_chain_name, format_hash
@@ -30,6 +30,7 @@ __all__ = [
     "RestoreBackend",
     "Rule",
     "TableState",
+    "TableUnavailable",
     "choose",
     "format_chain_name",
     "format_hash",
@@ -48,7 +49,12 @@ def transact(backend: Backend, table: str, fn: Callable[[Plan], T], retries: int
     attempt = 0
     while True:
         with backend.locked():
-            snapshot = backend.load(table)
+            try:
+                snapshot = backend.load(table)
+            except TableUnavailable:
+                raise
+            except FirewallError as e:
+                raise TableUnavailable(str(e)) from e
             plan = Plan(snapshot)
             out = fn(plan)
             if plan.ops and plan.state.chains == snapshot.chains:

@@ -28,6 +28,11 @@ class FirewallError(CNIError):
     """An iptables operation failed (code 999 like the reference plugins)."""
 
 
+class TableUnavailable(FirewallError):
+    """A table could not even be read (tool missing, family disabled, no kernel support):
+    teardown treats that backend/family as unusable, as the reference skips it."""
+
+
 class Backend(Protocol):
     name: str  # "nft" or "legacy"
     family: int  # 4 or 6

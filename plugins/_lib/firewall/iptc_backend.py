@@ -236,7 +236,10 @@ class IptcBackend:
 
     # --- interface
     def load(self, table: str, counters: bool = False) -> TableState:
-        t = self._table(table)
+        try:
+            t = self._table(table)
+        except Exception as e:  # iptc raises its own errors, e.g. for a missing table
+            raise FirewallError(f"libiptc cannot read table {table} (IPv{self.family}): {e}") from e
         state = TableState(table)
         for chain in t.chains:
             rules = chain.rules
