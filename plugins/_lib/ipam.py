@@ -107,11 +107,16 @@ def exec_add(cmd: CmdArgs, plugin_type: str) -> Result:
     from cnitool.spec import results
 
     res = invoke.delegate_add(plugin_type, cmd.stdin_data, _env(cmd), cmd.stderr)
-    if res is None:
-        raise CNIError("IPAM plugin returned missing IP config")
-    res = results.convert(res, "1.1.0")
-    if not res.get("ips"):
-        raise CNIError("IPAM plugin returned missing IP config")
+    try:
+        if res is None:
+            raise CNIError("IPAM plugin returned missing IP config")
+        res = results.convert(res, "1.1.0")
+        if not res.get("ips"):
+            raise CNIError("IPAM plugin returned missing IP config")
+    except Exception:
+        # the IPAM plugin succeeded, so it may hold an allocation: give it back
+        quiet_undo(cmd)(exec_del, cmd, plugin_type)
+        raise
     return res
 
 

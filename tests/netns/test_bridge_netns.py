@@ -733,3 +733,25 @@ def test_layer2_only_every_version(
     for _ in range(2):
         assert runner.run("bridge", "DEL", conf, cid=c, netns=pod).code == 0
     assert links(pod) == ["lo"]
+
+
+def test_unusable_ipam_result_is_released(
+    runner: Runner, net: Net, netns_factory: Any, bin_dir: Any, tmp_path: Any
+) -> None:
+    """An IPAM ADD that succeeds without addresses fails the ADD and is DELeted again."""
+    marker = tmp_path / "allocated"
+    fake = bin_dir / "fake-ipam"
+    fake.write_text(
+        "#!/bin/sh\n"
+        "cat >/dev/null\n"
+        f'case "$CNI_COMMAND" in\n'
+        f'  ADD) touch {marker}; echo \'{{"cniVersion": "1.0.0"}}\' ;;\n'
+        f"  DEL) rm -f {marker} ;;\n"
+        "esac\n"
+    )
+    fake.chmod(0o755)
+    pod = netns_factory()
+    add = runner.run("bridge", "ADD", net.conf(ipam={"type": "fake-ipam"}), cid=cid(), netns=pod)
+    assert add.code == 1 and "missing IP config" in add.json["msg"], add.out
+    assert not marker.exists()  # released
+    assert links(pod) == ["lo"]
