@@ -656,3 +656,33 @@ def test_parallel_adds_share_one_copy_of_the_shared_rules(
     shared = [r for r in rules if not r.startswith("-A CNI-DN-") and "dnat name" not in r]
     assert sorted(shared) == sorted(set(shared)) and len(shared) == 5, shared
     assert sum("dnat name" in r for r in rules) == 8
+
+
+@pytest.mark.parametrize("version", ["0.2.0", "0.3.1", "0.4.0", "1.0.0"])
+def test_spec_versions_against_go(
+    node: str,
+    pod: str,
+    netns_factory: Callable[[], str],
+    backend: str,
+    go_path: str,
+    reference_bin: Path,
+    version: str,
+) -> None:
+    """The same request in each spec version: ours echoes prevResult in that version and
+    writes Go's rules; Go's DEL removes ours."""
+    from cnitool.spec.results import convert
+
+    prev = convert(json.loads(json.dumps(PREV)), version)
+    c = conf(cniVersion=version, prevResult=prev)
+    out, code = ours_exec(node, pod, "ADD", c, backend)
+    assert code == 0, out
+    assert out == prev
+    other = netns_factory()
+    out, code = go(other, pod, "ADD", c, go_path, reference_bin)
+    assert code == 0, out
+    assert sorted(nat_rules(node, SAVE[backend])) == sorted(nat_rules(other, SAVE[backend]))
+    if version not in ("0.2.0", "0.3.1"):  # CHECK exists from 0.4.0 on
+        assert ours(node, pod, "CHECK", c, backend)[1] == 0
+    out, code = go(node, pod, "DEL", c, go_path, reference_bin)
+    assert code == 0, out
+    assert not any(DN in r for r in nat_rules(node, SAVE[backend]))
