@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cnitool.spec.errors import IOFailureError
+from cnitool.spec.errors import CNIError
 
 
 def parse_resolv_conf(path: str) -> dict[str, Any]:
@@ -18,7 +18,7 @@ def parse_resolv_conf(path: str) -> dict[str, Any]:
             text = f.read()
     except OSError as exc:
         reason = exc.strerror or str(exc)
-        raise IOFailureError(
+        raise CNIError(
             f"open {path}: {reason[:1].lower() + reason[1:]}", "ipam.resolvConf"
         ) from None
     nameservers: list[str] = []

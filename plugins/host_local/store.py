@@ -23,7 +23,7 @@ import fcntl
 import os
 from collections.abc import Iterator
 
-from cnitool.spec.errors import IOFailureError
+from cnitool.spec.errors import CNIError
 
 from .config import parse_ip
 
@@ -38,9 +38,10 @@ def lease_content(container_id: str, ifname: str) -> str:
     return container_id.strip() + LINE_BREAK + ifname
 
 
-def _io_error(what: str, path: str, exc: OSError) -> IOFailureError:
+def _io_error(what: str, path: str, exc: OSError) -> CNIError:
+    # a plain error (code 999), as the reference reports a lease-store failure
     reason = exc.strerror or str(exc)
-    return IOFailureError(f"{what} {path}: {reason[:1].lower() + reason[1:]}")
+    return CNIError(f"{what} {path}: {reason[:1].lower() + reason[1:]}")
 
 
 class Store:

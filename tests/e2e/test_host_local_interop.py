@@ -207,6 +207,7 @@ BAD_IPAM = {
     "rangeStart outside": {"ranges": [[{"subnet": "10.79.0.0/24", "rangeStart": "10.8.0.1"}]]},
     "too small": {"ranges": [[{"subnet": "10.79.0.0/31"}]]},
     "exhausted": {"ranges": [[{"subnet": "10.79.0.0/30"}]]},
+    "missing resolvConf": {"resolvConf": "/nonexistent/resolv.conf"},
 }
 
 
