@@ -686,3 +686,66 @@ def test_spec_versions_against_go(
     out, code = go(node, pod, "DEL", c, go_path, reference_bin)
     assert code == 0, out
     assert not any(DN in r for r in nat_rules(node, SAVE[backend]))
+
+
+OPTIONS = {
+    "no-snat": {"snat": False},
+    "mark-bit-5": {"markMasqBit": 5},
+    "external-mark-chain": {"externalSetMarkChain": "KUBE-MARK-MASQ"},
+    "conditions": {
+        "conditionsV4": ["-m", "addrtype", "!", "--src-type", "LOCAL"],
+        "conditionsV6": ["!", "-s", "fd00:99::/64"],
+    },
+    "masq-all": {"masqAll": True},  # not in Go 1.1.1
+}
+
+
+@pytest.mark.parametrize("option", sorted(OPTIONS))
+def test_options_in_iptables(
+    node: str,
+    pod: str,
+    netns_factory: Callable[[], str],
+    backend: str,
+    go_path: str,
+    reference_bin: Path,
+    option: str,
+) -> None:
+    """Each option's rules are accepted by iptables, a repeated ADD keeps them as they
+    are, CHECK passes, DEL leaves no per-container rule; where Go 1.1.1 has the option
+    its rules are the same as ours."""
+    extra = OPTIONS[option]
+    nodes = [node]
+    if option != "masq-all":
+        nodes.append(netns_factory())
+    if "externalSetMarkChain" in extra:
+        for n in nodes:
+            for tool in (f"iptables-{backend}", f"ip6tables-{backend}"):
+                subprocess.run(
+                    ["nsenter", f"--net={n}", tool, "-t", "nat", "-N", "KUBE-MARK-MASQ"], check=True
+                )
+    c = dual(**extra)
+    out, code = ours_exec(node, pod, "ADD", c, backend)
+    assert code == 0, out
+    first = (nat_rules(node, SAVE[backend]), nat_rules(node, SAVE6[backend]))
+    assert ours_exec(node, pod, "ADD", c, backend)[1] == 0
+    assert (nat_rules(node, SAVE[backend]), nat_rules(node, SAVE6[backend])) == first
+    out, code = ours(node, pod, "CHECK", c, backend)
+    assert code == 0, out
+    v4 = "\n".join(first[0])
+    if option == "no-snat":
+        assert "SETMARK" not in v4 and "CNI-HOSTPORT-MASQ" not in v4
+    elif option == "mark-bit-5":
+        assert "--set-xmark 0x20/0x20" in v4 and "--mark 0x20/0x20 -j MASQUERADE" in v4
+    elif option == "external-mark-chain":
+        assert "-j KUBE-MARK-MASQ" in v4 and "CNI-HOSTPORT-SETMARK" not in v4
+    elif option == "masq-all":
+        assert f"-A {DN} -p tcp -m tcp --dport 8080 -j CNI-HOSTPORT-SETMARK" in v4
+        assert "127.0.0.1/32 -p tcp" not in v4
+    if len(nodes) == 2:
+        out, code = go(nodes[1], pod, "ADD", c, go_path, reference_bin)
+        assert code == 0, out
+        assert sorted(nat_rules(nodes[1], SAVE[backend])) == sorted(first[0])
+        assert sorted(nat_rules(nodes[1], SAVE6[backend])) == sorted(first[1])
+    assert ours_exec(node, pod, "DEL", conf(runtimeConfig={}), backend)[1] == 0
+    for save in (SAVE[backend], SAVE6[backend]):
+        assert not any(DN in r or "dnat name" in r for r in nat_rules(node, save))
