@@ -5,7 +5,8 @@ The Go flannel plugin is not shipped by Debian, so the Go side runs the chain fl
 produce (the delegate bridge config + portmap) -- the same bridge/host-local/portmap work
 minus flannel's own small step; ours is also timed on that same bridge+portmap list, so
 the flannel cost shows separately. Portmap runs on the nf_tables backend (the host's
-default) and, for ours, also on legacy/libiptc.
+default) and on legacy x_tables: ours through libiptc and through iptables-legacy-restore,
+Go's through `iptables-legacy` (a PATH whose `iptables` is the legacy tool).
 
 Runs as root inside private mount+net namespaces it creates for itself (nothing reaches
 the host). Prints the median (and p90) wall time of ADD and DEL per chain.
@@ -127,6 +128,20 @@ def measure(
     return label, adds, dels
 
 
+def legacy_path() -> str:
+    """A directory whose iptables/ip6tables(-save/-restore) are the legacy tools, so the Go
+    plugins (which run plain `iptables`) write x_tables like our legacy backend."""
+    d = tempfile.mkdtemp(prefix="bench-legacy-")
+    for base in ("iptables", "ip6tables"):
+        for suffix in ("", "-save", "-restore"):
+            target = subprocess.run(
+                ["sh", "-c", f"command -v {base}-legacy{suffix}"], capture_output=True, text=True
+            ).stdout.strip()
+            if target:
+                os.symlink(target, os.path.join(d, base + suffix))
+    return d
+
+
 def p90(xs: list[float]) -> float:
     return sorted(xs)[max(0, int(len(xs) * 0.9) - 1)]
 
@@ -160,15 +175,31 @@ def main() -> None:
             {"PYCNI_IPTABLES_BACKEND": "legacy"},
         ),
     ]
+    runs.append(
+        (
+            "ours bridge+portmap legacy-restore",
+            delegated_list("cni0"),
+            bin_dir,
+            {"PYCNI_IPTABLES_BACKEND": "legacy-restore"},
+        )
+    )
     if (REFERENCE / "portmap").exists():
         runs.append(("go bridge+portmap", delegated_list("cni0"), str(REFERENCE), {}))
+        runs.append(
+            (
+                "go bridge+portmap legacy",
+                delegated_list("cni0"),
+                str(REFERENCE),
+                {"PATH": f"{legacy_path()}:{os.environ.get('PATH', '/usr/sbin:/usr/bin')}"},
+            )
+        )
     print(
-        f"{'chain':34} {'ADD median':>11} {'ADD p90':>9} {'DEL median':>11} {'DEL p90':>9}  (ms, n={opts.n})"
+        f"{'chain':36} {'ADD median':>11} {'ADD p90':>9} {'DEL median':>11} {'DEL p90':>9}  (ms, n={opts.n})"
     )
     for label, conflist, path, extra in runs:
         _, adds, dels = measure(label, conflist, path, opts.n, extra)
         print(
-            f"{label:34} {statistics.median(adds):11.1f} {p90(adds):9.1f} "
+            f"{label:36} {statistics.median(adds):11.1f} {p90(adds):9.1f} "
             f"{statistics.median(dels):11.1f} {p90(dels):9.1f}"
         )
 
