@@ -8,6 +8,7 @@ import io
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -173,3 +174,77 @@ def test_flannel_ipv6_subnet_env(
             check=True,
         ).stdout
         assert cid not in left, (tool, left)
+
+
+def _imports(argv_env: dict[str, str], package: str, stdin: bytes, netns: str) -> set[str]:
+    """The modules one plugin process imports (python -X importtime), run like a launcher."""
+    proc = subprocess.run(
+        [
+            "nsenter",
+            f"--net={netns}",
+            sys.executable,
+            "-X",
+            "importtime",
+            "-c",
+            f"from cnitool_plugins._launch import run; run({package!r})",
+        ],
+        input=stdin,
+        env=argv_env,
+        capture_output=True,
+        check=False,
+    )
+    assert proc.returncode == 0, (proc.stdout, proc.stderr[-2000:])
+    names = set()
+    for line in proc.stderr.decode().splitlines():
+        if line.startswith("import time:") and "|" in line:
+            names.add(line.rsplit("|", 1)[1].strip())
+    return names
+
+
+def test_paths_without_iptables_never_load_the_firewall_layer(
+    netns_factory: Callable[[], str], tmp_path: Path, bin_dir: Path
+) -> None:
+    """bridge without ipMasq, host-local, and flannel DEL without a scratch file import
+    neither python-iptables nor the firewall layer (each is a new process per call)."""
+    node, pod = netns_factory(), netns_factory()
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "CNI_CONTAINERID": "imports",
+        "CNI_NETNS": pod,
+        "CNI_IFNAME": "eth0",
+        "CNI_PATH": str(bin_dir),
+        "CNI_ARGS": "",
+    }
+    bridge = json.dumps(
+        {
+            "cniVersion": "1.0.0",
+            "name": "imp",
+            "type": "bridge",
+            "bridge": "cni9",
+            "isGateway": True,
+            "ipam": {"type": "host-local", "subnet": "10.77.0.0/24", "dataDir": str(tmp_path)},
+        }
+    ).encode()
+    host_local = json.dumps(
+        {
+            "cniVersion": "1.0.0",
+            "name": "imp2",
+            "type": "host-local",
+            "ipam": {"type": "host-local", "subnet": "10.78.0.0/24", "dataDir": str(tmp_path)},
+        }
+    ).encode()
+    flannel = json.dumps(
+        {"cniVersion": "1.0.0", "name": "f", "type": "flannel", "dataDir": str(tmp_path / "f")}
+    ).encode()
+    runs = [
+        ("bridge ADD", "bridge", bridge, "ADD"),
+        ("host-local ADD", "host_local", host_local, "ADD"),
+        ("flannel DEL without scratch", "flannel", flannel, "DEL"),
+        ("bridge DEL", "bridge", bridge, "DEL"),
+    ]
+    for label, package, stdin, verb in runs:
+        loaded = _imports(dict(env, CNI_COMMAND=verb), package, stdin, node)
+        heavy = sorted(
+            m for m in loaded if m.split(".")[0] == "iptc" or "_lib.firewall" in m or "ipmasq" in m
+        )
+        assert heavy == [], (label, heavy)
