@@ -2,7 +2,9 @@
 
 Runs as root inside private mount+net namespaces it creates for itself (nothing reaches
 the host): a throwaway "node" netns, pods as named netns on a private /run/netns, IPAM
-state in a temp dir. Prints the median (and p90) wall time of each verb per implementation.
+state in a temp dir. Prints the median (and p90) wall time of each verb per implementation:
+the bridge exec'd directly, in-process, and through ``cnitool add|del`` (which adds the
+CLI's start-up and the result cache, as a runtime's view of the chain).
 
     sudo /work/venv/bin/python bench/bench_bridge.py [-n 20]
 """
@@ -85,6 +87,32 @@ def exec_runner(bridge: Path, cni_path: str, stdin: bytes) -> Runner:
     return run
 
 
+def cnitool_runner(work: Path, label: str, cni_path: str, stdin: bytes) -> Runner:
+    """``cnitool add|del NETWORK NETNS`` with a one-plugin conflist (cache included)."""
+    plugin = json.loads(stdin)
+    name = plugin.pop("name")
+    version = plugin.pop("cniVersion")
+    confdir = work / f"net.d-{label}"
+    confdir.mkdir()
+    conflist = {"cniVersion": version, "name": name, "plugins": [plugin]}
+    (confdir / f"10-{name}.conflist").write_text(json.dumps(conflist))
+    cnitool = Path(sys.executable).with_name("cnitool")
+    base = [str(cnitool)]
+    if not cnitool.exists():
+        base = [sys.executable, "-m", "cnitool.cli.main"]
+    cache = str(work / f"cache-{label}")
+
+    def run(command: str, cid: str, netns: str) -> None:
+        verb = {"ADD": "add", "DEL": "del"}[command]
+        argv = [*base, verb, name, netns, "--container-id", cid, "--cache-dir", cache]
+        argv += ["--cni-conf-dir", str(confdir), "--cni-bin-dir", cni_path, "-o", "json"]
+        proc = subprocess.run(argv, capture_output=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"cnitool {verb} failed: {proc.stdout!r} {proc.stderr!r}")
+
+    return run
+
+
 def inprocess_runner(cni_path: str, stdin: bytes) -> Runner:
     from cnitool_plugins.bridge.__main__ import PLUGIN
 
@@ -162,6 +190,20 @@ def main() -> int:
                     ),
                 )
             )
+        if (ours / "host-local").exists():
+            cases.append(
+                (
+                    "cnitool -> pycni bridge + pycni host-local",
+                    cnitool_runner(work, "py", str(ours), conf("cnipy", str(work / "ipam"))),
+                )
+            )
+        if (REFERENCE / "bridge").exists():
+            cases.append(
+                (
+                    "cnitool -> Go bridge + Go host-local",
+                    cnitool_runner(work, "go", str(REFERENCE), conf("cnigo", str(work / "ipam"))),
+                )
+            )
         for label, run in cases:
             run("ADD", "warmup", pods[0])
             run("DEL", "warmup", pods[0])
@@ -177,16 +219,20 @@ def main() -> int:
         )
         for label, am, ap90, dm, dp90 in rows:
             print(f"{label:<{width}}  {am:8.1f} {ap90:8.1f} {dm:8.1f} {dp90:8.1f}")
-        go = [r for r in rows if r[0].startswith("Go")]
-        if go:
-            print(
-                "\nratio to Go (ADD/DEL medians): "
-                + ", ".join(
-                    f"{r[0].split(' (')[0]}: {r[1] / go[0][1]:.1f}x/{r[3] / go[0][3]:.1f}x"
-                    for r in rows
-                    if r is not go[0]
+        for prefix in ("Go", "cnitool -> Go"):
+            go = [r for r in rows if r[0].startswith(prefix)]
+            mine = [r for r in rows if r[0].startswith("cnitool") == prefix.startswith("cnitool")]
+            if go:
+                print(
+                    f"\nratio to {go[0][0]} (ADD/DEL medians): "
+                    + ", ".join(
+                        f"{r[0].split(' (')[0]}: {r[1] / go[0][1]:.1f}x/{r[3] / go[0][3]:.1f}x"
+                        for r in mine
+                        if r is not go[0]
+                    ),
+                    end="",
                 )
-            )
+        print()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
