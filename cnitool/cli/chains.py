@@ -81,6 +81,13 @@ def _mapping(rule: Any, counters: tuple[int, int], family: int) -> dict[str, Any
     }
 
 
+def endpoint(ip: str, port: object) -> str:
+    """``10.0.0.2:80``, ``[fd00::2]:80``, ``*:8080`` (any host address)."""
+    if not ip:
+        return f"*:{port}"
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
 def collect(snapshots: list[Snapshot], network: str | None = None) -> dict[str, Any]:
     """Group every CNI chain by network and container; list shared chains and orphans."""
     shared: list[dict[str, Any]] = []
@@ -166,9 +173,10 @@ def _draw(report: dict[str, Any]) -> None:
         for c in net["containers"]:
             ct = nt.add(f"container [bold]{escape(c['containerID'])}[/bold]")
             for m in c["portMappings"]:
-                host = f"{m['hostIP'] or '*'}:{m['hostPort']}"
+                host = endpoint(m["hostIP"], m["hostPort"])
+                pod = endpoint(m["podIP"], m["podPort"])
                 ct.add(
-                    f"[green]{host}/{m['protocol']} -> {m['podIP']}:{m['podPort']}[/green]"
+                    f"[green]{escape(host)}/{m['protocol']} -> {escape(pod)}[/green]"
                     f"  ({m['packets']} pkts, {m['bytes']} bytes)"
                 )
             for ch in c["chains"]:

@@ -50,3 +50,29 @@ def test_chain_without_comment_is_an_orphan() -> None:
     report = collect([(4, "legacy", parse_save(text, "nat"))])
     assert [o["chain"] for o in report["orphans"]] == ["CNI-0123456789abcdef01234567"]
     assert report["networks"] == []
+
+
+def test_ipv6_mappings_are_read_and_shown_with_brackets() -> None:
+    from cnitool.cli.chains import endpoint
+
+    dn = "CNI-DN-d0b3203be6ffc55cd4087"
+    text = (
+        f"*nat\n:{dn} - [0:0]\n:CNI-HOSTPORT-DNAT - [0:0]\n"
+        f'[2:120] -A CNI-HOSTPORT-DNAT -p udp -m comment --comment "dnat name: \\"mynet\\" '
+        f'id: \\"{CID}\\"" -m multiport --dports 9090 -j {dn}\n'
+        f"[2:120] -A {dn} -d fd00::1/128 -p udp -m udp --dport 9090 -j DNAT "
+        "--to-destination [fd00:22::2]:90\nCOMMIT\n"
+    )
+    report = collect([(6, "nft", parse_save(text, "nat"))])
+    (cont,) = report["networks"][0]["containers"]
+    (m,) = cont["portMappings"]
+    assert (m["family"], m["hostIP"], m["hostPort"], m["podIP"], m["podPort"]) == (
+        6,
+        "fd00::1",
+        9090,
+        "fd00:22::2",
+        90,
+    )
+    assert endpoint(m["hostIP"], m["hostPort"]) == "[fd00::1]:9090"
+    assert endpoint(m["podIP"], m["podPort"]) == "[fd00:22::2]:90"
+    assert endpoint("", 8080) == "*:8080" and endpoint("10.0.0.2", 80) == "10.0.0.2:80"
