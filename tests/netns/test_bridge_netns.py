@@ -755,3 +755,20 @@ def test_unusable_ipam_result_is_released(
     assert add.code == 1 and "missing IP config" in add.json["msg"], add.out
     assert not marker.exists()  # released
     assert links(pod) == ["lo"]
+
+
+def test_status_passes_on_the_ipam_answer(runner: Runner, net: Net, bin_dir: Any) -> None:
+    """STATUS is the IPAM plugin's STATUS: its code and message come through unchanged."""
+    fake = bin_dir / "down-ipam"
+    fake.write_text(
+        "#!/bin/sh\ncat >/dev/null\n"
+        'echo \'{"code": 50, "msg": "address pool not reachable"}\'\nexit 1\n'
+    )
+    fake.chmod(0o755)
+    for plugin in ("bridge", "ptp"):
+        conf = net.conf("1.1.0", type=plugin, ipam={"type": "down-ipam"})
+        out = runner.run(plugin, "STATUS", conf)
+        assert out.code == 1 and out.json["code"] == 50, (plugin, out.out)
+        assert out.json["msg"] == "address pool not reachable"
+    # layer 2 only: nothing to ask, ready
+    assert runner.run("bridge", "STATUS", net.conf("1.1.0", ipam={})).code == 0
