@@ -36,6 +36,7 @@ def cmd_add(args: CmdArgs) -> dict[str, Any]:
     try:
         with store:
             owned: list[str] | None = None
+            live: set[str] = set()  # lease contents seen by the scan, when there is one
             try:
                 for idx, rangeset in enumerate(conf.ranges):
                     want: IP | None = None
@@ -45,7 +46,7 @@ def cmd_add(args: CmdArgs) -> dict[str, Any]:
                             requested.remove(ip)
                             break
                     if want is None and owned is None:
-                        owned = store.get_by_id(cid, ifname)
+                        owned = store.get_by_id(cid, ifname, live)
                     alloc = Allocator(rangeset, store, idx)
                     try:
                         allocations.append(alloc.get(cid, ifname, want, owned or []))
@@ -66,6 +67,9 @@ def cmd_add(args: CmdArgs) -> dict[str, Any]:
             ]
             new = [ip_str(a.ip) for a in allocations]
             store.write_hint(cid, ifname, list(dict.fromkeys(hint + new)))
+            if owned is not None:  # a full scan was paid for: drop hints no lease backs
+                live.add(match)
+                store.prune_hints(live)
     finally:
         store.close()
 

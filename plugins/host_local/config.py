@@ -26,6 +26,7 @@ class ConfigError(CNIError):
     so does this one: a runtime sees the same code from either implementation.
     """
 
+
 _BITS = {4: 32, 6: 128}
 
 

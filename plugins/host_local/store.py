@@ -139,11 +139,20 @@ class Store:
         """Every lease in the directory as (ip text, trimmed content)."""
         return scan_dir(self.dir)
 
-    def get_by_id(self, container_id: str, ifname: str) -> list[str]:
-        """All leases of the attachment, by a full scan (either content format)."""
+    def get_by_id(self, container_id: str, ifname: str, seen: set[str] | None = None) -> list[str]:
+        """All leases of the attachment, by a full scan (either content format).
+
+        When ``seen`` is given, every lease content met on the way is added to it.
+        """
         match = lease_content(container_id, ifname)
         old = container_id.strip()
-        return [ip for ip, content in self.scan() if content in (match, old)]
+        out = []
+        for ip, content in self.scan():
+            if seen is not None:
+                seen.add(content)
+            if content in (match, old):
+                out.append(ip)
+        return out
 
     def release_by_id(self, container_id: str, ifname: str, legacy: bool = True) -> list[str]:
         """Release the attachment's leases (or, when none and ``legacy``, its id-only ones)."""
@@ -202,6 +211,17 @@ class Store:
         path = self._hint_path(container_id, ifname)
         if path is not None:
             _unlink(path)
+
+    def prune_hints(self, live: set[str]) -> None:
+        """Drop the hints of attachments that own no lease (content not in ``live``).
+
+        Such hints are left when another implementation (the Go plugin) released our
+        leases; they are harmless but would pile up. Call it with the lock held and the
+        contents of a full scan.
+        """
+        for cid, ifname in list(self.hints()):
+            if lease_content(cid, ifname) not in live:
+                self.drop_hint(cid, ifname)
 
     def hints(self) -> Iterator[tuple[str, str]]:
         """(container id, ifname) of every hint file."""

@@ -656,3 +656,17 @@ print(json.dumps(heavy))
     )
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout) == []
+
+
+def test_add_drops_hints_no_lease_backs(hl: HL) -> None:
+    """A hint whose leases another implementation released is removed by the next ADD."""
+    conf = hl.conf()
+    hl.add(conf, cid="gone")
+    hl.add(conf, cid="kept")
+    for ip, content in hl.leases().items():  # released behind our back (no hint update)
+        if content.startswith(b"gone"):
+            (hl.dir / ip).unlink()
+    assert hint_path(hl, "gone").exists()
+    hl.add(conf, cid="new")
+    assert not hint_path(hl, "gone").exists()
+    assert hint_path(hl, "kept").exists() and hint_path(hl, "new").exists()
