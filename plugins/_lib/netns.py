@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from cnitool.spec.errors import INTERNAL, InvalidNetNSError
 
 CLONE_NEWNET = 0x40000000
+NS_GET_NSTYPE = 0xB703  # ioctl on a namespace fd: its CLONE_NEW* type
 NSFS_MAGIC = 0x6E736673
 PROC_SUPER_MAGIC = 0x9FA0
 
@@ -91,7 +92,22 @@ def open_netns(path: str) -> int:
         raise NotANetNSError(
             f'failed to open netns "{path}": unknown FS magic on "{path}": {ftype:x}'
         )
+    if _ns_type(fd) not in (None, CLONE_NEWNET):
+        os.close(fd)
+        raise NotANetNSError(
+            f'failed to open netns "{path}": "{path}" is a namespace, but not a network one'
+        )
     return fd
+
+
+def _ns_type(fd: int) -> int | None:
+    """The CLONE_NEW* type of a namespace fd (None when the kernel cannot tell)."""
+    import fcntl
+
+    try:
+        return fcntl.ioctl(fd, NS_GET_NSTYPE)
+    except OSError:
+        return None
 
 
 def current_netns() -> int:

@@ -248,7 +248,9 @@ def test_gateway_address_is_the_first_host(runner: Runner, netns_factory: Any) -
 
 
 @pytest.mark.parametrize("plugin", ["bridge", "ptp", "loopback"])
-@pytest.mark.parametrize("netns", ["/run/netns/does-not-exist", "/etc/hostname"])
+@pytest.mark.parametrize(
+    "netns", ["/run/netns/does-not-exist", "/etc/hostname", "/proc/self/ns/mnt"]
+)
 def test_unusable_netns_same_code_as_go(
     bin_dir: Path, reference_bin: Path, runner: Runner, plugin: str, netns: str
 ) -> None:

@@ -125,6 +125,10 @@ def test_missing_and_non_namespace_paths(tmp_path: Any) -> None:
     regular.write_text("")
     with pytest.raises(netns.NotANetNSError):
         netns.open_netns(str(regular))
+    with pytest.raises(netns.NotANetNSError) as other_kind:  # a mount namespace
+        netns.open_netns("/proc/self/ns/mnt")
+    assert "not a network one" in other_kind.value.msg
+    os.close(netns.open_netns("/proc/self/ns/net"))
     assert not (tmp_path / "nope").exists()  # never created
 
 
