@@ -92,12 +92,19 @@ def test_seed_flannel_portmap_chain(
 ) -> None:
     """``seed-nft`` is the seed as is (the host's nf_tables iptables); the other runs the
     same list on legacy x_tables with FLANNEL_IPMASQ=false, so the bridge adds (and must
-    remove) its ipMasq chain too."""
+    remove) its ipMasq chain too, and with ``hairpinMode`` so the pod can reach itself
+    through the hostPort."""
     node, pod, client = netns_factory(), netns_factory(), netns_factory()
     n_node, n_client = os.path.basename(node), os.path.basename(client)
     conf_dir = tmp_path / "net.d"
     conf_dir.mkdir()
-    (conf_dir / "10-flannel.conflist").write_text(SEED_CONFLIST)
+    conflist = SEED_CONFLIST
+    if not flannel_masq:
+        conflist = conflist.replace(
+            '"forceAddress": true,', '"forceAddress": true,\n"hairpinMode": true,'
+        )
+        assert "hairpinMode" in conflist
+    (conf_dir / "10-flannel.conflist").write_text(conflist)
     os.makedirs("/run/flannel", exist_ok=True)
     subnet_env = SUBNET_ENV if flannel_masq else SUBNET_ENV.replace("=true", "=false")
     Path("/run/flannel/subnet.env").write_text(subnet_env)
@@ -170,6 +177,12 @@ def test_seed_flannel_portmap_chain(
         assert server.stdout is not None and server.stdout.readline().strip() == "ready"
         assert fetch(client, "192.168.77.1", 8080) == "hello from pod"
         assert fetch(node, "127.0.0.1", 8080) == "hello from pod"  # route_localnet + masquerade
+        assert fetch(node, "192.168.77.1", 8080) == "hello from pod"  # the node's own address
+        if not flannel_masq:
+            # the pod reaches itself through the node's hostPort (SETMARK + MASQ); needs the
+            # bridge port in hairpin mode (br_netfilter bridges the DNATed packet back out
+            # of the port it came in), which the seed list does not set
+            assert fetch(pod, "192.168.77.1", 8080) == "hello from pod"
         chk = sh(*cnitool, "check", "cni0", pod, *common, netns=node, env=env)
         # the seed list is 0.3.1: CHECK is refused before any plugin runs
         assert chk.returncode == 1 and "does not support the CHECK command" in chk.stderr
