@@ -149,6 +149,23 @@ def prev_result(conf: Mapping[str, Any]) -> Result | None:
     return results.convert(res, "1.1.0")
 
 
+def prev_cidrs(raw: Mapping[str, Any], ifname: str) -> list[str]:
+    """The addresses ``prevResult`` gives ``ifname`` (for a DEL whose netns is gone)."""
+    try:
+        prev = prev_result(raw)
+    except CNIError:
+        return []
+    if not prev:
+        return []
+    ifaces = prev.get("interfaces") or []
+    out = []
+    for ipc in prev.get("ips") or []:
+        idx = ipc.get("interface")
+        if idx is None or (0 <= idx < len(ifaces) and ifaces[idx].get("name") == ifname):
+            out.append(ipc["address"])
+    return out
+
+
 # -- interface configuration ------------------------------------------------------------
 def configure_iface(nl: Netlink, ifname: str, result: Result) -> None:
     """Give ``ifname`` the result's addresses for it, bring it up, add the routes."""

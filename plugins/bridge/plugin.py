@@ -319,7 +319,7 @@ def cmd_del(cmd: skel.CmdArgs) -> None:
             errors.append(exc)
     if cmd.netns and conf.ip_masq:
         if not cidrs:
-            cidrs = _prev_cidrs(conf.raw, cmd.ifname)
+            cidrs = ipam.prev_cidrs(conf.raw, cmd.ifname)
         if cidrs:
             try:
                 from .._lib import ipmasq
@@ -330,22 +330,6 @@ def cmd_del(cmd: skel.CmdArgs) -> None:
             except Exception as exc:  # noqa: BLE001
                 errors.append(exc)
     ipam.raise_collected(errors)
-
-
-def _prev_cidrs(raw: dict[str, Any], ifname: str) -> list[str]:
-    try:
-        prev = ipam.prev_result(raw)
-    except CNIError:
-        return []
-    if not prev:
-        return []
-    ifaces = prev.get("interfaces") or []
-    out = []
-    for ipc in prev.get("ips") or []:
-        idx = ipc.get("interface")
-        if idx is None or (0 <= idx < len(ifaces) and ifaces[idx].get("name") == ifname):
-            out.append(ipc["address"])
-    return out
 
 
 # -- CHECK ------------------------------------------------------------------------------

@@ -207,6 +207,8 @@ def cmd_del(cmd: skel.CmdArgs) -> None:
             pass  # the namespace, and the veth pair with it, is already gone
         except Exception as exc:  # noqa: BLE001
             errors.append(exc)
+    if conf.ip_masq and not cidrs and cmd.netns:
+        cidrs = ipam.prev_cidrs(conf.raw, cmd.ifname)  # the netns (and link) went first
     if cidrs and conf.ip_masq:
         try:
             from .._lib import ipmasq

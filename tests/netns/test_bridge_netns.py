@@ -772,3 +772,24 @@ def test_status_passes_on_the_ipam_answer(runner: Runner, net: Net, bin_dir: Any
         assert out.json["msg"] == "address pool not reachable"
     # layer 2 only: nothing to ask, ready
     assert runner.run("bridge", "STATUS", net.conf("1.1.0", ipam={})).code == 0
+
+
+def test_ip_masq_removed_when_the_netns_went_first(
+    runner: Runner, net: Net, netns_factory: Any
+) -> None:
+    pod, c = netns_factory(), cid()
+    conf = net.conf(isGateway=True, ipMasq=True)
+    add = runner.run("bridge", "ADD", conf, cid=c, netns=pod)
+    assert add.code == 0, add.out
+    ip = add.json["ips"][0]["address"].split("/")[0]
+
+    def nat() -> str:
+        return subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
+
+    assert f"-A POSTROUTING -s {ip}/32" in nat()
+    subprocess.run(["ip", "netns", "del", pod.rsplit("/", 1)[1]], check=True)
+    for _ in range(2):
+        dele = runner.run("bridge", "DEL", dict(conf, prevResult=add.json), cid=c, netns=pod)
+        assert dele.code == 0, dele.out
+    assert f"-s {ip}/32" not in nat() and f'id: \\"{c}\\"' not in nat()
+    assert net.leases() == []

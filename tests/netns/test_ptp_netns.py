@@ -220,3 +220,24 @@ def test_container_setup_failure_releases_ipam_and_links(
     assert lease_files(runner.data_dir, name) == [] and links(pod) == ["lo"]
     # (veths of earlier tests' deleted pods may still be going away)
     assert {n for n in links(None) if n.startswith("veth")} <= set(before)
+
+
+def test_ip_masq_removed_when_the_netns_went_first(runner: Runner, netns_factory: Any) -> None:
+    """DEL after the netns is gone still removes the masquerade rules (from prevResult)."""
+    _, subnet, name = unique_net()
+    pod, c = netns_factory(), cid()
+    conf = conf_for(runner, "1.0.0", subnet, name, ipMasq=True)
+    add = runner.run("ptp", "ADD", conf, cid=c, netns=pod)
+    assert add.code == 0, add.out
+    ip = add.json["ips"][0]["address"].split("/")[0]
+
+    def nat() -> str:
+        return subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
+
+    assert f"-A POSTROUTING -s {ip}/32" in nat()
+    subprocess.run(["ip", "netns", "del", pod.rsplit("/", 1)[1]], check=True)
+    for _ in range(2):  # and a repeated DEL is fine
+        dele = runner.run("ptp", "DEL", dict(conf, prevResult=add.json), cid=c, netns=pod)
+        assert dele.code == 0, dele.out
+    assert f"-s {ip}/32" not in nat() and f'id: \\"{c}\\"' not in nat()
+    assert lease_files(runner.data_dir, name) == []
