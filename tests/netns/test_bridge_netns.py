@@ -793,3 +793,26 @@ def test_ip_masq_removed_when_the_netns_went_first(
         assert dele.code == 0, dele.out
     assert f"-s {ip}/32" not in nat() and f'id: \\"{c}\\"' not in nat()
     assert net.leases() == []
+
+
+@pytest.mark.parametrize("plugin", ["bridge", "ptp"])
+def test_exhausted_range_and_taken_ip_leave_nothing(
+    runner: Runner, net: Net, netns_factory: Any, plugin: str
+) -> None:
+    """IPAM refusing (no address left, requested one taken): the veth made before is gone."""
+    ipam = host_local("10.251.0.0/30", runner.data_dir)  # one usable address: .2
+    first = netns_factory()
+    conf = net.conf(type=plugin, ipam=ipam)
+    assert runner.run(plugin, "ADD", conf, cid=cid(), netns=first).code == 0
+    before = [n for n in links(None) if n.startswith("veth")]
+    for args, needle in (
+        ("", "no IP addresses available"),
+        ("IgnoreUnknown=1;IP=10.251.0.2", "not available"),
+    ):
+        pod = netns_factory()
+        add = runner.run(plugin, "ADD", conf, cid=cid(), netns=pod, args=args)
+        assert add.code == 1 and needle in add.json["msg"], add.out
+        assert add.json["code"] == 999  # as the reference reports it
+        assert links(pod) == ["lo"]
+        assert {n for n in links(None) if n.startswith("veth")} <= set(before)
+    assert len(lease_files(runner.data_dir, net.name)) == 1
