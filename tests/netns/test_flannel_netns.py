@@ -21,7 +21,13 @@ SUBNET_ENV = "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.3.1/24\nFLANN
 
 
 def run(
-    node: str, pod: str, verb: str, conf: dict[str, Any], cni_path: str, cid: str
+    node: str,
+    pod: str,
+    verb: str,
+    conf: dict[str, Any],
+    cni_path: str,
+    cid: str,
+    extra_env: dict[str, str] | None = None,
 ) -> tuple[Any, int, str]:
     from cnitool_plugins._lib.netns import open_netns, run_in_netns
     from cnitool_plugins.flannel.__main__ import PLUGIN
@@ -37,6 +43,7 @@ def run(
             "CNI_IFNAME": "eth0",
             "CNI_PATH": cni_path,
             "CNI_ARGS": "",
+            **(extra_env or {}),
         }
     )
     err = io.StringIO()
@@ -127,11 +134,15 @@ V6_ONLY_ENV = (
 )
 
 
+@pytest.mark.parametrize("backend", ["nft", "legacy"])
 @pytest.mark.parametrize("text", [DUAL_ENV, V6_ONLY_ENV], ids=["dual-stack", "ipv6-only"])
 def test_flannel_ipv6_subnet_env(
-    text: str, netns_factory: Callable[[], str], tmp_path: Path, bin_dir: Path
+    text: str, backend: str, netns_factory: Callable[[], str], tmp_path: Path, bin_dir: Path
 ) -> None:
+    """On legacy x_tables the bridge (a fresh process) masquerades IPv4 through libiptc
+    and IPv6 through iptables-legacy-restore."""
     node, pod = netns_factory(), netns_factory()
+    be_env = {"PYCNI_IPTABLES_BACKEND": backend}
     sub = tmp_path / "subnet.env"
     sub.write_text(text)
     ipam_dir = tmp_path / "ipam"
@@ -144,7 +155,7 @@ def test_flannel_ipv6_subnet_env(
         "ipam": {"dataDir": str(ipam_dir)},
     }
     cid = "flannel-v6"
-    out, code, err = run(node, pod, "ADD", conf, str(bin_dir), cid)
+    out, code, err = run(node, pod, "ADD", conf, str(bin_dir), cid, be_env)
     assert code == 0, (out, err)
     addrs = [i["address"] for i in out["ips"]]
     v4 = [a for a in addrs if ":" not in a]
@@ -154,25 +165,26 @@ def test_flannel_ipv6_subnet_env(
     assert "fd44::/56 via fd44:0:0:3::1 dev eth0" in ip(pod, "-6", "route")
     if v4:
         assert "10.244.0.0/16 via 10.244.3.1 dev eth0" in ip(pod, "route")
+
     # FLANNEL_IPMASQ=false: the bridge masquerades the pod's IPv6 address too
-    save6 = subprocess.run(
-        ["nsenter", f"--net={node}", "ip6tables-save", "-t", "nat"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert f"-s {v6[0].split('/')[0]}/128" in save6 and f'id: \\"{cid}\\"' in save6
-    out, code, err = run(node, pod, "DEL", conf, str(bin_dir), cid)
-    assert code == 0, (out, err)
-    assert not (tmp_path / "flannel" / cid).exists()
-    assert not [f for f in os.listdir(ipam_dir / "cbr6") if ":" in f or f[0].isdigit()]
-    for tool in ("iptables-save", "ip6tables-save"):
-        left = subprocess.run(
-            ["nsenter", f"--net={node}", tool, "-t", "nat"],
+    def save(tool: str) -> str:
+        return subprocess.run(
+            ["nsenter", f"--net={node}", f"{tool}-{backend}-save", "-t", "nat"],
             capture_output=True,
             text=True,
             check=True,
         ).stdout
+
+    save6 = save("ip6tables")
+    assert f"-s {v6[0].split('/')[0]}/128" in save6 and f'id: \\"{cid}\\"' in save6
+    if v4:
+        assert f"-s {v4[0].split('/')[0]}/32" in save("iptables")
+    out, code, err = run(node, pod, "DEL", conf, str(bin_dir), cid, be_env)
+    assert code == 0, (out, err)
+    assert not (tmp_path / "flannel" / cid).exists()
+    assert not [f for f in os.listdir(ipam_dir / "cbr6") if ":" in f or f[0].isdigit()]
+    for tool in ("iptables", "ip6tables"):
+        left = save(tool)
         assert cid not in left, (tool, left)
 
 
