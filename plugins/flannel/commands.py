@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import json
 import os
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from cnitool import invoke, skel
+from cnitool import skel
 from cnitool.spec.errors import CNIError, InvalidConfigError
 from cnitool.spec.jsonfmt import dumps_compact
 
-from . import subnet_env
-from .subnet_env import SubnetEnv
+if TYPE_CHECKING:
+    from .subnet_env import SubnetEnv
+
+# ipaddress, subnet_env and cnitool.invoke are imported where needed: a DEL without a
+# scratch file (every repeated DEL) needs none of them
 
 DEFAULT_SUBNET_FILE = "/run/flannel/subnet.env"
 DEFAULT_DATA_DIR = "/var/lib/cni/flannel"
@@ -38,6 +40,8 @@ def _obj_key(conf: dict[str, Any], key: str) -> dict[str, Any] | None:
 
 
 def _routes(ipam: dict[str, Any]) -> list[dict[str, Any]]:
+    import ipaddress
+
     raw = ipam.get("routes")
     if raw is None:
         return []
@@ -133,6 +137,10 @@ def save_scratch(data_dir: str, container_id: str, data: bytes) -> None:
 
 
 def cmd_add(cmd: skel.CmdArgs) -> dict[str, Any]:
+    from cnitool import invoke
+
+    from . import subnet_env
+
     conf = cmd.config()
     subnet_file = _str_key(conf, "subnetFile", DEFAULT_SUBNET_FILE)
     data_dir = _str_key(conf, "dataDir", DEFAULT_DATA_DIR)
@@ -176,6 +184,8 @@ def cmd_del(cmd: skel.CmdArgs) -> None:
         _log(cmd.stderr, f"failed to parse netconf {path}: {e}")
         os.unlink(path)
         return
+    from cnitool import invoke
+
     invoke.delegate_del(ptype, data, cmd.env, cmd.stderr)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)

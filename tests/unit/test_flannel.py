@@ -300,3 +300,22 @@ def test_flannel_import_is_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_del_without_scratch_loads_no_delegation_or_address_code(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import io, json, sys\n"
+        "from cnitool import skel\n"
+        "from cnitool_plugins.flannel.__main__ import PLUGIN\n"
+        "env = {'CNI_COMMAND': 'DEL', 'CNI_CONTAINERID': 'c', 'CNI_NETNS': '/x',"
+        " 'CNI_IFNAME': 'eth0', 'CNI_PATH': '/x'}\n"
+        f"conf = {{'cniVersion': '1.0.0', 'name': 'n', 'dataDir': {str(tmp_path)!r}}}\n"
+        "out, rc = skel.run(PLUGIN, env, json.dumps(conf).encode(), io.StringIO())\n"
+        "mods = ('cnitool.invoke', 'ipaddress', 'subprocess', 'cnitool_plugins.flannel.subnet_env')\n"
+        "print(rc, sorted(m for m in mods if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "0 []", out.stdout
