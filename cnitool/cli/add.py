@@ -137,6 +137,15 @@ def command(network: str, netns: str, **kw: Any) -> None:
 
         try:
             result = cni.add_network_list(net, rt)
+        except KeyboardInterrupt:  # the running plugin's process group is already killed
+            if not settings.extra.get("no_rollback"):
+                note("cnitool: interrupted; running DEL for the chain")
+                problems = _rollback(cni, net, rt)
+                for problem in problems:
+                    note("cnitool: rollback " + describe_error(problem, "del"))
+                if created and not problems:
+                    _drop_created(path)
+            raise
         except CNIError as err:  # a plugin failed, or the result could not be cached
             if settings.extra.get("no_rollback"):
                 raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -516,3 +517,44 @@ def test_add_timeout_kills_the_plugin_and_rolls_back(
         ["pgrep", "-f", f"^sleep {naptime}$"], capture_output=True, text=True, check=False
     ).stdout.split()
     assert sleepers == []  # the whole process group was killed
+
+
+def test_interrupted_add_rolls_back_and_exits_130(
+    cli: Env, netns_factory: Callable[[], str]
+) -> None:
+    """Ctrl-C while a plugin runs: the plugin's group is killed, DEL runs for the chain."""
+    cli.install("noop")
+    first = debug_file(cli, "first", ReportResult=json.dumps(RESULT))
+    log = cli.tmp / "hang.log"
+    hang = cli.bin / "hang"
+    hang.write_text(
+        "#!/bin/sh\n"
+        "cat >/dev/null\n"
+        f"echo $CNI_COMMAND >> {log}\n"
+        '[ "$CNI_COMMAND" = ADD ] && sleep 60\n'
+        "exit 0\n"
+    )
+    hang.chmod(0o755)
+    cli.conflist("chain", [{"type": "noop", "debugFile": str(first)}, {"type": "hang"}])
+    ns = netns_factory()
+    env = {**os.environ, "NETCONFPATH": str(cli.conf), "CNI_PATH": str(cli.bin)}
+    argv = [cli.python, "-m", "cnitool.cli", "add", "chain", ns, "-o", "json"]
+    proc = subprocess.Popen(
+        [*argv, "--cache-dir", str(cli.cache)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 20
+    while not (log.exists() and log.read_text().split() == ["ADD"]):
+        assert time.monotonic() < deadline, "the hanging plugin never started"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert out == ""
+    assert "interrupted; running DEL for the chain" in err
+    assert log.read_text().split() == ["ADD", "DEL"]
+    assert json.loads(first.read_text())["Command"] == "DEL"
+    assert cli.cache_files() == []
