@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ..spec.version import ALL
 from .common import DEFAULT_CONF_DIR, reporting, split_bin_dirs
 from .output import print_table, write_json
 
@@ -33,6 +34,14 @@ def _entries(conf_dir: str) -> list[tuple[dict[str, Any], NetworkConfigList | No
         }
         if entry.shadowed_by:
             row["problems"].append(f"shadowed by {os.path.basename(entry.shadowed_by)}")
+        elif entry.blocked_by and net is not None:
+            # libcni stops at the broken file before it reaches this one
+            row["active"] = False
+            row["problems"].append(
+                f"unreachable: {os.path.basename(entry.blocked_by)} fails to load first"
+            )
+        if net is not None and net.cni_version not in ALL:
+            row["problems"].append(f'cniVersion "{net.cni_version}" is not a CNI spec version')
         if net is not None:
             dropins = sorted({p.source for p in net.plugins if p.source and p.source != entry.path})
             if dropins:

@@ -477,6 +477,21 @@ def test_networks_lists_files_and_problems(env: dict[str, Path]) -> None:
     assert rows[2]["problems"]
 
 
+def test_networks_flags_bad_versions_and_files_behind_a_broken_one(env: dict[str, Path]) -> None:
+    (env["conf"] / "10-broken.conflist").write_text("{")
+    (env["conf"] / "20-odd.conflist").write_text(
+        json.dumps({"cniVersion": "abc", "name": "odd", "plugins": [{"type": "ptp"}]})
+    )
+    res = CliRunner().invoke(cli, ["networks", "--cni-conf-dir", str(env["conf"]), "-o", "json"])
+    assert res.exit_code == 1
+    odd = json.loads(res.stdout)[1]
+    assert odd["name"] == "odd" and odd["active"] is False
+    assert odd["problems"] == [
+        "unreachable: 10-broken.conflist fails to load first",
+        'cniVersion "abc" is not a CNI spec version',
+    ]
+
+
 def test_version_rejects_a_non_positive_timeout(env: dict[str, Path]) -> None:
     res = CliRunner().invoke(cli, ["version", "--cni-bin-dir", str(env["bin"]), "--timeout", "-1"])
     assert res.exit_code == 2
