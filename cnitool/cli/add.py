@@ -11,14 +11,12 @@ from .common import (
     Settings,
     attachment_options,
     common_options,
-    complete_netns,
-    complete_network,
     describe_error,
+    dry_run_option,
     fail,
     is_named_netns_path,
+    load_attachment,
     reporting,
-    resolve_netns,
-    runtime_conf,
 )
 from .output import note, render_result, write_json_result
 
@@ -95,20 +93,14 @@ def _rollback(cni: CNIConfig, net: NetworkConfigList, rt: RuntimeConf) -> list[E
 
 
 @click.command("add", short_help="Attach a container netns to a network (runs ADD).")
-@click.argument("network", shell_complete=complete_network)
-@click.argument("netns", shell_complete=complete_netns)
 @attachment_options
 @click.option(
     "--no-rollback",
     is_flag=True,
     help="When ADD fails part-way, leave it; by default DEL runs for the whole chain.",
 )
-@click.option(
-    "--dry-run",
-    is_flag=True,
-    help="Show what each plugin would get (path, CNI_* variables, stdin); run nothing.",
-)
-@common_options
+@dry_run_option
+@common_options("auto: tables on a terminal, the result JSON (Go's bytes) otherwise.")
 def command(network: str, netns: str, **kw: Any) -> None:
     """Attach NETNS to NETWORK: run ADD for each plugin of the network's configuration
     and print the final result.
@@ -121,14 +113,10 @@ def command(network: str, netns: str, **kw: Any) -> None:
     """
     settings = Settings.from_kwargs(kw)
     with reporting("add", settings.debug):
-        path = resolve_netns(netns)
-        rt = runtime_conf(path, settings.extra)
-        net = settings.load_network(network)
-        if settings.extra.get("dry_run"):
-            from .dryrun import plan, show
-
-            show(plan(settings.cni_config(), net, rt, "ADD"), settings.json_output())
+        loaded = load_attachment(settings, network, netns, "ADD")
+        if loaded is None:
             return
+        path, rt, net = loaded
         cni = settings.cni_config()
         _refuse_second_add(cni, net, rt)
         _preflight(net, settings.bin_dirs)

@@ -8,7 +8,14 @@ from typing import Any
 
 import click
 
-from .common import DEFAULT_CACHE_DIR, reporting
+from .common import (
+    cache_dir_option,
+    debug_option,
+    ifname_option,
+    output_option,
+    reporting,
+    wants_json,
+)
 from .output import print_table, write_json
 
 
@@ -28,24 +35,11 @@ def _addresses(result: dict[str, Any] | None) -> list[str]:
 
 
 @command.command("list")
-@click.option(
-    "--cache-dir",
-    default=DEFAULT_CACHE_DIR,
-    show_default=True,
-    metavar="DIR",
-    help="Result cache directory.",
-)
+@cache_dir_option()
 @click.option("--container-id", default="", metavar="ID", help="Only this container's attachments.")
 @click.option("--network", default="", metavar="NAME", help="Only this network's attachments.")
-@click.option(
-    "--output",
-    "-o",
-    type=click.Choice(["auto", "json", "table"]),
-    default="auto",
-    show_default=True,
-    help="auto: a table on a terminal, JSON otherwise.",
-)
-@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@output_option()
+@debug_option()
 def list_(cache_dir: str, container_id: str, network: str, output: str, debug: bool) -> None:
     """List cached attachments: network, container ID, interface, netns and addresses."""
     from ..libcni.cache import ResultCache
@@ -65,7 +59,7 @@ def list_(cache_dir: str, container_id: str, network: str, output: str, debug: b
         for a in atts
         if not network or a.network == network
     ]
-    if output == "json" or (output == "auto" and not sys.stdout.isatty()):
+    if wants_json(output):
         write_json(rows)
     elif not rows:
         click.echo(f"no cached attachments in {cache_dir}", err=True)
@@ -87,27 +81,14 @@ def _attachment_args(func: Any) -> Any:
         [
             click.argument("network", shell_complete=complete_network),
             click.argument("netns", shell_complete=complete_netns),
-            click.option(
-                "--cache-dir",
-                default=DEFAULT_CACHE_DIR,
-                show_default=True,
-                metavar="DIR",
-                help="Result cache directory.",
-            ),
+            cache_dir_option(),
             click.option(
                 "--container-id",
                 metavar="ID",
                 help="Container ID (default: derived from the netns path, as add does).",
             ),
-            click.option(
-                "--ifname",
-                "-i",
-                envvar="CNI_IFNAME",
-                default="eth0",
-                show_default=True,
-                help="Interface name [env CNI_IFNAME].",
-            ),
-            click.option("--debug", is_flag=True, help="Show tracebacks."),
+            ifname_option(),
+            debug_option(),
         ]
     ):
         func = deco(func)

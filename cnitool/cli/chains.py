@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import re
 import shutil
-import sys
 from collections.abc import Iterable
 from typing import Any
 
 import click
 
-from .common import reporting
+from .common import debug_option, output_option, reporting, wants_json
 from .output import note, write_json
 
 COMMENT_RE = re.compile(r'^(?:dnat |snat )?name: "(?P<net>.*)" id: "(?P<cid>.*)"$')
@@ -211,15 +210,8 @@ def _draw(report: dict[str, Any]) -> None:
     show_default=True,
     help="IP family to read.",
 )
-@click.option(
-    "--output",
-    "-o",
-    type=click.Choice(["auto", "json", "tree"]),
-    default="auto",
-    show_default=True,
-    help="auto: a tree on a terminal, JSON otherwise.",
-)
-@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@output_option("auto: a tree on a terminal, JSON otherwise.", ("auto", "json", "tree"))
+@debug_option()
 def command(network: str | None, family: str, output: str, debug: bool) -> None:
     """Show the nat chains of portmap and ipMasq as a tree: network, container, chains.
 
@@ -231,8 +223,7 @@ def command(network: str | None, family: str, output: str, debug: bool) -> None:
     fams = (4, 6) if family == "all" else (int(family),)
     with reporting("chains", debug):
         report = collect(read_snapshots(fams), network)
-    as_json = output == "json" or (output == "auto" and not sys.stdout.isatty())
-    if as_json:
+    if wants_json(output):
         write_json(report)
     elif report["networks"] or report["shared"] or report["orphans"]:
         _draw(report)

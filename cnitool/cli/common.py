@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from ..spec.errors import CODE_NAMES, CNIError, InvalidConfigError, InvalidEnvironmentError
+from ..spec.errors import CODE_NAMES, CNIError, InvalidEnvironmentError
 
 if TYPE_CHECKING:
     from ..libcni.api import CNIConfig
@@ -112,101 +112,159 @@ def resolve_netns(arg: str) -> str:
 
 
 # ---------------------------------------------------------------------------
-# options
+# options (one definition each, shared by every command that takes them)
+
+OUTPUT_HELP = "auto: a table on a terminal, JSON otherwise."
+NOTE_OUTPUT_HELP = "auto: a one-line note on stderr when stdout is a terminal; json: none."
+DRY_RUN_OUTPUT_HELP = NOTE_OUTPUT_HELP + " Also the format of --dry-run (table or JSON)."
 
 
-def _opt(*decls: str, **kw: Any) -> Callable[[F], F]:
-    return click.option(*decls, **kw)
+def output_option(
+    help: str = OUTPUT_HELP, choices: Sequence[str] = ("auto", "json", "table")
+) -> Callable[[F], F]:
+    return click.option(
+        "--output",
+        "-o",
+        type=click.Choice(list(choices)),
+        default="auto",
+        show_default=True,
+        help=help,
+    )
 
 
-def common_options(func: F) -> F:
-    """Options every CNI verb accepts (added last-to-first so --help lists them in order)."""
-    decorators = [
-        _opt(
-            "--cni-conf-dir",
-            "conf_dir",
-            envvar="NETCONFPATH",
-            default=DEFAULT_CONF_DIR,
-            show_default=True,
-            metavar="DIR",
-            help="Directory of network configurations [env NETCONFPATH].",
-        ),
-        _opt(
-            "--cni-bin-dir",
-            "bin_dirs",
-            multiple=True,
-            metavar="DIR[:DIR...]",
-            help="Plugin directories, repeatable or ':'-separated [env CNI_PATH]; when "
-            "neither is given, /opt/cni/bin is used (the Go tool fails instead).",
-        ),
-        _opt(
-            "--cache-dir",
-            default=DEFAULT_CACHE_DIR,
-            show_default=True,
-            metavar="DIR",
-            help="Result cache directory (results/ lives below it).",
-        ),
-        _opt(
-            "--timeout",
-            type=click.FloatRange(min=0, min_open=True),
-            default=None,
-            metavar="SECONDS",
-            help="Kill a plugin that runs longer than this (default: no limit).",
-        ),
-        _opt(
-            "--output",
-            "-o",
-            type=click.Choice(["auto", "json", "table"]),
-            default="auto",
-            show_default=True,
-            help="auto: a table on a terminal, the result JSON (Go's bytes) otherwise.",
-        ),
-        _opt(
-            "--debug",
-            is_flag=True,
-            help="Show tracebacks and let pycni plugins print theirs (PYCNI_DEBUG=1).",
-        ),
-    ]
+def wants_json(output: str) -> bool:
+    """--output auto means JSON unless stdout is a terminal."""
+    if output == "auto":
+        return not sys.stdout.isatty()
+    return output == "json"
+
+
+def debug_option(help: str = "Show tracebacks.") -> Callable[[F], F]:
+    return click.option("--debug", is_flag=True, help=help)
+
+
+def conf_dir_option(
+    help: str = "Directory of network configurations [env NETCONFPATH].",
+) -> Callable[[F], F]:
+    return click.option(
+        "--cni-conf-dir",
+        "conf_dir",
+        envvar="NETCONFPATH",
+        default=DEFAULT_CONF_DIR,
+        show_default=True,
+        metavar="DIR",
+        help=help,
+    )
+
+
+def bin_dirs_option(
+    help: str = "Plugin directories [env CNI_PATH, else /opt/cni/bin].",
+) -> Callable[[F], F]:
+    """--cni-bin-dir, repeatable; resolve the values with split_bin_dirs()."""
+    return click.option(
+        "--cni-bin-dir", "bin_dirs", multiple=True, metavar="DIR[:DIR...]", help=help
+    )
+
+
+def cache_dir_option(help: str = "Result cache directory.") -> Callable[[F], F]:
+    return click.option(
+        "--cache-dir", default=DEFAULT_CACHE_DIR, show_default=True, metavar="DIR", help=help
+    )
+
+
+def timeout_option(default: float | None, help: str) -> Callable[[F], F]:
+    return click.option(
+        "--timeout",
+        type=click.FloatRange(min=0, min_open=True),
+        default=default,
+        show_default=default is not None,
+        metavar="SECONDS",
+        help=help,
+    )
+
+
+def ifname_option(
+    help: str = "Interface name inside the netns [env CNI_IFNAME].",
+) -> Callable[[F], F]:
+    return click.option(
+        "--ifname",
+        "-i",
+        envvar="CNI_IFNAME",
+        default=DEFAULT_IFNAME,
+        show_default=True,
+        metavar="NAME",
+        help=help,
+    )
+
+
+def _stack(func: F, decorators: Sequence[Callable[[F], F]]) -> F:
+    """Apply decorators so that --help lists their options in the order given."""
     for deco in reversed(decorators):
         func = deco(func)
     return func
+
+
+def common_options(output_help: str) -> Callable[[F], F]:
+    """Options every CNI verb accepts; ``output_help`` says what --output changes."""
+
+    def wrap(func: F) -> F:
+        return _stack(
+            func,
+            [
+                conf_dir_option(),
+                bin_dirs_option(
+                    "Plugin directories, repeatable or ':'-separated [env CNI_PATH]; when "
+                    "neither is given, /opt/cni/bin is used (the Go tool fails instead)."
+                ),
+                cache_dir_option("Result cache directory (results/ lives below it)."),
+                timeout_option(
+                    None, "Kill a plugin that runs longer than this (default: no limit)."
+                ),
+                output_option(output_help),
+                debug_option("Show tracebacks and let pycni plugins print theirs (PYCNI_DEBUG=1)."),
+            ],
+        )
+
+    return wrap
 
 
 def attachment_options(func: F) -> F:
-    """Options naming one attachment (container ID, interface, args)."""
-    decorators = [
-        _opt(
-            "--ifname",
-            "-i",
-            envvar="CNI_IFNAME",
-            default=DEFAULT_IFNAME,
-            show_default=True,
-            help="Interface name inside the netns [env CNI_IFNAME].",
-        ),
-        _opt(
-            "--container-id",
-            metavar="ID",
-            help="Container ID (default: cnitool- + 20 hex chars of sha512 of the netns path).",
-        ),
-        _opt(
-            "--args",
-            "cni_args",
-            envvar="CNI_ARGS",
-            default="",
-            metavar="K=V;K=V",
-            help="CNI_ARGS passed to the plugins [env CNI_ARGS].",
-        ),
-        _opt(
-            "--cap-args",
-            envvar="CAP_ARGS",
-            default="",
-            metavar="JSON|@FILE",
-            help="Capability args as a JSON object, or @file holding one [env CAP_ARGS].",
-        ),
-    ]
-    for deco in reversed(decorators):
-        func = deco(func)
-    return func
+    """NETWORK and NETNS arguments and the options naming one attachment."""
+    return _stack(
+        func,
+        [
+            click.argument("network", shell_complete=complete_network),
+            click.argument("netns", shell_complete=complete_netns),
+            ifname_option(),
+            click.option(
+                "--container-id",
+                metavar="ID",
+                help="Container ID (default: cnitool- + 20 hex chars of sha512 of the netns path).",
+            ),
+            click.option(
+                "--args",
+                "cni_args",
+                envvar="CNI_ARGS",
+                default="",
+                metavar="K=V;K=V",
+                help="CNI_ARGS passed to the plugins [env CNI_ARGS].",
+            ),
+            click.option(
+                "--cap-args",
+                envvar="CAP_ARGS",
+                default="",
+                metavar="JSON|@FILE",
+                help="Capability args as a JSON object, or @file holding one [env CAP_ARGS].",
+            ),
+        ],
+    )
+
+
+dry_run_option = click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Show what each plugin would get (path, CNI_* variables, stdin); run nothing.",
+)
 
 
 # ---------------------------------------------------------------------------
@@ -236,9 +294,7 @@ class Settings:
         )
 
     def json_output(self) -> bool:
-        if self.output == "auto":
-            return not sys.stdout.isatty()
-        return self.output == "json"
+        return wants_json(self.output)
 
     def cni_config(self) -> CNIConfig:
         from ..libcni.api import CNIConfig
@@ -273,6 +329,23 @@ def runtime_conf(netns: str, kw: dict[str, Any]) -> RuntimeConf:
         args=parse_cni_args(kw.get("cni_args") or ""),
         capability_args=parse_cap_args(kw.get("cap_args") or ""),
     )
+
+
+def load_attachment(
+    settings: Settings, network: str, netns: str, verb: str
+) -> tuple[str, RuntimeConf, NetworkConfigList] | None:
+    """The netns path, RuntimeConf and network of an add/check/del call, all validated
+    before any plugin runs. With --dry-run, show what each plugin would get and return
+    None: the caller then runs nothing."""
+    path = resolve_netns(netns)
+    rt = runtime_conf(path, settings.extra)
+    net = settings.load_network(network)
+    if settings.extra.get("dry_run"):
+        from .dryrun import plan, show
+
+        show(plan(settings.cni_config(), net, rt, verb), settings.json_output())
+        return None
+    return path, rt, net
 
 
 def describe_error(err: BaseException, verb: str) -> str:
@@ -316,23 +389,6 @@ def reporting(verb: str, debug: bool) -> Iterator[None]:
         raise
     except Exception as err:  # noqa: BLE001 - the CLI's single error boundary
         fail([describe_error(err, verb)], debug=debug, exc=err)
-
-
-__all__ = [
-    "CNIError",
-    "InvalidConfigError",
-    "Settings",
-    "attachment_options",
-    "common_options",
-    "container_id_for",
-    "describe_error",
-    "fail",
-    "parse_cap_args",
-    "parse_cni_args",
-    "reporting",
-    "resolve_netns",
-    "runtime_conf",
-]
 
 
 # ---------------------------------------------------------------------------

@@ -6,7 +6,14 @@ from typing import Any
 
 import click
 
-from .common import Settings, UsageError, common_options, complete_network, reporting
+from .common import (
+    NOTE_OUTPUT_HELP,
+    Settings,
+    UsageError,
+    common_options,
+    complete_network,
+    reporting,
+)
 from .output import note
 
 
@@ -35,7 +42,7 @@ def parse_valid(values: tuple[str, ...]) -> list[tuple[str, str]]:
     help="An attachment to keep (repeatable). Without any, every cached "
     "attachment of the network is deleted, as the Go tool does.",
 )
-@common_options
+@common_options(NOTE_OUTPUT_HELP)
 def command(network: str, netns: str | None, **kw: Any) -> None:
     """Run DEL for every cached attachment of NETWORK that is not --valid, then send GC
     to the plugins (cniVersion 1.1.0 and later).

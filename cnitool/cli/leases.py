@@ -14,7 +14,16 @@ from typing import Any
 
 import click
 
-from .common import DEFAULT_CACHE_DIR, DEFAULT_CONF_DIR, reporting
+from .common import (
+    DEFAULT_CACHE_DIR,
+    DEFAULT_CONF_DIR,
+    cache_dir_option,
+    conf_dir_option,
+    debug_option,
+    output_option,
+    reporting,
+    wants_json,
+)
 from .output import note, write_json
 
 DEFAULT_DATA_DIR = "/var/lib/cni/networks"
@@ -177,31 +186,13 @@ def _table(records: list[dict[str, Any]]) -> None:
     "--data-dir",
     default=DEFAULT_DATA_DIR,
     show_default=True,
+    metavar="DIR",
     help="host-local dataDir holding one directory per network.",
 )
-@click.option(
-    "--cache-dir",
-    default=DEFAULT_CACHE_DIR,
-    show_default=True,
-    help="libcni result cache directory (to tell which leases are still owned).",
-)
-@click.option(
-    "--cni-conf-dir",
-    "conf_dir",
-    envvar="NETCONFPATH",
-    default=DEFAULT_CONF_DIR,
-    show_default=True,
-    help="Network configurations (to number the range sets).",
-)
-@click.option(
-    "--output",
-    "-o",
-    type=click.Choice(["auto", "json", "table"]),
-    default="auto",
-    show_default=True,
-    help="auto: a table on a terminal, JSON otherwise.",
-)
-@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@cache_dir_option("Result cache directory (to tell which leases are still owned).")
+@conf_dir_option("Network configurations, to number the range sets [env NETCONFPATH].")
+@output_option()
+@debug_option()
 def command(
     network: str | None, data_dir: str, cache_dir: str, conf_dir: str, output: str, debug: bool
 ) -> None:
@@ -211,12 +202,9 @@ def command(
     belongs to (from the network's configuration, "?" when unknown) and whether a cached
     attachment still owns it. Leases nobody owns are marked stale.
     """
-    import sys
-
     with reporting("leases", debug):
         records = collect(data_dir, cache_dir, conf_dir, network)
-    as_json = output == "json" or (output == "auto" and not sys.stdout.isatty())
-    if as_json:
+    if wants_json(output):
         write_json(records)
     elif records:
         _table(records)

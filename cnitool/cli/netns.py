@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
-from .common import reporting
+from .common import debug_option, output_option, reporting, wants_json
 from .output import write_json
 
 
@@ -16,20 +14,13 @@ def command() -> None:
 
 
 @command.command("list")
-@click.option(
-    "--output",
-    "-o",
-    type=click.Choice(["auto", "json", "table"]),
-    default="auto",
-    show_default=True,
-    help="auto: one name per line on a terminal, JSON otherwise.",
-)
+@output_option("auto: one name per line on a terminal, JSON otherwise.")
 def list_(output: str) -> None:
     """List the named network namespaces."""
     from .. import netns
 
     names = netns.list_names()
-    if output == "json" or (output == "auto" and not sys.stdout.isatty()):
+    if wants_json(output):
         write_json(names)
     else:
         for name in names:
@@ -38,7 +29,7 @@ def list_(output: str) -> None:
 
 @command.command("add")
 @click.argument("name")
-@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@debug_option()
 def add(name: str, debug: bool) -> None:
     """Create the named netns NAME (/var/run/netns/NAME) and print its path."""
     from .. import netns
@@ -51,7 +42,7 @@ def add(name: str, debug: bool) -> None:
 @command.command("del")
 @click.argument("names", nargs=-1, required=True)
 @click.option("--missing-ok", is_flag=True, help="Do not fail when a netns does not exist.")
-@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@debug_option()
 def delete(names: tuple[str, ...], missing_ok: bool, debug: bool) -> None:
     """Delete the named netns NAMES (unmount and remove the files)."""
     from .. import netns

@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..spec.version import ALL
-from .common import DEFAULT_CONF_DIR, reporting, split_bin_dirs
+from .common import (
+    bin_dirs_option,
+    conf_dir_option,
+    debug_option,
+    output_option,
+    reporting,
+    split_bin_dirs,
+    timeout_option,
+    wants_json,
+)
 from .output import print_table, write_json
 
 if TYPE_CHECKING:
@@ -96,45 +105,17 @@ def _problems(row: dict[str, Any]) -> str:
 
 
 @click.command("networks", short_help="List the network configurations in the conf dir.")
-@click.option(
-    "--cni-conf-dir",
-    "conf_dir",
-    envvar="NETCONFPATH",
-    default=DEFAULT_CONF_DIR,
-    show_default=True,
-    metavar="DIR",
-    help="Directory of network configurations [env NETCONFPATH].",
-)
-@click.option(
-    "--output",
-    "-o",
-    type=click.Choice(["auto", "json", "table"]),
-    default="auto",
-    show_default=True,
-    help="auto: a table on a terminal, JSON otherwise.",
-)
+@conf_dir_option()
+@output_option()
 @click.option(
     "--validate",
     is_flag=True,
     help="Also ask every plugin of each network for its VERSION: a plugin that is "
     "missing or does not support the network's cniVersion is a problem.",
 )
-@click.option(
-    "--cni-bin-dir",
-    "bin_dirs",
-    multiple=True,
-    metavar="DIR[:DIR...]",
-    help="Plugin directories for --validate [env CNI_PATH, else /opt/cni/bin].",
-)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=10.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="Time allowed for each plugin's VERSION answer (--validate).",
-)
-@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@bin_dirs_option("Plugin directories for --validate [env CNI_PATH, else /opt/cni/bin].")
+@timeout_option(10.0, "Time allowed for each plugin's VERSION answer (--validate).")
+@debug_option()
 def command(
     conf_dir: str,
     output: str,
@@ -148,8 +129,6 @@ def command(
     one with the same name). With --validate, each network's plugins are also checked
     against its cniVersion, as libcni's ValidateNetworkList does, and the JSON output
     gains the enabled capabilities. Exit status 1 when any file has a problem."""
-    import sys
-
     with reporting("networks", debug):
         entries = _entries(conf_dir)
         rows = [row for row, _net in entries]
@@ -160,8 +139,7 @@ def command(
             for (row, _net), (caps, problems) in zip(checked, answers, strict=True):
                 row["capabilities"] = caps
                 row["problems"].extend(problems)
-    as_json = output == "json" or (output == "auto" and not sys.stdout.isatty())
-    if as_json:
+    if wants_json(output):
         write_json(rows)
     elif not rows:
         click.echo(f"no network configurations in {conf_dir}", err=True)

@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import click
 
-from .common import DEFAULT_BIN_DIR, reporting
+from .common import DEFAULT_BIN_DIR, debug_option, output_option, reporting, wants_json
 from .output import print_table, write_json
 
 _BIN_DIR_HELP = "CNI bin dir to manage."
-
-
-def _as_json(output: str) -> bool:
-    return output == "json" or (output == "auto" and not sys.stdout.isatty())
-
-
-_output_option = click.option(
-    "--output",
-    "-o",
-    type=click.Choice(["auto", "json", "table"]),
-    default="auto",
-    show_default=True,
-    help="auto: a table on a terminal, JSON otherwise.",
-)
 
 
 @click.group("plugins", short_help="Install, list or remove plugin launchers.")
@@ -51,8 +36,8 @@ def command() -> None:
     help="Interpreter the launchers run (default: the one running cnitool).",
 )
 @click.option("--force", is_flag=True, help="Replace files that are not pycni launchers.")
-@_output_option
-@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@output_option()
+@debug_option()
 def install(
     names: tuple[str, ...], bin_dir: str, python: str | None, force: bool, output: str, debug: bool
 ) -> None:
@@ -75,7 +60,7 @@ def install(
         }
         for a in actions
     ]
-    if _as_json(output):
+    if wants_json(output):
         write_json(rows)
     else:
         print_table(
@@ -98,7 +83,7 @@ def install(
     "--bin-dir", default=DEFAULT_BIN_DIR, show_default=True, metavar="DIR", help=_BIN_DIR_HELP
 )
 @click.option("--all", "show_all", is_flag=True, help="Also list names with no file.")
-@_output_option
+@output_option()
 def list_(bin_dir: str, show_all: bool, output: str) -> None:
     """Show, for each known plugin name, whether the bin dir holds our launcher, a
     foreign file (such as a Go plugin) or nothing."""
@@ -116,7 +101,7 @@ def list_(bin_dir: str, show_all: bool, output: str) -> None:
         for s in launchers.list_installed(bin_dir)
         if show_all or s.state != "missing"
     ]
-    if _as_json(output):
+    if wants_json(output):
         write_json(rows)
         return
     if not rows:
@@ -140,8 +125,8 @@ def list_(bin_dir: str, show_all: bool, output: str) -> None:
 @click.option(
     "--bin-dir", default=DEFAULT_BIN_DIR, show_default=True, metavar="DIR", help=_BIN_DIR_HELP
 )
-@_output_option
-@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@output_option()
+@debug_option()
 def remove(names: tuple[str, ...], bin_dir: str, output: str, debug: bool) -> None:
     """Delete our launchers for NAMES (default: all) from the bin dir; other files stay."""
     from .. import launchers
@@ -151,7 +136,7 @@ def remove(names: tuple[str, ...], bin_dir: str, output: str, debug: bool) -> No
     rows: list[dict[str, str]] = [
         {"name": a.name, "path": a.path, "action": a.action} for a in actions
     ]
-    if _as_json(output):
+    if wants_json(output):
         write_json(rows)
     else:
         print_table(

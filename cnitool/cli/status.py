@@ -6,14 +6,14 @@ from typing import Any
 
 import click
 
-from .common import Settings, common_options, complete_network, reporting
+from .common import NOTE_OUTPUT_HELP, Settings, common_options, complete_network, reporting
 from .output import note
 
 
 @click.command("status", short_help="Ask the plugins whether a network is ready (STATUS).")
 @click.argument("network", shell_complete=complete_network)
 @click.argument("netns", required=False)
-@common_options
+@common_options(NOTE_OUTPUT_HELP)
 def command(network: str, netns: str | None, **kw: Any) -> None:
     """Run STATUS for each plugin of NETWORK (skipped below cniVersion 1.1.0).
 

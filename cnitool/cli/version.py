@@ -10,7 +10,7 @@ import click
 
 from .. import __version__
 from ..spec.version import CURRENT
-from .common import split_bin_dirs
+from .common import bin_dirs_option, output_option, split_bin_dirs, timeout_option, wants_json
 from .output import print_table, write_json
 
 
@@ -47,40 +47,17 @@ def probe(path: str, timeout: float) -> dict[str, Any]:
 
 
 @click.command("version", short_help="Show the tool version and the plugins' spec versions.")
-@click.option(
-    "--cni-bin-dir",
-    "bin_dirs",
-    multiple=True,
-    metavar="DIR[:DIR...]",
-    help="Plugin directories [env CNI_PATH, else /opt/cni/bin].",
-)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=10.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="Time allowed for each plugin's VERSION answer.",
-)
-@click.option(
-    "--output",
-    "-o",
-    type=click.Choice(["auto", "json", "table"]),
-    default="auto",
-    show_default=True,
-    help="auto: a table on a terminal, JSON otherwise.",
-)
+@bin_dirs_option()
+@timeout_option(10.0, "Time allowed for each plugin's VERSION answer.")
+@output_option()
 def command(bin_dirs: tuple[str, ...], timeout: float, output: str) -> None:
     """Print the cnitool version and the spec version it speaks, then ask every plugin
     in the bin dirs for its VERSION (supported spec versions)."""
-    import sys
-
     dirs = split_bin_dirs(bin_dirs, os.environ.get("CNI_PATH"))
     files = plugin_files(dirs)
     with ThreadPoolExecutor(max_workers=4) as pool:
         rows = list(pool.map(lambda p: probe(p, timeout), files))
-    as_json = output == "json" or (output == "auto" and not sys.stdout.isatty())
-    if as_json:
+    if wants_json(output):
         write_json(
             {"version": __version__, "cniVersion": CURRENT, "binDirs": dirs, "plugins": rows}
         )
