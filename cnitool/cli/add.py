@@ -107,8 +107,8 @@ def command(network: str, netns: str, **kw: Any) -> None:
 
     NETNS is a path, or the name of a netns under /var/run/netns (created when missing).
     When a plugin fails, or the result cannot be cached, DEL runs over the whole chain so
-    nothing is left half made (the spec asks runtimes to do so), and a netns created by
-    this command is removed again; --no-rollback skips both. An attachment that is
+    nothing is left half made (the spec asks runtimes to do so), and a netns this
+    command created is removed again once that DEL succeeded; --no-rollback skips both. An attachment that is
     already cached is not added a second time (the spec forbids it): del it first.
     """
     settings = Settings.from_kwargs(kw)

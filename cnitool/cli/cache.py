@@ -1,4 +1,4 @@
-"""``cnitool cache list``: the attachments recorded in the libcni result cache."""
+"""``cnitool cache list|show|rm``: the attachments recorded in the libcni result cache."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ from .output import print_table, write_json
 
 @click.group("cache", short_help="Inspect the result cache of attachments.")
 def command() -> None:
-    """Inspect the result cache (<cache-dir>/results/<network>-<containerID>-<ifname>)."""
+    """Inspect the result cache: one file per attachment, named
+    <network>-<containerID>-<ifname>, in the results/ folder of the cache dir."""
 
 
 def _addresses(result: dict[str, Any] | None) -> list[str]:
@@ -34,7 +35,7 @@ def _addresses(result: dict[str, Any] | None) -> list[str]:
     return out
 
 
-@command.command("list")
+@command.command("list", short_help="List the cached attachments.")
 @cache_dir_option()
 @click.option("--container-id", default="", metavar="ID", help="Only this container's attachments.")
 @click.option("--network", default="", metavar="NAME", help="Only this network's attachments.")
@@ -106,7 +107,7 @@ def _key(network: str, netns: str, container_id: str | None, ifname: str) -> tup
     return network, cid, ifname
 
 
-@command.command("show")
+@command.command("show", short_help="Print one attachment's cached result.")
 @_attachment_args
 def show(
     network: str, netns: str, cache_dir: str, container_id: str | None, ifname: str, debug: bool
@@ -133,7 +134,7 @@ def show(
         click.echo()
 
 
-@command.command("rm")
+@command.command("rm", short_help="Remove one cache entry without running plugins.")
 @_attachment_args
 def rm(
     network: str, netns: str, cache_dir: str, container_id: str | None, ifname: str, debug: bool

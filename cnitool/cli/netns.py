@@ -27,7 +27,7 @@ def list_(output: str) -> None:
             click.echo(name)
 
 
-@command.command("add")
+@command.command("add", short_help="Create a named netns.")
 @click.argument("name")
 @debug_option()
 def add(name: str, debug: bool) -> None:
@@ -39,7 +39,7 @@ def add(name: str, debug: bool) -> None:
     click.echo(path)
 
 
-@command.command("del")
+@command.command("del", short_help="Delete named netns.")
 @click.argument("names", nargs=-1, required=True)
 @click.option("--missing-ok", is_flag=True, help="Do not fail when a netns does not exist.")
 @debug_option()

@@ -23,7 +23,7 @@ def command() -> None:
     """
 
 
-@command.command("install")
+@command.command("install", short_help="Write launchers into a bin dir.")
 @click.argument("names", nargs=-1)
 @click.option(
     "--bin-dir", default=DEFAULT_BIN_DIR, show_default=True, metavar="DIR", help=_BIN_DIR_HELP
@@ -78,7 +78,7 @@ def install(
         raise SystemExit(1)
 
 
-@command.command("list")
+@command.command("list", short_help="Show what a bin dir holds for each plugin name.")
 @click.option(
     "--bin-dir", default=DEFAULT_BIN_DIR, show_default=True, metavar="DIR", help=_BIN_DIR_HELP
 )
@@ -120,7 +120,7 @@ def list_(bin_dir: str, show_all: bool, output: str) -> None:
     )
 
 
-@command.command("remove")
+@command.command("remove", short_help="Delete launchers from a bin dir.")
 @click.argument("names", nargs=-1)
 @click.option(
     "--bin-dir", default=DEFAULT_BIN_DIR, show_default=True, metavar="DIR", help=_BIN_DIR_HELP
