@@ -150,8 +150,7 @@ def man_pages() -> dict[str, str]:
     parts.append("\n.PP\n".join(_paragraphs(cli.help or "")))
     parts += [".SH OPTIONS", *_options(cli, root_ctx), ".SH COMMANDS"]
     for name in cmds:
-        parts += [".TP", f".B {PROG} {_esc(name)}", _esc(COMMANDS[name][1])]
-        parts[-2] = f".BR {PROG}\\-{_esc(name)} (1)"
+        parts += [".TP", f".BR {PROG}\\-{_esc(name)} (1)", _esc(COMMANDS[name][1])]
     parts += _common_tail(verb=True)
     names = list(cmds)
     parts.append(".SH SEE ALSO")
@@ -185,10 +184,9 @@ def stale(root: Path) -> list[str]:
         for p, text in want.items()
         if not p.is_file() or p.read_text() != text
     ]
-    for folder, pattern in (("man", "*.1"),):
-        for p in (root / folder).glob(pattern):
-            if p not in want:
-                bad.append(f"{p.relative_to(root)} (no longer generated)")
+    for p in (root / "man").glob("*.1"):
+        if p not in want:
+            bad.append(f"{p.relative_to(root)} (no longer generated)")
     return sorted(bad)
 
 
@@ -212,11 +210,12 @@ def main(argv: list[str] | None = None) -> int:
         if bad:
             sys.stderr.write("run: python -m cnitool.cli.gen\n")
         return 1 if bad else 0
-    for path, text in generated(root).items():
+    files = generated(root)
+    for path, text in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     for p in (root / "man").glob("*.1"):
-        if p not in generated(root):
+        if p not in files:
             p.unlink()
     return 0
 
