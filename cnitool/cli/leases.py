@@ -48,14 +48,16 @@ def _range_sets(
     """The network's host-local range sets (and where they came from), if findable."""
     from cnitool_plugins.host_local import config as hl_config  # type: ignore[import-untyped,unused-ignore]
 
+    from ..libcni.config import load_conf_list
+    from ..spec.errors import CNIError
+
     docs: list[tuple[Any, str]] = []
     try:
-        from ..libcni.config import load_conf_list
-
         net = load_conf_list(conf_dir, network)
-        docs.append((json.loads(net.raw_bytes), net.path or conf_dir))
-    except Exception:  # noqa: BLE001 - no usable configuration: try the cache next
+    except CNIError:  # no usable configuration (any more): the cached ones may still say
         pass
+    else:
+        docs.append((json.loads(net.raw_bytes), net.path or conf_dir))
     for data in cached_configs:
         try:
             docs.append((json.loads(data), "result cache"))
@@ -68,7 +70,7 @@ def _range_sets(
         version = doc.get("cniVersion", "") if isinstance(doc, dict) else ""
         try:
             conf = hl_config.load({"cniVersion": version, "name": network, "ipam": ipam}, "")
-        except Exception:  # noqa: BLE001 - an invalid config just means "unknown set"
+        except CNIError:  # an invalid IPAM config: the range set shows as unknown ("?")
             continue
         return conf.ranges, source
     return None, ""

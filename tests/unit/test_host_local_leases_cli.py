@@ -77,6 +77,20 @@ def test_range_sets_from_cache_when_no_config(tmp_path: Path) -> None:
     (confdir / "10-leasenet.conflist").unlink()
     recs = collect(str(data), str(cache), str(confdir))
     assert {r["ip"]: r["rangeSet"] for r in recs}["fd60::3"] == 1
+    # a conf dir libcni cannot load from (a broken file first) falls back the same way
+    (confdir / "00-broken.conflist").write_text("{")
+    recs = collect(str(data), str(cache), str(confdir))
+    assert {r["ip"]: r["rangeSet"] for r in recs}["fd60::3"] == 1
+
+
+def test_unusable_ipam_config_leaves_the_range_set_unknown(tmp_path: Path) -> None:
+    data, cache, confdir = setup(tmp_path)
+    conf = confdir / "10-leasenet.conflist"
+    conf.write_text(conf.read_text().replace('"10.60.0.0/24"', '"not-a-subnet"'))
+    (cache / "results").rename(tmp_path / "no-cache")
+    recs = collect(str(data), str(cache), str(confdir))
+    assert {r["rangeSet"] for r in recs} == {None}
+    assert len(recs) == 5
 
 
 def test_cli_json_and_table(tmp_path: Path) -> None:
