@@ -45,7 +45,7 @@ from cnitool.spec.errors import (
     InvalidNetNSError,
     IOFailureError,
 )
-from cnitool.spec.jsonfmt import dumps_compact
+from cnitool.spec.jsonfmt import dumps_compact, loads
 
 Result = dict[str, Any]
 
@@ -165,7 +165,7 @@ class CmdArgs(_Frozen):
 
     def config(self) -> dict[str, Any]:
         """The request configuration (stdin) as a dict; skel has already checked it."""
-        obj = json.loads(self.stdin_data)
+        obj = loads(self.stdin_data)
         if not isinstance(obj, dict):
             raise DecodingError("error unmarshall network config: not a JSON object")
         return obj
@@ -268,7 +268,7 @@ def _validate_stdin(stdin: bytes) -> None:
         # the Go decoder's wording, for the most common case (nothing on stdin)
         raise DecodingError("error unmarshall network config: unexpected end of JSON input")
     try:
-        obj = json.loads(stdin)
+        obj = loads(stdin)
     except ValueError as exc:
         raise DecodingError(f"error unmarshall network config: {exc}") from None
     if obj is None:
@@ -291,7 +291,7 @@ def _validate_stdin(stdin: bytes) -> None:
 
 def _config_version(stdin: bytes) -> str:
     """The config's ``cniVersion`` as the Go config decoder reads it (empty -> 0.1.0)."""
-    obj = json.loads(stdin)
+    obj = loads(stdin)
     value = obj.get("cniVersion") if isinstance(obj, dict) else None
     if value is None:
         value = ""

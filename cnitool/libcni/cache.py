@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import json
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from typing import Any
 
 from ..spec import names
 from ..spec.errors import DecodingError, IOFailureError
-from ..spec.jsonfmt import dumps_compact
+from ..spec.jsonfmt import dumps_compact, loads
 from .config import NetworkConfigList, go_numbers
 from .runtime import RuntimeConf
 
@@ -108,7 +107,7 @@ def decode_entry(
     if not data.strip():
         raise CacheCorruptError(path, "the file is empty")
     try:
-        obj = json.loads(data)
+        obj = loads(data)
     except ValueError as exc:
         raise CacheCorruptError(path, str(exc)) from None
     if not isinstance(obj, dict):

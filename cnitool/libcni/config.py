@@ -11,7 +11,6 @@ listings.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from typing import Any
 
 from ..spec import version as cni_version
 from ..spec.errors import CNIError, InvalidConfigError
-from ..spec.jsonfmt import dumps_compact, type_name
+from ..spec.jsonfmt import dumps_compact, loads, type_name
 
 CONFLIST_EXTENSIONS = (".conflist",)
 CONF_EXTENSIONS = (".conf", ".json")
@@ -111,13 +110,9 @@ def _show(value: Any) -> str:
 
 def _parse_json(data: bytes, path: str | None, what: str) -> Any:
     try:
-        return json.loads(data, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError (line/column), bad UTF-8
+        return loads(data)
+    except ValueError as exc:  # JSONDecodeError (line/column), bad UTF-8, too deep
         raise ConfigError(f"{_where(path)}error parsing {what}: {exc}") from None
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
 
 
 def _read(path: str) -> bytes:

@@ -8,6 +8,7 @@ the encoded text is safe.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 _GO_ESCAPES = {
@@ -38,8 +39,26 @@ def dumps_indent(obj: Any, *, sort_keys: bool = False) -> str:
 
 
 def loads(data: bytes | str) -> Any:
-    """Parse JSON text; raises ``ValueError`` with the decoder's message."""
-    return json.loads(data)
+    """Parse JSON text as strictly as Go's decoder; every failure is a ``ValueError``.
+
+    Python's decoder accepts ``NaN``/``Infinity`` and reads ``1e999`` as infinity, and
+    runs out of stack on deeply nested input; all of these are decoding errors here.
+    """
+    try:
+        return json.loads(data, parse_constant=_reject_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (math.inf, -math.inf):
+        raise ValueError(f"number {text} is out of range")
+    return value
 
 
 def type_name(value: Any) -> str:

@@ -19,14 +19,13 @@ JSON array to which every recorded call is appended.
 from __future__ import annotations
 
 import base64
-import json
 import os
 from collections.abc import Mapping
 from typing import Any
 
 from cnitool.skel import CmdArgs, RawOutput
 from cnitool.spec.errors import CNIError
-from cnitool.spec.jsonfmt import dumps_compact
+from cnitool.spec.jsonfmt import dumps_compact, loads
 from cnitool.spec.version import CURRENT
 
 from . import DEFAULT_VERSIONS
@@ -62,7 +61,7 @@ def _extra_args(cni_args: str) -> dict[str, str]:
 
 def _load_conf(stdin: bytes) -> dict[str, Any]:
     try:
-        conf = json.loads(stdin) if stdin.strip() else {}
+        conf = loads(stdin) if stdin.strip() else {}
     except ValueError as exc:
         raise CNIError(f"failed to load netconf: {exc}") from None
     if conf is None:
@@ -97,7 +96,7 @@ def read_debug(path: str) -> dict[str, Any]:
     """The debug file as an ordered dict of the known fields (others are dropped)."""
     try:
         with open(path, "rb") as fh:
-            raw = json.loads(fh.read())
+            raw = loads(fh.read())
     except OSError as exc:
         raise CNIError(f"reading debug file {path}: {exc.strerror or exc}") from None
     except ValueError as exc:
@@ -160,7 +159,7 @@ def _append_command_log(path: str, entry: dict[str, Any]) -> None:
     entries: Any = []
     if buf:
         try:
-            entries = json.loads(buf)
+            entries = loads(buf)
         except ValueError as exc:
             raise CNIError(f"decoding command log {path}: {exc}") from None
         if entries is None:

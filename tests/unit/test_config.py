@@ -213,6 +213,10 @@ def test_top_level_must_be_object_and_json_errors_name_position() -> None:
     assert "NaN is not valid JSON" in parse_error(
         '{"name": "n", "mtu": NaN, "plugins": [{"type": "x"}]}'
     )
+    assert "number 1e999 is out of range" in parse_error(
+        '{"name": "n", "mtu": 1e999, "plugins": [{"type": "x"}]}'
+    )
+    assert "nested too deeply" in parse_error('{"name": "n", "x": ' + "[" * 5000 + "]" * 5000 + "}")
 
 
 def test_plugins_validation() -> None:

@@ -174,7 +174,20 @@ def test_empty_stdin_is_code_6_for_every_verb_but_version(verb: str) -> None:
     }
 
 
-@pytest.mark.parametrize("stdin", [b"{not json", b"[1, 2]", b'"x"', b'{"name": 5}', b"\xff\xfe"])
+@pytest.mark.parametrize(
+    "stdin",
+    [
+        b"{not json",
+        b"[1, 2]",
+        b'"x"',
+        b'{"name": 5}',
+        b"\xff\xfe",
+        b"[" * 100000 + b"]" * 100000,
+        b'{"name": "n", "a": ' * 50000 + b"1" + b"}" * 50000,
+        b'{"name": "n", "mtu": 1e999}',
+        b'{"name": "n", "mtu": NaN}',
+    ],
+)
 def test_undecodable_stdin_is_code_6(stdin: bytes) -> None:
     out, code, _ = call(Recorder().plugin(), full_env("ADD"), stdin)
     assert code == 1

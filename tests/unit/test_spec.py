@@ -36,6 +36,25 @@ def test_json_uses_go_escaping() -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "msg"),
+    [
+        ("[" * 5000 + "]" * 5000, "JSON nested too deeply"),
+        ('{"a": 1e999}', "number 1e999 is out of range"),
+        ("[-1E400]", "number -1E400 is out of range"),
+        ("[NaN]", "NaN is not valid JSON"),
+        ("Infinity", "Infinity is not valid JSON"),
+        ("{", "Expecting property name"),
+    ],
+)
+def test_json_loads_rejects_what_go_rejects(text: str, msg: str) -> None:
+    with pytest.raises(ValueError, match=msg):
+        jsonfmt.loads(text)
+    assert jsonfmt.loads('{"a": [1.5, 10000000000000000000000]}') == {
+        "a": [1.5, 10000000000000000000000]
+    }
+
+
+@pytest.mark.parametrize(
     ("text", "parsed"),
     [("", (0, 1, 0)), ("1", (1, 0, 0)), ("0.4", (0, 4, 0)), ("1.1.0", (1, 1, 0))],
 )
