@@ -7,8 +7,8 @@ Measures, as median wall time over N runs of a fresh process each:
   - ``cnitool add ... --output json`` and ``cnitool del`` with one noop plugin
     (cnitool's overhead plus one Python plugin start); the overhead alone is printed
     as the difference of the medians;
-  - the same with the Go noop-equivalent chain: the reference ``bridge``+``host-local``
-    from /usr/lib/cni when present, and our bridge+host-local for comparison.
+  - the same with a bridge+host-local chain: ours, and the reference plugins from
+    /usr/lib/cni when present.
 
 Run as root (it makes network namespaces, inside its own private mount+net namespaces):
     python bench/bench_cnitool.py [-n 15]
@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 REFERENCE_BIN = "/usr/lib/cni"
 
@@ -43,21 +43,19 @@ def isolate() -> None:
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
 
 
-def timed(
-    argv: Sequence[str], env: dict[str, str], runs: int, between: Callable[[], None] | None = None
-) -> list[float]:
-    out = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        proc = subprocess.run(
-            argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False
-        )
-        out.append(time.perf_counter() - start)
-        if proc.returncode != 0:
-            raise SystemExit(f"{' '.join(argv)} failed: {proc.stderr.decode()}")
-        if between:
-            between()
-    return out
+def run_once(argv: Sequence[str], env: dict[str, str], stdin: bytes = b"") -> float:
+    """Wall time of one run of argv; a failing run ends the benchmark with its output."""
+    start = time.perf_counter()
+    proc = subprocess.run(argv, input=stdin, env=env, capture_output=True, check=False)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        out = (proc.stdout + proc.stderr).decode(errors="replace")
+        raise SystemExit(f"{' '.join(argv)} failed: {out}")
+    return elapsed
+
+
+def timed(argv: Sequence[str], env: dict[str, str], runs: int) -> list[float]:
+    return [run_once(argv, env) for _ in range(runs)]
 
 
 def plugin_alone(plugin: str, env: dict[str, str], runs: int) -> list[float]:
@@ -70,14 +68,7 @@ def plugin_alone(plugin: str, env: dict[str, str], runs: int) -> list[float]:
         "CNI_NETNS": "/var/run/netns/benchns",
         "CNI_IFNAME": "eth0",
     }
-    out = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        proc = subprocess.run([plugin], input=stdin, env=cni_env, capture_output=True, check=False)
-        out.append(time.perf_counter() - start)
-        if proc.returncode != 0:
-            raise SystemExit(f"{plugin} failed: {proc.stdout.decode()} {proc.stderr.decode()}")
-    return out
+    return [run_once([plugin], cni_env, stdin) for _ in range(runs)]
 
 
 def add_del(cnitool: list[str], env: dict[str, str], runs: int) -> tuple[list[float], list[float]]:
@@ -85,14 +76,7 @@ def add_del(cnitool: list[str], env: dict[str, str], runs: int) -> tuple[list[fl
     adds, dels = [], []
     for _ in range(runs):
         for verb, bucket in (("add", adds), ("del", dels)):
-            argv = [*cnitool, verb, "bench", "benchns", "--output", "json"]
-            start = time.perf_counter()
-            proc = subprocess.run(
-                argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False
-            )
-            bucket.append(time.perf_counter() - start)
-            if proc.returncode != 0:
-                raise SystemExit(f"{' '.join(argv)} failed: {proc.stderr.decode()}")
+            bucket.append(run_once([*cnitool, verb, "bench", "benchns", "--output", "json"], env))
     return adds, dels
 
 
