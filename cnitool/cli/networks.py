@@ -128,7 +128,10 @@ def command(
     cniVersion, plugin chain and problems (parse errors, a file shadowed by an earlier
     one with the same name). With --validate, each network's plugins are also checked
     against its cniVersion, as libcni's ValidateNetworkList does, and the JSON output
-    gains the enabled capabilities. Exit status 1 when any file has a problem."""
+    gains the enabled capabilities.
+
+    Exit status 1 when a file fails to load or a network that add would use has a
+    problem; a shadowed file is listed with its problem but does not fail the command."""
     with reporting("networks", debug):
         entries = _entries(conf_dir)
         rows = [row for row, _net in entries]

@@ -475,6 +475,11 @@ def test_networks_lists_files_and_problems(env: dict[str, Path]) -> None:
     ]
     assert rows[1]["problems"] == ["shadowed by 10-net1.conflist"]
     assert rows[2]["problems"]
+    # a shadowed copy alone is reported but is no failure
+    (env["conf"] / "30-broken.conflist").unlink()
+    res = CliRunner().invoke(cli, ["networks", "--cni-conf-dir", str(env["conf"]), "-o", "json"])
+    assert res.exit_code == 0
+    assert json.loads(res.stdout)[1]["problems"] == ["shadowed by 10-net1.conflist"]
 
 
 def test_networks_flags_bad_versions_and_files_behind_a_broken_one(env: dict[str, Path]) -> None:
