@@ -9,6 +9,7 @@ import click
 
 from .common import (
     Settings,
+    UsageError,
     attachment_options,
     common_options,
     describe_error,
@@ -68,8 +69,6 @@ def _preflight(net: NetworkConfigList, bin_dirs: list[str]) -> None:
 def _refuse_second_add(cni: CNIConfig, net: NetworkConfigList, rt: RuntimeConf) -> None:
     """The spec forbids a second ADD of one attachment before its DEL; running it anyway
     would, on failure, roll back (DEL) the attachment that already works."""
-    from .common import UsageError
-
     path = cni.cache.file_path(net.name, rt.container_id, rt.ifname)
     if os.path.lexists(path):
         raise UsageError(
