@@ -68,9 +68,7 @@ class Env:
         proc = self.run("plugins", "install", "--bin-dir", str(self.bin), "-o", "json", *names)
         assert proc.returncode == 0, proc.stderr
         rows = json.loads(proc.stdout)
-        missing = [r["name"] for r in rows if r["action"] == "skipped"]
-        if missing:
-            pytest.skip(f"plugin packages not available yet: {missing}")
+        assert [r["name"] for r in rows if r["action"] == "installed"] == list(names), rows
 
 
 @pytest.fixture
