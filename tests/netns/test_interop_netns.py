@@ -265,7 +265,9 @@ def test_unusable_netns_same_code_as_go(
         assert call.code == 1, (binary, call.out)
         outs.append(call.json)
         assert lease_files(runner.data_dir, conf["name"]) == []
-        assert binary.parent == reference_bin or links(None) == before
+        # nothing new on the node (a host veth of an earlier test's netns may still be
+        # going away: the kernel removes those asynchronously)
+        assert binary.parent == reference_bin or set(links(None)) <= set(before)
     go, ours = outs
     assert ours["code"] == go["code"] == 999
     assert netns in ours["msg"]
