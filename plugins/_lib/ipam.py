@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from cnitool.spec.errors import CNIError
@@ -267,34 +267,17 @@ def validate_iface(nl: Netlink, ifname: str, want_mac: str, result: Result) -> L
     return link
 
 
-def quiet_undo(cmd: CmdArgs) -> Any:
+def quiet_undo(cmd: CmdArgs) -> Callable[..., None]:
     """Wrap an undo step of a failed ADD: its own failure is logged, not raised, so the
     error that caused the rollback is the one reported."""
 
-    def run(fn: Any, *args: Any) -> None:
+    def run(fn: Callable[..., object], *args: Any, **kwargs: Any) -> None:
         try:
-            fn(*args)
+            fn(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - rollback is best effort, and logged
             cmd.stderr.write(f"rollback step {getattr(fn, '__name__', fn)} failed: {exc}\n")
 
     return run
-
-
-def raise_collected(errors: list[Exception]) -> None:
-    """Raise the errors a DEL collected while it kept cleaning up, as one CNI error.
-
-    One error is raised as it is; several are joined into one message (in the order they
-    happened) so none is hidden, with the code of the first CNI error among them.
-    """
-    if not errors:
-        return
-    if len(errors) == 1 and isinstance(errors[0], CNIError):
-        raise errors[0]
-    code = next((e.code for e in errors if isinstance(e, CNIError)), None)
-    msg = "; ".join(str(e) or type(e).__name__ for e in errors)
-    if len(errors) > 1:
-        msg = f"{len(errors)} errors during DEL: {msg}"
-    raise CNIError(msg, code=code)
 
 
 def masq_backend(conf: Mapping[str, Any]) -> str | None:

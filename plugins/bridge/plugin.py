@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import functools
 import ipaddress
-import os
 from typing import Any
 
 from cnitool import skel
 from cnitool.spec.errors import CNIError
 
-from .._lib import ipam, netns, sysctl
-from .._lib.netlink import AF_INET, AF_INET6, Link, Netlink, NetlinkError, random_veth_name
+from .._lib import attach, ipam, netns, sysctl
+from .._lib.netlink import AF_INET, AF_INET6, Link, Netlink, NetlinkError
 from .config import BridgeConf, load
 
 Result = dict[str, Any]
@@ -126,24 +124,6 @@ def _calc_gateways(result: Result, conf: BridgeConf) -> list[str]:
 
 
 # -- container side (run inside the netns worker) ---------------------------------------
-def _make_veth(ifname: str, host_fd: int, mtu: int, mac: str) -> tuple[str, Link]:
-    with Netlink() as nl:
-        if nl.link(ifname) is not None:
-            raise CNIError(f'container veth name "{ifname}" already exists')
-        for _ in range(10):
-            peer = random_veth_name()
-            try:
-                nl.create_veth(ifname, peer, host_fd, mtu=mtu, mac=mac)
-            except NetlinkError as exc:
-                if exc.errno == errno.EEXIST and nl.link(ifname) is None:
-                    continue  # the random host-side name is taken: try another
-                raise CNIError(f"failed to make veth pair: {exc}") from exc
-            link = nl.link(ifname)
-            assert link is not None
-            return peer, link
-        raise CNIError("failed to make veth pair: no free host veth name after 10 tries")
-
-
 def _configure_container(ifname: str, result: Result | None, conf: BridgeConf) -> Link:
     if conf.enable_dad:
         with contextlib.suppress(OSError):
@@ -166,11 +146,6 @@ def _configure_container(ifname: str, result: Result | None, conf: BridgeConf) -
         link = nl.link(ifname)
         assert link is not None
         return link
-
-
-def _delete_container_link(ifname: str) -> list[str]:
-    with Netlink() as nl:
-        return nl.delete_link_collect(ifname)
 
 
 # -- ADD --------------------------------------------------------------------------------
@@ -205,23 +180,14 @@ def cmd_add(cmd: skel.CmdArgs) -> Result:
     conf = load(cmd)
     if conf.uses_vlan and conf.is_gw:
         raise CNIError("isGateway together with vlan/vlanTrunk is not supported by this plugin")
-    with contextlib.ExitStack() as stack, Netlink() as nl:
-        ns = stack.enter_context(netns.NetNS(cmd.netns))
-        host_fd = netns.current_netns()
-        stack.callback(os.close, host_fd)
-        undo = contextlib.ExitStack()
-        stack.enter_context(undo)
+    with netns.NetNS(cmd.netns) as ns, Netlink() as nl, contextlib.ExitStack() as undo:
         quiet = ipam.quiet_undo(cmd)
 
         br = _ensure_bridge(nl, conf)
-        host_name, cont = ns.run(_make_veth, cmd.ifname, host_fd, conf.mtu, conf.mac)
-        undo.callback(quiet, _undo_veth, ns, cmd.ifname)
-        host = nl.link(host_name)
-        if host is None:
-            raise CNIError(f'failed to lookup host veth "{host_name}"')
-        nl.set_up(host.index)
-        with contextlib.suppress(OSError):
-            sysctl.ensure(f"net/ipv6/conf/{host_name}/accept_ra", "0")
+        host, cont = attach.add_veth_pair(
+            nl, ns, cmd.ifname, mtu=conf.mtu, mac=conf.mac, undo=undo, quiet=quiet
+        )
+        host_name = host.name
         _port_setup(nl, conf, br, host)
 
         if conf.macspoofchk:
@@ -257,18 +223,14 @@ def cmd_add(cmd: skel.CmdArgs) -> Result:
                 raise CNIError(f"failed to enable forwarding: {exc}") from exc
 
         if conf.ip_masq and ipam_result is not None:
-            from .._lib import ipmasq
-
             cidrs = [ipc["address"] for ipc in result["ips"]]
-            ipmasq.setup_ip_masq(
-                conf.network, cmd.container_id, cidrs, backend=conf.ip_masq_backend
-            )
-            undo.callback(
-                quiet,
-                functools.partial(ipmasq.teardown_ip_masq, backend=conf.ip_masq_backend),
+            attach.setup_masq(
                 conf.network,
                 cmd.container_id,
                 cidrs,
+                conf.ip_masq_backend,
+                undo=undo,
+                quiet=quiet,
             )
 
         if not conf.disable_container_interface:
@@ -288,56 +250,35 @@ def cmd_add(cmd: skel.CmdArgs) -> Result:
         return result
 
 
-def _undo_veth(ns: netns.NetNS, ifname: str) -> None:
-    ns.run(_delete_container_link, ifname)
-
-
 # -- DEL --------------------------------------------------------------------------------
 def cmd_del(cmd: skel.CmdArgs) -> None:
     conf = load(cmd)
-    errors: list[Exception] = []
-    cidrs: list[str] = []
-    if cmd.netns:
-        try:
-            with netns.NetNS(cmd.netns) as ns:
-                cidrs = ns.run(_delete_container_link, cmd.ifname)
-        except netns.NetNSNotFoundError:
-            pass  # the namespace is gone, and with it the veth pair
-        except Exception as exc:  # noqa: BLE001 - keep releasing the rest
-            errors.append(exc)
+    steps = attach.DelSteps()
+    cidrs = steps.run(attach.delete_container_veth, cmd.netns, cmd.ifname) or []
     if conf.ipam_type:
-        try:
-            ipam.exec_del(cmd, conf.ipam_type)
-        except Exception as exc:  # noqa: BLE001
-            errors.append(exc)
+        steps.run(ipam.exec_del, cmd, conf.ipam_type)
     if cmd.netns and conf.macspoofchk:
-        try:
-            from . import spoofcheck
-
-            spoofcheck.teardown(cmd.container_id, cmd.ifname)
-        except Exception as exc:  # noqa: BLE001
-            errors.append(exc)
+        steps.run(_spoofcheck_teardown, cmd.container_id, cmd.ifname)
     if cmd.netns and conf.ip_masq:
-        if not cidrs:
-            cidrs = ipam.prev_cidrs(conf.raw, cmd.ifname)
-        if cidrs:
-            try:
-                from .._lib import ipmasq
+        steps.run(
+            attach.teardown_masq,
+            conf.raw,
+            conf.network,
+            cmd.container_id,
+            cmd.ifname,
+            cidrs,
+            conf.ip_masq_backend,
+        )
+    steps.finish()
 
-                ipmasq.teardown_ip_masq(
-                    conf.network, cmd.container_id, cidrs, backend=conf.ip_masq_backend
-                )
-            except Exception as exc:  # noqa: BLE001
-                errors.append(exc)
-    ipam.raise_collected(errors)
+
+def _spoofcheck_teardown(container_id: str, ifname: str) -> None:
+    from . import spoofcheck
+
+    spoofcheck.teardown(container_id, ifname)
 
 
 # -- CHECK ------------------------------------------------------------------------------
-def _check_container(ifname: str, want_mac: str, result: Result) -> Link:
-    with Netlink() as nl:
-        return ipam.validate_iface(nl, ifname, want_mac, result)
-
-
 def cmd_check(cmd: skel.CmdArgs) -> None:
     conf = load(cmd)
     if conf.ipam_type:
@@ -345,18 +286,10 @@ def cmd_check(cmd: skel.CmdArgs) -> None:
     result = ipam.prev_result(conf.raw)
     if result is None:
         raise CNIError("Required prevResult missing")
-    br_map: dict[str, Any] = {}
-    cont_map: dict[str, Any] = {}
-    for intf in result.get("interfaces") or []:
-        if intf.get("name") == conf.bridge:
-            br_map = intf
-        elif intf.get("name") == cmd.ifname and intf.get("sandbox") == cmd.netns:
-            cont_map = intf
-    if cont_map.get("sandbox", "") != cmd.netns:
-        raise CNIError(
-            f"Sandbox in prevResult {cont_map.get('sandbox', '')} doesn't match "
-            f"configured netns: {cmd.netns}"
-        )
+    cont_map = attach.container_interface(result, cmd.ifname, cmd.netns)
+    br_map: dict[str, Any] = next(
+        (i for i in result.get("interfaces") or [] if i.get("name") == conf.bridge), {}
+    )
     with Netlink() as nl:
         br = nl.link(conf.bridge)
         if br is None:
@@ -371,7 +304,7 @@ def cmd_check(cmd: skel.CmdArgs) -> None:
                 f"{conf.promisc} doesn't match current state: {br.promisc}"
             )
         with netns.NetNS(cmd.netns) as ns:
-            cont = ns.run(_check_container, cmd.ifname, cont_map.get("mac", ""), result)
+            cont = ns.run(attach.check_veth, cmd.ifname, cont_map.get("mac", ""), result)
         found = False
         for intf in result.get("interfaces") or []:
             name = intf.get("name")
