@@ -77,9 +77,12 @@ def _refuse_second_add(cni: CNIConfig, net: NetworkConfigList, rt: RuntimeConf) 
         )
 
 
-def _rollback(cni: CNIConfig, net: NetworkConfigList, rt: RuntimeConf) -> list[Exception]:
+def _rollback(
+    cni: CNIConfig, net: NetworkConfigList, rt: RuntimeConf, created: bool
+) -> list[Exception]:
     """DEL every plugin of the chain in reverse order, going on past failures (one
-    plugin refusing DEL must not leave the others' interfaces and leases behind)."""
+    plugin refusing DEL must not leave the others' interfaces and leases behind), then
+    remove the netns when this ADD ``created`` it and every DEL succeeded."""
     import dataclasses
 
     problems: list[Exception] = []
@@ -88,6 +91,8 @@ def _rollback(cni: CNIConfig, net: NetworkConfigList, rt: RuntimeConf) -> list[E
             cni.del_network_list(dataclasses.replace(net, plugins=[plugin]), rt)
         except Exception as err:  # noqa: BLE001 - collected and reported
             problems.append(err)
+    if created and not problems:
+        _drop_created(rt.netns)
     return problems
 
 
@@ -122,23 +127,19 @@ def command(network: str, netns: str, **kw: Any) -> None:
         created = _ensure_netns(path)
         from ..spec.errors import CNIError
 
+        rollback = not settings.extra.get("no_rollback")
         try:
             result = cni.add_network_list(net, rt)
         except KeyboardInterrupt:  # the running plugin's process group is already killed
-            if not settings.extra.get("no_rollback"):
+            if rollback:
                 note("cnitool: interrupted; running DEL for the chain")
-                problems = _rollback(cni, net, rt)
-                for problem in problems:
+                for problem in _rollback(cni, net, rt, created):
                     note("cnitool: rollback " + describe_error(problem, "del"))
-                if created and not problems:
-                    _drop_created(path)
             raise
         except CNIError as err:  # a plugin failed, or the result could not be cached
-            if settings.extra.get("no_rollback"):
+            if not rollback:
                 raise
-            problems = _rollback(cni, net, rt)
-            if created and not problems:
-                _drop_created(path)
+            problems = _rollback(cni, net, rt, created)
             if problems:
                 fail(
                     [describe_error(err, "add")]
