@@ -3,7 +3,7 @@
 For each plugin, in the order the verb runs them: the executable that would be run, the
 CNI_* variables and the exact stdin bytes. ADD cannot know what earlier plugins would
 return, so its requests carry no ``prevResult``; CHECK and DEL use the cached result as
-the real run would.
+the real run would (a note says when it cannot be read).
 """
 
 from __future__ import annotations
@@ -28,11 +28,13 @@ def plan(
     from ..spec.errors import CNIError
 
     prev = None
+    cache_problem = ""
     if verb in ("CHECK", "DEL") and cniversion.gte(net.cni_version, "0.4.0"):
         try:
             prev = cni.get_cached_result(net, rt)
-        except CNIError:
-            prev = None
+        except CNIError as err:  # CHECK would stop here, DEL go on without prevResult
+            outcome = "CHECK would fail" if verb == "CHECK" else "DEL runs without prevResult"
+            cache_problem = f"the cached result cannot be read ({outcome}): {err}"
     plugins = list(reversed(net.plugins)) if verb == "DEL" else list(net.plugins)
     steps: list[dict[str, Any]] = []
     for plugin in plugins:
@@ -55,6 +57,8 @@ def plan(
         step["stdin"] = cni.build_request(net, plugin, rt, prev_result=prev, verb=verb).decode()
         if verb == "ADD" and steps:
             step["note"] = "prevResult: the result of the previous plugin"
+        elif cache_problem:
+            step["note"] = cache_problem
         steps.append(step)
     return steps
 

@@ -768,3 +768,18 @@ def test_tables_show_brackets_literally(env: dict[str, Path]) -> None:
     res = run(env, "add", "net1", str(env["netns"]), "-o", "table")
     assert res.exit_code == 0, res.stderr
     assert "[/eth0]" in res.stdout and "[bold]x" in res.stdout
+
+
+def test_dry_run_notes_an_unreadable_cached_result(env: dict[str, Path]) -> None:
+    make_plugin(env["bin"], "fake", env["log"], add=json.dumps(RESULT_100))
+    write_conflist(env["conf"], "net1", [{"type": "fake"}])
+    assert run(env, "add", "net1", str(env["netns"])).exit_code == 0
+    (cached,) = (env["cache"] / "results").iterdir()
+    cached.write_text("{not json")
+    for verb, outcome in (("check", "CHECK would fail"), ("del", "DEL runs without prevResult")):
+        res = run(env, verb, "net1", str(env["netns"]), "--dry-run", "-o", "json")
+        assert res.exit_code == 0, res.stderr
+        (step,) = json.loads(res.stdout)
+        assert "prevResult" not in json.loads(step["stdin"])
+        assert step["note"].startswith(f"the cached result cannot be read ({outcome}): ")
+    assert [c[0] for c in calls(env)] == ["ADD"]
