@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from pathlib import Path
 
@@ -76,13 +75,13 @@ def _root_ctx() -> click.Context:
     return click.Context(cli, info_name=PROG, **cli.context_settings)
 
 
-def _loaded_commands() -> dict[str, click.Command]:
+def _commands() -> dict[str, click.Command]:
     ctx = _root_ctx()
     cmds: dict[str, click.Command] = {}
     for name in COMMANDS:
         cmd = cli.get_command(ctx, name)
-        if cmd is not None:
-            cmds[name] = cmd
+        assert cmd is not None, name
+        cmds[name] = cmd
     return cmds
 
 
@@ -143,7 +142,7 @@ def _common_tail(verb: bool) -> list[str]:
 
 def man_pages() -> dict[str, str]:
     pages: dict[str, str] = {}
-    cmds = _loaded_commands()
+    cmds = _commands()
     root_ctx = _root_ctx()
     parts = _header(PROG, PROG, "run CNI plugins by hand, the way a container runtime would")
     parts += [".SH SYNOPSIS", f".B {PROG}", "[OPTIONS] COMMAND [ARGS]...", ".SH DESCRIPTION"]
@@ -200,9 +199,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="only report stale files")
     args = parser.parse_args(argv)
     root = Path(args.root)
-    missing = [n for n, (mod, _h) in COMMANDS.items() if _importable(mod) is False]
-    if missing:
-        sys.stderr.write(f"note: commands not available, left out: {', '.join(missing)}\n")
     if args.check:
         bad = stale(root)
         for name in bad:
@@ -218,16 +214,6 @@ def main(argv: list[str] | None = None) -> int:
         if p not in files:
             p.unlink()
     return 0
-
-
-def _importable(module: str) -> bool:
-    try:
-        importlib.import_module(module)
-    except ModuleNotFoundError as err:
-        if err.name == module:
-            return False
-        raise
-    return True
 
 
 if __name__ == "__main__":

@@ -58,14 +58,8 @@ class LazyGroup(click.Group):
         entry = COMMANDS.get(cmd_name)
         if entry is None:
             return None
-        try:
-            module = importlib.import_module(entry[0])
-        except ModuleNotFoundError as err:
-            if err.name != entry[0]:
-                raise
-            return None
-        command = getattr(module, "command", None)
-        return command if isinstance(command, click.Command) else None
+        command: click.Command = importlib.import_module(entry[0]).command
+        return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # short help from the table: listing commands must not import them all
