@@ -45,7 +45,7 @@ from cnitool.spec.errors import (
     InvalidNetNSError,
     IOFailureError,
 )
-from cnitool.spec.jsonfmt import dumps_compact, loads
+from cnitool.spec.jsonfmt import dumps_compact, loads, type_name
 
 Result = dict[str, Any]
 
@@ -262,8 +262,8 @@ def _read_env(env: Mapping[str, str]) -> tuple[str, dict[str, str]]:
     return cmd, values
 
 
-def _validate_stdin(stdin: bytes) -> None:
-    """What skel checks on every request config before dispatch."""
+def _validate_stdin(stdin: bytes) -> dict[str, Any]:
+    """What skel checks on every request config before dispatch; returns the config."""
     if not stdin.strip():
         # the Go decoder's wording, for the most common case (nothing on stdin)
         raise DecodingError("error unmarshall network config: unexpected end of JSON input")
@@ -275,7 +275,7 @@ def _validate_stdin(stdin: bytes) -> None:
         obj = {}
     if not isinstance(obj, dict):
         raise DecodingError(
-            f"error unmarshall network config: expected a JSON object, got {type(obj).__name__}"
+            f"error unmarshall network config: expected a JSON object, got {type_name(obj)}"
         )
     name = obj.get("name", "")
     if name is None:
@@ -287,12 +287,12 @@ def _validate_stdin(stdin: bytes) -> None:
     if name == "":
         raise InvalidConfigError("missing network name")
     names.validate_network_name(name)
+    return obj
 
 
-def _config_version(stdin: bytes) -> str:
+def _config_version(config: Mapping[str, Any]) -> str:
     """The config's ``cniVersion`` as the Go config decoder reads it (empty -> 0.1.0)."""
-    obj = loads(stdin)
-    value = obj.get("cniVersion") if isinstance(obj, dict) else None
+    value = config.get("cniVersion")
     if value is None:
         value = ""
     if not isinstance(value, str):
@@ -350,7 +350,7 @@ def _dispatch(
     if cmd == "VERSION":
         return _version_output(_supported(plugin, env, stdin)), 0
 
-    _validate_stdin(stdin)
+    config = _validate_stdin(stdin)
     override = values["CNI_NETNS_OVERRIDE"]
     cmd_args = CmdArgs(
         command=cmd,
@@ -367,7 +367,7 @@ def _dispatch(
     if cmd not in VERBS:
         raise InvalidEnvironmentError(f"unknown CNI_COMMAND: {cmd}")
 
-    config_version = _config_version(stdin)
+    config_version = _config_version(config)
     supported = _supported(plugin, env, stdin)
     if cmd in _GATES:
         _check_gate(cmd, config_version, supported)

@@ -196,6 +196,16 @@ def test_undecodable_stdin_is_code_6(stdin: bytes) -> None:
     assert err["msg"].startswith("error unmarshall network config: ")
 
 
+@pytest.mark.parametrize(
+    ("stdin", "kind"), [(b"[1, 2]", "array"), (b'"x"', "string"), (b"4", "number")]
+)
+def test_non_object_stdin_names_its_json_type(stdin: bytes, kind: str) -> None:
+    out, _, _ = call(Recorder().plugin(), full_env("ADD"), stdin)
+    assert error_of(out)["msg"] == (
+        f"error unmarshall network config: expected a JSON object, got {kind}"
+    )
+
+
 @pytest.mark.parametrize("stdin", [b"{}", b'{"cniVersion": "1.0.0"}', b'{"name": ""}', b"null"])
 def test_missing_name_is_code_7(stdin: bytes) -> None:
     out, code, _ = call(Recorder().plugin(), full_env("DEL"), stdin)
