@@ -9,11 +9,15 @@ from typing import Any
 import click
 
 from .common import (
+    F,
+    attachment_arguments,
     cache_dir_option,
+    container_id_option,
     debug_option,
     ifname_option,
     output_option,
     reporting,
+    stack_options,
     wants_json,
 )
 from .output import print_table, write_json
@@ -75,25 +79,19 @@ def list_(cache_dir: str, container_id: str, network: str, output: str, debug: b
         )
 
 
-def _attachment_args(func: Any) -> Any:
-    from .common import complete_netns, complete_network
-
-    for deco in reversed(
+def _attachment_args(func: F) -> F:
+    return stack_options(
+        func,
         [
-            click.argument("network", shell_complete=complete_network),
-            click.argument("netns", shell_complete=complete_netns),
+            *attachment_arguments(),
             cache_dir_option(),
-            click.option(
-                "--container-id",
-                metavar="ID",
-                help="Container ID (default: derived from the netns path, as add does).",
+            container_id_option(
+                "Container ID (default: derived from the netns path, as add does)."
             ),
             ifname_option(),
             debug_option(),
-        ]
-    ):
-        func = deco(func)
-    return func
+        ],
+    )
 
 
 def _key(network: str, netns: str, container_id: str | None, ifname: str) -> tuple[str, str, str]:

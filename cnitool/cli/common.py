@@ -197,18 +197,32 @@ def ifname_option(
     )
 
 
-def _stack(func: F, decorators: Sequence[Callable[[F], F]]) -> F:
+def stack_options(func: F, decorators: Sequence[Callable[[F], F]]) -> F:
     """Apply decorators so that --help lists their options in the order given."""
     for deco in reversed(decorators):
         func = deco(func)
     return func
 
 
+def attachment_arguments() -> list[Callable[[F], F]]:
+    """NETWORK and NETNS, completed from the conf dir and the named netns."""
+    return [
+        click.argument("network", shell_complete=complete_network),
+        click.argument("netns", shell_complete=complete_netns),
+    ]
+
+
+def container_id_option(
+    help: str = "Container ID (default: cnitool- + 20 hex chars of sha512 of the netns path).",
+) -> Callable[[F], F]:
+    return click.option("--container-id", metavar="ID", help=help)
+
+
 def common_options(output_help: str) -> Callable[[F], F]:
     """Options every CNI verb accepts; ``output_help`` says what --output changes."""
 
     def wrap(func: F) -> F:
-        return _stack(
+        return stack_options(
             func,
             [
                 conf_dir_option(),
@@ -230,17 +244,12 @@ def common_options(output_help: str) -> Callable[[F], F]:
 
 def attachment_options(func: F) -> F:
     """NETWORK and NETNS arguments and the options naming one attachment."""
-    return _stack(
+    return stack_options(
         func,
         [
-            click.argument("network", shell_complete=complete_network),
-            click.argument("netns", shell_complete=complete_netns),
+            *attachment_arguments(),
             ifname_option(),
-            click.option(
-                "--container-id",
-                metavar="ID",
-                help="Container ID (default: cnitool- + 20 hex chars of sha512 of the netns path).",
-            ),
+            container_id_option(),
             click.option(
                 "--args",
                 "cni_args",
