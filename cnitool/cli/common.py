@@ -1,5 +1,5 @@
-"""What the CNI verb commands share: options, environment parsing (Go cnitool's
-variables), the container ID, netns resolution and error rendering."""
+"""What the commands share: option definitions, environment parsing (Go cnitool's
+variables), the container ID, netns resolution, the error boundary and completion."""
 
 from __future__ import annotations
 
