@@ -263,3 +263,37 @@ def test_python_iptables_import_spawns_no_process() -> None:
         pytest.skip(out.stdout)
     # no ldconfig/gcc/ld probing (modprobe of ip_tables is the library's business)
     assert out.stdout.split("\n")[:2] == ["[]", "[]"], out.stdout
+
+
+def test_python_iptables_import_from_threads_leaves_no_global_change() -> None:
+    """Threads importing at once all get the finished module, and the temporary import
+    settings (environment, library lookup, hidden distutils) are all undone afterwards."""
+    import subprocess
+    import sys
+
+    code = (
+        "import ctypes.util, os, sys, threading\n"
+        "os.environ.pop('XTABLES_LIBDIR', None)\n"
+        "original = ctypes.util.find_library\n"
+        "from cnitool_plugins._lib.firewall.iptc_backend import import_iptc\n"
+        "gate = threading.Barrier(8)\n"
+        "got = []\n"
+        "def work():\n"
+        "    gate.wait()\n"
+        "    try:\n"
+        "        got.append(hasattr(import_iptc(), 'Table'))\n"
+        "    except Exception as e:\n"
+        "        got.append(repr(e))\n"
+        "threads = [threading.Thread(target=work) for _ in range(8)]\n"
+        "for t in threads: t.start()\n"
+        "for t in threads: t.join()\n"
+        "if any('unusable' in str(g) for g in got):\n"
+        "    print('SKIP', got); sys.exit(0)\n"
+        "print(got)\n"
+        "print(ctypes.util.find_library is original, 'XTABLES_LIBDIR' in os.environ,\n"
+        "      'distutils.sysconfig' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    if out.stdout.startswith("SKIP"):
+        pytest.skip(out.stdout)
+    assert out.stdout.split("\n")[:2] == [str([True] * 8), "True False False"], out.stdout

@@ -11,6 +11,7 @@ import fcntl
 import ipaddress
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -25,20 +26,17 @@ _LIBDIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib", "/lib/x86_64-
 # MASQUERADE") and vice versa. So libiptc serves the first family a process asks for, and
 # the other family goes through iptables-legacy-restore (same tables, same lock).
 _claimed_family: int | None = None
+# held while importing python-iptables and while a backend claims its family
+_IMPORT_LOCK = threading.RLock()
 
 
-def _tuned_env() -> dict[str, str]:
-    """Variables that point python-iptables at libxtables (no ldconfig, no distutils)."""
-    env: dict[str, str] = {}
+def _xtables_libdir() -> str | None:
+    """The extension directory, which python-iptables otherwise finds by running ldconfig."""
     for d in _LIBDIRS:
-        if os.path.isdir(os.path.join(d, "xtables")):
-            env["XTABLES_LIBDIR"] = os.path.join(d, "xtables")
-            env["IPTABLES_LIBDIR"] = d
-            for f in sorted(os.listdir(d)):
-                if f.startswith("libxtables.so.") and f.count(".") == 2:
-                    env["PYTHON_IPTABLES_XTABLES_VERSION"] = f.rsplit(".", 1)[1]
-            break
-    return env
+        path = os.path.join(d, "xtables")
+        if os.path.isdir(path):
+            return path
+    return None
 
 
 def _sonames() -> dict[str, str]:
@@ -77,35 +75,40 @@ def _quiet_find_library(original: Any) -> Any:
 
 
 def import_iptc() -> Any:
-    """Import python-iptables cheaply; the library reads its settings from os.environ at
-    import time only, so they are set for the import and restored right after."""
-    if "iptc" in sys.modules:
-        return sys.modules["iptc"]
-    saved: dict[str, str | None] = {}
-    for k, v in _tuned_env().items():
-        if k not in os.environ:
-            saved[k] = None
-            os.environ[k] = v
-    # python-iptables falls back to sysconfig when distutils is missing; hiding it for the
-    # import saves ~90 ms (and a deprecation warning)
-    hidden = "distutils.sysconfig" not in sys.modules
-    if hidden:
-        sys.modules["distutils.sysconfig"] = None  # type: ignore[assignment]
-    import ctypes.util
+    """Import python-iptables cheaply (no ldconfig, gcc or ld, no distutils).
 
-    original = ctypes.util.find_library
-    ctypes.util.find_library = _quiet_find_library(original)
-    try:
-        import iptc  # type: ignore[import-untyped]
-    except Exception as e:  # the library raises plain Exceptions when libxtables is absent
-        raise FirewallError(f"python-iptables unusable: {e}") from e
-    finally:
-        ctypes.util.find_library = original
-        for k in saved:
-            os.environ.pop(k, None)
-        if hidden and sys.modules.get("distutils.sysconfig", 0) is None:
-            del sys.modules["distutils.sysconfig"]
-    return iptc
+    What the import needs is changed only for the import and restored right after: the
+    extension directory in ``os.environ`` (the library reads it from there, at import time
+    only), ``ctypes.util.find_library`` and a hidden ``distutils.sysconfig``. A lock keeps
+    threads from interleaving those changes or seeing a half-imported module.
+    """
+    with _IMPORT_LOCK:
+        if "iptc" in sys.modules:
+            return sys.modules["iptc"]
+        libdir = _xtables_libdir()
+        set_env = libdir is not None and "XTABLES_LIBDIR" not in os.environ
+        if set_env and libdir is not None:
+            os.environ["XTABLES_LIBDIR"] = libdir
+        # python-iptables falls back to sysconfig when distutils is missing; hiding it for
+        # the import saves ~90 ms (and a deprecation warning)
+        hidden = "distutils.sysconfig" not in sys.modules
+        if hidden:
+            sys.modules["distutils.sysconfig"] = None  # type: ignore[assignment]
+        import ctypes.util
+
+        original = ctypes.util.find_library
+        ctypes.util.find_library = _quiet_find_library(original)
+        try:
+            import iptc  # type: ignore[import-untyped]
+        except Exception as e:  # the library raises plain Exceptions when libxtables is absent
+            raise FirewallError(f"python-iptables unusable: {e}") from e
+        finally:
+            ctypes.util.find_library = original
+            if set_env:
+                os.environ.pop("XTABLES_LIBDIR", None)
+            if hidden and sys.modules.get("distutils.sysconfig", 0) is None:
+                del sys.modules["distutils.sysconfig"]
+        return iptc
 
 
 def _prefix(addr: str) -> str:
@@ -122,14 +125,15 @@ class IptcBackend:
 
     def __init__(self, family: int) -> None:
         global _claimed_family
-        if _claimed_family is not None and _claimed_family != family:
-            raise FirewallError(
-                f"libiptc already serves IPv{_claimed_family} in this process; "
-                f"IPv{family} needs the exec backend"
-            )
+        with _IMPORT_LOCK:
+            if _claimed_family is not None and _claimed_family != family:
+                raise FirewallError(
+                    f"libiptc already serves IPv{_claimed_family} in this process; "
+                    f"IPv{family} needs the exec backend"
+                )
+            self.iptc = import_iptc()
+            _claimed_family = family
         self.family = family
-        self.iptc = import_iptc()
-        _claimed_family = family
         self._tables: dict[str, Any] = {}
 
     def __repr__(self) -> str:
