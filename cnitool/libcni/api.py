@@ -19,7 +19,7 @@ from ..spec import jsonfmt, names, results
 from ..spec import version as cniversion
 from ..spec.errors import CNIError, IncompatibleVersionError
 from .cache import CachedAttachment, ResultCache
-from .config import NetworkConfigList, PluginConf
+from .config import NetworkConfigList, PluginConf, go_numbers
 from .runtime import RuntimeConf
 
 Result = dict[str, Any]
@@ -73,17 +73,6 @@ class PluginErrors(PluginExecError):
 
     def __str__(self) -> str:
         return "; ".join(str(e) for e in self.errors)
-
-
-def _go_numbers(value: Any) -> Any:
-    """Integral floats as ints, the way Go re-prints a float64 decoded from JSON."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _go_numbers(v) for k, v in sorted(value.items())}
-    if isinstance(value, list):
-        return [_go_numbers(v) for v in value]
-    return value
 
 
 def _plugin_name(plugin: PluginConf) -> str:
@@ -186,7 +175,7 @@ class CNIConfig:
             if key == "prevResult" and not runtime_config:
                 ordered[key] = obj[key]
             else:
-                ordered[key] = _go_numbers(obj[key])
+                ordered[key] = go_numbers(obj[key], sort_keys=True)
         return jsonfmt.dumps_compact(ordered).encode()
 
     def _find(self, plugin: PluginConf, verb: str) -> str:
@@ -323,7 +312,8 @@ class CNIConfig:
         valid = {(cid, ifname) for cid, ifname in (valid_attachments or ())}
         try:
             attachments = self.cache.attachments("")
-        except (CNIError, OSError):
+        except CNIError as exc:
+            self._warn(f"warning: not deleting stale attachments: {exc}")
             attachments = []
         for att in attachments:
             if att.network != net.name or (att.container_id, att.ifname) in valid:

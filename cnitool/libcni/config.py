@@ -123,14 +123,16 @@ def _read(path: str) -> bytes:
         raise ConfigError(f"error reading {path}: {exc.strerror or exc}") from None
 
 
-def go_numbers(value: Any) -> Any:
-    """Integral floats as ints, as Go prints a float64 read from JSON (``1e3`` -> 1000)."""
+def go_numbers(value: Any, *, sort_keys: bool = False) -> Any:
+    """Integral floats as ints, as Go prints a float64 read from JSON (``1e3`` -> 1000);
+    ``sort_keys`` also orders every object's keys, as Go marshals a map."""
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
         return int(value)
     if isinstance(value, dict):
-        return {k: go_numbers(v) for k, v in value.items()}
+        items = sorted(value.items()) if sort_keys else value.items()
+        return {k: go_numbers(v, sort_keys=sort_keys) for k, v in items}
     if isinstance(value, list):
-        return [go_numbers(v) for v in value]
+        return [go_numbers(v, sort_keys=sort_keys) for v in value]
     return value
 
 

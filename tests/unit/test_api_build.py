@@ -433,6 +433,19 @@ def test_gc_disabled(tmp_path: Path) -> None:
     assert fake.calls == []
 
 
+def test_gc_with_unreadable_cache_warns_and_still_sends_gc(tmp_path: Path) -> None:
+    fake = FakeExecutor()
+    err = io.BytesIO()
+    cni = make(tmp_path, fake, stderr=err)
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "results").write_text("not a directory")
+    cni.gc_network_list(netlist("1.1.0"), None)
+    assert fake.commands() == [("bridge", "GC"), ("portmap", "GC")]
+    warning = err.getvalue().decode()
+    assert warning.startswith("warning: not deleting stale attachments: ")
+    assert "failed to list cache directory" in warning
+
+
 def test_gc_continues_and_reports_every_error(tmp_path: Path) -> None:
     fake = FakeExecutor({"bridge": RESULT_1})
     cni = make(tmp_path, fake)
