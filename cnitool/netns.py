@@ -14,7 +14,7 @@ import errno
 import os
 import threading
 
-from .spec.errors import CNIError, InvalidNetNSError
+from .spec.errors import INVALID_ENVIRONMENT, IO_FAILURE, CNIError, InvalidNetNSError
 
 NETNS_DIR = "/var/run/netns"
 
@@ -30,7 +30,7 @@ _libc: ctypes.CDLL | None = None
 class NetnsError(CNIError):
     """Creating or deleting a named netns failed."""
 
-    code = 5
+    code = IO_FAILURE
 
 
 def _c() -> ctypes.CDLL:
@@ -43,7 +43,10 @@ def _c() -> ctypes.CDLL:
 def _check(ret: int, what: str) -> None:
     if ret != 0:
         num = ctypes.get_errno()
-        raise NetnsError(f"{what}: {os.strerror(num)}", code=5 if num != errno.EPERM else 4)
+        raise NetnsError(
+            f"{what}: {os.strerror(num)}",
+            code=INVALID_ENVIRONMENT if num == errno.EPERM else IO_FAILURE,
+        )
 
 
 def validate_name(name: str) -> None:
