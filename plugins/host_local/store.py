@@ -197,7 +197,8 @@ class Store:
         if not ips:
             _unlink(path)
             return
-        tmp = f"{path}.tmp{os.getpid()}"
+        # a hint name never starts with "." (see _hint_path): that marks the temporary file
+        tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}")
         try:
             os.makedirs(os.path.dirname(path), 0o755, exist_ok=True)
             with open(tmp, "w") as f:
@@ -231,7 +232,7 @@ class Store:
             return
         for name in names:
             cid, sep, ifname = name.partition(":")
-            if sep and ".tmp" not in ifname:
+            if sep and not name.startswith("."):  # not a temporary file
                 yield cid, ifname
 
 

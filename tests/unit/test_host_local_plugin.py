@@ -670,3 +670,15 @@ def test_add_drops_hints_no_lease_backs(hl: HL) -> None:
     hl.add(conf, cid="new")
     assert not hint_path(hl, "gone").exists()
     assert hint_path(hl, "kept").exists() and hint_path(hl, "new").exists()
+
+
+def test_hint_of_an_ifname_with_tmp_in_it_is_pruned_too(hl: HL) -> None:
+    """``eth0.tmp1`` is a valid interface name: its hint is no temporary file to skip."""
+    conf = hl.conf()
+    hl.add(conf, cid="gone", ifname="eth0.tmp1")
+    for ip in hl.leases():  # released behind our back (no hint update)
+        (hl.dir / ip).unlink()
+    assert hint_path(hl, "gone", "eth0.tmp1").exists()
+    hl.add(conf, cid="new")
+    assert not hint_path(hl, "gone", "eth0.tmp1").exists()
+    assert sorted(p.name for p in (hl.dir / ".pycni").iterdir()) == ["new:eth0"]
