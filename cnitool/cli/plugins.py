@@ -136,11 +136,10 @@ def remove(names: tuple[str, ...], bin_dir: str, output: str, debug: bool) -> No
     rows: list[dict[str, str]] = [
         {"name": a.name, "path": a.path, "action": a.action} for a in actions
     ]
+    shown = [[r["name"], r["action"]] for r in rows if r["action"] != "missing"]
     if wants_json(output):
         write_json(rows)
+    elif shown:
+        print_table(f"Launchers in {bin_dir}", ["plugin", "action"], shown)
     else:
-        print_table(
-            f"Launchers in {bin_dir}",
-            ["plugin", "action"],
-            [[r["name"], r["action"]] for r in rows if r["action"] != "missing"],
-        )
+        click.echo(f"no plugins to remove in {bin_dir}", err=True)

@@ -783,3 +783,9 @@ def test_dry_run_notes_an_unreadable_cached_result(env: dict[str, Path]) -> None
         assert "prevResult" not in json.loads(step["stdin"])
         assert step["note"].startswith(f"the cached result cannot be read ({outcome}): ")
     assert [c[0] for c in calls(env)] == ["ADD"]
+
+
+def test_plugins_remove_in_a_dir_without_launchers_says_so(tmp_path: Path) -> None:
+    res = CliRunner().invoke(cli, ["plugins", "remove", "--bin-dir", str(tmp_path), "-o", "table"])
+    assert res.exit_code == 0
+    assert res.stdout == "" and res.stderr == f"no plugins to remove in {tmp_path}\n"
