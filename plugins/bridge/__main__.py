@@ -2,48 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from cnitool import __version__, skel
 from cnitool.spec.version import ALL
 
-
-def _add(cmd: skel.CmdArgs) -> dict[str, Any]:
-    from .plugin import cmd_add
-
-    return cmd_add(cmd)
-
-
-def _check(cmd: skel.CmdArgs) -> None:
-    from .plugin import cmd_check
-
-    cmd_check(cmd)
-
-
-def _del(cmd: skel.CmdArgs) -> None:
-    from .plugin import cmd_del
-
-    cmd_del(cmd)
-
-
-def _status(cmd: skel.CmdArgs) -> None:
-    from .config import load
-
-    conf = load(cmd)
-    if conf.ipam_type:
-        from .._lib import ipam
-
-        ipam.exec_status(cmd, conf.ipam_type)
-
+from .._lib import lazy_verb
 
 PLUGIN = skel.Plugin(
     name="bridge",
     versions=ALL,
     about=f"CNI bridge plugin pycni {__version__}",
-    add=_add,
-    check=_check,
-    delete=_del,
-    status=_status,
+    add=lazy_verb(f"{__package__}.plugin", "cmd_add"),
+    check=lazy_verb(f"{__package__}.plugin", "cmd_check"),
+    delete=lazy_verb(f"{__package__}.plugin", "cmd_del"),
+    status=lazy_verb(f"{__package__}.config", "cmd_status"),
 )
 
 

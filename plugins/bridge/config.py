@@ -1,4 +1,5 @@
-"""The bridge plugin's configuration, checked key by key."""
+"""The bridge plugin's configuration, checked key by key, and STATUS (which needs nothing
+else, so it loads no netlink code)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from cnitool import skel
 from cnitool.spec import names
 from cnitool.spec.errors import CNIError
 
+from .._lib import ipam
 from .._lib.ipam import dns_override, ipam_type, masq_backend, requested_mac, typed
 
 DEFAULT_BRIDGE = "cni0"
@@ -109,3 +111,10 @@ def load(cmd: skel.CmdArgs) -> BridgeConf:
     conf.mac = requested_mac(raw, cmd.args)
     conf.dns = dns_override(raw)
     return conf
+
+
+def cmd_status(cmd: skel.CmdArgs) -> None:
+    """STATUS: the config is valid and the IPAM plugin, if any, is ready."""
+    conf = load(cmd)
+    if conf.ipam_type:
+        ipam.exec_status(cmd, conf.ipam_type)

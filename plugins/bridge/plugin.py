@@ -1,4 +1,4 @@
-"""bridge verbs: ADD, CHECK, DEL.
+"""bridge verbs: ADD, CHECK, DEL (STATUS is in ``config``).
 
 Host-side work runs in the calling thread (the node's namespace); container-side work runs
 in a netns worker with its own netlink socket. A failed ADD undoes what it did, in

@@ -5,32 +5,15 @@ from __future__ import annotations
 from cnitool import __version__, skel
 from cnitool.spec.version import ALL
 
-
-def _add(cmd: skel.CmdArgs) -> dict[str, object]:
-    from .plugin import cmd_add
-
-    return cmd_add(cmd)
-
-
-def _check(cmd: skel.CmdArgs) -> None:
-    from .plugin import cmd_check
-
-    cmd_check(cmd)
-
-
-def _del(cmd: skel.CmdArgs) -> None:
-    from .plugin import cmd_del
-
-    cmd_del(cmd)
-
+from .._lib import lazy_verb
 
 PLUGIN = skel.Plugin(
     name="loopback",
     versions=ALL,
     about=f"CNI loopback plugin pycni {__version__}",
-    add=_add,
-    check=_check,
-    delete=_del,
+    add=lazy_verb(f"{__package__}.plugin", "cmd_add"),
+    check=lazy_verb(f"{__package__}.plugin", "cmd_check"),
+    delete=lazy_verb(f"{__package__}.plugin", "cmd_del"),
 )
 
 

@@ -1,49 +1,20 @@
-"""ptp verbs: ADD, CHECK, DEL, STATUS."""
+"""ptp verbs: ADD, CHECK, DEL (STATUS is in ``config``)."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
 import ipaddress
-from typing import Any, NamedTuple
+from typing import Any
 
 from cnitool import skel
 from cnitool.spec.errors import CNIError
 
 from .._lib import attach, ipam, netns, sysctl
-from .._lib.ipam import typed
 from .._lib.netlink import RT_SCOPE_LINK, Link, Netlink, NetlinkError
+from .config import load
 
 Result = dict[str, Any]
-
-
-class PtpConf(NamedTuple):
-    raw: dict[str, Any]
-    network: str
-    ip_masq: bool
-    mtu: int
-    ipam_type: str
-    dns: dict[str, Any] | None
-    masq_backend: str | None
-
-
-def load(cmd: skel.CmdArgs) -> PtpConf:
-    raw = cmd.config()
-    mtu = typed(raw, "mtu", int, 0)
-    if mtu < 0:
-        raise CNIError(f'invalid "mtu" {mtu}: must not be negative')
-    conf = PtpConf(
-        raw=raw,
-        network=str(raw.get("name", "")),
-        ip_masq=typed(raw, "ipMasq", bool, False),
-        mtu=mtu,
-        ipam_type=ipam.ipam_type(raw),
-        dns=ipam.dns_override(raw),
-        masq_backend=ipam.masq_backend(raw),
-    )
-    if not conf.ipam_type:
-        raise CNIError('ptp needs an IPAM plugin: "ipam.type" is missing')
-    return conf
 
 
 def _host_len(addr: ipaddress.IPv4Interface | ipaddress.IPv6Interface) -> int:
@@ -163,8 +134,3 @@ def cmd_check(cmd: skel.CmdArgs) -> None:
     cont_map = attach.container_interface(result, cmd.ifname, cmd.netns)
     with netns.NetNS(cmd.netns) as ns:
         ns.run(attach.check_veth, cmd.ifname, cont_map.get("mac", ""), result)
-
-
-def cmd_status(cmd: skel.CmdArgs) -> None:
-    conf = load(cmd)
-    ipam.exec_status(cmd, conf.ipam_type)

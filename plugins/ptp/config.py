@@ -1,0 +1,47 @@
+"""The ptp plugin's configuration, and STATUS (which needs nothing else, so it loads no
+netlink code)."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from cnitool import skel
+from cnitool.spec.errors import CNIError
+
+from .._lib import ipam
+from .._lib.ipam import typed
+
+
+class PtpConf(NamedTuple):
+    raw: dict[str, Any]
+    network: str
+    ip_masq: bool
+    mtu: int
+    ipam_type: str
+    dns: dict[str, Any] | None
+    masq_backend: str | None
+
+
+def load(cmd: skel.CmdArgs) -> PtpConf:
+    raw = cmd.config()
+    mtu = typed(raw, "mtu", int, 0)
+    if mtu < 0:
+        raise CNIError(f'invalid "mtu" {mtu}: must not be negative')
+    conf = PtpConf(
+        raw=raw,
+        network=str(raw.get("name", "")),
+        ip_masq=typed(raw, "ipMasq", bool, False),
+        mtu=mtu,
+        ipam_type=ipam.ipam_type(raw),
+        dns=ipam.dns_override(raw),
+        masq_backend=ipam.masq_backend(raw),
+    )
+    if not conf.ipam_type:
+        raise CNIError('ptp needs an IPAM plugin: "ipam.type" is missing')
+    return conf
+
+
+def cmd_status(cmd: skel.CmdArgs) -> None:
+    """STATUS: the config is valid and the IPAM plugin is ready."""
+    conf = load(cmd)
+    ipam.exec_status(cmd, conf.ipam_type)
