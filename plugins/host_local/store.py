@@ -114,6 +114,7 @@ class Store:
             finally:
                 os.close(fd)
         except OSError as exc:
+            _unlink(fname)  # the caller sees an error, so it holds no lease either
             raise _io_error("cannot write", last, exc) from None
         return True
 

@@ -682,3 +682,12 @@ def test_hint_of_an_ifname_with_tmp_in_it_is_pruned_too(hl: HL) -> None:
     hl.add(conf, cid="new")
     assert not hint_path(hl, "gone", "eth0.tmp1").exists()
     assert sorted(p.name for p in (hl.dir / ".pycni").iterdir()) == ["new:eth0"]
+
+
+def test_add_failing_to_record_the_last_address_keeps_no_lease(hl: HL) -> None:
+    conf = hl.conf()
+    hl.dir.mkdir(parents=True)
+    (hl.dir / "last_reserved_ip.0").mkdir()  # cannot be written
+    err, rc = hl.call("ADD", conf)
+    assert rc == 1 and "last_reserved_ip.0" in err["msg"], err
+    assert hl.leases() == {}
