@@ -70,11 +70,14 @@ class CNIError(Exception):
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any]) -> CNIError:
-        code = obj.get("code", UNKNOWN)
+        """An error object a plugin printed; a null or missing field reads as empty."""
+        code = obj.get("code")
+        msg = obj.get("msg")
+        details = obj.get("details")
         return CNIError(
-            str(obj.get("msg", "")),
-            str(obj.get("details", "") or ""),
-            code=code if isinstance(code, int) else UNKNOWN,
+            "" if msg is None else str(msg),
+            "" if details is None else str(details),
+            code=code if isinstance(code, int) and not isinstance(code, bool) else UNKNOWN,
         )
 
 

@@ -28,6 +28,23 @@ def test_error_without_details_omits_key_and_round_trips() -> None:
     assert (back.code, back.msg, back.details) == (7, "missing network name", "")
 
 
+@pytest.mark.parametrize(
+    ("obj", "expected"),
+    [
+        ({"code": 7, "msg": None, "details": None}, (7, "", "")),
+        ({"msg": "x"}, (0, "x", "")),
+        ({"code": True, "msg": "x"}, (0, "x", "")),
+        ({"code": "7", "msg": "x", "details": "d"}, (0, "x", "d")),
+    ],
+)
+def test_error_from_plugin_output_reads_null_and_odd_fields(
+    obj: dict[str, object], expected: tuple[int, str, str]
+) -> None:
+    err = errors.CNIError.from_dict(obj)
+    assert (err.code, err.msg, err.details) == expected
+    assert "None" not in str(err)
+
+
 def test_json_uses_go_escaping() -> None:
     assert (
         jsonfmt.dumps_compact({"m": "a<b>&c\u2028é"}) == '{"m":"a\\u003cb\\u003e\\u0026c\\u2028é"}'
