@@ -64,6 +64,9 @@ class Net:
             check=False,
         )
         out = json.loads(p.stdout) if p.stdout.strip() else None
+        if p.returncode != 0 and p.stderr.strip():
+            # a crash (a panic, a traceback) says why only there: keep it for the report
+            out = {**(out or {}), "stderr": p.stderr.decode(errors="replace")[-2000:]}
         return out, p.returncode
 
     def add(self, binary: str, cid: str, ifname: str = "eth0") -> list[str]:
