@@ -29,14 +29,17 @@ def command() -> None:
     <network>-<containerID>-<ifname>, in the results/ folder of the cache dir."""
 
 
-def _addresses(result: dict[str, Any] | None) -> list[str]:
+def result_addresses(result: dict[str, Any] | None) -> list[str]:
+    """The addresses (CIDR) of a cached result of any spec era. The cache only promises
+    an object, so entries of another shape are passed over, never a crash."""
     if not result:
         return []
-    out = [str(ip.get("address", "")) for ip in result.get("ips") or []]
-    for key in ("ip4", "ip6"):
-        if key in result:
-            out.append(str(result[key].get("ip", "")))
-    return out
+    ips = result.get("ips")
+    found = (
+        [ip.get("address") for ip in ips if isinstance(ip, dict)] if isinstance(ips, list) else []
+    )
+    found += [result[k].get("ip") for k in ("ip4", "ip6") if isinstance(result.get(k), dict)]
+    return [a for a in found if isinstance(a, str)]
 
 
 @command.command("list", short_help="List the cached attachments.")
@@ -58,7 +61,7 @@ def list_(cache_dir: str, container_id: str, network: str, output: str, debug: b
             "ifName": a.ifname,
             "netns": a.netns,
             "cniArgs": [list(p) for p in a.cni_args],
-            "addresses": _addresses(a.result),
+            "addresses": result_addresses(a.result),
             "file": a.path,
         }
         for a in atts

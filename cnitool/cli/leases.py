@@ -98,6 +98,7 @@ def collect(
 
     from ..libcni.cache import ResultCache
     from ..spec.names import validate_network_name
+    from .cache import result_addresses
 
     if network is not None:
         validate_network_name(network)  # never a path out of the data dir
@@ -106,20 +107,13 @@ def collect(
     for name in _networks(data_dir, network):
         mine = [a for a in attachments if a.network == name]
         sets, _source = _range_sets(name, conf_dir, [a.config for a in mine])
-        owners: dict[tuple[str, str], set[str] | None] = {}
-        for a in mine:
-            ips: set[str] | None = None
-            if a.result is not None:
-                ips = set()
-                for ip in a.result.get("ips") or []:
-                    addr = ip.get("address") if isinstance(ip, dict) else None
-                    if isinstance(addr, str):
-                        ips.add(addr.split("/")[0])
-                for fam in ("ip4", "ip6"):  # 0.1/0.2 results
-                    old = a.result.get(fam)
-                    if isinstance(old, dict) and isinstance(old.get("ip"), str):
-                        ips.add(old["ip"].split("/")[0])
-            owners[(a.container_id, a.ifname)] = ips
+        # (container, ifname) -> the IPs its cached result holds (None: no result cached)
+        owners: dict[tuple[str, str], set[str] | None] = {
+            (a.container_id, a.ifname): None
+            if a.result is None
+            else {addr.split("/")[0] for addr in result_addresses(a.result)}
+            for a in mine
+        }
         # read-only view: no lock is taken or created
         leases = sorted(
             scan_dir(os.path.join(data_dir, name)), key=lambda kv: parse_ip(kv[0]) or (0, 0)

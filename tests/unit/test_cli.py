@@ -789,3 +789,27 @@ def test_plugins_remove_in_a_dir_without_launchers_says_so(tmp_path: Path) -> No
     res = CliRunner().invoke(cli, ["plugins", "remove", "--bin-dir", str(tmp_path), "-o", "table"])
     assert res.exit_code == 0
     assert res.stdout == "" and res.stderr == f"no plugins to remove in {tmp_path}\n"
+
+
+def test_cache_list_survives_a_result_of_the_wrong_shape(env: dict[str, Path]) -> None:
+    from cnitool.cli.cache import result_addresses
+
+    odd = {"cniVersion": "1.0.0", "ips": ["oops", {"address": "10.0.0.2/24"}], "ip4": 7}
+    assert result_addresses(odd) == ["10.0.0.2/24"]
+    assert result_addresses({"cniVersion": "0.2.0", "ip4": {"ip": "10.1.0.2/16"}}) == [
+        "10.1.0.2/16"
+    ]
+    (env["cache"] / "results").mkdir()
+    (env["cache"] / "results" / "n-x-eth0").write_text(
+        json.dumps(
+            {"kind": "cniCacheV1", "containerId": "x", "config": "e30=", "ifName": "eth0"}
+            | {"networkName": "n", "result": odd}
+        )
+    )
+    res = CliRunner().invoke(
+        cli,
+        ["cache", "list", "--cache-dir", str(env["cache"]), "-o", "json"],
+        catch_exceptions=False,
+    )
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)[0]["addresses"] == ["10.0.0.2/24"]
