@@ -29,10 +29,11 @@ def write_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
-def console(stderr: bool = False) -> Console:
+def console() -> Console:
+    """A rich console on stdout that colours nothing by guessing (highlight off)."""
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    return Console(highlight=False)
 
 
 def note(text: str) -> None:
