@@ -206,25 +206,20 @@ def _canon_range(raw: Any, where: str) -> Range:
         gateway = _ip_field(gw_raw, f"{where}: gateway")
     start_raw = raw.get("rangeStart")
     end_raw = raw.get("rangeEnd")
-    r = Range(subnet, (fam, 0), (fam, (1 << bits) - 1), gateway)
     host_max = subnet.network | ((1 << (bits - prefix)) - 1)
-    r.range_start = (fam, subnet.network)
-    r.range_end = (fam, host_max)
     if start_raw not in (None, ""):
         start = _ip_field(start_raw, f"{where}: rangeStart")
-        if not r.contains(start):
+        if not subnet.contains(start):
             raise CNIError(f"RangeStart {ip_str(start)} not in network {subnet}")
-        r.range_start = start
     else:
-        r.range_start = (fam, subnet.network + 1)
+        start = (fam, subnet.network + 1)
     if end_raw not in (None, ""):
         end = _ip_field(end_raw, f"{where}: rangeEnd")
-        if not r.contains(end):
+        if not subnet.contains(end) or end[1] < start[1]:  # as the reference checks it
             raise CNIError(f"RangeEnd {ip_str(end)} not in network {subnet}")
-        r.range_end = end
     else:
-        r.range_end = (fam, host_max - 1 if fam == 4 else host_max)
-    return r
+        end = (fam, host_max - 1 if fam == 4 else host_max)
+    return Range(subnet, start, end, gateway)
 
 
 def _ip_field(value: Any, where: str) -> IP:
