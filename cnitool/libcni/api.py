@@ -109,8 +109,11 @@ class CNIConfig:
 
     # ------------------------------------------------------------------ building blocks
 
+    def _base_env(self) -> dict[str, str]:
+        return dict(os.environ if self.env is None else self.env)
+
     def _env(self, command: str, rt: RuntimeConf | None) -> dict[str, str]:
-        base = dict(os.environ) if self.env is None else dict(self.env)
+        base = self._base_env()
         if rt is None:
             return build_env(command, path=os.pathsep.join(self.paths), base=base)
         return build_env(
@@ -350,8 +353,7 @@ class CNIConfig:
     def get_version_info(self, plugin_type: str) -> VersionInfo:
         """The VERSION answer of the plugin ``plugin_type`` on the search path."""
         path = self.executor.find(plugin_type, self.paths)
-        base = dict(os.environ) if self.env is None else dict(self.env)
-        return self.executor.version_info(path, base)
+        return self.executor.version_info(path, self._base_env())
 
     def validate_network_list(self, net: NetworkConfigList) -> list[str]:
         """Check every plugin supports the list's version; return the enabled capabilities.
