@@ -16,7 +16,6 @@ import os
 import socket
 import struct
 import time
-from collections.abc import Iterator
 from typing import Any
 
 AF_UNSPEC = 0
@@ -29,12 +28,10 @@ IFA_F_TENTATIVE = 0x40
 IFA_F_DADFAILED = 0x08
 RT_SCOPE_UNIVERSE = 0
 RT_SCOPE_LINK = 253
-RT_SCOPE_HOST = 254
 RT_SCOPE_NOWHERE = 255
 RT_TABLE_MAIN = 254
 RTN_UNICAST = 1
 RTPROT_BOOT = 3
-RTPROT_STATIC = 4
 BRIDGE_VLAN_INFO_PVID = 0x2
 BRIDGE_VLAN_INFO_UNTAGGED = 0x4
 BRIDGE_VLAN_INFO_RANGE_BEGIN = 0x8
@@ -55,14 +52,14 @@ RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
 # link attributes
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER = 1, 3, 4, 5, 10
 IFLA_PROTINFO, IFLA_OPERSTATE, IFLA_LINKINFO, IFLA_NET_NS_FD = 12, 16, 18, 28
-IFLA_AF_SPEC, IFLA_PROMISCUITY, IFLA_LINK_NETNSID = 26, 30, 37
+IFLA_AF_SPEC, IFLA_PROMISCUITY = 26, 30
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 IFLA_BR_VLAN_FILTERING = 7
 VETH_INFO_PEER = 1
 IFLA_BRPORT_MODE, IFLA_BRPORT_ISOLATED = 4, 33
 IFLA_BRIDGE_VLAN_INFO = 2
 # address / route attributes
-IFA_ADDRESS, IFA_LOCAL, IFA_FLAGS = 1, 2, 8
+IFA_ADDRESS, IFA_LOCAL, IFA_BROADCAST, IFA_FLAGS = 1, 2, 4, 8
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC = 1, 4, 5, 6, 7
 RTA_METRICS, RTA_MULTIPATH, RTA_TABLE = 8, 9, 15
 RTAX_MTU, RTAX_ADVMSS = 2, 8
@@ -74,6 +71,7 @@ _IFINFO = struct.Struct("=BxHiII")
 _IFADDR = struct.Struct("=BBBBI")
 _RTMSG = struct.Struct("=BBBBBBBBI")
 _NLA = struct.Struct("=HH")
+_RTNH = struct.Struct("=HBBi")  # struct rtnexthop: len, flags, hops, ifindex
 
 
 class NetlinkError(Exception):
@@ -87,10 +85,6 @@ class NetlinkError(Exception):
 def random_veth_name() -> str:
     """``veth`` + 8 lowercase hex characters, like the reference's host-side names."""
     return "veth" + os.urandom(4).hex()
-
-
-def family_of(addr: str) -> int:
-    return AF_INET6 if ":" in addr else AF_INET
 
 
 # -- attribute codec ---------------------------------------------------------------------
@@ -163,9 +157,6 @@ def _ext_ack_msg(body: bytes, flags: int) -> str:
     return _cstr(parse_attrs(body, offset).get(NLMSGERR_ATTR_MSG))
 
 
-_RTNH = struct.Struct("=HBBi")  # struct rtnexthop: len, flags, hops, ifindex
-
-
 def _paths(attrs: dict[int, bytes]) -> list[tuple[int, str]]:
     """(oif, gateway) of each path of a route."""
     multi = attrs.get(RTA_MULTIPATH)
@@ -221,7 +212,6 @@ class Link(_Record):
         "master",
         "oper",
         "peer_index",
-        "link_netnsid",
         "promisc",
         "vlan_filtering",
     )
@@ -234,7 +224,6 @@ class Link(_Record):
     master: int
     oper: str
     peer_index: int  # IFLA_LINK (veth peer index in its own netns), 0 if none
-    link_netnsid: int | None
     promisc: bool
     vlan_filtering: bool | None
 
@@ -287,7 +276,6 @@ def _link_from_msg(body: bytes) -> Link:
                 vlan_filtering = bool(data[IFLA_BR_VLAN_FILTERING][0])
     oper = attrs.get(IFLA_OPERSTATE)
     state = OPERSTATES[oper[0]] if oper and oper[0] < len(OPERSTATES) else "UNKNOWN"
-    netnsid = attrs.get(IFLA_LINK_NETNSID)
     return Link(
         index=index,
         name=_cstr(attrs.get(IFLA_IFNAME)),
@@ -298,7 +286,6 @@ def _link_from_msg(body: bytes) -> Link:
         master=_u32(attrs.get(IFLA_MASTER)),
         oper=state,
         peer_index=_u32(attrs.get(IFLA_LINK)),
-        link_netnsid=struct.unpack("=i", netnsid[:4])[0] if netnsid else None,
         promisc=bool(flags & IFF_PROMISC) or bool(_u32(attrs.get(IFLA_PROMISCUITY))),
         vlan_filtering=vlan_filtering,
     )
@@ -365,8 +352,11 @@ class Netlink:
                 ) from None
             raise NetlinkError(exc.errno or errno.EIO, f"{what}: receive: {exc.strerror}") from None
 
-    def _replies(self, seq: int, what: str, state: dict[str, bool]) -> Iterator[tuple[int, bytes]]:
-        """Yield (type, body) of the replies to ``seq`` until DONE or the ACK."""
+    def _replies(self, seq: int, what: str) -> tuple[list[bytes], bool]:
+        """The bodies of the replies to ``seq``, up to DONE or the ACK, and whether the
+        kernel flagged them as an interrupted dump."""
+        bodies: list[bytes] = []
+        interrupted = False
         while True:
             data = self._recv(what)
             offset = 0
@@ -378,14 +368,13 @@ class Netlink:
                 offset += _align(length)
                 if mseq != seq:
                     continue
-                if flags & NLM_F_DUMP_INTR:
-                    state["interrupted"] = True
+                interrupted = interrupted or bool(flags & NLM_F_DUMP_INTR)
                 if mtype == NLMSG_DONE:
                     # a dump that failed part-way says so in DONE's payload
                     code = -struct.unpack_from("=i", body)[0] if len(body) >= 4 else 0
                     if code > 0:
                         raise NetlinkError(code, f"{what}: {os.strerror(code)}")
-                    return
+                    return bodies, interrupted
                 if mtype == NLMSG_ERROR:
                     if len(body) < 4:
                         raise NetlinkError(errno.EIO, f"{what}: malformed netlink error")
@@ -394,27 +383,28 @@ class Netlink:
                         detail = _ext_ack_msg(body, flags)
                         reason = os.strerror(code) + (f" ({detail})" if detail else "")
                         raise NetlinkError(code, f"{what}: {reason}")
-                    return  # the ACK
-                yield mtype, body
+                    return bodies, interrupted  # the ACK
+                bodies.append(body)
                 if not flags & NLM_F_MULTI:
                     # a single reply to a GET is followed by nothing else
-                    return
+                    return bodies, interrupted
 
     def _request(self, msg_type: int, flags: int, body: bytes, what: str) -> list[bytes]:
         readonly = msg_type in (RTM_GETLINK, RTM_GETADDR, RTM_GETROUTE)
-        for attempt in range(self._RETRIES + 1):
-            state = {"interrupted": False}
+        attempt = 0
+        while True:
+            attempt += 1
+            may_retry = readonly and attempt <= self._RETRIES
             seq = self._send(msg_type, flags, body, what)
             try:
-                out = [b for _t, b in self._replies(seq, what, state)]
+                bodies, interrupted = self._replies(seq, what)
             except NetlinkError as exc:
-                if readonly and exc.errno == errno.ENOBUFS and attempt < self._RETRIES:
+                if may_retry and exc.errno == errno.ENOBUFS:
                     continue
                 raise
-            if state["interrupted"] and readonly and attempt < self._RETRIES:
+            if interrupted and may_retry:
                 continue
-            return out  # after the last retry: the best answer there is, as ip(8) does
-        raise NetlinkError(errno.EIO, f"{what}: no reply")  # not reached
+            return bodies  # after the last retry: the best answer there is, as ip(8) does
 
     def _do(self, msg_type: int, flags: int, body: bytes, what: str) -> None:
         self._request(msg_type, flags | NLM_F_ACK, body, what)
@@ -461,9 +451,6 @@ class Netlink:
 
     def set_mac(self, index: int, mac: str) -> None:
         self._setlink(index, f"set mac of link #{index}", nla(IFLA_ADDRESS, _mac_bytes(mac)))
-
-    def set_mtu(self, index: int, mtu: int) -> None:
-        self._setlink(index, f"set mtu of link #{index}", nla_u32(IFLA_MTU, mtu))
 
     def set_bridge_vlan_filtering(self, index: int, on: bool) -> None:
         info = nla_nested(
@@ -612,7 +599,7 @@ class Netlink:
         body = _IFADDR.pack(fam, iface.network.prefixlen, 0, 0, index)
         body += nla(IFA_LOCAL, packed) + nla(IFA_ADDRESS, packed)
         if fam == AF_INET and msg_type == RTM_NEWADDR and iface.network.prefixlen < 31:
-            body += nla(4, iface.network.broadcast_address.packed)  # IFA_BROADCAST
+            body += nla(IFA_BROADCAST, iface.network.broadcast_address.packed)
         self._do(msg_type, flags, body, what)
 
     def add_addr(self, index: int, cidr: str) -> None:

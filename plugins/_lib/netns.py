@@ -115,11 +115,6 @@ def current_netns() -> int:
     return os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
 
 
-def same_netns(fd_a: int, fd_b: int) -> bool:
-    a, b = os.fstat(fd_a), os.fstat(fd_b)
-    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
-
-
 def setns(fd: int) -> None:
     """Move the calling thread into the network namespace ``fd``."""
     if _lib().setns(fd, CLONE_NEWNET) != 0:
@@ -190,6 +185,5 @@ __all__ = [
     "current_netns",
     "open_netns",
     "run_in_netns",
-    "same_netns",
     "setns",
 ]
