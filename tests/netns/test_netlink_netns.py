@@ -143,6 +143,24 @@ def test_worker_thread_switch_leaves_caller_alone(netns_factory: Any) -> None:
     assert os.stat("/proc/thread-self/ns/net").st_ino == before
 
 
+def test_netns_fds_are_closed_on_every_path(netns_factory: Any, tmp_path: Any) -> None:
+    pod = netns_factory()
+    regular = tmp_path / "file"
+    regular.write_text("")
+    before = sorted(os.listdir("/proc/self/fd"))
+    with netns.NetNS(pod) as ns:
+        assert ns.run(lambda: 42) == 42
+        with pytest.raises(ZeroDivisionError):
+            ns.run(lambda: 1 / 0)
+    for bad in (str(regular), "/proc/self/ns/mnt"):
+        with pytest.raises(netns.NotANetNSError):
+            netns.NetNS(bad)
+    with open(regular) as fh, pytest.raises(OSError) as err:  # setns into a plain file
+        netns.run_in_netns(fh.fileno(), lambda: None)
+    assert err.value.errno == errno.EINVAL
+    assert sorted(os.listdir("/proc/self/fd")) == before
+
+
 def test_netlink_errors_carry_errno() -> None:
     with Netlink() as nl:
         assert nl.link("does-not-exist") is None
