@@ -1,6 +1,6 @@
 """IP masquerade for bridge/ptp ``ipMasq: true`` (iptables, the reference layout).
 
-Per container a chain ``CNI-<hash>`` in table ``nat`` (``firewall.chain_name``) holding, per
+Per container a chain ``CNI-<hash>`` in table ``nat`` (``format_chain_name``) holding, per
 address, ``-d <subnet> -j ACCEPT`` and ``! -d <multicast> -j MASQUERADE``, entered from
 ``POSTROUTING`` by ``-s <address> -j CNI-<hash>``; every rule carries the comment
 ``name: "<network>" id: "<containerID>"``. Chains made by the Go plugins are removed by

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from cnitool import skel
 from cnitool.spec.errors import CNIError, InvalidConfigError
@@ -160,10 +160,6 @@ def cmd_add(cmd: skel.CmdArgs) -> dict[str, Any]:
         raise CNIError(f"failed to delegate add: {e}", code=e.code) from e
 
 
-def _log(stream: TextIO, text: str) -> None:
-    print(text, file=stream)
-
-
 def cmd_del(cmd: skel.CmdArgs) -> None:
     conf = cmd.config()
     data_dir = _str_key(conf, "dataDir", DEFAULT_DATA_DIR)
@@ -181,8 +177,9 @@ def cmd_del(cmd: skel.CmdArgs) -> None:
         if not isinstance(ptype, str) or not ptype:
             raise ValueError('no string "type"')
     except ValueError as e:
-        _log(cmd.stderr, f"failed to parse netconf {path}: {e}")
-        os.unlink(path)
+        print(f"failed to parse netconf {path}: {e}", file=cmd.stderr)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
         return
     from cnitool import invoke
 
