@@ -161,47 +161,41 @@ def main() -> int:
             subprocess.run(["ip", "netns", "add", f"bp{i}"], check=True)
             pods.append(f"/run/netns/bp{i}")
         rows = []
-        cases: list[tuple[str, Runner]] = []
-        if (ours / "host-local").exists():
-            cases.append(
-                (
-                    "pycni bridge + pycni host-local (exec)",
-                    exec_runner(ours / "bridge", str(ours), conf("pyexec", str(work / "ipam"))),
-                )
-            )
-            cases.append(
-                (
-                    "pycni bridge in-process + pycni host-local",
-                    inprocess_runner(str(ours), conf("pyinproc", str(work / "ipam"))),
-                )
-            )
-        if (REFERENCE / "bridge").exists():
-            cases.append(
+        ipam_dir = str(work / "ipam")
+        py_bridge = ours / "bridge"
+        cases: list[tuple[str, Runner]] = [
+            (
+                "pycni bridge + pycni host-local (exec)",
+                exec_runner(py_bridge, str(ours), conf("pyexec", ipam_dir)),
+            ),
+            (
+                "pycni bridge in-process + pycni host-local",
+                inprocess_runner(str(ours), conf("pyinproc", ipam_dir)),
+            ),
+        ]
+        have_go = (REFERENCE / "bridge").exists()
+        if have_go:
+            cases += [
                 (
                     "pycni bridge + Go host-local (exec)",
-                    exec_runner(ours / "bridge", str(REFERENCE), conf("pygo", str(work / "ipam"))),
-                )
-            )
-            cases.append(
+                    exec_runner(py_bridge, str(REFERENCE), conf("pygo", ipam_dir)),
+                ),
                 (
                     "Go bridge + Go host-local (exec)",
-                    exec_runner(
-                        REFERENCE / "bridge", str(REFERENCE), conf("go", str(work / "ipam"))
-                    ),
-                )
+                    exec_runner(REFERENCE / "bridge", str(REFERENCE), conf("go", ipam_dir)),
+                ),
+            ]
+        cases.append(
+            (
+                "cnitool -> pycni bridge + pycni host-local",
+                cnitool_runner(work, "py", str(ours), conf("cnipy", ipam_dir)),
             )
-        if (ours / "host-local").exists():
-            cases.append(
-                (
-                    "cnitool -> pycni bridge + pycni host-local",
-                    cnitool_runner(work, "py", str(ours), conf("cnipy", str(work / "ipam"))),
-                )
-            )
-        if (REFERENCE / "bridge").exists():
+        )
+        if have_go:
             cases.append(
                 (
                     "cnitool -> Go bridge + Go host-local",
-                    cnitool_runner(work, "go", str(REFERENCE), conf("cnigo", str(work / "ipam"))),
+                    cnitool_runner(work, "go", str(REFERENCE), conf("cnigo", ipam_dir)),
                 )
             )
         for label, run in cases:
