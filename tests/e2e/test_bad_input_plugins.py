@@ -174,6 +174,8 @@ def _check(what: str, rc: int, out: str, err: str, must_fail: bool) -> dict[str,
     if must_fail:
         assert rc != 0, f"{what}: accepted (rc 0), stdout {out!r}"
     if rc == 0:
+        if out.strip():  # a success prints a result object or nothing
+            assert isinstance(json.loads(out), dict), f"{what}: success printed {out!r}"
         return None
     try:
         obj = json.loads(out)
@@ -275,3 +277,18 @@ def test_del_with_vanished_netns_succeeds(plugin_bin: Path, tmp_path: Path, plug
     rc, out, err = _call(plugin_bin, plugin, env, stdin)
     assert TRACEBACK not in err, err
     assert rc == 0, out
+
+
+@pytest.mark.parametrize("plugin", PLUGINS)
+def test_no_command_prints_about_and_version_ignores_stdin(
+    plugin_bin: Path, tmp_path: Path, plugin: str
+) -> None:
+    env = _env(plugin_bin, "", "/run/netns/does-not-exist", CNI_COMMAND=None)
+    rc, out, err = _call(plugin_bin, plugin, env, b"this is not json")
+    assert (rc, out) == (0, ""), (out, err)
+    assert "CNI protocol versions supported: " in err and TRACEBACK not in err
+
+    env = _env(plugin_bin, "VERSION", "", CNI_CONTAINERID=None, CNI_IFNAME=None)
+    rc, out, err = _call(plugin_bin, plugin, env, b"[" * 100000)
+    assert rc == 0 and TRACEBACK not in err, (out, err)
+    assert "1.0.0" in json.loads(out)["supportedVersions"]
