@@ -1,7 +1,7 @@
 """Per-exec latency of host-local: our launcher next to the Go reference binary.
 
 Installs our launcher into a temporary CNI bin dir (cnitool.launchers.install), then
-times VERSION, ADD and DEL calls, each a fresh process, against a temporary dataDir
+times VERSION, ADD, CHECK and DEL calls, each a fresh process, against a temporary dataDir
 that already holds ``--leases`` leases (DEL and CHECK cost grows with them for the Go
 plugin, which reads every lease file). Prints medians side by side.
 
