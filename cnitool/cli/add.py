@@ -67,13 +67,29 @@ def _preflight(net: NetworkConfigList, bin_dirs: list[str]) -> None:
 
 
 def _refuse_second_add(cni: CNIConfig, net: NetworkConfigList, rt: RuntimeConf) -> None:
-    """The spec forbids a second ADD of one attachment before its DEL; running it anyway
-    would, on failure, roll back (DEL) the attachment that already works."""
+    """Refuse an ADD whose interface is already cached as attached in this container.
+
+    The spec forbids a second ADD of one attachment before its DEL, and an interface name
+    held by another network's attachment makes the ADD fail: either way the rollback DEL
+    would then tear down the interface that already works."""
+    from ..spec.errors import IOFailureError
+
     path = cni.cache.file_path(net.name, rt.container_id, rt.ifname)
     if os.path.lexists(path):
         raise UsageError(
             f'network "{net.name}" is already attached to container {rt.container_id} '
             f"as {rt.ifname} (cached in {path}); run del first, or cache rm for a stale entry"
+        )
+    try:
+        cached = cni.cache.attachments(rt.container_id)
+    except IOFailureError:
+        return  # an unreadable cache fails the ADD when the result is saved (and rolls back)
+    taken = [a for a in cached if a.ifname == rt.ifname]
+    if taken:
+        raise UsageError(
+            f"interface {rt.ifname} of container {rt.container_id} already belongs to "
+            f'network "{taken[0].network}" (cached in {taken[0].path}); choose another '
+            "--ifname, or del that attachment first"
         )
 
 

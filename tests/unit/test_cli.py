@@ -385,6 +385,21 @@ def test_second_add_of_one_attachment_is_refused(env: dict[str, Path]) -> None:
     assert run(env, "add", "net1", str(env["netns"])).exit_code == 0
 
 
+def test_add_refuses_an_ifname_another_network_holds(env: dict[str, Path]) -> None:
+    """Adding net2 as eth0 where net1 already is eth0 would fail in the plugin, and its
+    rollback DEL would remove net1's eth0: refuse before any plugin runs."""
+    make_plugin(env["bin"], "first", env["log"], add=json.dumps(RESULT_100))
+    write_conflist(env["conf"], "net1", [{"type": "first"}])
+    write_conflist(env["conf"], "net2", [{"type": "first"}])
+    assert run(env, "add", "net1", str(env["netns"])).exit_code == 0
+    res = run(env, "add", "net2", str(env["netns"]))
+    assert res.exit_code == 1
+    assert "interface eth0 of container cnitool-" in res.stderr
+    assert 'already belongs to network "net1"' in res.stderr
+    assert [c[0] for c in calls(env)] == ["ADD"]  # nothing ran, nothing rolled back
+    assert run(env, "add", "net2", str(env["netns"]), "--ifname", "eth1").exit_code == 0
+
+
 def test_no_rollback_leaves_it(env: dict[str, Path]) -> None:
     make_plugin(env["bin"], "first", env["log"])
     make_plugin(env["bin"], "second", env["log"], fail_on="ADD")
