@@ -183,6 +183,22 @@ def routes(path: str | None, family: int = 2) -> list[dict[str, Any]]:
     return in_ns(path, f)
 
 
+def nat_rules() -> str:
+    """The nat table of this (throwaway node) namespace, as iptables-save prints it."""
+    import subprocess
+
+    return subprocess.run(
+        ["iptables-save", "-t", "nat"], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def delete_netns(path: str) -> None:
+    """Delete the named netns at ``path`` (a pod going away before its DEL)."""
+    import subprocess
+
+    subprocess.run(["ip", "netns", "del", os.path.basename(path)], check=True)
+
+
 def lease_files(data_dir: str, network: str) -> list[str]:
     d = Path(data_dir) / network
     if not d.is_dir():

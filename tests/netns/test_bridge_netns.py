@@ -15,10 +15,12 @@ from plugin_helpers import (
     Runner,
     addrs,
     cid,
+    delete_netns,
     host_local,
     lease_files,
     link,
     links,
+    nat_rules,
     routes,
     tcp_echo,
     unique_net,
@@ -226,7 +228,7 @@ def test_vlan_out_of_range(runner: Runner, net: Net, netns_factory: Any, bad: in
     assert add.code == 1 and "invalid VLAN ID" in add.json["msg"]
 
 
-def _nft_bridge_nat() -> str:
+def _nft_bridge_nat_rules() -> str:
     proc = subprocess.run(["nft", "list", "table", "bridge", "nat"], capture_output=True, text=True)
     return proc.stdout if proc.returncode == 0 else ""
 
@@ -238,13 +240,13 @@ def test_macspoofchk(runner: Runner, net: Net, netns_factory: Any) -> None:
     add = runner.run("bridge", "ADD", net.conf(macspoofchk=True), cid=c, netns=pod)
     assert add.code == 0, add.out
     host, mac = add.json["interfaces"][1]["name"], add.json["interfaces"][2]["mac"]
-    table = _nft_bridge_nat()
+    table = _nft_bridge_nat_rules()
     chain = f"cni-br-iface-{c}-eth0"
     assert f'iifname "{host}" jump {chain}' in table
     assert f"ether saddr {mac} return" in table and f'"macspoofchk-{c}-eth0"' in table
     dele = runner.run("bridge", "DEL", net.conf(macspoofchk=True), cid=c, netns=pod)
     assert dele.code == 0, dele.out
-    assert chain not in _nft_bridge_nat()
+    assert chain not in _nft_bridge_nat_rules()
 
 
 def test_enabledad_sysctls(runner: Runner, net: Net, netns_factory: Any) -> None:
@@ -390,7 +392,7 @@ def test_del_after_netns_gone_releases_ipam(runner: Runner, net: Net, netns_fact
     pod, c = netns_factory(), cid()
     assert runner.run("bridge", "ADD", net.conf(), cid=c, netns=pod).code == 0
     assert len(net.leases()) == 1
-    subprocess.run(["ip", "netns", "del", pod.rsplit("/", 1)[1]], check=True)
+    delete_netns(pod)
     dele = runner.run("bridge", "DEL", net.conf(), cid=c, netns=pod)
     assert dele.code == 0, dele.out
     assert net.leases() == []
@@ -446,11 +448,11 @@ def test_ip_masq(runner: Runner, net: Net, netns_factory: Any) -> None:
     conf = net.conf(isGateway=True, ipMasq=True)
     add = runner.run("bridge", "ADD", conf, cid=c, netns=pod)
     assert add.code == 0, add.out
-    saved = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
+    saved = nat_rules()
     ip = add.json["ips"][0]["address"].split("/")[0]
     assert f"-A POSTROUTING -s {ip}/32" in saved and f'id: \\"{c}\\"' in saved
     assert runner.run("bridge", "DEL", dict(conf, prevResult=add.json), cid=c, netns=pod).code == 0
-    saved = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
+    saved = nat_rules()
     assert f"-s {ip}/32" not in saved
 
 
@@ -703,7 +705,7 @@ def test_other_options_every_version(
     assert sysctl_in(pod, "net/ipv6/conf/eth0/accept_dad") == "0"
     assert sysctl_in(pod, "net/ipv4/conf/eth0/arp_notify") == "1"
     if nft:
-        assert f"cni-br-iface-{c}-eth0" in _nft_bridge_nat()
+        assert f"cni-br-iface-{c}-eth0" in _nft_bridge_nat_rules()
     if version != "0.3.1":
         chk = runner.run("bridge", "CHECK", dict(conf, prevResult=res), cid=c, netns=pod)
         assert chk.code == 0, chk.out
@@ -712,7 +714,7 @@ def test_other_options_every_version(
         assert dele.code == 0, dele.out
     assert links(pod) == ["lo"] and net.leases() == []
     if nft:
-        assert f"cni-br-iface-{c}-eth0" not in _nft_bridge_nat()
+        assert f"cni-br-iface-{c}-eth0" not in _nft_bridge_nat_rules()
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -783,15 +785,12 @@ def test_ip_masq_removed_when_the_netns_went_first(
     assert add.code == 0, add.out
     ip = add.json["ips"][0]["address"].split("/")[0]
 
-    def nat() -> str:
-        return subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
-
-    assert f"-A POSTROUTING -s {ip}/32" in nat()
-    subprocess.run(["ip", "netns", "del", pod.rsplit("/", 1)[1]], check=True)
+    assert f"-A POSTROUTING -s {ip}/32" in nat_rules()
+    delete_netns(pod)
     for _ in range(2):
         dele = runner.run("bridge", "DEL", dict(conf, prevResult=add.json), cid=c, netns=pod)
         assert dele.code == 0, dele.out
-    assert f"-s {ip}/32" not in nat() and f'id: \\"{c}\\"' not in nat()
+    assert f"-s {ip}/32" not in nat_rules() and f'id: \\"{c}\\"' not in nat_rules()
     assert net.leases() == []
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import subprocess
 from typing import Any
 
 import pytest
@@ -12,10 +11,12 @@ from plugin_helpers import (
     Runner,
     addrs,
     cid,
+    delete_netns,
     host_local,
     lease_files,
     link,
     links,
+    nat_rules,
     routes,
     tcp_echo,
     unique_net,
@@ -117,7 +118,7 @@ def test_missing_netns_and_gone_netns(runner: Runner, netns_factory: Any) -> Non
     assert lease_files(runner.data_dir, name) == []
     pod, c = netns_factory(), cid()
     assert runner.run("ptp", "ADD", conf, cid=c, netns=pod).code == 0
-    subprocess.run(["ip", "netns", "del", pod.rsplit("/", 1)[1]], check=True)
+    delete_netns(pod)
     dele = runner.run("ptp", "DEL", conf, cid=c, netns=pod)
     assert dele.code == 0, dele.out
     assert lease_files(runner.data_dir, name) == []
@@ -148,12 +149,11 @@ def test_ip_masq(runner: Runner, netns_factory: Any) -> None:
     assert add.code == 0, add.out
     ip = add.json["ips"][0]["address"].split("/")[0]
 
-    def nat() -> str:
-        return subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
-
-    assert f"-A POSTROUTING -s {ip}/32" in nat()
+    saved = nat_rules()
+    assert f"-A POSTROUTING -s {ip}/32" in saved and f'id: \\"{c}\\"' in saved
     assert runner.run("ptp", "DEL", conf, cid=c, netns=pod).code == 0
-    assert f"-s {ip}/32" not in nat()
+    saved = nat_rules()
+    assert f"-s {ip}/32" not in saved and f'id: \\"{c}\\"' not in saved
 
 
 def test_dual_stack(runner: Runner, netns_factory: Any) -> None:
@@ -231,13 +231,10 @@ def test_ip_masq_removed_when_the_netns_went_first(runner: Runner, netns_factory
     assert add.code == 0, add.out
     ip = add.json["ips"][0]["address"].split("/")[0]
 
-    def nat() -> str:
-        return subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
-
-    assert f"-A POSTROUTING -s {ip}/32" in nat()
-    subprocess.run(["ip", "netns", "del", pod.rsplit("/", 1)[1]], check=True)
+    assert f"-A POSTROUTING -s {ip}/32" in nat_rules()
+    delete_netns(pod)
     for _ in range(2):  # and a repeated DEL is fine
         dele = runner.run("ptp", "DEL", dict(conf, prevResult=add.json), cid=c, netns=pod)
         assert dele.code == 0, dele.out
-    assert f"-s {ip}/32" not in nat() and f'id: \\"{c}\\"' not in nat()
+    assert f"-s {ip}/32" not in nat_rules() and f'id: \\"{c}\\"' not in nat_rules()
     assert lease_files(runner.data_dir, name) == []
