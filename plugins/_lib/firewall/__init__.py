@@ -4,8 +4,7 @@ Callers build ``Rule`` objects (canonical iptables-save tokens), then change a t
 transaction with ``transact(backend, table, fn)``: the table is read, ``fn`` records the
 needed operations on a ``Plan`` (idempotent against the snapshot) and the plan is applied in
 one ``iptables-restore`` run or one libiptc commit (none when the plan ends where the
-snapshot was). A lost race is retried from a new
-snapshot.
+snapshot was). A lost race is retried from a new snapshot.
 """
 
 from __future__ import annotations
