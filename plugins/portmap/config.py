@@ -30,7 +30,7 @@ class PortMapConf:
     external_set_mark_chain: str | None = None
     conditions_v4: list[str] | None = None
     conditions_v6: list[str] | None = None
-    backend: str | None = None
+    backend: str | None = None  # "iptablesBackend" after the env override (commands._conf)
     mappings: list[PortMapping] = field(default_factory=list)
     prev_result: dict[str, Any] | None = None
     cont_net4: ipaddress.IPv4Interface | None = None
@@ -147,11 +147,7 @@ def _legacy_result(prev: dict[str, Any]) -> dict[str, Any]:
 
 def parse_config(conf: dict[str, Any], container_id: str, ifname: str, verb: str) -> PortMapConf:
     strict = verb != "DEL"
-    if (
-        "markMasqBit" in conf
-        and conf.get("markMasqBit") is not None
-        and conf.get("externalSetMarkChain") is not None
-    ):
+    if conf.get("markMasqBit") is not None and conf.get("externalSetMarkChain") is not None:
         raise InvalidConfigError("Cannot specify externalSetMarkChain and markMasqBit")
     bit = conf.get("markMasqBit")
     bit = DEFAULT_MARK_BIT if bit is None else _int(bit, '"markMasqBit"')
@@ -162,7 +158,6 @@ def parse_config(conf: dict[str, Any], container_id: str, ifname: str, verb: str
         raise InvalidConfigError(
             f'portmap: "externalSetMarkChain" must be a chain name, got {ext!r}'
         )
-    backend = conf.get("iptablesBackend")
     if conf.get("backend") not in (None, "iptables"):
         raise InvalidConfigError(
             f'portmap: backend {conf.get("backend")!r} is not supported (only "iptables")'
@@ -179,11 +174,8 @@ def parse_config(conf: dict[str, Any], container_id: str, ifname: str, verb: str
         external_set_mark_chain=ext,
         conditions_v4=_conditions(conf, "conditionsV4"),
         conditions_v6=_conditions(conf, "conditionsV6"),
-        backend=backend if isinstance(backend, str) else None,
         mappings=parse_mappings(rc.get("portMappings"), strict=strict),
     )
-    if backend is not None and not isinstance(backend, str):
-        raise InvalidConfigError(f'portmap: "iptablesBackend" must be a string, got {backend!r}')
     prev = conf.get("prevResult")
     if isinstance(prev, dict):
         pc.prev_result = prev

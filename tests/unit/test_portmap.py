@@ -275,6 +275,7 @@ def test_conditions_are_appended_to_the_entry_rules() -> None:
         ({"conditionsV4": ["ip", "saddr", "1.2.3.4"]}, "nftables syntax"),
         ({"backend": "nftables"}, "backend 'nftables' is not supported"),
         ({"iptablesBackend": "ebtables"}, "unknown iptables backend 'ebtables'"),
+        ({"iptablesBackend": 5}, '"iptablesBackend" must be a string, got 5'),
         ({"prevResult": None}, "must be called as chained plugin"),
     ],
 )
