@@ -309,16 +309,14 @@ def test_force_address_and_failure_releases_ipam(
     subprocess.run(["ip", "link", "add", net.bridge, "type", "bridge"], check=True)
     subprocess.run(["ip", "addr", "add", "192.0.2.1/24", "dev", net.bridge], check=True)
     pod, c = netns_factory(), cid()
+    before = {n for n in links(None) if n.startswith("veth")}
     add = runner.run("bridge", "ADD", net.conf(isGateway=True), cid=c, netns=pod)
     assert add.code == 1
     assert "already has an IP address different from" in add.json["msg"]
     # the failure came after IPAM and veth creation: both were undone
     assert net.leases() == [] and links(pod) == ["lo"]
-    assert [n for n in links(None) if n.startswith("veth")] == [] or all(
-        link(None, n)["master"] != link(None, net.bridge)["index"]
-        for n in links(None)
-        if n.startswith("veth")
-    )
+    # (veths of earlier tests' deleted pods may still be going away)
+    assert {n for n in links(None) if n.startswith("veth")} <= before
     add = runner.run("bridge", "ADD", net.conf(isGateway=True, forceAddress=True), cid=c, netns=pod)
     assert add.code == 0, add.out
     have = addrs(None, net.bridge)
@@ -375,6 +373,22 @@ def test_check_detects_drift(runner: Runner, net: Net, netns_factory: Any) -> No
     assert chk.code == 1 and "Failed to match addr" in chk.json["msg"]
     missing = runner.run("bridge", "CHECK", conf, cid=c, netns=pod)
     assert missing.code == 1 and "prevResult" in missing.json["msg"]
+
+
+def test_check_sandbox_and_bridge_port(runner: Runner, net: Net, netns_factory: Any) -> None:
+    pod, c = netns_factory(), cid()
+    conf = net.conf("1.0.0", isGateway=True)
+    add = runner.run("bridge", "ADD", conf, cid=c, netns=pod)
+    assert add.code == 0, add.out
+    chk_conf = dict(conf, prevResult=add.json)
+    other = netns_factory()
+    wrong = runner.run("bridge", "CHECK", chk_conf, cid=c, netns=other)
+    assert wrong.code == 1 and f"configured netns: {other}" in wrong.json["msg"]
+    host = add.json["interfaces"][1]["name"]
+    subprocess.run(["ip", "link", "set", host, "nomaster"], check=True)
+    off = runner.run("bridge", "CHECK", chk_conf, cid=c, netns=pod)
+    assert off.code == 1
+    assert off.json["msg"] == f"Interface {host} veth not on bridge {net.bridge}"
 
 
 def test_missing_netns(runner: Runner, net: Net, netns_factory: Any) -> None:

@@ -74,6 +74,9 @@ def test_add_check_del_every_version(runner: Runner, netns_factory: Any, version
     if version != "0.3.1":
         chk = runner.run("ptp", "CHECK", dict(conf, prevResult=res), cid=c, netns=pod)
         assert chk.code == 0, chk.out
+        other = netns_factory()
+        wrong = runner.run("ptp", "CHECK", dict(conf, prevResult=res), cid=c, netns=other)
+        assert wrong.code == 1 and f"configured netns: {other}" in wrong.json["msg"]
 
     # the pod reaches the node through its gateway, over the point-to-point link
     assert tcp_echo(None, gw, pod, b"ptp") == b"ptp"
