@@ -29,49 +29,43 @@ def cmd_add(args: CmdArgs) -> dict[str, Any]:
 
         dns = parse_resolv_conf(conf.resolv_conf)
 
-    store = Store(conf.name, conf.data_dir)
     cid, ifname = args.container_id, args.ifname
     requested = list(dict.fromkeys(conf.requested))  # de-duplicated, request order kept
     allocations: list[Allocation] = []
-    try:
-        with store:
-            owned: list[str] | None = None
-            live: set[str] = set()  # lease contents seen by the scan, when there is one
-            try:
-                for idx, rangeset in enumerate(conf.ranges):
-                    want: IP | None = None
-                    for ip in requested:
-                        if rangeset.contains(ip):
-                            want = ip
-                            requested.remove(ip)
-                            break
-                    if want is None and owned is None:
-                        owned = store.get_by_id(cid, ifname, live)
-                    alloc = Allocator(rangeset, store, idx)
-                    try:
-                        allocations.append(alloc.get(cid, ifname, want, owned or []))
-                    except CNIError as exc:
-                        raise CNIError(f"failed to allocate for range {idx}: {exc}") from None
-                if requested:
-                    raise CNIError(
-                        "failed to allocate all requested IPs: "
-                        + " ".join(ip_str(ip) for ip in requested)
-                    )
-            except BaseException:
-                for a in allocations:
-                    store.release(ip_str(a.ip))
-                raise
-            match = lease_content(cid, ifname)
-            hint = [
-                ip for ip in store.read_hint(cid, ifname) or [] if store.read_lease(ip) == match
-            ]
-            new = [ip_str(a.ip) for a in allocations]
-            store.write_hint(cid, ifname, list(dict.fromkeys(hint + new)))
-            if owned is not None:  # a full scan was paid for: drop hints no lease backs
-                live.add(match)
-                store.prune_hints(live)
-    finally:
-        store.close()
+    with Store(conf.name, conf.data_dir) as store:
+        owned: list[str] | None = None
+        live: set[str] = set()  # lease contents seen by the scan, when there is one
+        try:
+            for idx, rangeset in enumerate(conf.ranges):
+                want: IP | None = None
+                for ip in requested:
+                    if rangeset.contains(ip):
+                        want = ip
+                        requested.remove(ip)
+                        break
+                if want is None and owned is None:
+                    owned = store.get_by_id(cid, ifname, live)
+                alloc = Allocator(rangeset, store, idx)
+                try:
+                    allocations.append(alloc.get(cid, ifname, want, owned or []))
+                except CNIError as exc:
+                    raise CNIError(f"failed to allocate for range {idx}: {exc}") from None
+            if requested:
+                raise CNIError(
+                    "failed to allocate all requested IPs: "
+                    + " ".join(ip_str(ip) for ip in requested)
+                )
+        except BaseException:
+            for a in allocations:
+                store.release(ip_str(a.ip))
+            raise
+        match = lease_content(cid, ifname)
+        hint = [ip for ip in store.read_hint(cid, ifname) or [] if store.read_lease(ip) == match]
+        new = [ip_str(a.ip) for a in allocations]
+        store.write_hint(cid, ifname, list(dict.fromkeys(hint + new)))
+        if owned is not None:  # a full scan was paid for: drop hints no lease backs
+            live.add(match)
+            store.prune_hints(live)
 
     result["ips"] = [a.to_result() for a in allocations]
     if conf.routes:
@@ -100,12 +94,8 @@ def _release(store: Store, cid: str, ifname: str) -> list[str]:
 
 def cmd_del(args: CmdArgs) -> None:
     conf = _load(args)
-    store = Store(conf.name, conf.data_dir)
-    try:
-        with store:
-            _release(store, args.container_id, args.ifname)
-    finally:
-        store.close()
+    with Store(conf.name, conf.data_dir) as store:
+        _release(store, args.container_id, args.ifname)
 
 
 def _owns_any(store: Store, cid: str, ifname: str) -> bool:
@@ -118,12 +108,8 @@ def _owns_any(store: Store, cid: str, ifname: str) -> bool:
 
 def cmd_check(args: CmdArgs) -> None:
     conf = _load(args)
-    store = Store(conf.name, conf.data_dir)
-    try:
-        with store:
-            found = _owns_any(store, args.container_id, args.ifname)
-    finally:
-        store.close()
+    with Store(conf.name, conf.data_dir) as store:
+        found = _owns_any(store, args.container_id, args.ifname)
     if not found:
         raise CNIError(f"host-local: Failed to find address added by container {args.container_id}")
 
@@ -153,24 +139,20 @@ def cmd_gc(args: CmdArgs) -> None:
     conf = config.load(raw, args.args)
     valid = _valid_attachments(raw)
     valid_ids = {cid for cid, _ in valid}
-    store = Store(conf.name, conf.data_dir)
     errors: list[str] = []
-    try:
-        with store:
-            for ip, content in list(store.scan()):
-                cid, sep, ifname = content.partition("\r\n")
-                keep = (cid, ifname) in valid if sep else cid in valid_ids
-                if keep:
-                    continue
-                try:
-                    store.release(ip)
-                except OSError as exc:
-                    errors.append(f"{ip}: {exc.strerror}")
-            for cid, ifname in list(store.hints()):
-                if (cid, ifname) not in valid:
-                    store.drop_hint(cid, ifname)
-    finally:
-        store.close()
+    with Store(conf.name, conf.data_dir) as store:
+        for ip, content in list(store.scan()):
+            cid, sep, ifname = content.partition("\r\n")
+            keep = (cid, ifname) in valid if sep else cid in valid_ids
+            if keep:
+                continue
+            try:
+                store.release(ip)
+            except OSError as exc:
+                errors.append(f"{ip}: {exc.strerror}")
+        for cid, ifname in list(store.hints()):
+            if (cid, ifname) not in valid:
+                store.drop_hint(cid, ifname)
     if errors:
         raise CNIError("host-local: GC could not release leases: " + "; ".join(errors))
 

@@ -45,7 +45,10 @@ def _io_error(what: str, path: str, exc: OSError) -> CNIError:
 
 
 class Store:
-    """One network's lease directory; use as a context manager to hold the lock."""
+    """One network's lease directory.
+
+    Use it once as a context manager: it holds the lock for the block, then closes.
+    """
 
     def __init__(self, network: str, data_dir: str) -> None:
         self.dir = os.path.join(data_dir, network)
@@ -58,19 +61,6 @@ class Store:
             self._lock_fd = os.open(lock_path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o750)
         except OSError as exc:
             raise _io_error("cannot open lock file", lock_path, exc) from None
-        self._locked = 0
-
-    # -- locking -------------------------------------------------------------------------
-
-    def lock(self) -> None:
-        if self._locked == 0:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-        self._locked += 1
-
-    def unlock(self) -> None:
-        self._locked -= 1
-        if self._locked == 0:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
         if self._lock_fd >= 0:
@@ -78,11 +68,15 @@ class Store:
             self._lock_fd = -1
 
     def __enter__(self) -> Store:
-        self.lock()
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        except BaseException:
+            self.close()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.unlock()
+        self.close()
 
     # -- leases --------------------------------------------------------------------------
 
