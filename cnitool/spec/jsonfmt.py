@@ -1,14 +1,15 @@
 """JSON spelled the way the Go encoder spells it, so output matches the reference tools.
 
-Go's encoder escapes ``<``, ``>``, ``&``, U+2028 and U+2029 and keeps other non-ASCII
-text as UTF-8. Those characters can only occur inside JSON strings, so replacing them in
-the encoded text is safe.
+Go's encoder escapes ``<``, ``>``, ``&``, U+2028 and U+2029, writes invalid UTF-8 as
+``\\ufffd`` and keeps other non-ASCII text as UTF-8. Those characters can only occur
+inside JSON strings, so replacing them in the encoded text is safe.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 _GO_ESCAPES = {
@@ -18,12 +19,17 @@ _GO_ESCAPES = {
     "\u2028": "\\u2028",
     "\u2029": "\\u2029",
 }
+# those, plus lone surrogates: bytes that were not UTF-8 (an environment value read with
+# surrogateescape), which Go's encoder writes as the replacement character
+_NEEDS_ESCAPE = re.compile("[<>&\u2028\u2029\ud800-\udfff]")
+
+
+def _escape_one(match: re.Match[str]) -> str:
+    return _GO_ESCAPES.get(match.group(), "\\ufffd")
 
 
 def _go_escape(text: str) -> str:
-    if not any(ch in text for ch in _GO_ESCAPES):
-        return text
-    return "".join(_GO_ESCAPES.get(ch, ch) for ch in text)
+    return _NEEDS_ESCAPE.sub(_escape_one, text)
 
 
 def dumps_compact(obj: Any, *, sort_keys: bool = False) -> str:

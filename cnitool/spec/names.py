@@ -32,7 +32,8 @@ def validate_network_name(name: str) -> None:
 def validate_interface_name(ifname: str) -> None:
     if ifname == "":
         raise InvalidEnvironmentError("interface name is empty")
-    if len(ifname.encode()) > IFNAME_MAX:
+    # the length in bytes as the kernel sees it (undecodable bytes arrive as surrogates)
+    if len(ifname.encode(errors="surrogateescape")) > IFNAME_MAX:
         raise InvalidEnvironmentError(
             "interface name is too long",
             f"interface name should be less than {IFNAME_MAX + 1} characters",

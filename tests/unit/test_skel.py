@@ -161,6 +161,20 @@ def test_invalid_ifname_is_code_4(ifname: str) -> None:
     assert error_of(out)["code"] == 4
 
 
+def test_undecodable_env_bytes_give_a_readable_error() -> None:
+    # os.environ keeps bytes that are not UTF-8 as surrogates
+    bad = b"c\xff".decode(errors="surrogateescape")
+    out, code, _ = call(Recorder().plugin(), full_env("ADD", CNI_CONTAINERID=bad), conf())
+    assert code == 1
+    assert out.decode() == (
+        '{\n    "code": 4,\n    "msg": "invalid characters in containerID",'
+        '\n    "details": "c\\ufffd"\n}'
+    )
+    long_name = ("e" * 15 + "\xff").encode("latin-1").decode(errors="surrogateescape")
+    out, code, _ = call(Recorder().plugin(), full_env("ADD", CNI_IFNAME=long_name), conf())
+    assert error_of(out)["msg"] == "interface name is too long"
+
+
 # --- stdin pre-validation -------------------------------------------------------------
 
 

@@ -49,6 +49,10 @@ def test_json_uses_go_escaping() -> None:
     assert (
         jsonfmt.dumps_compact({"m": "a<b>&c\u2028é"}) == '{"m":"a\\u003cb\\u003e\\u0026c\\u2028é"}'
     )
+    # bytes that were not UTF-8 (os.environ keeps them as surrogates) print as U+FFFD
+    bad = b"c\xff\xfe".decode(errors="surrogateescape")
+    assert jsonfmt.dumps_compact({"m": bad}) == '{"m":"c\\ufffd\\ufffd"}'
+    assert jsonfmt.dumps_indent([bad]).encode() == b'[\n    "c\\ufffd\\ufffd"\n]'
     assert jsonfmt.dumps_compact({"b": 1, "a": 2}, sort_keys=True) == '{"a":2,"b":1}'
 
 
