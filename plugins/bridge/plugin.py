@@ -187,30 +187,27 @@ def cmd_add(cmd: skel.CmdArgs) -> Result:
         host, cont = attach.add_veth_pair(
             nl, ns, cmd.ifname, mtu=conf.mtu, mac=conf.mac, undo=undo, quiet=quiet
         )
-        host_name = host.name
         _port_setup(nl, conf, br, host)
 
         if conf.macspoofchk:
             from . import spoofcheck
 
-            spoofcheck.setup(cmd.container_id, cmd.ifname, host_name, cont.mac)
+            spoofcheck.setup(cmd.container_id, cmd.ifname, host.name, cont.mac)
             undo.callback(quiet, spoofcheck.teardown, cmd.container_id, cmd.ifname)
 
-        result: Result = {"cniVersion": "1.1.0"}
         ipam_result: Result | None = None
         if conf.ipam_type:
             ipam_result = ipam.exec_add(cmd, conf.ipam_type)
             undo.callback(quiet, ipam.exec_del, cmd, conf.ipam_type)
-            result = ipam_result
-            result["cniVersion"] = "1.1.0"
+        result: Result = ipam_result if ipam_result is not None else {}
+        result["cniVersion"] = "1.1.0"
+        # the names now (configure_iface picks interface 2's addresses by name), MACs last
         result["interfaces"] = [
-            {"name": br.name, "mac": br.mac},
-            {"name": host_name, "mac": host.mac},
-            {"name": cmd.ifname, "mac": cont.mac, "sandbox": cmd.netns},
+            {"name": br.name},
+            {"name": host.name},
+            {"name": cmd.ifname, "sandbox": cmd.netns},
         ]
-        gws: list[str] = []
-        if ipam_result is not None:
-            gws = _calc_gateways(result, conf)
+        gws = _calc_gateways(result, conf) if ipam_result is not None else []
         cont = ns.run(_configure_container, cmd.ifname, ipam_result, conf)
 
         if conf.is_gw:
@@ -239,11 +236,14 @@ def cmd_add(cmd: skel.CmdArgs) -> Result:
             if state != "UP":
                 raise CNIError(f"bridge port in error state: {state.lower()}")
 
-        br_now = nl.link(br.name)
-        host_now = nl.link(host_name)
-        result["interfaces"][0]["mac"] = br_now.mac if br_now else br.mac
-        result["interfaces"][1]["mac"] = host_now.mac if host_now else host.mac
-        result["interfaces"][2]["mac"] = cont.mac
+        # read again: the bridge MAC follows its ports until _ensure_addr pins it
+        br = nl.link(br.name) or br
+        host = nl.link(host.name) or host
+        result["interfaces"] = [
+            {"name": br.name, "mac": br.mac},
+            {"name": host.name, "mac": host.mac},
+            {"name": cmd.ifname, "mac": cont.mac, "sandbox": cmd.netns},
+        ]
         if conf.dns is not None:
             result["dns"] = conf.dns
         undo.pop_all()

@@ -73,7 +73,6 @@ def cmd_add(cmd: skel.CmdArgs) -> Result:
         host, _ = attach.add_veth_pair(
             nl, ns, cmd.ifname, mtu=conf.mtu, mac="", undo=undo, quiet=quiet
         )
-        host_name = host.name
         cont = ns.run(_configure, cmd.ifname, result)
         for ipc in result["ips"]:
             addr = ipaddress.ip_interface(ipc["address"])
@@ -96,9 +95,9 @@ def cmd_add(cmd: skel.CmdArgs) -> Result:
                 conf.network, cmd.container_id, cidrs, conf.masq_backend, undo=undo, quiet=quiet
             )
 
-        host = nl.link(host_name) or host
+        host = nl.link(host.name) or host
         result["interfaces"] = [
-            {"name": host_name, "mac": host.mac},
+            {"name": host.name, "mac": host.mac},
             {"name": cmd.ifname, "mac": cont.mac, "sandbox": cmd.netns},
         ]
         if conf.dns is not None:
