@@ -100,6 +100,7 @@ STDIN_CASES: dict[str, tuple[bytes | Callable[[dict[str, Any]], Any], str, Code]
     "name-int": (_spoil("name", 5), ALL, 6),
     "name-list": (_spoil("name", ["a"]), ALL, 6),
     "name-path": (_spoil("name", "../etc"), ALL, 7),
+    "name-lone-surrogate": (b'{"cniVersion": "1.0.0", "name": "n\\ud800"}', ALL, 7),
     "name-missing": (lambda c: {k: v for k, v in c.items() if k != "name"}, ALL, 7),
     "version-int": (_spoil("cniVersion", 1), ALL, 6),
     "version-junk": (_spoil("cniVersion", "banana"), ALL, VERSION_UNPARSABLE),
