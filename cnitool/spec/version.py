@@ -18,12 +18,9 @@ def parse(version: str) -> tuple[int, int, int]:
         raise CNIError(f'invalid version "{version}": too many parts')
     nums = []
     for part in parts:
-        try:
-            if not part.isdigit():
-                raise ValueError(part)
-            nums.append(int(part))
-        except ValueError:
-            raise CNIError(f'failed to convert version part "{part}" to an integer') from None
+        if not (part.isascii() and part.isdigit()):
+            raise CNIError(f'failed to convert version part "{part}" to an integer')
+        nums.append(int(part))
     while len(nums) < 3:
         nums.append(0)
     return nums[0], nums[1], nums[2]

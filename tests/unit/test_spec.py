@@ -83,7 +83,7 @@ def test_version_parse(text: str, parsed: tuple[int, int, int]) -> None:
     assert version.parse(text) == parsed
 
 
-@pytest.mark.parametrize("bad", ["1.2.3.4", "a.b", "1.-1.0", "1..0"])
+@pytest.mark.parametrize("bad", ["1.2.3.4", "a.b", "1.-1.0", "1..0", "\u0663.0.0", "1.\u00b2.0"])
 def test_version_parse_rejects(bad: str) -> None:
     with pytest.raises(errors.CNIError):
         version.parse(bad)
