@@ -121,7 +121,7 @@ class CNIConfig:
             rt.container_id,
             rt.netns,
             rt.ifname,
-            ";".join(f"{k}={v}" for k, v in rt.args),
+            rt.cni_args(),
             os.pathsep.join(self.paths),
             base=base,
         )

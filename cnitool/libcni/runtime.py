@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..spec.args import join_pairs
+
 
 @dataclass
 class RuntimeConf:
@@ -23,4 +25,4 @@ class RuntimeConf:
 
     def cni_args(self) -> str:
         """The CNI_ARGS value for this attachment (empty when there are no args)."""
-        return ";".join(f"{k}={v}" for k, v in self.args)
+        return join_pairs(self.args)
