@@ -86,8 +86,7 @@ def add_veth_pair(
     if host is None:
         raise CNIError(f'failed to lookup host veth "{host_name}"')
     nl.set_up(host.index)
-    with contextlib.suppress(OSError):  # no IPv6 on the node: nothing to refuse
-        sysctl.ensure(f"net/ipv6/conf/{host_name}/accept_ra", "0")
+    sysctl.ensure_optional(f"net/ipv6/conf/{host_name}/accept_ra", "0")
     return host, cont
 
 

@@ -7,7 +7,6 @@ the calling plugin (prevResult included), as the reference plugins do.
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import json
 from collections.abc import Callable, Mapping
@@ -191,8 +190,7 @@ def configure_iface(nl: Netlink, ifname: str, result: Result) -> None:
                     sysctl.ensure(f"net/ipv6/conf/{dev}/disable_ipv6", "0")
                 except OSError as exc:
                     raise CNIError(f"failed to enable IPv6 for {dev}: {exc}") from exc
-            with contextlib.suppress(OSError):  # older kernels lack it; only a nicety
-                sysctl.ensure(f"net/ipv6/conf/{ifname}/keep_addr_on_down", "1")
+            sysctl.ensure_optional(f"net/ipv6/conf/{ifname}/keep_addr_on_down", "1")
         try:
             nl.add_addr(link.index, ipc["address"])
         except NetlinkError as exc:

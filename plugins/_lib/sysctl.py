@@ -36,6 +36,17 @@ def ensure(name: str, value: str) -> None:
         set(name, value)
 
 
+def ensure_optional(name: str, value: str) -> bool:
+    """``ensure`` for a setting that may be missing (IPv6 disabled, an older kernel) and
+    that is only a refinement: a failure is not an error (the reference plugins ignore it
+    too). Returns whether the value is now in place."""
+    try:
+        ensure(name, value)
+    except OSError:
+        return False
+    return True
+
+
 def enable_forwarding(v4: bool, v6: bool) -> None:
     """Turn on IP forwarding for the families asked for (only when not already on)."""
     if v4:

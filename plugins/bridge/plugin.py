@@ -54,8 +54,7 @@ def _ensure_bridge(nl: Netlink, conf: BridgeConf) -> Link:
             )
     if conf.promisc and not br.promisc:
         nl.set_promisc(br.index, True)
-    with contextlib.suppress(OSError):
-        sysctl.ensure(f"net/ipv6/conf/{conf.bridge}/accept_ra", "0")
+    sysctl.ensure_optional(f"net/ipv6/conf/{conf.bridge}/accept_ra", "0")
     if not br.up:
         nl.set_up(br.index)
     out = nl.link(conf.bridge)
@@ -126,15 +125,9 @@ def _calc_gateways(result: Result, conf: BridgeConf) -> list[str]:
 # -- container side (run inside the netns worker) ---------------------------------------
 def _configure_container(ifname: str, result: Result | None, conf: BridgeConf) -> Link:
     if conf.enable_dad:
-        with contextlib.suppress(OSError):
-            sysctl.set(f"net/ipv6/conf/{ifname}/enhanced_dad", "1")
-        with contextlib.suppress(OSError):
-            sysctl.set(f"net/ipv6/conf/{ifname}/accept_dad", "1")
-    else:
-        with contextlib.suppress(OSError):
-            sysctl.set(f"net/ipv6/conf/{ifname}/accept_dad", "0")
-    with contextlib.suppress(OSError):
-        sysctl.set(f"net/ipv4/conf/{ifname}/arp_notify", "1")
+        sysctl.ensure_optional(f"net/ipv6/conf/{ifname}/enhanced_dad", "1")
+    sysctl.ensure_optional(f"net/ipv6/conf/{ifname}/accept_dad", "1" if conf.enable_dad else "0")
+    sysctl.ensure_optional(f"net/ipv4/conf/{ifname}/arp_notify", "1")
     with Netlink() as nl:
         if result is not None:
             ipam.configure_iface(nl, ifname, result)
