@@ -302,13 +302,17 @@ class Netlink:
         self._sock = socket.socket(
             socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE
         )
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        for opt in (NETLINK_EXT_ACK, NETLINK_CAP_ACK):
-            # the kernel's own error text, and errors without the echoed request (older
-            # kernels lack them: plain errno only)
-            with contextlib.suppress(OSError):
-                self._sock.setsockopt(SOL_NETLINK, opt, 1)
-        self._sock.bind((0, 0))
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            for opt in (NETLINK_EXT_ACK, NETLINK_CAP_ACK):
+                # the kernel's own error text, and errors without the echoed request (older
+                # kernels lack them: plain errno only)
+                with contextlib.suppress(OSError):
+                    self._sock.setsockopt(SOL_NETLINK, opt, 1)
+            self._sock.bind((0, 0))
+        except BaseException:
+            self._sock.close()
+            raise
         self._seq = int.from_bytes(os.urandom(2), "little")
         self._peek = bytearray(16)
 
