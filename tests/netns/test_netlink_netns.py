@@ -177,6 +177,10 @@ def test_sysctl_keys_keep_dotted_interface_names() -> None:
     )
     sysctl.ensure("net.ipv4.ip_forward", "1")
     assert sysctl.get("net/ipv4/ip_forward") == "1"
+    # a refinement the kernel lacks is skipped; one it has is applied
+    assert sysctl.ensure_optional("net/ipv6/conf/no-such-link/accept_ra", "0") is False
+    assert sysctl.ensure_optional("net/ipv4/conf/lo/arp_notify", "1") is True
+    assert sysctl.get("net/ipv4/conf/lo/arp_notify") == "1"
 
 
 # -- robustness of the codec: multi-part dumps, errors, retries, large replies ------------
