@@ -231,7 +231,6 @@ def cmd_add(cmd: skel.CmdArgs) -> Result:
 
         # read again: the bridge MAC follows its ports until _ensure_addr pins it
         br = nl.link(br.name) or br
-        host = nl.link(host.name) or host
         result["interfaces"] = [
             {"name": br.name, "mac": br.mac},
             {"name": host.name, "mac": host.mac},

@@ -19,7 +19,7 @@ class PtpConf(NamedTuple):
     mtu: int
     ipam_type: str
     dns: dict[str, Any] | None
-    masq_backend: str | None
+    ip_masq_backend: str | None
 
 
 def load(cmd: skel.CmdArgs) -> PtpConf:
@@ -34,7 +34,7 @@ def load(cmd: skel.CmdArgs) -> PtpConf:
         mtu=mtu,
         ipam_type=ipam.ipam_type(raw),
         dns=ipam.dns_override(raw),
-        masq_backend=ipam.masq_backend(raw),
+        ip_masq_backend=ipam.masq_backend(raw),
     )
     if not conf.ipam_type:
         raise CNIError('ptp needs an IPAM plugin: "ipam.type" is missing')

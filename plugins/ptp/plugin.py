@@ -92,10 +92,9 @@ def cmd_add(cmd: skel.CmdArgs) -> Result:
         if conf.ip_masq:
             cidrs = [ipc["address"] for ipc in result["ips"]]
             attach.setup_masq(
-                conf.network, cmd.container_id, cidrs, conf.masq_backend, undo=undo, quiet=quiet
+                conf.network, cmd.container_id, cidrs, conf.ip_masq_backend, undo=undo, quiet=quiet
             )
 
-        host = nl.link(host.name) or host
         result["interfaces"] = [
             {"name": host.name, "mac": host.mac},
             {"name": cmd.ifname, "mac": cont.mac, "sandbox": cmd.netns},
@@ -119,7 +118,7 @@ def cmd_del(cmd: skel.CmdArgs) -> None:
             cmd.container_id,
             cmd.ifname,
             cidrs,
-            conf.masq_backend,
+            conf.ip_masq_backend,
         )
     steps.finish()
 
