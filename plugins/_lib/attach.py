@@ -144,7 +144,9 @@ def container_interface(result: Result, ifname: str, netns_path: str) -> dict[st
     for intf in result.get("interfaces") or []:
         if intf.get("name") == ifname and intf.get("sandbox") == netns_path:
             return dict(intf)
-    raise CNIError(f"Sandbox in prevResult  doesn't match configured netns: {netns_path}")
+    # no such interface in that sandbox: the reference words it with an empty sandbox
+    sandbox = ""
+    raise CNIError(f"Sandbox in prevResult {sandbox} doesn't match configured netns: {netns_path}")
 
 
 class DelSteps:
