@@ -1,8 +1,9 @@
-"""Shared plugin internals: network namespaces, netlink, sysctls, IPAM delegation, firewall.
+"""Shared plugin internals: network namespaces, netlink, sysctls, IPAM delegation, the veth
+plugins' common steps (``attach``), firewall; and ``lazy_verb`` for the plugins' entries.
 
-This package is the only place that talks to the kernel (rtnetlink sockets, iptables, nft,
-/proc/sys). Heavy dependencies are imported lazily inside the functions that need them so
-that cheap verbs (VERSION, STATUS) never pay for them.
+The plugins reach the kernel (rtnetlink sockets, iptables, /proc/sys) through this package;
+the bridge's nft spoof check is its one exception. Heavy dependencies are imported lazily
+inside the functions that need them so that cheap verbs (VERSION, STATUS) never pay for them.
 """
 
 from __future__ import annotations
