@@ -18,10 +18,9 @@ DEFAULT_BRIDGE = "cni0"
 class BridgeConf:
     """The checked configuration (a plain class: ``dataclasses`` costs ~6 ms to import)."""
 
-    def __init__(self, raw: dict[str, Any], network: str, cni_version: str) -> None:
+    def __init__(self, raw: dict[str, Any], network: str) -> None:
         self.raw = raw
         self.network = network
-        self.cni_version = cni_version
         self.bridge = DEFAULT_BRIDGE
         self.is_gw = False
         self.is_default_gw = False
@@ -76,7 +75,7 @@ def _trunk(raw: Any) -> list[tuple[int, int]]:
 
 def load(cmd: skel.CmdArgs) -> BridgeConf:
     raw = cmd.config()
-    conf = BridgeConf(raw=raw, network=str(raw.get("name", "")), cni_version=cmd.cni_version)
+    conf = BridgeConf(raw=raw, network=str(raw.get("name", "")))
     conf.bridge = typed(raw, "bridge", str, DEFAULT_BRIDGE) or DEFAULT_BRIDGE
     try:
         names.validate_interface_name(conf.bridge)
