@@ -5,30 +5,22 @@ from __future__ import annotations
 from cnitool import __version__, skel
 from cnitool.spec.version import ALL
 
+from .._lib import lazy_verb
 
-def _add(cmd: skel.CmdArgs) -> dict[str, object]:
-    from .commands import cmd_add
-
-    return cmd_add(cmd)
+_COMMANDS = f"{__package__}.commands"
 
 
 def _check(cmd: skel.CmdArgs) -> None:
     return None  # like the reference plugin: nothing to check
 
 
-def _del(cmd: skel.CmdArgs) -> None:
-    from .commands import cmd_del
-
-    cmd_del(cmd)
-
-
 PLUGIN = skel.Plugin(
     name="flannel",
     versions=ALL,
     about=f"CNI flannel plugin pycni {__version__}",
-    add=_add,
+    add=lazy_verb(_COMMANDS, "cmd_add"),
     check=_check,
-    delete=_del,
+    delete=lazy_verb(_COMMANDS, "cmd_del"),
 )
 
 

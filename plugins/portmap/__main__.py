@@ -5,32 +5,17 @@ from __future__ import annotations
 from cnitool import __version__, skel
 from cnitool.spec.version import ALL
 
+from .._lib import lazy_verb
 
-def _add(cmd: skel.CmdArgs) -> dict[str, object]:
-    from .commands import cmd_add
-
-    return cmd_add(cmd)
-
-
-def _check(cmd: skel.CmdArgs) -> None:
-    from .commands import cmd_check
-
-    cmd_check(cmd)
-
-
-def _del(cmd: skel.CmdArgs) -> None:
-    from .commands import cmd_del
-
-    cmd_del(cmd)
-
+_COMMANDS = f"{__package__}.commands"
 
 PLUGIN = skel.Plugin(
     name="portmap",
     versions=ALL,
     about=f"CNI portmap plugin pycni {__version__}",
-    add=_add,
-    check=_check,
-    delete=_del,
+    add=lazy_verb(_COMMANDS, "cmd_add"),
+    check=lazy_verb(_COMMANDS, "cmd_check"),
+    delete=lazy_verb(_COMMANDS, "cmd_del"),
 )
 
 
