@@ -153,6 +153,8 @@ def prev_cidrs(raw: Mapping[str, Any], ifname: str) -> list[str]:
     try:
         prev = prev_result(raw)
     except CNIError:
+        # DEL is best effort and must not fail on a prevResult it cannot use: an
+        # unreadable one only means there are no addresses to fall back on
         return []
     if not prev:
         return []
