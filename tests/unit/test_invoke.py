@@ -24,6 +24,7 @@ from cnitool.invoke import (
     exec_with_result,
     find_in_path,
     get_version_info,
+    plugin_error,
 )
 from cnitool.spec.errors import CNIError, DecodingError
 
@@ -165,6 +166,12 @@ def test_exec_garbage_stdout(tmp_path: Path) -> None:
     assert str(exc.value).startswith(
         'netplugin failed but error parsing its diagnostic message "this is not json\\n": '
     )
+
+
+def test_failed_plugin_with_deeply_nested_stdout_is_a_parse_error() -> None:
+    err = plugin_error("/bin/p", 1, b"[" * 100000, b"")
+    assert err.msg.startswith("netplugin failed but error parsing its diagnostic message ")
+    assert err.msg.endswith(": JSON nested too deeply")
 
 
 def test_exec_killed_by_signal_names_it(tmp_path: Path) -> None:

@@ -571,6 +571,8 @@ def test_bad_shapes_are_decoding_errors_naming_the_field(obj: dict[str, Any], fi
         (b'"text"', "got string"),
         (b"\xff\xfe", "UTF-8"),
         (b'{"cniVersion": "9.9.9"}', '"9.9.9"'),
+        (b"[" * 100000 + b"]" * 100000, "nested too deeply"),
+        (b'{"cniVersion": "1.0.0", "routes": [{"dst": "0.0.0.0/0", "mtu": 1e999}]}', "1e999"),
     ],
 )
 def test_bad_output_is_code_6(data: bytes, words: str) -> None:
