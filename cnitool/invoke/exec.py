@@ -176,16 +176,14 @@ def plugin_error(plugin_path: str, returncode: int, stdout: bytes, stderr: bytes
             _signal_detail(plugin_path, returncode),
         )
     if returncode < 0:
-        return CNIError(
-            f'plugin "{plugin_path}" was killed by signal {_signal_name(-returncode)}',
-            err_text.strip(),
-        )
+        return CNIError(_signal_detail(plugin_path, returncode), err_text.strip())
     if err_text:
         return CNIError(f"netplugin failed: {go_quote(err_text)}: {_exit_text(returncode)}")
     return CNIError(f"netplugin failed with no error message: {_exit_text(returncode)}")
 
 
 def _signal_detail(plugin_path: str, returncode: int) -> str:
+    """What a plugin's exit says beyond its output: the signal that killed it, if any."""
     if returncode < 0:
         return f'plugin "{plugin_path}" was killed by signal {_signal_name(-returncode)}'
     return ""
