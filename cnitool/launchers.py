@@ -28,7 +28,6 @@ read-only ``__pycache__`` does not recompile on every exec.
 
 from __future__ import annotations
 
-import compileall
 import contextlib
 import importlib.util
 import os
@@ -245,6 +244,8 @@ def package_dirs() -> list[str]:
 
 def compile_packages() -> list[InstallAction]:
     """Byte-compile both packages (quietly); one action per package directory."""
+    import compileall  # ~10 ms; only installing needs it, not listing or removing
+
     out: list[InstallAction] = []
     for directory in package_dirs():
         ok = compileall.compile_dir(directory, quiet=2)
