@@ -7,7 +7,6 @@ calling thread, in the node's namespace.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 from collections.abc import Callable, Mapping
@@ -68,12 +67,11 @@ def add_veth_pair(
     *,
     mtu: int,
     mac: str,
-    undo: contextlib.ExitStack,
-    quiet: Callable[..., None],
+    undo: ipam.Rollback,
 ) -> tuple[Link, Link]:
     """ADD: the veth pair, ``ifname`` in ``ns`` and its peer up on the node (``nl``).
 
-    Its removal is pushed on ``undo`` (wrapped in ``quiet``) as soon as it exists.
+    Its removal is added to ``undo`` as soon as it exists.
     Returns the host link and the container link.
     """
     host_fd = netns.current_netns()
@@ -81,7 +79,7 @@ def add_veth_pair(
         host_name, cont = ns.run(make_veth, ifname, host_fd, mtu, mac)
     finally:
         os.close(host_fd)
-    undo.callback(quiet, ns.run, delete_veth, ifname)
+    undo.add(ns.run, delete_veth, ifname)
     host = nl.link(host_name)
     if host is None:
         raise CNIError(f'failed to lookup host veth "{host_name}"')
@@ -96,14 +94,13 @@ def setup_masq(
     cidrs: list[str],
     backend: str | None,
     *,
-    undo: contextlib.ExitStack,
-    quiet: Callable[..., None],
+    undo: ipam.Rollback,
 ) -> None:
-    """ADD: masquerade traffic from ``cidrs``; the teardown is pushed on ``undo``."""
+    """ADD: masquerade traffic from ``cidrs``; the teardown is added to ``undo``."""
     from . import ipmasq
 
     ipmasq.setup_ip_masq(network, container_id, cidrs, backend=backend)
-    undo.callback(quiet, ipmasq.teardown_ip_masq, network, container_id, cidrs, backend=backend)
+    undo.add(ipmasq.teardown_ip_masq, network, container_id, cidrs, backend=backend)
 
 
 def teardown_masq(

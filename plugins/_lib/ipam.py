@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from cnitool.spec.errors import CNIError
 
@@ -106,16 +106,14 @@ def exec_add(cmd: CmdArgs, plugin_type: str) -> Result:
     from cnitool.spec import results
 
     res = invoke.delegate_add(plugin_type, cmd.stdin_data, _env(cmd), cmd.stderr)
-    try:
+    with Rollback(cmd.stderr) as undo:
+        # the IPAM plugin succeeded, so it may hold an allocation: give it back on failure
+        undo.add(exec_del, cmd, plugin_type)
         if res is None:
             raise CNIError("IPAM plugin returned missing IP config")
         res = results.convert(res, "1.1.0")
         if not res.get("ips"):
             raise CNIError("IPAM plugin returned missing IP config")
-    except Exception:
-        # the IPAM plugin succeeded, so it may hold an allocation: give it back
-        quiet_undo(cmd)(exec_del, cmd, plugin_type)
-        raise
     return res
 
 
@@ -267,17 +265,33 @@ def validate_iface(nl: Netlink, ifname: str, want_mac: str, result: Result) -> L
     return link
 
 
-def quiet_undo(cmd: CmdArgs) -> Callable[..., None]:
-    """Wrap an undo step of a failed ADD: its own failure is logged, not raised, so the
-    error that caused the rollback is the one reported."""
+class Rollback:
+    """The undo steps of an ADD: ``with Rollback(stderr) as undo: ... undo.add(fn, *args)``.
 
-    def run(fn: Callable[..., object], *args: Any, **kwargs: Any) -> None:
-        try:
-            fn(*args, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - rollback is best effort, and logged
-            cmd.stderr.write(f"rollback step {getattr(fn, '__name__', fn)} failed: {exc}\n")
+    When the block fails the steps run, last added first; a step's own failure is logged
+    to ``stderr``, not raised, so the error that caused the rollback is the one reported.
+    When the block succeeds nothing runs.
+    """
 
-    return run
+    def __init__(self, stderr: TextIO) -> None:
+        self._stderr = stderr
+        self._steps: list[tuple[Callable[..., object], tuple[Any, ...], dict[str, Any]]] = []
+
+    def add(self, fn: Callable[..., object], *args: Any, **kwargs: Any) -> None:
+        self._steps.append((fn, args, kwargs))
+
+    def __enter__(self) -> Rollback:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is None:
+            return
+        for fn, args, kwargs in reversed(self._steps):
+            try:
+                fn(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - rollback is best effort, and logged
+                name = getattr(fn, "__name__", fn)
+                self._stderr.write(f"rollback step {name} failed: {exc}\n")
 
 
 def masq_backend(conf: Mapping[str, Any]) -> str | None:

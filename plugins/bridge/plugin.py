@@ -173,25 +173,21 @@ def cmd_add(cmd: skel.CmdArgs) -> Result:
     conf = load(cmd)
     if conf.uses_vlan and conf.is_gw:
         raise CNIError("isGateway together with vlan/vlanTrunk is not supported by this plugin")
-    with netns.NetNS(cmd.netns) as ns, Netlink() as nl, contextlib.ExitStack() as undo:
-        quiet = ipam.quiet_undo(cmd)
-
+    with netns.NetNS(cmd.netns) as ns, Netlink() as nl, ipam.Rollback(cmd.stderr) as undo:
         br = _ensure_bridge(nl, conf)
-        host, cont = attach.add_veth_pair(
-            nl, ns, cmd.ifname, mtu=conf.mtu, mac=conf.mac, undo=undo, quiet=quiet
-        )
+        host, cont = attach.add_veth_pair(nl, ns, cmd.ifname, mtu=conf.mtu, mac=conf.mac, undo=undo)
         _port_setup(nl, conf, br, host)
 
         if conf.macspoofchk:
             from . import spoofcheck
 
             spoofcheck.setup(cmd.container_id, cmd.ifname, host.name, cont.mac)
-            undo.callback(quiet, spoofcheck.teardown, cmd.container_id, cmd.ifname)
+            undo.add(spoofcheck.teardown, cmd.container_id, cmd.ifname)
 
         ipam_result: Result | None = None
         if conf.ipam_type:
             ipam_result = ipam.exec_add(cmd, conf.ipam_type)
-            undo.callback(quiet, ipam.exec_del, cmd, conf.ipam_type)
+            undo.add(ipam.exec_del, cmd, conf.ipam_type)
         result: Result = ipam_result if ipam_result is not None else {}
         result["cniVersion"] = "1.1.0"
         # the names now (configure_iface picks interface 2's addresses by name), MACs last
@@ -220,7 +216,6 @@ def cmd_add(cmd: skel.CmdArgs) -> Result:
                 cidrs,
                 conf.ip_masq_backend,
                 undo=undo,
-                quiet=quiet,
             )
 
         if not conf.disable_container_interface:
@@ -238,7 +233,6 @@ def cmd_add(cmd: skel.CmdArgs) -> Result:
         ]
         if conf.dns is not None:
             result["dns"] = conf.dns
-        undo.pop_all()
         return result
 
 

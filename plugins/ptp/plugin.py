@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import ipaddress
 from typing import Any
@@ -51,11 +50,9 @@ def _configure(ifname: str, result: Result) -> Link:
 
 def cmd_add(cmd: skel.CmdArgs) -> Result:
     conf = load(cmd)
-    with netns.NetNS(cmd.netns) as ns, Netlink() as nl, contextlib.ExitStack() as undo:
-        quiet = ipam.quiet_undo(cmd)
-
+    with netns.NetNS(cmd.netns) as ns, Netlink() as nl, ipam.Rollback(cmd.stderr) as undo:
         result = ipam.exec_add(cmd, conf.ipam_type)
-        undo.callback(quiet, ipam.exec_del, cmd, conf.ipam_type)
+        undo.add(ipam.exec_del, cmd, conf.ipam_type)
         result["cniVersion"] = "1.1.0"
         fams = set()
         for ipc in result["ips"]:
@@ -70,9 +67,7 @@ def cmd_add(cmd: skel.CmdArgs) -> Result:
         result["interfaces"] = [{"name": ""}, {"name": cmd.ifname, "sandbox": cmd.netns}]
 
         # the host end goes up first: without carrier the container's IPv6 DAD never ends
-        host, _ = attach.add_veth_pair(
-            nl, ns, cmd.ifname, mtu=conf.mtu, mac="", undo=undo, quiet=quiet
-        )
+        host, _ = attach.add_veth_pair(nl, ns, cmd.ifname, mtu=conf.mtu, mac="", undo=undo)
         cont = ns.run(_configure, cmd.ifname, result)
         for ipc in result["ips"]:
             addr = ipaddress.ip_interface(ipc["address"])
@@ -92,7 +87,7 @@ def cmd_add(cmd: skel.CmdArgs) -> Result:
         if conf.ip_masq:
             cidrs = [ipc["address"] for ipc in result["ips"]]
             attach.setup_masq(
-                conf.network, cmd.container_id, cidrs, conf.ip_masq_backend, undo=undo, quiet=quiet
+                conf.network, cmd.container_id, cidrs, conf.ip_masq_backend, undo=undo
             )
 
         result["interfaces"] = [
@@ -101,7 +96,6 @@ def cmd_add(cmd: skel.CmdArgs) -> Result:
         ]
         if conf.dns is not None:
             result["dns"] = conf.dns
-        undo.pop_all()
         return result
 
 
