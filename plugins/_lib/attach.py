@@ -48,9 +48,23 @@ def make_veth(ifname: str, host_fd: int, mtu: int, mac: str) -> tuple[str, Link]
 
 
 def delete_veth(ifname: str) -> list[str]:
-    """Delete ``ifname``; return the global addresses it had ([] when it is absent)."""
+    """Delete ``ifname``; return the global unicast addresses it had (for the ipMasq
+    teardown); [] when it is absent."""
     with Netlink() as nl:
-        return nl.delete_link_collect(ifname)
+        link = nl.link(ifname)
+        if link is None:
+            return []
+        cidrs = []
+        for a in nl.addrs(link.index):
+            ip = a.interface.ip
+            if not (ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_unspecified):
+                cidrs.append(a.cidr)
+        try:
+            nl.delete_link(link.index)
+        except NetlinkError as exc:
+            if exc.errno not in (errno.ENODEV, errno.ENOENT):  # gone meanwhile: fine
+                raise
+        return cidrs
 
 
 def check_veth(ifname: str, want_mac: str, result: Result) -> Link:

@@ -775,20 +775,3 @@ class Netlink:
             rtype=0,
         )
         self._do(RTM_DELROUTE, 0, body, f"delete route {dst}")
-
-    def delete_link_collect(self, name: str) -> list[str]:
-        """Delete link ``name``; return its global unicast CIDRs ([] when it is absent)."""
-        link = self.link(name)
-        if link is None:
-            return []
-        cidrs = []
-        for a in self.addrs(link.index):
-            ip = a.interface.ip
-            if not (ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_unspecified):
-                cidrs.append(a.cidr)
-        try:
-            self.delete_link(link.index)
-        except NetlinkError as exc:
-            if exc.errno not in (errno.ENODEV, errno.ENOENT):
-                raise
-        return cidrs
