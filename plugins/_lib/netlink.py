@@ -580,6 +580,8 @@ class Netlink:
             if family is not None and fam != family:
                 continue
             attrs = parse_attrs(m, _IFADDR.size)
+            # IPv4: IFA_LOCAL is our own address (IFA_ADDRESS is the peer's on a
+            # point-to-point link); IPv6 has only IFA_ADDRESS
             raw = attrs.get(IFA_LOCAL) if fam == AF_INET else None
             raw = raw or attrs.get(IFA_ADDRESS)
             if IFA_FLAGS in attrs:
