@@ -90,8 +90,3 @@ def teardown(container_id: str, ifname: str) -> None:
     if lines:
         _nft("\n".join(lines) + "\n")
 
-
-def present(container_id: str, ifname: str) -> bool:
-    items = _table() or []
-    chain, _, _ = _names(container_id, ifname)
-    return any("chain" in i and i["chain"]["name"] == chain for i in items)
