@@ -89,4 +89,3 @@ def teardown(container_id: str, ifname: str) -> None:
             lines.append(f"delete chain bridge {TABLE} {name}")
     if lines:
         _nft("\n".join(lines) + "\n")
-
