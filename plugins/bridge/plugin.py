@@ -58,7 +58,8 @@ def _ensure_bridge(nl: Netlink, conf: BridgeConf) -> Link:
     if not br.up:
         nl.set_up(br.index)
     out = nl.link(conf.bridge)
-    assert out is not None
+    if out is None:
+        raise CNIError(f'"{conf.bridge}" disappeared while it was being set up')
     return out
 
 
@@ -123,7 +124,7 @@ def _calc_gateways(result: Result, conf: BridgeConf) -> list[str]:
 
 
 # -- container side (run inside the netns worker) ---------------------------------------
-def _configure_container(ifname: str, result: Result | None, conf: BridgeConf) -> Link:
+def _configure_container(ifname: str, result: Result | None, conf: BridgeConf) -> None:
     if conf.enable_dad:
         sysctl.ensure_optional(f"net/ipv6/conf/{ifname}/enhanced_dad", "1")
     sysctl.ensure_optional(f"net/ipv6/conf/{ifname}/accept_dad", "1" if conf.enable_dad else "0")
@@ -136,9 +137,6 @@ def _configure_container(ifname: str, result: Result | None, conf: BridgeConf) -
             if link is None:
                 raise CNIError(f'failed to lookup "{ifname}"')
             nl.set_up(link.index)
-        link = nl.link(ifname)
-        assert link is not None
-        return link
 
 
 # -- ADD --------------------------------------------------------------------------------
@@ -197,7 +195,7 @@ def cmd_add(cmd: skel.CmdArgs) -> Result:
             {"name": cmd.ifname, "sandbox": cmd.netns},
         ]
         gws = _calc_gateways(result, conf) if ipam_result is not None else []
-        cont = ns.run(_configure_container, cmd.ifname, ipam_result, conf)
+        ns.run(_configure_container, cmd.ifname, ipam_result, conf)
 
         if conf.is_gw:
             for gw in gws:

@@ -10,7 +10,7 @@ from cnitool import skel
 from cnitool.spec.errors import CNIError
 
 from .._lib import attach, ipam, netns, sysctl
-from .._lib.netlink import RT_SCOPE_LINK, Link, Netlink, NetlinkError
+from .._lib.netlink import RT_SCOPE_LINK, Netlink, NetlinkError
 from .config import load
 
 Result = dict[str, Any]
@@ -20,7 +20,7 @@ def _host_len(addr: ipaddress.IPv4Interface | ipaddress.IPv6Interface) -> int:
     return 32 if addr.version == 4 else 128
 
 
-def _configure(ifname: str, result: Result) -> Link:
+def _configure(ifname: str, result: Result) -> None:
     """Addresses, the /32 (/128) route to the gateway and the subnet via the gateway."""
     with Netlink() as nl:
         ipam.configure_iface(nl, ifname, result)
@@ -45,7 +45,6 @@ def _configure(ifname: str, result: Result) -> Link:
                 nl.add_route(subnet, oif=link.index, gateway=gw, scope=0, src=str(addr.ip))
             except NetlinkError as exc:
                 raise CNIError(f"failed to add route {subnet} via {gw}: {exc}") from exc
-        return link
 
 
 def cmd_add(cmd: skel.CmdArgs) -> Result:
@@ -67,8 +66,8 @@ def cmd_add(cmd: skel.CmdArgs) -> Result:
         result["interfaces"] = [{"name": ""}, {"name": cmd.ifname, "sandbox": cmd.netns}]
 
         # the host end goes up first: without carrier the container's IPv6 DAD never ends
-        host, _ = attach.add_veth_pair(nl, ns, cmd.ifname, mtu=conf.mtu, mac="", undo=undo)
-        cont = ns.run(_configure, cmd.ifname, result)
+        host, cont = attach.add_veth_pair(nl, ns, cmd.ifname, mtu=conf.mtu, mac="", undo=undo)
+        ns.run(_configure, cmd.ifname, result)
         for ipc in result["ips"]:
             addr = ipaddress.ip_interface(ipc["address"])
             hl = _host_len(addr)
