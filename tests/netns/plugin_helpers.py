@@ -101,20 +101,21 @@ def host_local(subnet: str = "10.88.0.0/24", data_dir: str = "", **extra: Any) -
 # -- kernel state, read over netlink ------------------------------------------------------
 def in_ns(path: str | None, fn: Callable[..., Any], *args: Any) -> Any:
     """Run ``fn(ipr, *args)`` with a pyroute2 IPRoute in netns ``path`` (None = node)."""
-    from cnitool_plugins._lib import netns
     from pyroute2 import IPRoute
 
     def work() -> Any:
         with IPRoute() as ipr:
             return fn(ipr, *args)
 
-    if path is None:
-        return netns.run_in_netns(netns.current_netns(), work)
-    fd = netns.open_netns(path)
-    try:
-        return netns.run_in_netns(fd, work)
-    finally:
-        os.close(fd)
+    return run_in(path or "/proc/thread-self/ns/net", work)
+
+
+def run_in(path: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` in a worker thread switched into the netns at ``path``."""
+    from cnitool_plugins._lib import netns
+
+    with netns.NetNS(path) as ns:
+        return ns.run(fn, *args)
 
 
 def _protinfo(ipr: Any, index: int) -> dict[str, Any]:
@@ -226,8 +227,6 @@ def tcp_echo(
     import threading
     import time
 
-    from cnitool_plugins._lib import netns
-
     family = socket.AF_INET6 if ":" in server_ip else socket.AF_INET
     ready = threading.Event()
     port: list[int] = []
@@ -258,11 +257,7 @@ def tcp_echo(
             if server_ns is None:
                 serve()
             else:
-                fd = netns.open_netns(server_ns)
-                try:
-                    netns.run_in_netns(fd, serve)
-                finally:
-                    os.close(fd)
+                run_in(server_ns, serve)
         except BaseException as exc:  # reported by the caller
             errors.append(exc)
             ready.set()
@@ -278,14 +273,7 @@ def tcp_echo(
             s.sendall(payload)
             return s.recv(1024)
 
-    if client_ns is None:
-        data = client()
-    else:
-        fd = netns.open_netns(client_ns)
-        try:
-            data = netns.run_in_netns(fd, client)
-        finally:
-            os.close(fd)
+    data = client() if client_ns is None else run_in(client_ns, client)
     t.join(10)
     return data
 

@@ -22,6 +22,7 @@ from plugin_helpers import (
     links,
     nat_rules,
     routes,
+    run_in,
     tcp_echo,
     unique_net,
 )
@@ -58,15 +59,9 @@ def net(runner: Runner) -> Net:
 
 
 def sysctl_in(path: str | None, key: str) -> str:
-    from cnitool_plugins._lib import netns, sysctl
+    from cnitool_plugins._lib import sysctl
 
-    if path is None:
-        return sysctl.get(key)
-    fd = netns.open_netns(path)
-    try:
-        return netns.run_in_netns(fd, sysctl.get, key)
-    finally:
-        os.close(fd)
+    return sysctl.get(key) if path is None else run_in(path, sysctl.get, key)
 
 
 @pytest.mark.parametrize("version", VERSIONS)
