@@ -10,12 +10,15 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cnitool.spec.errors import CNIError
 
 from . import ipam, netns, sysctl
 from .netlink import Link, Netlink, NetlinkError, random_veth_name
+
+if TYPE_CHECKING:
+    from cnitool.skel import CmdArgs
 
 T = TypeVar("T")
 Result = dict[str, Any]
@@ -118,21 +121,20 @@ def setup_masq(
 
 
 def teardown_masq(
-    raw: Mapping[str, Any],
-    network: str,
-    container_id: str,
-    ifname: str,
-    cidrs: list[str],
-    backend: str | None,
+    cmd: CmdArgs, raw: Mapping[str, Any], cidrs: list[str], backend: str | None
 ) -> None:
-    """DEL: remove the ipMasq rules of ``cidrs``, or, when the link (and its addresses)
-    was already gone, of the addresses ``prevResult`` gives ``ifname``."""
-    cidrs = cidrs or ipam.prev_cidrs(raw, ifname)
+    """DEL: remove the ipMasq rules of ``cidrs`` (the addresses the container link had),
+    or, when the link was already gone, of the addresses ``prevResult`` gives it.
+    Without a netns there is no attachment to clean up."""
+    if not cmd.netns:
+        return
+    cidrs = cidrs or ipam.prev_cidrs(raw, cmd.ifname)
     if not cidrs:
         return
     from . import ipmasq
 
-    ipmasq.teardown_ip_masq(network, container_id, cidrs, backend=backend)
+    network = str(raw.get("name", ""))
+    ipmasq.teardown_ip_masq(network, cmd.container_id, cidrs, backend=backend)
 
 
 def delete_container_veth(netns_path: str, ifname: str) -> list[str]:

@@ -243,16 +243,8 @@ def cmd_del(cmd: skel.CmdArgs) -> None:
         steps.run(ipam.exec_del, cmd, conf.ipam_type)
     if cmd.netns and conf.macspoofchk:
         steps.run(_spoofcheck_teardown, cmd.container_id, cmd.ifname)
-    if cmd.netns and conf.ip_masq:
-        steps.run(
-            attach.teardown_masq,
-            conf.raw,
-            conf.network,
-            cmd.container_id,
-            cmd.ifname,
-            cidrs,
-            conf.ip_masq_backend,
-        )
+    if conf.ip_masq:
+        steps.run(attach.teardown_masq, cmd, conf.raw, cidrs, conf.ip_masq_backend)
     steps.finish()
 
 

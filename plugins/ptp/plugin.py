@@ -103,16 +103,8 @@ def cmd_del(cmd: skel.CmdArgs) -> None:
     steps = attach.DelSteps()
     steps.run(ipam.exec_del, cmd, conf.ipam_type)
     cidrs = steps.run(attach.delete_container_veth, cmd.netns, cmd.ifname) or []
-    if cmd.netns and conf.ip_masq:
-        steps.run(
-            attach.teardown_masq,
-            conf.raw,
-            conf.network,
-            cmd.container_id,
-            cmd.ifname,
-            cidrs,
-            conf.ip_masq_backend,
-        )
+    if conf.ip_masq:
+        steps.run(attach.teardown_masq, cmd, conf.raw, cidrs, conf.ip_masq_backend)
     steps.finish()
 
 
