@@ -23,16 +23,9 @@ PROC_SUPER_MAGIC = 0x9FA0
 
 T = TypeVar("T")
 
-_libc: Any = None
-
-
-def _lib() -> Any:
-    global _libc
-    if _libc is None:
-        # the C library is already mapped into the interpreter; no find_library (it may
-        # spawn ldconfig)
-        _libc = ctypes.CDLL(None, use_errno=True)
-    return _libc
+# The C library the interpreter already has mapped (no find_library: it may spawn
+# ldconfig). A constant handle; errno is kept per thread by ctypes (use_errno).
+_LIBC: Any = ctypes.CDLL(None, use_errno=True)
 
 
 class NetNSOpenError(InvalidNetNSError):
@@ -60,7 +53,7 @@ class _StatFS(ctypes.Structure):
 
 def _fs_type(fd: int) -> int:
     buf = _StatFS()
-    if _lib().fstatfs(fd, ctypes.byref(buf)) != 0:
+    if _LIBC.fstatfs(fd, ctypes.byref(buf)) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
     return int(buf.f_type) & 0xFFFFFFFF
@@ -117,7 +110,7 @@ def current_netns() -> int:
 
 def setns(fd: int) -> None:
     """Move the calling thread into the network namespace ``fd``."""
-    if _lib().setns(fd, CLONE_NEWNET) != 0:
+    if _LIBC.setns(fd, CLONE_NEWNET) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"setns: {os.strerror(err)}")
 
