@@ -462,7 +462,7 @@ def test_ip_masq(runner: Runner, net: Net, netns_factory: Any) -> None:
     assert f"-A POSTROUTING -s {ip}/32" in saved and f'id: \\"{c}\\"' in saved
     assert runner.run("bridge", "DEL", dict(conf, prevResult=add.json), cid=c, netns=pod).code == 0
     saved = nat_rules()
-    assert f"-s {ip}/32" not in saved
+    assert f"-s {ip}/32" not in saved and f'id: \\"{c}\\"' not in saved
 
 
 def test_two_pods_talk_over_the_bridge(runner: Runner, net: Net, netns_factory: Any) -> None:
@@ -528,11 +528,10 @@ def test_parallel_adds_share_one_bridge(
     bin_dir: Any, runner: Runner, net: Net, netns_factory: Any
 ) -> None:
     """Several plugin processes at once: one bridge, distinct addresses, clean DELs."""
-    import json as _json
     from concurrent.futures import ThreadPoolExecutor
 
     pods = [netns_factory() for _ in range(6)]
-    conf = _json.dumps(net.conf(isGateway=True)).encode()
+    conf = json.dumps(net.conf(isGateway=True)).encode()
 
     def call(command: str, i: int) -> subprocess.CompletedProcess[bytes]:
         env = runner.env(command, cid=f"par-{i}", netns=pods[i])
@@ -543,7 +542,7 @@ def test_parallel_adds_share_one_bridge(
     with ThreadPoolExecutor(len(pods)) as ex:
         adds = list(ex.map(lambda i: call("ADD", i), range(len(pods))))
     assert all(p.returncode == 0 for p in adds), [p.stdout for p in adds]
-    ips = {_json.loads(p.stdout)["ips"][0]["address"] for p in adds}
+    ips = {json.loads(p.stdout)["ips"][0]["address"] for p in adds}
     assert len(ips) == len(pods)
     assert [n for n in links(None) if n == net.bridge] == [net.bridge]
     with ThreadPoolExecutor(len(pods)) as ex:
