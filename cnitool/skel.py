@@ -34,7 +34,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
-from cnitool.spec import names
+from cnitool.spec import names, netconf
 from cnitool.spec import version as versions
 from cnitool.spec.errors import (
     CNIError,
@@ -373,6 +373,8 @@ def _dispatch(
         _check_gate(cmd, config_version, supported)
     else:
         versions.check_supported(config_version, supported)
+    # what every reference plugin's NetConf decoding refuses, before the verb runs
+    netconf.check_types(config)
 
     if (
         cmd in ("ADD", "DEL")

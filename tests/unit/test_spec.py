@@ -151,3 +151,39 @@ def test_cni_args_strict_like_go() -> None:
     with pytest.raises(errors.CNIError, match='invalid pair ""'):
         args.split_pairs("a=b;")
     assert args.join_pairs([("A", "1"), ("B", "2")]) == "A=1;B=2"
+
+
+@pytest.mark.parametrize(
+    ("conf", "key"),
+    [
+        ({"type": 5}, '"type" must be a string'),
+        ({"ipam": "x"}, '"ipam" must be an object'),
+        ({"ipam": {"type": ["host-local"]}}, '"ipam.type" must be a string'),
+        ({"dns": {"nameservers": "8.8.8.8"}}, '"dns.nameservers" must be an array of strings'),
+        ({"dns": {"domain": 1}}, '"dns.domain" must be a string'),
+        ({"capabilities": {"portMappings": "yes"}}, '"capabilities" must be an object of booleans'),
+        ({"prevResult": []}, '"prevResult" must be an object'),
+    ],
+)
+def test_netconf_wrong_types_fail_like_the_reference(conf: dict[str, object], key: str) -> None:
+    from cnitool.spec import netconf
+
+    with pytest.raises(errors.CNIError) as info:
+        netconf.check_types({"name": "n", **conf})
+    assert info.value.code == 999
+    assert info.value.msg.startswith(f"failed to load netconf: {key}")
+
+
+def test_netconf_accepts_nulls_and_plugin_keys() -> None:
+    from cnitool.spec import netconf
+
+    netconf.check_types(
+        {
+            "name": "n",
+            "type": "bridge",
+            "ipam": None,
+            "dns": {"nameservers": ["10.0.0.1"]},
+            "capabilities": {"portMappings": True},
+            "mtu": "plugin's own key",
+        }
+    )
