@@ -24,6 +24,7 @@ AF_BRIDGE = 7
 AF_INET6 = 10
 IFF_UP = 0x1
 IFF_PROMISC = 0x100
+IFF_ALLMULTI = 0x200
 IFA_F_TENTATIVE = 0x40
 IFA_F_DADFAILED = 0x08
 RT_SCOPE_UNIVERSE = 0
@@ -51,7 +52,7 @@ RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
 # link attributes
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER = 1, 3, 4, 5, 10
-IFLA_PROTINFO, IFLA_OPERSTATE, IFLA_LINKINFO, IFLA_NET_NS_FD = 12, 16, 18, 28
+IFLA_PROTINFO, IFLA_TXQLEN, IFLA_OPERSTATE, IFLA_LINKINFO, IFLA_NET_NS_FD = 12, 13, 16, 18, 28
 IFLA_AF_SPEC, IFLA_PROMISCUITY = 26, 30
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 IFLA_BR_VLAN_FILTERING = 7
@@ -214,6 +215,8 @@ class Link(_Record):
         "peer_index",
         "promisc",
         "vlan_filtering",
+        "allmulti",
+        "txqlen",
     )
     index: int
     name: str
@@ -226,6 +229,8 @@ class Link(_Record):
     peer_index: int  # IFLA_LINK (veth peer index in its own netns), 0 if none
     promisc: bool
     vlan_filtering: bool | None
+    allmulti: bool  # IFF_ALLMULTI as requested by userspace
+    txqlen: int
 
     @property
     def up(self) -> bool:
@@ -288,6 +293,8 @@ def _link_from_msg(body: bytes) -> Link:
         peer_index=_u32(attrs.get(IFLA_LINK)),
         promisc=bool(flags & IFF_PROMISC) or bool(_u32(attrs.get(IFLA_PROMISCUITY))),
         vlan_filtering=vlan_filtering,
+        allmulti=bool(flags & IFF_ALLMULTI),
+        txqlen=_u32(attrs.get(IFLA_TXQLEN)),
     )
 
 
@@ -449,6 +456,20 @@ class Netlink:
         self._setlink(
             index, f"set link #{index} promisc", flags=IFF_PROMISC if on else 0, change=IFF_PROMISC
         )
+
+    def set_allmulti(self, index: int, on: bool) -> None:
+        self._setlink(
+            index,
+            f"set link #{index} allmulticast",
+            flags=IFF_ALLMULTI if on else 0,
+            change=IFF_ALLMULTI,
+        )
+
+    def set_mtu(self, index: int, mtu: int) -> None:
+        self._setlink(index, f"set mtu of link #{index}", nla_u32(IFLA_MTU, mtu))
+
+    def set_txqlen(self, index: int, qlen: int) -> None:
+        self._setlink(index, f"set txqlen of link #{index}", nla_u32(IFLA_TXQLEN, qlen))
 
     def set_master(self, index: int, master: int) -> None:
         self._setlink(index, f"set master of link #{index}", nla_u32(IFLA_MASTER, master))
