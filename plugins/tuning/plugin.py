@@ -1,0 +1,259 @@
+"""tuning ADD, CHECK and DEL: sysctls and link attributes of the container interface.
+
+ADD writes the sysctls inside the container's netns, saves the attributes it is about to
+change to ``<dataDir>/<containerID>_<ifname>.json`` and changes them; DEL puts the saved
+values back and removes the file (sysctls are not reverted); CHECK compares what is in
+the kernel with the configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from cnitool import skel
+from cnitool.spec import results
+from cnitool.spec.errors import CNIError
+
+from .._lib import netns
+from . import config
+from .config import TuningConf
+
+
+def _request(cmd: skel.CmdArgs, strict: bool) -> TuningConf:
+    raw = config.decode(cmd.stdin_data) if strict else cmd.config()
+    return config.load(raw, cmd.args)
+
+
+def _prev_result(cmd: skel.CmdArgs, conf: TuningConf) -> results.Result:
+    if conf.prev_result is None:
+        raise CNIError("Required prevResult missing")
+    return results.new_result(conf.prev_result, cmd.cni_version)
+
+
+def _sysctl_paths(conf: TuningConf, ifname: str) -> list[tuple[str, str, str]]:
+    """(key, file, value) for every sysctl, all checked before anything is written."""
+    return [(k, config.sysctl_path(k, ifname), v) for k, v in conf.sysctl.items()]
+
+
+def _link(nl: Any, ifname: str) -> Any:
+    link = nl.link(ifname)
+    if link is None:
+        raise CNIError(f'failed to get "{ifname}": Link not found')
+    return link
+
+
+def _promisc(link: Any) -> bool:
+    from .._lib.netlink import IFF_PROMISC
+
+    return bool(link.flags & IFF_PROMISC)
+
+
+def backup_bytes(conf: TuningConf, link: Any) -> bytes:
+    """The saved attributes, in the reference's field order and single-space indent."""
+    saved: dict[str, Any] = {}
+    if conf.mac and link.mac:
+        saved["mac"] = link.mac
+    if conf.promisc:
+        saved["promisc"] = _promisc(link)
+    if conf.mtu and link.mtu:
+        saved["mtu"] = link.mtu
+    if conf.allmulti is not None:
+        saved["allmulti"] = bool(link.allmulti)
+    if conf.txqlen is not None:
+        saved["txQLen"] = link.txqlen
+    return json.dumps(saved, indent=1).encode()
+
+
+def _write_backup(path: str, data: bytes) -> None:
+    directory = os.path.dirname(path)
+    try:
+        if not os.path.isdir(directory):
+            # the reference creates the directory with mode 0600 (root still enters it)
+            os.makedirs(directory, mode=0o600, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+    except OSError as exc:
+        raise CNIError(f'failed to save backup "{path}": {exc.strerror}') from None
+
+
+def _apply(cmd: skel.CmdArgs, conf: TuningConf, sysctls: list[tuple[str, str, str]]) -> None:
+    """Runs inside the container's netns."""
+    for key, path, value in sysctls:
+        try:
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(value)
+        except OSError as exc:
+            raise CNIError(
+                f'failed to set sysctl "{key}" ({path}) to "{value}": {exc.strerror}'
+            ) from None
+    if not conf.changes_link:
+        return
+    from .._lib.netlink import Netlink, NetlinkError
+
+    with Netlink() as nl:
+        link = _link(nl, cmd.ifname)
+        _write_backup(
+            config.backup_file(conf.data_dir, cmd.container_id, cmd.ifname),
+            backup_bytes(conf, link),
+        )
+        try:
+            if conf.mac:
+                nl.set_mac(link.index, config.parse_mac(conf.mac))
+            if conf.promisc:
+                nl.set_promisc(link.index, True)
+            if conf.mtu:
+                nl.set_mtu(link.index, conf.mtu)
+            if conf.allmulti is not None:
+                nl.set_allmulti(link.index, conf.allmulti)
+            if conf.txqlen is not None:
+                nl.set_txqlen(link.index, conf.txqlen)
+        except NetlinkError as exc:
+            raise CNIError(f'failed to tune "{cmd.ifname}": {exc}') from None
+
+
+def cmd_add(cmd: skel.CmdArgs) -> results.Result:
+    conf = _request(cmd, strict=True)
+    config.check_allowlist(conf.sysctl)
+    sysctls = _sysctl_paths(conf, cmd.ifname)
+    if "/" in cmd.ifname:  # also when there are no sysctls
+        config.sysctl_path("net", cmd.ifname)
+    result = _prev_result(cmd, conf)
+    with netns.NetNS(cmd.netns) as ns:
+        ns.run(_apply, cmd, conf, sysctls)
+    if conf.mac:
+        # the echoed result shows the new address on the tuned interface
+        result = results.convert(result, "1.1.0")
+        for iface in result.get("interfaces", []):
+            if iface.get("name") == cmd.ifname:
+                iface["mac"] = conf.mac
+    return result
+
+
+# -- DEL ------------------------------------------------------------------------------------
+def _log(cmd: skel.CmdArgs, msg: str) -> None:
+    cmd.stderr.write(f"tuning: {msg}\n")
+
+
+def _remove(cmd: skel.CmdArgs, path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        _log(cmd, f'cannot remove backup "{path}": {exc.strerror}')
+
+
+def _restore(cmd: skel.CmdArgs, saved: dict[str, Any]) -> bool:
+    """Put the saved attributes back (inside the netns). False when the link is gone."""
+    from .._lib.netlink import Netlink, NetlinkError
+
+    with Netlink() as nl:
+        link = nl.link(cmd.ifname)
+        if link is None:
+            return False
+        errors = []
+        steps: list[tuple[str, Any, Any]] = [
+            ("MTU", saved.get("mtu"), nl.set_mtu),
+            ("MAC address", saved.get("mac"), nl.set_mac),
+            ("promiscuous mode", saved.get("promisc"), nl.set_promisc),
+            ("all-multicast mode", saved.get("allmulti"), nl.set_allmulti),
+            ("transmit queue length", saved.get("txQLen"), nl.set_txqlen),
+        ]
+        for what, value, setter in steps:
+            if value is None or value == "" or (what == "MTU" and value == 0):
+                continue
+            try:
+                if what == "MAC address":
+                    value = config.parse_mac(value)
+                setter(link.index, value)
+            except (NetlinkError, CNIError, TypeError, ValueError) as exc:
+                errors.append(f"failed to restore {what}: {exc}")
+        if errors:
+            raise CNIError("; ".join(errors))
+        return True
+
+
+def _load_backup(path: str) -> dict[str, Any] | None:
+    with open(path, "rb") as fh:
+        data = json.loads(fh.read())
+    return data if isinstance(data, dict) else None
+
+
+def cmd_del(cmd: skel.CmdArgs) -> None:
+    """Restore from the backup and remove it. Never fails once the config is readable."""
+    conf = _request(cmd, strict=False)
+    path = config.backup_file(conf.data_dir, cmd.container_id, cmd.ifname)
+    if "/" in cmd.ifname or not os.path.exists(path):
+        return
+    try:
+        saved = _load_backup(path)
+    except (OSError, ValueError) as exc:
+        _log(cmd, f'unreadable backup "{path}" removed: {exc}')
+        _remove(cmd, path)
+        return
+    try:
+        with netns.NetNS(cmd.netns) as ns:
+            restored = ns.run(_restore, cmd, saved or {})
+    except netns.NetNSNotFoundError:
+        restored = False  # the container is gone: nothing left to restore
+    except Exception as exc:  # DEL is best effort; the backup stays for a retry
+        _log(cmd, f"restoring {cmd.ifname} failed: {exc}")
+        return
+    if not restored:
+        _log(cmd, f'"{cmd.ifname}" no longer exists: backup "{path}" removed')
+    _remove(cmd, path)
+
+
+# -- CHECK ----------------------------------------------------------------------------------
+def _verify(cmd: skel.CmdArgs, conf: TuningConf, sysctls: list[tuple[str, str, str]]) -> None:
+    for _key, path, want in sysctls:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                have = fh.read().rstrip("\n")
+        except OSError as exc:
+            raise CNIError(f'failed to read sysctl "{path}": {exc.strerror}') from None
+        if have.split() != want.split():
+            raise CNIError(
+                f"Error: Tuning configured value of {path} is {want}, current value is {have}"
+            )
+    from .._lib.netlink import Netlink
+
+    with Netlink() as nl:
+        link = nl.link(cmd.ifname)
+    if link is None:
+        raise CNIError(f"Cannot find container link {cmd.ifname}")
+    name = cmd.ifname
+    if conf.mac and config.parse_mac(conf.mac) != link.mac:
+        raise CNIError(
+            f"Error: Tuning configured Ethernet of {name} is {conf.mac}, current value is {link.mac}"
+        )
+    if conf.promisc != _promisc(link):
+        raise CNIError(
+            f"Error: Tuning link {name} configured promisc is {str(conf.promisc).lower()}, "
+            f"current value is {int(_promisc(link))}"
+        )
+    if conf.mtu and conf.mtu != link.mtu:
+        raise CNIError(
+            f"Error: Tuning configured MTU of {name} is {conf.mtu}, current value is {link.mtu}"
+        )
+    if conf.allmulti is not None and conf.allmulti != link.allmulti:
+        raise CNIError(
+            f"Error: Tuning configured all-multicast mode of {name} is "
+            f"{str(conf.allmulti).lower()}, current value is {str(link.allmulti).lower()}"
+        )
+    if conf.txqlen is not None and conf.txqlen != link.txqlen:
+        raise CNIError(
+            f"Error: Tuning configured transmit queue length of {name} is {conf.txqlen}, "
+            f"current value is {link.txqlen}"
+        )
+
+
+def cmd_check(cmd: skel.CmdArgs) -> None:
+    conf = _request(cmd, strict=True)
+    sysctls = _sysctl_paths(conf, cmd.ifname)
+    _prev_result(cmd, conf)
+    with netns.NetNS(cmd.netns) as ns:
+        ns.run(_verify, cmd, conf, sysctls)
