@@ -135,6 +135,13 @@ class Pod:
     def ours(self, command: str, conf: dict[str, Any] | bytes, args: str = "") -> Call:
         return self.runner.run("tuning", command, conf, cid=self.cid, netns=self.path, args=args)
 
+    def launched(self, command: str, conf: dict[str, Any] | bytes, args: str = "") -> Call:
+        """Our plugin through its installed launcher (a new process, like a runtime)."""
+        bin_dir = self.runner.cni_path.split(":")[0]
+        return go_run(
+            "tuning", command, conf, cid=self.cid, netns=self.path, args=args, path=bin_dir
+        )
+
     def go(self, command: str, conf: dict[str, Any] | bytes, args: str = "") -> Call:
         return go_run("tuning", command, conf, cid=self.cid, netns=self.path, args=args)
 
@@ -410,9 +417,9 @@ def test_del_tolerates_missing_netns_and_backup(
 
 
 # -- side by side with the Go reference ------------------------------------------------
-@pytest.mark.parametrize("go_bridge", [False, True])
+@pytest.mark.parametrize(("go_bridge", "via"), [(False, "ours"), (True, "launched")])
 def test_same_result_and_backup_as_go(
-    runner: Runner, netns_factory: Any, tmp_path: Path, go_bridge: bool
+    runner: Runner, netns_factory: Any, tmp_path: Path, go_bridge: bool, via: str
 ) -> None:
     a = Pod(runner, netns_factory, go_bridge=go_bridge)
     b = Pod(runner, netns_factory, go_bridge=go_bridge)
@@ -420,7 +427,7 @@ def test_same_result_and_backup_as_go(
     conf_a = a.conf(tmp_path / "go", **attrs)
     conf_b = b.conf(tmp_path / "ours", **attrs)
     conf_b["prevResult"] = conf_a["prevResult"]  # the same input gives the same output
-    go, ours = a.go("ADD", conf_a), b.ours("ADD", conf_b)
+    go, ours = a.go("ADD", conf_a), getattr(b, via)("ADD", conf_b)
     assert go.code == ours.code == 0, (go.out, ours.out)
     # byte for byte, but for the empty "dns": {} that libcni 1.1 no longer prints
     assert ours.out == go.out.replace(b',\n    "dns": {}\n}', b"\n}")
@@ -440,7 +447,7 @@ def test_same_result_and_backup_as_go(
 @pytest.mark.parametrize("version", ["0.3.1", "0.4.0", "1.0.0"])
 def test_cross_restore(runner: Runner, netns_factory: Any, tmp_path: Path, version: str) -> None:
     """Go's DEL restores what ours changed, and ours restores what Go changed."""
-    for adder, deleter in (("ours", "go"), ("go", "ours")):
+    for adder, deleter in (("ours", "go"), ("go", "launched")):
         pod = Pod(runner, netns_factory, version)
         data = tmp_path / adder
         conf = pod.conf(data, mac="c2:11:22:33:44:66", mtu=1420, promisc=True, allmulti=True)
@@ -513,3 +520,19 @@ def test_conflist_bridge_then_tuning(
     assert link(pod, "eth0") is None
     assert not (data / "ctr-conflist_eth0.json").exists()
     cni.del_network_list(net, rt)  # again: nothing left, still fine
+
+
+def test_launcher_version_and_del_idempotent(
+    runner: Runner, netns_factory: Any, tmp_path: Path
+) -> None:
+    pod = Pod(runner, netns_factory)
+    ver = pod.launched("VERSION", pod.conf(tmp_path / "t"))
+    assert ver.code == 0 and "1.1.0" in ver.json["supportedVersions"]
+    conf = pod.conf(tmp_path / "t", mtu=1410, txQLen=10)
+    add = pod.launched("ADD", conf)
+    assert add.code == 0, add.out + add.stderr.encode()
+    assert (nl_link(pod.path).mtu, nl_link(pod.path).txqlen) == (1410, 10)
+    for _ in range(3):
+        dele = pod.launched("DEL", conf)
+        assert (dele.code, dele.out) == (0, b"")
+        assert (nl_link(pod.path).mtu, nl_link(pod.path).txqlen) == (1500, 1000)

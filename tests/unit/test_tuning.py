@@ -306,3 +306,16 @@ def test_version_and_about() -> None:
 def test_malformed_stdin() -> None:
     out, code = run("ADD", b'{"cniVersion": "1.0.0", "name": "n", "type": "tuning", "mtu": }')
     assert code == 1 and out["code"] in (6, 999)
+
+
+def test_entry_import_is_light() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, cnitool_plugins.tuning.__main__; "
+        "print(sorted(m for m in sys.modules if m.startswith(("
+        "'pyroute2', 'cnitool_plugins._lib.net', 'cnitool_plugins.tuning.c', 'cnitool_plugins.tuning.p'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
