@@ -8,6 +8,7 @@ the kernel with the configuration.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from typing import Any
@@ -66,12 +67,21 @@ def backup_bytes(conf: TuningConf, link: Any) -> bytes:
     return json.dumps(saved, indent=1).encode()
 
 
+def _make_dirs(directory: str) -> None:
+    """Create ``directory`` and its missing parents with mode 0600, as the reference does
+    (root still enters them)."""
+    if os.path.isdir(directory):
+        return
+    parent = os.path.dirname(directory)
+    if parent and parent != directory:
+        _make_dirs(parent)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(directory, 0o600)
+
+
 def _write_backup(path: str, data: bytes) -> None:
-    directory = os.path.dirname(path)
     try:
-        if not os.path.isdir(directory):
-            # the reference creates the directory with mode 0600 (root still enters it)
-            os.makedirs(directory, mode=0o600, exist_ok=True)
+        _make_dirs(os.path.dirname(path))
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -117,10 +127,10 @@ def _apply(cmd: skel.CmdArgs, conf: TuningConf, sysctls: list[tuple[str, str, st
 def cmd_add(cmd: skel.CmdArgs) -> results.Result:
     conf = _request(cmd, strict=True)
     config.check_allowlist(conf.sysctl)
-    sysctls = _sysctl_paths(conf, cmd.ifname)
-    if "/" in cmd.ifname:  # also when there are no sysctls
+    if "/" in cmd.ifname:  # refused even when there are no sysctls
         config.sysctl_path("net", cmd.ifname)
     result = _prev_result(cmd, conf)
+    sysctls = _sysctl_paths(conf, cmd.ifname)
     with netns.NetNS(cmd.netns) as ns:
         ns.run(_apply, cmd, conf, sysctls)
     if conf.mac:
@@ -253,7 +263,7 @@ def _verify(cmd: skel.CmdArgs, conf: TuningConf, sysctls: list[tuple[str, str, s
 
 def cmd_check(cmd: skel.CmdArgs) -> None:
     conf = _request(cmd, strict=True)
-    sysctls = _sysctl_paths(conf, cmd.ifname)
     _prev_result(cmd, conf)
+    sysctls = _sysctl_paths(conf, cmd.ifname)
     with netns.NetNS(cmd.netns) as ns:
         ns.run(_verify, cmd, conf, sysctls)

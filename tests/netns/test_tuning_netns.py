@@ -347,10 +347,15 @@ def test_duplicate_sysctl_keys_refused(runner: Runner, netns_factory: Any, tmp_p
 
 def test_missing_prev_result_like_go(runner: Runner, netns_factory: Any, tmp_path: Path) -> None:
     pod = Pod(runner, netns_factory)
-    conf = pod.conf(tmp_path / "t", mtu=1400)
+    conf = pod.conf(tmp_path / "t", mtu=1400, sysctl={"kernel.x": "1"})
     del conf["prevResult"]
     ours, go = pod.ours("ADD", conf), pod.go("ADD", conf)
     assert ours.json == go.json == {"code": 999, "msg": "Required prevResult missing"}
+    nested = tmp_path / "a" / "b"
+    conf = pod.conf(nested, mtu=1400)
+    assert pod.ours("ADD", conf).code == 0
+    # missing parents too are made 0600, as Go's MkdirAll(dataDir, 0600) does
+    assert [stat.S_IMODE(d.stat().st_mode) for d in (tmp_path / "a", nested)] == [0o600] * 2
 
 
 def test_traversal_stays_under_net_like_go(
