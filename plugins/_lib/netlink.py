@@ -56,6 +56,7 @@ IFLA_PROTINFO, IFLA_TXQLEN, IFLA_OPERSTATE, IFLA_LINKINFO, IFLA_NET_NS_FD = 12, 
 IFLA_AF_SPEC, IFLA_PROMISCUITY = 26, 30
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 IFLA_BR_VLAN_FILTERING = 7
+IFLA_MACVLAN_MODE, IFLA_MACVLAN_BC_QUEUE_LEN = 1, 7
 VETH_INFO_PEER = 1
 IFLA_BRPORT_MODE, IFLA_BRPORT_ISOLATED = 4, 33
 IFLA_BRIDGE_VLAN_INFO = 2
@@ -215,6 +216,7 @@ class Link(_Record):
         "peer_index",
         "promisc",
         "vlan_filtering",
+        "macvlan_mode",
         "allmulti",
         "txqlen",
     )
@@ -229,6 +231,7 @@ class Link(_Record):
     peer_index: int  # IFLA_LINK (veth peer index in its own netns), 0 if none
     promisc: bool
     vlan_filtering: bool | None
+    macvlan_mode: int | None  # IFLA_MACVLAN_MODE (MACVLAN_MODE_*) of a macvlan link
     allmulti: bool  # IFF_ALLMULTI as requested by userspace
     txqlen: int
 
@@ -272,6 +275,7 @@ def _link_from_msg(body: bytes) -> Link:
     attrs = parse_attrs(body, _IFINFO.size)
     kind = ""
     vlan_filtering: bool | None = None
+    macvlan_mode: int | None = None
     if IFLA_LINKINFO in attrs:
         info = parse_attrs(attrs[IFLA_LINKINFO])
         kind = _cstr(info.get(IFLA_INFO_KIND))
@@ -279,6 +283,10 @@ def _link_from_msg(body: bytes) -> Link:
             data = parse_attrs(info[IFLA_INFO_DATA])
             if IFLA_BR_VLAN_FILTERING in data:
                 vlan_filtering = bool(data[IFLA_BR_VLAN_FILTERING][0])
+        if kind == "macvlan" and IFLA_INFO_DATA in info:
+            data = parse_attrs(info[IFLA_INFO_DATA])
+            if IFLA_MACVLAN_MODE in data:
+                macvlan_mode = _u32(data[IFLA_MACVLAN_MODE])
     oper = attrs.get(IFLA_OPERSTATE)
     state = OPERSTATES[oper[0]] if oper and oper[0] < len(OPERSTATES) else "UNKNOWN"
     return Link(
@@ -293,6 +301,7 @@ def _link_from_msg(body: bytes) -> Link:
         peer_index=_u32(attrs.get(IFLA_LINK)),
         promisc=bool(flags & IFF_PROMISC) or bool(_u32(attrs.get(IFLA_PROMISCUITY))),
         vlan_filtering=vlan_filtering,
+        macvlan_mode=macvlan_mode,
         allmulti=bool(flags & IFF_ALLMULTI),
         txqlen=_u32(attrs.get(IFLA_TXQLEN)),
     )
@@ -471,6 +480,10 @@ class Netlink:
     def set_txqlen(self, index: int, qlen: int) -> None:
         self._setlink(index, f"set txqlen of link #{index}", nla_u32(IFLA_TXQLEN, qlen))
 
+    def set_name(self, index: int, name: str) -> None:
+        """Rename a link (the kernel refuses while it is up)."""
+        self._setlink(index, f'rename link #{index} to "{name}"', nla_str(IFLA_IFNAME, name))
+
     def set_master(self, index: int, master: int) -> None:
         self._setlink(index, f"set master of link #{index}", nla_u32(IFLA_MASTER, master))
 
@@ -531,6 +544,43 @@ class Netlink:
             NLM_F_CREATE | NLM_F_EXCL,
             _ifinfo() + b"".join(attrs),
             f'add veth "{name}" peer "{peer_name}"',
+        )
+
+    def create_macvlan(
+        self,
+        name: str,
+        master_index: int,
+        mode: int,
+        *,
+        netns_fd: int | None = None,
+        mtu: int = 0,
+        mac: str = "",
+        bcqueuelen: int | None = None,
+    ) -> None:
+        """Create macvlan ``name`` on link ``master_index`` (here) in ``mode``
+        (a MACVLAN_MODE_* value); born in netns ``netns_fd`` when given."""
+        data = [nla_u32(IFLA_MACVLAN_MODE, mode)]
+        if bcqueuelen is not None:
+            data.append(nla_u32(IFLA_MACVLAN_BC_QUEUE_LEN, bcqueuelen))
+        attrs = [nla_str(IFLA_IFNAME, name), nla_u32(IFLA_LINK, master_index)]
+        if netns_fd is not None:
+            attrs.append(nla_u32(IFLA_NET_NS_FD, netns_fd))
+        if mtu:
+            attrs.append(nla_u32(IFLA_MTU, mtu))
+        if mac:
+            attrs.append(nla(IFLA_ADDRESS, _mac_bytes(mac)))
+        attrs.append(
+            nla_nested(
+                IFLA_LINKINFO,
+                nla_str(IFLA_INFO_KIND, "macvlan"),
+                nla_nested(IFLA_INFO_DATA, *data),
+            )
+        )
+        self._do(
+            RTM_NEWLINK,
+            NLM_F_CREATE | NLM_F_EXCL,
+            _ifinfo() + b"".join(attrs),
+            f'add macvlan "{name}" on link #{master_index}',
         )
 
     def brport_set(

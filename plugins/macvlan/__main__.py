@@ -1,0 +1,26 @@
+"""Launcher entry for the macvlan plugin (kept import-light: logic loads per verb)."""
+
+from __future__ import annotations
+
+from cnitool import __version__, skel
+from cnitool.spec.version import ALL
+
+from .._lib import lazy_verb
+
+PLUGIN = skel.Plugin(
+    name="macvlan",
+    versions=ALL,
+    about=f"CNI macvlan plugin pycni {__version__}",
+    add=lazy_verb(f"{__package__}.plugin", "cmd_add"),
+    check=lazy_verb(f"{__package__}.plugin", "cmd_check"),
+    delete=lazy_verb(f"{__package__}.plugin", "cmd_del"),
+    status=lazy_verb(f"{__package__}.config", "cmd_status"),
+)
+
+
+def main() -> int:
+    return skel.main(PLUGIN)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

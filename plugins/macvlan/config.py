@@ -1,0 +1,113 @@
+"""The macvlan plugin's configuration, and STATUS (which needs nothing else, so it loads
+no netlink code).
+
+``load`` checks everything that can be checked without the kernel: JSON types, the mode,
+the MAC and its sources. The master (named or found through the default route) and the
+MTU limit it sets are resolved by the verbs, in the right namespace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+from cnitool import skel
+from cnitool.spec.errors import CNIError
+
+from .._lib import ipam
+from .._lib.ipam import typed
+
+# the kernel's MACVLAN_MODE_* values of the modes a config may name ("" = bridge)
+MODES = {"bridge": 4, "private": 1, "vepa": 2, "passthru": 8}
+MODE_NAMES = {v: k for k, v in MODES.items()}
+_U32_MAX = 0xFFFFFFFF
+
+
+class MacvlanConf(NamedTuple):
+    raw: dict[str, Any]
+    master: str  # "" = the interface of the default route
+    mode: str  # one of MODES
+    mtu: int  # 0 = the master's
+    mac: str  # "" = a kernel-chosen address; else normalised aa:bb:...
+    bcqueuelen: int | None
+    link_in_container: bool
+    ipam_type: str  # "" = layer 2 only
+    dns: dict[str, Any] | None
+
+
+def mode_value(mode: str) -> int:
+    """The kernel value of a config ``mode``; the reference's error for an unknown one."""
+    value = MODES.get(mode or "bridge")
+    if value is None:
+        raise CNIError(f'unknown macvlan mode: "{mode}"')
+    return value
+
+
+def mode_name(value: int | None) -> str:
+    return MODE_NAMES.get(value or 0, f"unknown({value})")
+
+
+def _mac(value: str) -> str:
+    """A MAC in the reference's accepted notation, normalised; its error otherwise."""
+    try:
+        return ipam.parse_mac(value, "mac")
+    except CNIError:
+        raise CNIError(
+            f"invalid args {value} for MAC addr: address {value}: invalid MAC address"
+        ) from None
+
+
+def requested_mac(raw: Mapping[str, Any], cni_args: str) -> str:
+    """The MAC asked for: ``mac`` < CNI_ARGS ``MAC`` < ``runtimeConfig.mac``."""
+    from cnitool.spec.args import load_args
+
+    mac = str(typed(raw, "mac", str, ""))
+    if cni_args:
+        env_mac = load_args(cni_args, ("MAC",)).get("MAC", "")
+        if env_mac:
+            mac = env_mac
+    rc = typed(raw, "runtimeConfig", dict, {})
+    rc_mac = str(typed(rc, "mac", str, ""))
+    if rc_mac:
+        mac = rc_mac
+    return _mac(mac) if mac else ""
+
+
+def decode(raw: dict[str, Any]) -> MacvlanConf:
+    """The config's keys with their JSON types checked (what any verb needs)."""
+    bcq = typed(raw, "bcqueuelen", int, None)
+    if bcq is not None and not 0 <= bcq <= _U32_MAX:
+        raise CNIError(f'invalid "bcqueuelen" {bcq}: must be in [0, {_U32_MAX}]')
+    typed(raw, "mac", str, "")
+    typed(typed(raw, "runtimeConfig", dict, {}), "mac", str, "")
+    return MacvlanConf(
+        raw=raw,
+        master=str(typed(raw, "master", str, "")),
+        mode=str(typed(raw, "mode", str, "")) or "bridge",
+        mtu=typed(raw, "mtu", int, 0),
+        mac="",
+        bcqueuelen=bcq,
+        link_in_container=typed(raw, "linkInContainer", bool, False),
+        ipam_type=ipam.ipam_type(raw),
+        dns=ipam.dns_override(raw),
+    )
+
+
+def load(cmd: skel.CmdArgs) -> MacvlanConf:
+    """The whole config of an ADD or CHECK: types, the mode, the MAC asked for."""
+    conf = decode(cmd.config())
+    mode_value(conf.mode)
+    return conf._replace(mac=requested_mac(conf.raw, cmd.args))
+
+
+def load_for_del(cmd: skel.CmdArgs) -> MacvlanConf:
+    """DEL and STATUS decode the config but, like the reference, neither look the master
+    up nor judge the mode or the MAC: a DEL must work with what ADD was given."""
+    return decode(cmd.config())
+
+
+def cmd_status(cmd: skel.CmdArgs) -> None:
+    """STATUS: the IPAM plugin is ready (layer 2 only: nothing to ask)."""
+    conf = load_for_del(cmd)
+    if conf.ipam_type:
+        ipam.exec_status(cmd, conf.ipam_type)
