@@ -602,3 +602,54 @@ def test_netlink_macvlan_create_in_another_netns_and_rename(
     with Netlink() as nl, pytest.raises(NetlinkError) as exc:
         nl.create_macvlan("vethtmp02", 999999, 4)
     assert exc.value.errno != 0
+
+
+def test_passthru_refused_next_to_another_macvlan_like_the_reference(
+    runner: Runner, netns_factory: Any, master: str
+) -> None:
+    a, b = netns_factory(), netns_factory()
+    assert (
+        runner.run("macvlan", "ADD", conf_for("1.0.0", "pt", master), cid=cid(), netns=a).code == 0
+    )
+    conf = conf_for("1.0.0", "pt", master, mode="passthru")
+    ours = runner.run("macvlan", "ADD", conf, cid=cid(), netns=b)
+    code, go = go_run("ADD", conf, netns=b, cid="c")
+    assert ours.code == code == 1 and ours.json == go
+    assert go["msg"].startswith("failed to create macvlan: ")
+    assert links(b) == ["lo"]
+
+
+def test_exec_launcher(tmp_path: Path, python: str, netns_factory: Any, master: str) -> None:
+    """The installed ``macvlan`` executable, as a runtime calls it."""
+    from cnitool import launchers
+
+    bin_dir = tmp_path / "bin"
+    launchers.install(str(bin_dir), ["macvlan", "host-local"], python=python)
+    _, subnet, name = unique_net()
+    conf = conf_for("1.1.0", name, master, host_local(subnet, str(tmp_path / "ipam")))
+    pod, c = netns_factory(), cid()
+
+    def call(command: str, req: dict[str, Any]) -> subprocess.CompletedProcess[bytes]:
+        env = dict(os.environ)
+        env.update(
+            {
+                "CNI_COMMAND": command,
+                "CNI_CONTAINERID": c,
+                "CNI_NETNS": pod,
+                "CNI_IFNAME": "eth0",
+                "CNI_PATH": str(bin_dir),
+            }
+        )
+        return subprocess.run(
+            [str(bin_dir / "macvlan")], input=json.dumps(req).encode(), env=env, capture_output=True
+        )
+
+    add = call("ADD", conf)
+    assert add.returncode == 0, add.stdout + add.stderr
+    res = json.loads(add.stdout)
+    assert res["cniVersion"] == "1.1.0" and res["ips"][0]["interface"] == 0
+    assert call("CHECK", dict(conf, prevResult=res)).returncode == 0
+    assert call("DEL", conf).returncode == 0
+    assert links(pod) == ["lo"] and lease_files(str(tmp_path / "ipam"), name) == []
+    bad = call("ADD", dict(conf, mode="weird"))
+    assert bad.returncode == 1 and json.loads(bad.stdout)["code"] == 999 and not bad.stderr

@@ -138,3 +138,22 @@ def test_status_without_ipam_is_a_no_op() -> None:
 def test_version_lists_every_spec_version() -> None:
     out, code = skel.run(PLUGIN, {"CNI_COMMAND": "VERSION"}, b'{"cniVersion": "1.1.0"}')
     assert code == 0 and tuple(json.loads(out)["supportedVersions"]) == tuple(ALL)
+
+
+def test_version_and_status_load_no_netlink_code() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys\n"
+        "from cnitool import skel\n"
+        "from cnitool_plugins.macvlan.__main__ import PLUGIN\n"
+        "conf = json.dumps({'cniVersion': '1.1.0', 'name': 'n', 'type': 'macvlan'}).encode()\n"
+        "for verb in ('VERSION', 'STATUS'):\n"
+        "    out, rc = skel.run(PLUGIN, {'CNI_COMMAND': verb, 'CNI_PATH': '/x'}, conf)\n"
+        "    assert rc == 0, out\n"
+        "heavy = [m for m in sys.modules if m.endswith(('.netlink', '.netns', '.plugin'))]\n"
+        "print(json.dumps(heavy))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []
