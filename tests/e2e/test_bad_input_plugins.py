@@ -62,6 +62,14 @@ def _base_config(plugin: str, tmp: Path) -> dict[str, Any]:
         conf["dataDir"] = str(tmp / "flannel")
     if plugin in ("macvlan", "ipvlan", "vlan"):
         conf["master"] = "lo"
+    if plugin == "tuning":  # a chained plugin: without a prevResult it never reaches the netns
+        conf["dataDir"] = str(tmp / "tuning")
+        conf["sysctl"] = {"net.ipv4.conf.IFNAME.arp_filter": "1"}
+        conf["prevResult"] = {
+            "cniVersion": "1.0.0",
+            "interfaces": [{"name": "eth0", "sandbox": "/run/netns/x"}],
+            "ips": [{"interface": 0, "address": "10.99.0.2/24"}],
+        }
     return conf
 
 
