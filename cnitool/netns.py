@@ -85,7 +85,7 @@ def _make_shared(run_dir: str) -> None:
     """mount --make-shared run_dir, bind-mounting it onto itself first if needed (iproute2)."""
     os.makedirs(run_dir, mode=0o755, exist_ok=True)
     libc = _c()
-    bdir = run_dir.encode()
+    bdir = os.fsencode(run_dir)
     if libc.mount(b"none", bdir, None, _MS_SHARED | _MS_REC, None) == 0:
         return
     if ctypes.get_errno() != errno.EINVAL:
@@ -120,7 +120,7 @@ def create(name: str, run_dir: str = NETNS_DIR) -> str:
             libc = _c()
             _check(libc.unshare(_CLONE_NEWNET), "unshare(CLONE_NEWNET) failed")
             _check(
-                libc.mount(b"/proc/thread-self/ns/net", path.encode(), b"none", _MS_BIND, None),
+                libc.mount(b"/proc/thread-self/ns/net", os.fsencode(path), b"none", _MS_BIND, None),
                 f"bind-mounting the new netns on {path} failed",
             )
         except BaseException as err:  # noqa: BLE001 - re-raised in the caller
@@ -144,7 +144,7 @@ def delete(name: str, run_dir: str = NETNS_DIR, *, missing_ok: bool = False) -> 
             return False
         raise NetnsError(f'netns "{name}" does not exist ({path})')
     libc = _c()
-    if libc.umount2(path.encode(), _MNT_DETACH) != 0:
+    if libc.umount2(os.fsencode(path), _MNT_DETACH) != 0:
         num = ctypes.get_errno()
         if num not in (errno.EINVAL, errno.ENOENT):  # EINVAL: not mounted (placeholder only)
             raise NetnsError(f"unmounting {path} failed: {os.strerror(num)}")

@@ -43,7 +43,7 @@ class UsageError(CNIError):
 
 def container_id_for(netns_path: str) -> str:
     """Go cnitool's container ID: ``cnitool-`` + 20 hex chars of sha512(abs path)."""
-    return "cnitool-" + hashlib.sha512(os.path.abspath(netns_path).encode()).hexdigest()[:20]
+    return "cnitool-" + hashlib.sha512(os.fsencode(os.path.abspath(netns_path))).hexdigest()[:20]
 
 
 def parse_cni_args(value: str) -> list[tuple[str, str]]:
