@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ..spec.errors import CNIError
+from ..spec.names import validate_network_name
 from ..spec.version import ALL
 from .common import (
     bin_dirs_option,
@@ -49,6 +51,11 @@ def _entries(conf_dir: str) -> list[tuple[dict[str, Any], NetworkConfigList | No
             row["problems"].append(
                 f"unreachable: {os.path.basename(entry.blocked_by)} fails to load first"
             )
+        if net is not None:
+            try:
+                validate_network_name(net.name)
+            except CNIError as exc:  # add refuses such a name; say so here too
+                row["problems"].append(str(exc))
         if net is not None and net.cni_version not in ALL:
             row["problems"].append(f'cniVersion "{net.cni_version}" is not a CNI spec version')
         if net is not None:
