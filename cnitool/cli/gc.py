@@ -53,6 +53,13 @@ def command(network: str, netns: str | None, **kw: Any) -> None:
     with reporting("gc", settings.debug):
         valid = parse_valid(settings.extra.get("valid", ()))
         net = settings.load_network(network)
-        settings.cni_config().gc_network_list(net, valid or None)
+        config = settings.cni_config()
+        wanted = set(valid)
+        kept = sum(
+            1
+            for att in config.cached_attachments()
+            if att.network == net.name and (att.container_id, att.ifname) in wanted
+        )
+        config.gc_network_list(net, valid or None)
     if not settings.json_output():
-        note(f"{network}: garbage collected" + (f" (kept {len(valid)})" if valid else ""))
+        note(f"{network}: garbage collected" + (f" (kept {kept})" if valid else ""))
