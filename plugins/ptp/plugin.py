@@ -10,7 +10,7 @@ from cnitool import skel
 from cnitool.spec.errors import CNIError
 
 from .._lib import attach, ipam, netns, sysctl
-from .._lib.netlink import RT_SCOPE_LINK, Netlink, NetlinkError
+from .._lib.netlink import RT_SCOPE_HOST, RT_SCOPE_LINK, Netlink, NetlinkError
 from .config import load
 
 Result = dict[str, Any]
@@ -78,7 +78,8 @@ def cmd_add(cmd: skel.CmdArgs) -> Result:
                     f"failed to add IP addr {ipc['gateway']}/{hl} to veth: {exc}"
                 ) from exc
             try:
-                nl.add_route(f"{addr.ip}/{hl}", oif=host.index)
+                # scope host, as the reference plugin adds it
+                nl.add_route(f"{addr.ip}/{hl}", oif=host.index, scope=RT_SCOPE_HOST)
             except NetlinkError as exc:
                 if exc.errno != errno.EEXIST:
                     raise CNIError(f"failed to add route on host: {exc}") from exc
