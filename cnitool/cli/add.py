@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -25,6 +27,26 @@ if TYPE_CHECKING:
     from ..libcni.api import CNIConfig
     from ..libcni.config import NetworkConfigList
     from ..libcni.runtime import RuntimeConf
+
+
+@contextlib.contextmanager
+def _attach_lock(cache_dir: str) -> Iterator[None]:
+    """Hold an exclusive lock on the cache dir from the already-attached check to the end
+    of the ADD (and its rollback), so two concurrent ADDs of one attachment cannot both
+    pass the check: the loser's rollback DEL would tear down the winner's interface."""
+    import fcntl
+
+    try:
+        os.makedirs(cache_dir, exist_ok=True)
+        fd = os.open(cache_dir, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:  # no usable cache dir: saving the result fails later, with its rollback
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _ensure_netns(netns: str) -> bool:
@@ -138,32 +160,33 @@ def command(network: str, netns: str, **kw: Any) -> None:
             return
         path, rt, net = loaded
         cni = settings.cni_config()
-        _refuse_second_add(cni, net, rt)
-        _preflight(net, settings.bin_dirs)
-        created = _ensure_netns(path)
-        from ..spec.errors import CNIError
+        with _attach_lock(settings.cache_dir):
+            _refuse_second_add(cni, net, rt)
+            _preflight(net, settings.bin_dirs)
+            created = _ensure_netns(path)
+            from ..spec.errors import CNIError
 
-        rollback = not settings.extra.get("no_rollback")
-        try:
-            result = cni.add_network_list(net, rt)
-        except KeyboardInterrupt:  # the running plugin's process group is already killed
-            if rollback:
-                note("cnitool: interrupted; running DEL for the chain")
-                for problem in _rollback(cni, net, rt, created):
-                    note("cnitool: rollback " + describe_error(problem, "del"))
-            raise
-        except CNIError as err:  # a plugin failed, or the result could not be cached
-            if not rollback:
+            rollback = not settings.extra.get("no_rollback")
+            try:
+                result = cni.add_network_list(net, rt)
+            except KeyboardInterrupt:  # the running plugin's process group is already killed
+                if rollback:
+                    note("cnitool: interrupted; running DEL for the chain")
+                    for problem in _rollback(cni, net, rt, created):
+                        note("cnitool: rollback " + describe_error(problem, "del"))
                 raise
-            problems = _rollback(cni, net, rt, created)
-            if problems:
-                fail(
-                    [describe_error(err, "add")]
-                    + ["rollback " + describe_error(p, "del") for p in problems],
-                    debug=settings.debug,
-                    exc=problems[-1],
-                )
-            raise
+            except CNIError as err:  # a plugin failed, or the result could not be cached
+                if not rollback:
+                    raise
+                problems = _rollback(cni, net, rt, created)
+                if problems:
+                    fail(
+                        [describe_error(err, "add")]
+                        + ["rollback " + describe_error(p, "del") for p in problems],
+                        debug=settings.debug,
+                        exc=problems[-1],
+                    )
+                raise
     if result is None:  # every plugin answered with an empty result; Go prints nothing too
         return
     if settings.json_output():

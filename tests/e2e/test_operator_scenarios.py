@@ -80,3 +80,54 @@ def test_gc_note_counts_the_attachments_kept(
     assert gc.returncode == 0, gc.stderr
     assert not list((tmp_path / "cache" / "results").iterdir())
     assert "kept 0" in gc.stderr, gc.stderr
+
+
+def test_concurrent_adds_of_one_attachment_leave_it_attached(
+    tmp_path: Path, netns_factory: Callable[[], str]
+) -> None:
+    conflist(
+        tmp_path,
+        "race",
+        [
+            {
+                "type": "bridge",
+                "bridge": "cniop0",
+                "ipam": {
+                    "type": "host-local",
+                    "subnet": "10.199.0.0/24",
+                    "dataDir": str(tmp_path / "ipam"),
+                },
+            }
+        ],
+    )
+    ns = netns_factory()
+    # the pycni plugins: slower than the Go ones, so the adds overlap for sure
+    bin_dir = tmp_path / "bin"
+    install = run(tmp_path, "plugins", "install", "--bin-dir", str(bin_dir), "bridge", "host-local")
+    assert install.returncode == 0, install.stderr
+    env = {**os.environ, "NETCONFPATH": str(tmp_path / "conf"), "CNI_PATH": str(bin_dir)}
+    argv = [sys.executable, "-m", "cnitool.cli", "add", "race", ns, "-o", "json"]
+    argv += ["--cache-dir", str(tmp_path / "cache")]
+    procs = [
+        subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(6)
+    ]
+    outcomes = []
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        outcomes.append((proc.returncode, err))
+    assert sorted(rc for rc, _ in outcomes) == [0, 1, 1, 1, 1, 1], outcomes
+    assert all("already attached" in err for rc, err in outcomes if rc), outcomes
+    # the one that succeeded is still in place: interface, lease and cache entry
+    links = subprocess.run(
+        ["ip", "-j", "-n", os.path.basename(ns), "addr", "show", "eth0"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert links.returncode == 0, links.stderr
+    assert "10.199.0." in links.stdout
+    leases = [p.name for p in (tmp_path / "ipam" / "race").iterdir() if p.name.startswith("10.")]
+    assert len(leases) == 1, leases
+    assert len(list((tmp_path / "cache" / "results").iterdir())) == 1
+    assert run(tmp_path, "del", "race", ns).returncode == 0
