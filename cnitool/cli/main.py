@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import Any
 
 import click
 
@@ -61,6 +62,12 @@ class LazyGroup(click.Group):
         command: click.Command = importlib.import_module(entry[0]).command
         return command
 
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:  # as Abort, so click does not print a blank line of its own
+            raise click.exceptions.Abort() from None
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # short help from the table: listing commands must not import them all
         rows = [(name, help_) for name, (_mod, help_) in COMMANDS.items()]
@@ -79,7 +86,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         rv = cli.main(args=argv, prog_name="cnitool", standalone_mode=False)
     except click.exceptions.Abort:
-        sys.stderr.write("\ncnitool: interrupted\n")
+        # after the terminal's ^C, start on a fresh line; in a log, no blank line
+        sys.stderr.write(("\n" if sys.stderr.isatty() else "") + "cnitool: interrupted\n")
         sys.exit(130)
     except click.ClickException as err:
         err.show()

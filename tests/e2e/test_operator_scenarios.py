@@ -6,8 +6,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -131,3 +133,46 @@ def test_concurrent_adds_of_one_attachment_leave_it_attached(
     assert len(leases) == 1, leases
     assert len(list((tmp_path / "cache" / "results").iterdir())) == 1
     assert run(tmp_path, "del", "race", ns).returncode == 0
+
+
+SLOW_PLUGIN = """#!/bin/sh
+if [ "$CNI_COMMAND" = VERSION ]; then
+  echo '{"cniVersion":"1.0.0","supportedVersions":["0.4.0","1.0.0"]}'; exit 0
+fi
+if [ "$CNI_COMMAND" = ADD ]; then touch "$0.started"; sleep 30; fi
+exit 0
+"""
+
+
+def test_interrupted_add_reports_without_blank_lines(
+    tmp_path: Path, netns_factory: Callable[[], str]
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    slow = bin_dir / "slow"
+    slow.write_text(SLOW_PLUGIN)
+    slow.chmod(0o755)
+    conflist(tmp_path, "slow", [{"type": "loopback"}, {"type": "slow"}])
+    ns = netns_factory()
+    env = {
+        **os.environ,
+        "NETCONFPATH": str(tmp_path / "conf"),
+        "CNI_PATH": f"{bin_dir}:/usr/lib/cni",
+    }
+    argv = [sys.executable, "-m", "cnitool.cli", "add", "slow", ns, "-i", "lo"]
+    argv += ["--cache-dir", str(tmp_path / "cache")]
+    proc = subprocess.Popen(
+        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    started = Path(f"{slow}.started")
+    deadline = time.monotonic() + 30
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert started.exists()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.splitlines() == [
+        "cnitool: interrupted; running DEL for the chain",
+        "cnitool: interrupted",
+    ]
