@@ -349,6 +349,17 @@ def load_attachment(
     path = resolve_netns(netns)
     rt = runtime_conf(path, settings.extra)
     net = settings.load_network(network)
+    if verb == "DEL" and not rt.capability_args:
+        # as GC does: the capability args of the ADD (portmap needs its mappings to find
+        # and remove its rules; the Go one does nothing without them)
+        from ..libcni.cache import ResultCache
+
+        try:
+            cached = ResultCache(settings.cache_dir).load(net.name, rt.container_id, rt.ifname)
+        except CNIError:  # a corrupt entry: DEL reports it and goes on without it
+            cached = None
+        if cached is not None and cached.capability_args:
+            rt.capability_args = dict(cached.capability_args)
     if settings.extra.get("dry_run"):
         from .dryrun import plan, show
 

@@ -27,7 +27,8 @@ def command(network: str, netns: str, **kw: Any) -> None:
 
     NETNS is a path, or the name of a netns under /var/run/netns. It does not have to
     exist any more: plugins must release what they hold (addresses, rules) anyway.
-    No output on stdout on success.
+    Without --cap-args or CAP_ARGS, the capability args cached at ADD are passed again
+    (portmap needs its mappings to remove its rules). No output on stdout on success.
     """
     settings = Settings.from_kwargs(kw)
     with reporting("del", settings.debug):

@@ -176,3 +176,40 @@ def test_interrupted_add_reports_without_blank_lines(
         "cnitool: interrupted; running DEL for the chain",
         "cnitool: interrupted",
     ]
+
+
+def test_del_without_cap_args_removes_the_go_portmap_rules(
+    tmp_path: Path, netns_factory: Callable[[], str]
+) -> None:
+    conflist(
+        tmp_path,
+        "pm",
+        [
+            {
+                "type": "bridge",
+                "bridge": "cniop1",
+                "ipam": {
+                    "type": "host-local",
+                    "subnet": "10.198.0.0/24",
+                    "dataDir": str(tmp_path / "ipam"),
+                },
+            },
+            {"type": "portmap", "capabilities": {"portMappings": True}},
+        ],
+    )
+    ns = netns_factory()
+    caps = {"portMappings": [{"hostPort": 18080, "containerPort": 80, "protocol": "tcp"}]}
+    add = run(tmp_path, "add", "pm", ns, "--cap-args", json.dumps(caps))
+    assert add.returncode == 0, add.stderr
+
+    def dnat_rules() -> list[str]:
+        out = subprocess.run(
+            ["iptables-save", "-t", "nat"], capture_output=True, text=True, check=True
+        ).stdout
+        return [ln for ln in out.splitlines() if "--dport 18080" in ln]
+
+    assert dnat_rules()
+    # the operator detaches as usual, without repeating the mappings
+    delete = run(tmp_path, "del", "pm", ns)
+    assert delete.returncode == 0, delete.stderr
+    assert dnat_rules() == []
