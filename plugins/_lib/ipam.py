@@ -135,6 +135,12 @@ def exec_status(cmd: CmdArgs, plugin_type: str) -> None:
     invoke.delegate_status(plugin_type, cmd.stdin_data, _env(cmd), cmd.stderr)
 
 
+def exec_gc(cmd: CmdArgs, plugin_type: str) -> None:
+    from cnitool import invoke
+
+    invoke.delegate_gc(plugin_type, cmd.stdin_data, _env(cmd), cmd.stderr)
+
+
 def prev_result(conf: Mapping[str, Any]) -> Result | None:
     """``prevResult`` from the request, converted to the 1.1.0 shape (None when absent)."""
     from cnitool.spec import results

@@ -15,6 +15,7 @@ PLUGIN = skel.Plugin(
     check=lazy_verb(f"{__package__}.plugin", "cmd_check"),
     delete=lazy_verb(f"{__package__}.plugin", "cmd_del"),
     status=lazy_verb(f"{__package__}.config", "cmd_status"),
+    gc=lazy_verb(f"{__package__}.config", "cmd_gc"),
 )
 
 

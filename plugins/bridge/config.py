@@ -117,3 +117,11 @@ def cmd_status(cmd: skel.CmdArgs) -> None:
     conf = load(cmd)
     if conf.ipam_type:
         ipam.exec_status(cmd, conf.ipam_type)
+
+
+def cmd_gc(cmd: skel.CmdArgs) -> None:
+    """GC: forwarded to the IPAM plugin, which releases the addresses of attachments that
+    are not valid any more (the reference plugin has no GC at all)."""
+    conf = load(cmd)
+    if conf.ipam_type:
+        ipam.exec_gc(cmd, conf.ipam_type)

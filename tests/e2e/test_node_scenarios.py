@@ -86,3 +86,52 @@ def test_ptp_host_route_to_the_pod_matches_the_reference(
     # the Go plugin adds the host route to the pod with scope host
     assert routes["go"]["scope"] == "host", routes
     assert routes["pycni"] == routes["go"]
+
+
+@pytest.mark.parametrize("plugin", ["bridge", "ptp", "macvlan"])
+def test_gc_through_a_main_plugin_reaches_host_local(
+    plugin: str, netns_factory: Any, tmp_path: Path
+) -> None:
+    """GC sent to the plugin of a network must reach its IPAM plugin (the spec asks plugins to
+    forward GC to their delegates): a lease whose attachment is not valid any more is released,
+    the valid one stays. Without it host-local's GC is unreachable from any network config."""
+    bin_dir = tmp_path / "bin"
+    actions = launchers.install(str(bin_dir), [plugin, "host-local"], compile_bytecode=False)
+    assert all(a.action == "installed" for a in actions), actions
+    if plugin == "macvlan":
+        subprocess.run(
+            ["ip", "link", "add", "gcm0", "type", "veth", "peer", "name", "gcm0p"], check=True
+        )
+        subprocess.run(["ip", "link", "set", "gcm0", "up"], check=True)
+    conf: dict[str, Any] = {
+        "cniVersion": "1.1.0",
+        "name": "gcnet",
+        "type": plugin,
+        "bridge": "cni-gc0",
+        "master": "gcm0",
+        "ipam": {
+            "type": "host-local",
+            "dataDir": str(tmp_path / "ipam"),
+            "ranges": [[{"subnet": "10.75.0.0/24"}]],
+        },
+    }
+    if plugin != "bridge":
+        del conf["bridge"]
+    if plugin != "macvlan":
+        del conf["master"]
+    try:
+        kept, gone = netns_factory(), netns_factory()
+        ip_kept = run_plugin(bin_dir, plugin, "ADD", "kept", kept, conf)["ips"][0]["address"]
+        ip_gone = run_plugin(bin_dir, plugin, "ADD", "gone", gone, conf)["ips"][0]["address"]
+        lease_dir = tmp_path / "ipam" / "gcnet"
+        leases = {p.name for p in lease_dir.iterdir()}
+        assert {ip_kept.split("/")[0], ip_gone.split("/")[0]} <= leases
+
+        gc_conf = {**conf, "cni.dev/valid-attachments": [{"containerID": "kept", "ifname": "eth0"}]}
+        run_plugin(bin_dir, plugin, "GC", "", "", gc_conf)
+
+        leases = {p.name for p in lease_dir.iterdir()}
+        assert ip_kept.split("/")[0] in leases
+        assert ip_gone.split("/")[0] not in leases
+    finally:
+        subprocess.run(["ip", "link", "del", "gcm0"], check=False, capture_output=True)
