@@ -142,5 +142,8 @@ def render_result(
             block = result[key]
             line = f"{key}: {block.get('ip', '')} gateway {block.get('gateway', '')}"
             out.print(plain(line))
+            for route in block.get("routes") or []:
+                via = f" via {route['gw']}" if route.get("gw") else ""
+                out.print(plain(f"  route {route.get('dst', '')}{via}"))
     if not (ifaces or ips or routes or dns) and not any(k in result for k in ("ip4", "ip6")):
         out.print("(the plugins returned an empty result)")

@@ -213,3 +213,25 @@ def test_del_without_cap_args_removes_the_go_portmap_rules(
     delete = run(tmp_path, "del", "pm", ns)
     assert delete.returncode == 0, delete.stderr
     assert dnat_rules() == []
+
+
+@pytest.mark.parametrize("version", ["0.1.0", "0.2.0"])
+def test_table_view_of_an_old_result_shows_its_routes(
+    tmp_path: Path, netns_factory: Callable[[], str], version: str
+) -> None:
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    ipam = {
+        "type": "host-local",
+        "subnet": "10.196.0.0/24",
+        "dataDir": str(tmp_path / "ipam"),
+        "routes": [{"dst": "192.0.2.0/24", "gw": "10.196.0.254"}],
+    }
+    body = {"cniVersion": version, "name": "old", "type": "bridge", "bridge": "cniop2"}
+    (conf / "old.conf").write_text(json.dumps({**body, "ipam": ipam}))
+    ns = netns_factory()
+    add = run(tmp_path, "add", "old", ns, "-o", "table")
+    assert add.returncode == 0, add.stderr
+    assert "ip4: 10.196.0.2/24" in add.stdout
+    assert "192.0.2.0/24 via 10.196.0.254" in add.stdout, add.stdout
+    assert run(tmp_path, "del", "old", ns).returncode == 0
