@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..spec import names
-from ..spec.errors import DecodingError, IOFailureError
+from ..spec.errors import IO_FAILURE, DecodingError, IOFailureError
 from ..spec.jsonfmt import dumps_compact, loads
 from .config import NetworkConfigList, go_numbers
 from .runtime import RuntimeConf
@@ -39,6 +39,16 @@ class CacheCorruptError(DecodingError):
 
     def __init__(self, path: str, problem: str) -> None:
         super().__init__(f"cache file {path} is corrupt: {problem}")
+        self.path = path
+
+
+class CacheUnreadableError(CacheCorruptError):
+    """A cache file that exists but cannot be read (permissions, I/O): not corrupt."""
+
+    code = IO_FAILURE
+
+    def __init__(self, path: str, reason: str) -> None:
+        DecodingError.__init__(self, f"cannot read cache file {path}: {reason}")
         self.path = path
 
 
@@ -218,7 +228,7 @@ class ResultCache:
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:
-            raise CacheCorruptError(path, f"cannot read it: {exc.strerror or exc}") from None
+            raise CacheUnreadableError(path, str(exc.strerror or exc)) from None
         return decode_entry(data, path, network, container_id, ifname)
 
     def delete(self, network: str, container_id: str, ifname: str) -> None:

@@ -235,3 +235,30 @@ def test_table_view_of_an_old_result_shows_its_routes(
     assert "ip4: 10.196.0.2/24" in add.stdout
     assert "192.0.2.0/24 via 10.196.0.254" in add.stdout, add.stdout
     assert run(tmp_path, "del", "old", ns).returncode == 0
+
+
+def test_cache_show_of_an_unreadable_entry_is_an_io_failure_not_corruption(
+    tmp_path: Path, netns_factory: Callable[[], str]
+) -> None:
+    conflist(tmp_path, "lo", [{"type": "loopback"}])
+    ns = netns_factory()
+    assert run(tmp_path, "add", "lo", ns, "-i", "lo").returncode == 0
+    results = tmp_path / "cache" / "results"
+    results.chmod(0o755)
+    tmp_path.chmod(0o755)
+    (tmp_path / "cache").chmod(0o755)
+    (entry,) = results.iterdir()
+    entry.chmod(0o600)
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    argv = [*nobody, sys.executable, "-m", "cnitool.cli", "cache", "show", "lo", ns, "-i", "lo"]
+    show = subprocess.run(
+        [*argv, "--cache-dir", str(tmp_path / "cache")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert show.returncode == 1
+    assert "[code 5 I/O failure]" in show.stderr, show.stderr
+    assert "corrupt" not in show.stderr
+    assert "Permission denied" in show.stderr
