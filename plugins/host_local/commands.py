@@ -114,14 +114,15 @@ def cmd_check(args: CmdArgs) -> None:
         raise CNIError(f"host-local: Failed to find address added by container {args.container_id}")
 
 
-def _valid_attachments(raw: dict[str, Any]) -> set[tuple[str, str]]:
+def _valid_attachments(raw: dict[str, Any]) -> set[tuple[str, str]] | None:
+    """The attachments to keep; None when the request names none at all."""
     key = "cni.dev/valid-attachments"
     items = raw.get(key)
     if items is None:
         key = "cni.dev/attachments"
         items = raw.get(key)
     if items is None:
-        raise InvalidConfigError('GC request without "cni.dev/valid-attachments"')
+        return None
     if not isinstance(items, list):
         raise InvalidConfigError(f'"{key}" must be a list of attachments')
     out: set[tuple[str, str]] = set()
@@ -138,6 +139,15 @@ def cmd_gc(args: CmdArgs) -> None:
     raw = args.config()
     conf = config.load(raw, args.args)
     valid = _valid_attachments(raw)
+    if valid is None:
+        # libcni sends no list when its caller gives none (cnitool gc does so after DELing
+        # every cached attachment). Releasing every lease then would also take those of
+        # other runtimes sharing the data dir, so nothing is released.
+        print(
+            'host-local: GC request without "cni.dev/valid-attachments": nothing released',
+            file=args.stderr,
+        )
+        return
     valid_ids = {cid for cid, _ in valid}
     errors: list[str] = []
     with Store(conf.name, conf.data_dir) as store:

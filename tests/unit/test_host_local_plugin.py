@@ -595,10 +595,20 @@ def test_gc_releases_only_invalid_attachments(hl: HL) -> None:
     assert hint_path(hl, "keep").exists()
 
 
-def test_gc_without_list_is_refused(hl: HL) -> None:
+def test_gc_without_list_releases_nothing(hl: HL) -> None:
+    """libcni sends no list when its caller gave none: success, and every lease stays."""
     conf = hl.conf(version="1.1.0")
     hl.add(conf)
+    before = hl.leases()
     out, rc = hl.call("GC", conf, cid="", ifname="")
+    assert (out, rc) == (None, 0)
+    assert hl.leases() == before != {}
+
+
+def test_gc_with_a_malformed_list_is_refused(hl: HL) -> None:
+    conf = hl.conf(version="1.1.0")
+    hl.add(conf)
+    out, rc = hl.call("GC", {**conf, "cni.dev/valid-attachments": "all"}, cid="", ifname="")
     assert rc == 1 and out["code"] == 7
     assert hl.leases() != {}
 
