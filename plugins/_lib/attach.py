@@ -123,14 +123,13 @@ def setup_masq(
 def teardown_masq(
     cmd: CmdArgs, raw: Mapping[str, Any], cidrs: list[str], backend: str | None
 ) -> None:
-    """DEL: remove the ipMasq rules of ``cidrs`` (the addresses the container link had),
-    or, when the link was already gone, of the addresses ``prevResult`` gives it.
-    Without a netns there is no attachment to clean up."""
-    if not cmd.netns:
-        return
+    """DEL: remove the container's ipMasq chain and the POSTROUTING jumps to it.
+
+    The chain is named from the network and the container ID, so it is found even when
+    the netns, the link and prevResult are all gone (the reference then leaks it, e.g.
+    after a reboot where the runtime passes no netns). The addresses, from the deleted link
+    or else from ``prevResult``, only narrow the families searched."""
     cidrs = cidrs or ipam.prev_cidrs(raw, cmd.ifname)
-    if not cidrs:
-        return
     from . import ipmasq
 
     network = str(raw.get("name", ""))

@@ -803,6 +803,27 @@ def test_ip_masq_removed_when_the_netns_went_first(
 
 
 @pytest.mark.parametrize("plugin", ["bridge", "ptp"])
+def test_ip_masq_removed_by_a_del_without_netns_or_prev_result(
+    runner: Runner, net: Net, netns_factory: Any, plugin: str
+) -> None:
+    """After a reboot a runtime may DEL with no netns and no prevResult: the masquerade
+    chain is still found by its name (network + container ID) and removed."""
+    pod, c = netns_factory(), cid()
+    conf = net.conf(type=plugin, isGateway=True, ipMasq=True)
+    if plugin == "ptp":
+        conf.pop("isGateway")
+    add = runner.run(plugin, "ADD", conf, cid=c, netns=pod)
+    assert add.code == 0, add.out
+    assert f'id: \\"{c}\\"' in nat_rules()
+    delete_netns(pod)
+    for _ in range(2):
+        dele = runner.run(plugin, "DEL", conf, cid=c, netns="")
+        assert dele.code == 0, dele.out
+    assert f'id: \\"{c}\\"' not in nat_rules()
+    assert net.leases() == []
+
+
+@pytest.mark.parametrize("plugin", ["bridge", "ptp"])
 def test_exhausted_range_and_taken_ip_leave_nothing(
     runner: Runner, net: Net, netns_factory: Any, plugin: str
 ) -> None:
