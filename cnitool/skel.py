@@ -34,7 +34,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
-from cnitool.spec import names, netconf
+from cnitool.spec import keys, names, netconf
 from cnitool.spec import version as versions
 from cnitool.spec.errors import (
     CNIError,
@@ -108,7 +108,8 @@ class CmdArgs(_Frozen):
     """Everything a verb callable gets: the CNI_* values, stdin and where to log.
 
     ``env`` is the whole environment of the call (for delegation), ``stderr`` where the
-    plugin writes log lines.
+    plugin writes log lines, ``shape`` the fields of the plugin's configuration (keys are
+    matched to them as the Go decoder matches struct fields).
     """
 
     __slots__ = (
@@ -122,6 +123,7 @@ class CmdArgs(_Frozen):
         "stdin_data",
         "env",
         "stderr",
+        "shape",
     )
     command: str
     container_id: str
@@ -133,6 +135,7 @@ class CmdArgs(_Frozen):
     stdin_data: bytes
     env: Mapping[str, str]
     stderr: TextIO
+    shape: keys.Shape
 
     def __init__(
         self,
@@ -146,6 +149,7 @@ class CmdArgs(_Frozen):
         stdin_data: bytes,
         env: Mapping[str, str],
         stderr: TextIO,
+        shape: keys.Shape = keys.NETCONF,
     ) -> None:
         super().__init__(
             command,
@@ -158,17 +162,20 @@ class CmdArgs(_Frozen):
             stdin_data,
             env,
             stderr,
+            shape,
         )
 
     def __hash__(self) -> int:
-        return hash(self._values()[:8])  # env and stderr are not hashable
+        return hash(self._values()[:8])  # env, stderr and shape are not hashable
 
     def config(self) -> dict[str, Any]:
-        """The request configuration (stdin) as a dict; skel has already checked it."""
+        """The request configuration (stdin) as a dict, its keys spelled as the plugin's
+        fields (``{"MTU": 1400}`` reads as ``mtu``); skel has already checked it."""
         obj = loads(self.stdin_data)
         if not isinstance(obj, dict):
             raise DecodingError("error unmarshall network config: not a JSON object")
-        return obj
+        decoded: dict[str, Any] = keys.decode(obj, self.shape)
+        return decoded
 
     @property
     def cni_version(self) -> str:
@@ -199,7 +206,9 @@ class Plugin(_Frozen):
 
     A verb left as None succeeds without doing anything. ``dynamic_versions``
     (optional) computes the supported versions from the environment and stdin of the
-    call, for test plugins whose version list is configurable.
+    call, for test plugins whose version list is configurable. ``shape`` lists the fields
+    of the plugin's configuration (its Go ``NetConf`` struct); the common ``NetConf``
+    fields when not given.
     """
 
     __slots__ = (
@@ -212,6 +221,7 @@ class Plugin(_Frozen):
         "status",
         "gc",
         "dynamic_versions",
+        "shape",
     )
     name: str
     versions: tuple[str, ...]
@@ -222,6 +232,7 @@ class Plugin(_Frozen):
     status: VerbFunc | None
     gc: VerbFunc | None
     dynamic_versions: VersionsFunc | None
+    shape: keys.Shape
 
     def __init__(
         self,
@@ -234,8 +245,11 @@ class Plugin(_Frozen):
         status: VerbFunc | None = None,
         gc: VerbFunc | None = None,
         dynamic_versions: VersionsFunc | None = None,
+        shape: keys.Shape = keys.NETCONF,
     ) -> None:
-        super().__init__(name, versions, about, add, check, delete, status, gc, dynamic_versions)
+        super().__init__(
+            name, versions, about, add, check, delete, status, gc, dynamic_versions, shape
+        )
 
 
 def _supported(plugin: Plugin, env: Mapping[str, str], stdin: bytes) -> list[str]:
@@ -262,8 +276,9 @@ def _read_env(env: Mapping[str, str]) -> tuple[str, dict[str, str]]:
     return cmd, values
 
 
-def _validate_stdin(stdin: bytes) -> dict[str, Any]:
-    """What skel checks on every request config before dispatch; returns the config."""
+def _validate_stdin(stdin: bytes, shape: keys.Shape) -> dict[str, Any]:
+    """What skel checks on every request config before dispatch; returns the config,
+    its keys spelled as ``shape``'s fields."""
     if not stdin.strip():
         # the Go decoder's wording, for the most common case (nothing on stdin)
         raise DecodingError("error unmarshall network config: unexpected end of JSON input")
@@ -277,7 +292,8 @@ def _validate_stdin(stdin: bytes) -> dict[str, Any]:
         raise DecodingError(
             f"error unmarshall network config: expected a JSON object, got {type_name(obj)}"
         )
-    name = obj.get("name", "")
+    config: dict[str, Any] = keys.decode(obj, shape)
+    name = config.get("name", "")
     if name is None:
         name = ""
     if not isinstance(name, str):
@@ -287,7 +303,7 @@ def _validate_stdin(stdin: bytes) -> dict[str, Any]:
     if name == "":
         raise InvalidConfigError("missing network name")
     names.validate_network_name(name)
-    return obj
+    return config
 
 
 def _config_version(config: Mapping[str, Any]) -> str:
@@ -350,7 +366,7 @@ def _dispatch(
     if cmd == "VERSION":
         return _version_output(_supported(plugin, env, stdin)), 0
 
-    config = _validate_stdin(stdin)
+    config = _validate_stdin(stdin, plugin.shape)
     override = values["CNI_NETNS_OVERRIDE"]
     cmd_args = CmdArgs(
         command=cmd,
@@ -363,6 +379,7 @@ def _dispatch(
         stdin_data=stdin,
         env=env,
         stderr=stderr,
+        shape=plugin.shape,
     )
     if cmd not in VERBS:
         raise InvalidEnvironmentError(f"unknown CNI_COMMAND: {cmd}")

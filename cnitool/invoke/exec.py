@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping
 from typing import IO, Any, NamedTuple
 
-from ..spec import jsonfmt
+from ..spec import jsonfmt, keys
 from ..spec import version as cniversion
 from ..spec.errors import INTERNAL, CNIError, DecodingError
 from .find import go_quote
@@ -300,7 +300,7 @@ def config_version(stdin: bytes) -> str:
     except ValueError:
         return ""
     if isinstance(obj, dict):
-        value = obj.get("cniVersion", "")
+        value = keys.get(obj, "cniVersion", "")
         return value if isinstance(value, str) else ""
     return ""
 
@@ -313,6 +313,7 @@ def decode_version_info(data: bytes) -> VersionInfo:
         raise DecodingError(f"decoding version info: {exc}") from None
     if not isinstance(obj, dict):
         raise DecodingError("decoding version info: not a JSON object")
+    obj = keys.decode(obj, keys.VERSION_INFO)
     cni_version = obj.get("cniVersion", "")
     if not isinstance(cni_version, str) or cni_version == "":
         raise DecodingError("decoding version info: missing field cniVersion")

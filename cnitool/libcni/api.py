@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from ..invoke import exec as _exec
 from ..invoke.exec import PluginExecError, StderrSink, VersionInfo, build_env, write_stderr
 from ..invoke.find import find_in_path
-from ..spec import jsonfmt, names, results
+from ..spec import jsonfmt, keys, names, results
 from ..spec import version as cniversion
 from ..spec.errors import CNIError, IncompatibleVersionError
 from .cache import CachedAttachment, ResultCache
@@ -76,7 +76,7 @@ class PluginErrors(PluginExecError):
 
 
 def _plugin_name(plugin: PluginConf) -> str:
-    name = plugin.raw.get("name", "")
+    name = keys.get(plugin.raw, "name", "")
     return name if isinstance(name, str) else ""
 
 

@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..spec import names
+from ..spec import keys, names
 from ..spec.errors import IO_FAILURE, DecodingError, IOFailureError
 from ..spec.jsonfmt import dumps_compact, loads
 from .config import NetworkConfigList, go_numbers
@@ -122,6 +122,7 @@ def decode_entry(
         raise CacheCorruptError(path, str(exc)) from None
     if not isinstance(obj, dict):
         raise CacheCorruptError(path, "the content is not a JSON object")
+    obj = keys.decode(obj, keys.CACHE_ENTRY)  # libcni reads it into a struct
     if obj.get("kind") != CACHE_KIND:
         return CachedAttachment(
             container_id, network, ifname, b"", "", [], {}, obj, path, legacy=True

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..spec import keys
 from ..spec import version as cni_version
 from ..spec.errors import CNIError, InvalidConfigError
 from ..spec.jsonfmt import dumps_compact, loads, type_name
@@ -167,6 +168,10 @@ def _plugin_from_obj(obj: Any, where: str, source: str | None) -> PluginConf:
     """Validate one plugin object; ``where`` prefixes error messages."""
     if not isinstance(obj, dict):
         raise ConfigError(f"{where}a plugin configuration must be a JSON object, got {_show(obj)}")
+    raw = obj
+    # the fields libcni decodes into its NetConf struct, so matched as Go matches them
+    # (``"Type"`` names the plugin too); the plugin gets the object as written
+    obj = keys.decode(raw, keys.NETCONF)
     for key in ("name", "cniVersion"):
         value = obj.get(key)
         if value is not None and not isinstance(value, str):
@@ -218,7 +223,7 @@ def _plugin_from_obj(obj: Any, where: str, source: str | None) -> PluginConf:
         domain = dns.get("domain")
         if domain is not None and not isinstance(domain, str):
             raise ConfigError(f'{where}"dns"."domain" must be a string, got {_show(domain)}')
-    return PluginConf(type=ptype, raw=obj, capabilities=capabilities, source=source)
+    return PluginConf(type=ptype, raw=raw, capabilities=capabilities, source=source)
 
 
 def conf_from_bytes(data: bytes, path: str | None = None) -> PluginConf:
@@ -362,8 +367,8 @@ def conf_list_from_conf(conf: PluginConf, raw_bytes: bytes | None = None) -> Net
     """
     obj = conf.raw if raw_bytes is None else _parse_json(raw_bytes, conf.source, "configuration")
     wrapped = {
-        "cniVersion": obj.get("cniVersion") or "",
-        "name": obj.get("name") or "",
+        "cniVersion": keys.get(obj, "cniVersion") or "",
+        "name": keys.get(obj, "name") or "",
         "plugins": [obj],
     }
     data = dumps_compact(go_numbers(wrapped), sort_keys=True).encode()
@@ -392,7 +397,7 @@ def load_conf_list(directory: str, name: str) -> NetworkConfigList:
         raise NoConfigsFoundError(directory)
     for path in singles:
         conf = conf_from_file(path)
-        if (conf.raw.get("name") or "") == name:
+        if (keys.get(conf.raw, "name") or "") == name:
             return conf_list_from_conf(conf)
     raise NetworkNotFoundError(directory, name)
 

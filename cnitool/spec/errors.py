@@ -71,9 +71,11 @@ class CNIError(Exception):
     @classmethod
     def from_dict(cls, obj: dict[str, Any]) -> CNIError:
         """An error object a plugin printed; a null or missing field reads as empty."""
-        code = obj.get("code")
-        msg = obj.get("msg")
-        details = obj.get("details")
+        from .keys import get  # matched as the Go decoder matches types.Error's fields
+
+        code = get(obj, "code")
+        msg = get(obj, "msg")
+        details = get(obj, "details")
         return CNIError(
             "" if msg is None else str(msg),
             "" if details is None else str(details),

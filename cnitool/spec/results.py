@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from . import keys
 from .errors import CNIError, DecodingError, IncompatibleVersionError
 from .jsonfmt import dumps_indent, loads, type_name
 from .version import ALL, CURRENT
@@ -333,12 +334,14 @@ def new_result(obj: Any, version: str = "") -> Result:
     """Validate a decoded result object and return it normalised.
 
     A missing, empty or non-string ``cniVersion`` is replaced by ``version`` (the
-    request's version, as libcni does), and by 0.1.0 when that is empty too.
+    request's version, as libcni does), and by 0.1.0 when that is empty too. Keys are
+    matched to the result's fields as Go's decoder matches them (``"IPs"`` is ``ips``).
     """
     if not isinstance(obj, dict):
         raise DecodingError(
             f"failed to decode result: expected a JSON object, got {type_name(obj)}"
         )
+    obj = keys.decode(obj, keys.RESULT)
     declared = obj.get("cniVersion")
     if not isinstance(declared, str) or declared == "":
         declared = version or "0.1.0"

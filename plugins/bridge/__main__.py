@@ -5,9 +5,10 @@ from __future__ import annotations
 from cnitool import __version__, skel
 from cnitool.spec.version import ALL
 
-from .._lib import lazy_verb
+from .._lib import lazy_verb, shapes
 
 PLUGIN = skel.Plugin(
+    shape=shapes.BRIDGE,
     name="bridge",
     versions=ALL,
     about=f"CNI bridge plugin pycni {__version__}",

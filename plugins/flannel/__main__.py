@@ -5,7 +5,7 @@ from __future__ import annotations
 from cnitool import __version__, skel
 from cnitool.spec.version import ALL
 
-from .._lib import lazy_verb
+from .._lib import lazy_verb, shapes
 
 _COMMANDS = f"{__package__}.commands"
 
@@ -15,6 +15,7 @@ def _check(cmd: skel.CmdArgs) -> None:
 
 
 PLUGIN = skel.Plugin(
+    shape=shapes.FLANNEL,
     name="flannel",
     versions=ALL,
     about=f"CNI flannel plugin pycni {__version__}",

@@ -9,11 +9,12 @@ from __future__ import annotations
 from cnitool import __version__, skel
 from cnitool.spec.version import ALL
 
-from .._lib import lazy_verb
+from .._lib import lazy_verb, shapes
 
 _COMMANDS = f"{__package__}.commands"
 
 PLUGIN = skel.Plugin(
+    shape=shapes.HOST_LOCAL,
     name="host-local",
     versions=ALL,
     about=f"CNI host-local plugin pycni {__version__}",

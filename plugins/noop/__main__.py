@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from cnitool import skel
 
+from .._lib import shapes
 from . import ABOUT, DEFAULT_VERSIONS
 
 
@@ -28,6 +29,7 @@ def _versions(env: Mapping[str, str], stdin: bytes) -> tuple[str, ...]:
 
 
 PLUGIN = skel.Plugin(
+    shape=shapes.NOOP,
     name="noop",
     versions=DEFAULT_VERSIONS,
     about=ABOUT,

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cnitool.skel import CmdArgs, RawOutput
+from cnitool.spec import keys
 from cnitool.spec.errors import CNIError
 from cnitool.spec.jsonfmt import dumps_compact, loads
 from cnitool.spec.version import CURRENT
@@ -197,7 +198,7 @@ def _passthrough(conf: Mapping[str, Any], inject_dns: bool) -> bytes:
 
 def behave(args: CmdArgs, command: str) -> RawOutput:
     """Record the call and answer as the debug file says (every verb but VERSION)."""
-    conf = _load_conf(args.stdin_data)
+    conf = keys.decode(_load_conf(args.stdin_data), args.shape)
     path = _debug_path(conf, args.args)
     if path == "":
         args.stderr.write(NO_DEBUG_MESSAGE)

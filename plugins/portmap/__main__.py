@@ -5,11 +5,12 @@ from __future__ import annotations
 from cnitool import __version__, skel
 from cnitool.spec.version import ALL
 
-from .._lib import lazy_verb
+from .._lib import lazy_verb, shapes
 
 _COMMANDS = f"{__package__}.commands"
 
 PLUGIN = skel.Plugin(
+    shape=shapes.PORTMAP,
     name="portmap",
     versions=ALL,
     about=f"CNI portmap plugin pycni {__version__}",

@@ -5,9 +5,10 @@ from __future__ import annotations
 from cnitool import __version__, skel
 from cnitool.spec.version import ALL
 
-from .._lib import lazy_verb
+from .._lib import lazy_verb, shapes
 
 PLUGIN = skel.Plugin(
+    shape=shapes.PTP,
     name="ptp",
     versions=ALL,
     about=f"CNI ptp plugin pycni {__version__}",

@@ -12,6 +12,7 @@ from typing import Any
 
 from cnitool.spec import args as cni_args
 from cnitool.spec.errors import CNIError
+from cnitool.spec.keys import fold
 
 DEFAULT_DATA_DIR = "/run/cni/tuning"
 # Private: tests point this elsewhere; there is deliberately no environment override.
@@ -75,9 +76,10 @@ def decode(stdin: bytes) -> dict[str, Any]:
         raise CNIError("failed to load netconf: the configuration is not a JSON object")
     top = pairs_of.get(id(raw), [])
     keys: set[str] = set()
-    # a repeated top-level "sysctl" is one map to the reference: keys count across repeats
+    # a repeated top-level "sysctl" (in any case) is one map to the reference: keys count
+    # across repeats
     for key, value in top:
-        if key != "sysctl" or not isinstance(value, dict):
+        if fold(key) != "sysctl" or not isinstance(value, dict):
             continue
         for sk, _ in pairs_of.get(id(value), []):
             if sk in keys:

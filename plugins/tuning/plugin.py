@@ -14,7 +14,7 @@ import os
 from typing import Any
 
 from cnitool import skel
-from cnitool.spec import results
+from cnitool.spec import keys, results
 from cnitool.spec.errors import CNIError
 
 from .._lib import netns
@@ -23,7 +23,7 @@ from .config import TuningConf
 
 
 def _request(cmd: skel.CmdArgs, strict: bool) -> TuningConf:
-    raw = config.decode(cmd.stdin_data) if strict else cmd.config()
+    raw = keys.decode(config.decode(cmd.stdin_data), cmd.shape) if strict else cmd.config()
     return config.load(raw, cmd.args)
 
 

@@ -400,9 +400,16 @@ def dual(**extra: Any) -> dict[str, Any]:
 
 
 def ours_exec(
-    node: str, pod: str, verb: str, c: dict[str, Any], backend: str, path: str | None = None
+    node: str,
+    pod: str,
+    verb: str,
+    c: dict[str, Any],
+    backend: str,
+    path: str | None = None,
+    stdin: bytes | None = None,
 ) -> tuple[Any, int]:
-    """Our portmap as its own process (fresh interpreter, as a runtime runs it)."""
+    """Our portmap as its own process (fresh interpreter, as a runtime runs it); ``stdin``
+    replaces ``c`` when a test needs exact bytes."""
     env = {
         "CNI_COMMAND": verb,
         "CNI_CONTAINERID": CID,
@@ -421,7 +428,7 @@ def ours_exec(
             "-c",
             "from cnitool_plugins._launch import run; run('portmap')",
         ],
-        input=json.dumps(c).encode(),
+        input=json.dumps(c).encode() if stdin is None else stdin,
         env=env,
         capture_output=True,
         check=False,
@@ -749,3 +756,40 @@ def test_options_in_iptables(
     assert ours_exec(node, pod, "DEL", conf(runtimeConfig={}), backend)[1] == 0
     for save in (SAVE[backend], SAVE6[backend]):
         assert not any(DN in r or "dnat name" in r for r in nat_rules(node, save))
+
+
+# What containerd's CRI (go-cni) hands portmap: libcni's sorted, compact request with the
+# port mappings marshalled from go-cni's untagged struct, so in Go field case.
+CONTAINERD_STDIN = (
+    b'{"capabilities":{"portMappings":true},"cniVersion":"1.0.0","name":"mynet",'
+    b'"prevResult":' + json.dumps(PREV, separators=(",", ":")).encode() + b","
+    b'"runtimeConfig":{"portMappings":['
+    b'{"HostPort":8080,"ContainerPort":80,"Protocol":"tcp","HostIP":""},'
+    b'{"HostPort":5353,"ContainerPort":53,"Protocol":"udp","HostIP":"127.0.0.1"}]},'
+    b'"type":"portmap"}'
+)
+
+
+def test_containerd_go_cased_mappings_give_the_go_plugins_rules(
+    node: str,
+    pod: str,
+    netns_factory: Callable[[], str],
+    backend: str,
+    go_path: str,
+    reference_bin: Path,
+) -> None:
+    c = json.loads(CONTAINERD_STDIN)
+    assert go(node, pod, "ADD", c, go_path, reference_bin)[1] == 0
+    go_rules = sorted(nat_rules(node, SAVE[backend]))
+    assert sum(DN in r for r in go_rules) == 8
+    other = netns_factory()
+    out, code = ours_exec(other, pod, "ADD", c, backend, stdin=CONTAINERD_STDIN)
+    assert code == 0, out
+    assert out["ips"] == PREV["ips"]
+    assert sorted(nat_rules(other, SAVE[backend])) == go_rules
+    assert ours_exec(other, pod, "CHECK", c, backend, stdin=CONTAINERD_STDIN)[1] == 0
+    assert ours_exec(other, pod, "DEL", c, backend, stdin=CONTAINERD_STDIN)[1] == 0
+    assert not any(DN in r for r in nat_rules(other, SAVE[backend]))
+    # and each removes the other's: our DEL of the Go plugin's rules, from the same bytes
+    assert ours_exec(node, pod, "DEL", c, backend, stdin=CONTAINERD_STDIN)[1] == 0
+    assert not any(DN in r for r in nat_rules(node, SAVE[backend]))

@@ -421,3 +421,31 @@ def test_del_reports_a_failed_write(
     monkeypatch.setattr(mem[4], "apply", refuse)
     out, code, _ = run("DEL", conf(runtimeConfig={}))
     assert code == 1 and out["msg"].startswith("could not teardown ipv4 dnat (nft)")
+
+
+def test_containerd_go_cased_port_mappings(mem: dict[int, MemBackend]) -> None:
+    """The exact request containerd's CRI sends: libcni's sorted compact JSON with go-cni's
+    untagged PortMapping struct, so HostPort/ContainerPort/Protocol/HostIP."""
+    stdin = (
+        b'{"capabilities":{"portMappings":true},"cniVersion":"1.0.0","name":"mynet",'
+        b'"prevResult":' + json.dumps(PREV, separators=(",", ":")).encode() + b","
+        b'"runtimeConfig":{"portMappings":['
+        b'{"HostPort":8080,"ContainerPort":80,"Protocol":"tcp","HostIP":""},'
+        b'{"HostPort":5353,"ContainerPort":53,"Protocol":"udp","HostIP":"127.0.0.1"}]},'
+        b'"type":"portmap"}'
+    )
+    env = {
+        "CNI_COMMAND": "ADD",
+        "CNI_CONTAINERID": CID,
+        "CNI_NETNS": "/run/netns/does-not-matter",
+        "CNI_IFNAME": "eth0",
+        "CNI_PATH": "/nonexistent",
+    }
+    out, code = skel.run(PLUGIN, env, stdin, io.StringIO())
+    assert code == 0, out
+    assert sorted(mem[4].lines()) == sorted(portmap_lines())
+    out, code = skel.run(PLUGIN, {**env, "CNI_COMMAND": "CHECK"}, stdin, io.StringIO())
+    assert code == 0, out
+    out, code = skel.run(PLUGIN, {**env, "CNI_COMMAND": "DEL"}, stdin, io.StringIO())
+    assert code == 0, out
+    assert not any("CNI-DN-" in ln for ln in mem[4].lines())
