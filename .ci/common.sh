@@ -23,16 +23,18 @@ install_apt() {
     fi
 }
 
-# install_project [extras]: a venv at $VENV with the project installed (not editable, so
-# the plugins package lands under its installed name, cnitool_plugins)
+# install_project [extras] [editable]: a venv at $VENV with the project installed. The
+# demo installs a copy, as a node would; the tests use an editable install, so what they
+# exec (plugin launchers, cnitool) runs the checkout's code, as pytest itself does.
 install_project() {
-    local spec="$REPO"
+    local spec="$REPO" mode=()
     [[ -n "${1:-}" ]] && spec="$REPO[$1]"
+    [[ "${2:-}" == editable ]] && mode=(-e)
     if [[ ! -x "$VENV/bin/python" ]]; then
         log "python3 -m venv $VENV"
         python3 -m venv "$VENV"
     fi
-    log "pip install $spec"
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps "$spec"
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$spec"
+    log "pip install ${mode[*]} $spec"
+    "$VENV/bin/python" -m pip uninstall -q -y pycni >/dev/null 2>&1 || true
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${mode[@]}" "$spec"
 }

@@ -22,8 +22,9 @@ plugin.
 Launchers carry a marker line; :func:`install` refuses to overwrite any other file
 unless forced, and :func:`remove` only deletes files carrying the marker. Writes are
 atomic (temporary file in the same directory, then rename) with mode 0755. Installing
-also byte-compiles the packages, so an environment with PYTHONDONTWRITEBYTECODE or a
-read-only ``__pycache__`` does not recompile on every exec.
+also byte-compiles the installed packages, so an environment with PYTHONDONTWRITEBYTECODE
+or a read-only ``__pycache__`` does not recompile on every exec (a source checkout behind
+an editable install is left as it is).
 """
 
 from __future__ import annotations
@@ -73,8 +74,8 @@ class InstallAction:
 
     ``action`` is one of ``installed``, ``updated``, ``unchanged``, ``replaced``
     (a foreign file overwritten with ``force``), ``refused`` (a foreign file kept),
-    ``skipped`` (the plugin package is not available), or for bytecode ``compiled`` /
-    ``failed``.
+    ``skipped`` (the plugin package is not available), or for bytecode ``compiled``,
+    ``failed`` or ``skipped`` (a source checkout, see :func:`compile_packages`).
     """
 
     name: str
@@ -242,12 +243,40 @@ def package_dirs() -> list[str]:
     return dirs
 
 
+def is_installed_copy(directory: str) -> bool:
+    """Whether ``directory`` lies in this interpreter's site-packages (an installed copy),
+    rather than in a source checkout that an editable install points at."""
+    import sysconfig
+
+    real = os.path.realpath(directory)
+    for key in ("purelib", "platlib"):
+        root = os.path.realpath(sysconfig.get_path(key))
+        if real == root or real.startswith(root + os.sep):
+            return True
+    return False
+
+
 def compile_packages() -> list[InstallAction]:
-    """Byte-compile both packages (quietly); one action per package directory."""
+    """Byte-compile both packages (quietly); one action per package directory.
+
+    A source checkout (an editable install, or tests run from the tree) is left alone:
+    its ``__pycache__`` is the developer's, and a test run must not write into the tree.
+    """
     import compileall  # ~10 ms; only installing needs it, not listing or removing
 
     out: list[InstallAction] = []
     for directory in package_dirs():
+        if not is_installed_copy(directory):
+            out.append(
+                InstallAction(
+                    "bytecode",
+                    directory,
+                    "skipped",
+                    "a source checkout (editable install): not byte-compiled",
+                    kind="bytecode",
+                )
+            )
+            continue
         ok = compileall.compile_dir(directory, quiet=2)
         out.append(
             InstallAction(

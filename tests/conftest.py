@@ -6,6 +6,12 @@ with fresh tmpfs mounts on the directories CNI tools write to. Every bridge, ipt
 rule, sysctl, named netns and lease a test makes therefore lives and dies with the test
 process: nothing reaches the host. Tests that need root are marked ``root`` and are
 skipped, with the reason, when the suite cannot isolate itself.
+
+The checkout is the code under test (``pythonpath`` in pyproject.toml, and an editable
+install for what the tests exec), and the tests never write into it: as root the tree is
+seen through an overlay whose upper layer is a private tmpfs, so the byte code that exec'd
+plugins (``python -I``, which ignores PYTHONDONTWRITEBYTECODE) write, and anything else,
+vanishes with the run; as any user, this process and its children write no byte code.
 """
 
 from __future__ import annotations
@@ -28,6 +34,10 @@ CLONE_NEWNET = 0x40000000
 MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
 PRIVATE_DIRS = ("/run/netns", "/var/lib/cni", "/run/cni", "/run/flannel", "/etc/cni")
+OVERLAY_DIR = "/run/pycni-test"  # a private tmpfs holding the checkout's overlay layers
+
+sys.dont_write_bytecode = True
+os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
 
 _isolation_error: str | None = None
 
@@ -48,10 +58,29 @@ def _isolate() -> str | None:
         os.makedirs(d, exist_ok=True)
         if libc.mount(b"tmpfs", d.encode(), b"tmpfs", 0, b"mode=0755") != 0:
             return f"mounting a private tmpfs on {d} failed: {os.strerror(ctypes.get_errno())}"
+    _overlay_checkout(libc)
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     # children (plugins, cnitool) inherit both namespaces; mark so nested runs don't redo it
     os.environ["PYCNI_TEST_ISOLATED"] = "1"
     return None
+
+
+def _overlay_checkout(libc: ctypes.CDLL) -> None:
+    """Put the checkout under an overlay whose writes land in a private tmpfs."""
+    os.makedirs(OVERLAY_DIR, exist_ok=True)
+    if libc.mount(b"tmpfs", OVERLAY_DIR.encode(), b"tmpfs", 0, b"mode=0700") != 0:
+        err = os.strerror(ctypes.get_errno())
+        print(f"conftest: no private tmpfs on {OVERLAY_DIR} ({err})", file=sys.stderr)
+        return
+    upper, work = f"{OVERLAY_DIR}/upper", f"{OVERLAY_DIR}/work"
+    os.mkdir(upper)
+    os.mkdir(work)
+    opts = f"lowerdir={REPO},upperdir={upper},workdir={work}".encode()
+    if libc.mount(b"overlay", str(REPO).encode(), b"overlay", 0, opts) != 0:
+        err = os.strerror(ctypes.get_errno())
+        print(f"conftest: the checkout stays writable: overlay failed ({err})", file=sys.stderr)
+        return
+    os.chdir(os.path.realpath(os.getcwd()))  # resolve the working directory anew
 
 
 _isolation_error = _isolate()

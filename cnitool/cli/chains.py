@@ -30,7 +30,7 @@ Snapshot = tuple[int, str, Any]  # (family, backend name, firewall TableState)
 
 def read_snapshots(families: Iterable[int] = (4, 6)) -> list[Snapshot]:
     """nat tables of each family from nf_tables and, if present, legacy x_tables."""
-    from cnitool_plugins._lib import firewall as fw  # type: ignore[import-untyped,unused-ignore]
+    from cnitool_plugins._lib import firewall as fw
 
     out: list[Snapshot] = []
     for fam in families:
@@ -45,7 +45,7 @@ def read_snapshots(families: Iterable[int] = (4, 6)) -> list[Snapshot]:
 
 
 def _chain_hash(net: str, cid: str, prefix: str) -> str:
-    from cnitool_plugins._lib.firewall import format_chain_name  # type: ignore[import-untyped,unused-ignore]
+    from cnitool_plugins._lib.firewall import format_chain_name
 
     return str(format_chain_name(net, cid, prefix))
 

@@ -46,7 +46,7 @@ def _range_sets(
     network: str, conf_dir: str, cached_configs: list[bytes]
 ) -> tuple[list[Any] | None, str]:
     """The network's host-local range sets (and where they came from), if findable."""
-    from cnitool_plugins.host_local import config as hl_config  # type: ignore[import-untyped,unused-ignore]
+    from cnitool_plugins.host_local import config as hl_config
 
     from ..libcni.config import load_conf_list
     from ..spec.errors import CNIError
@@ -93,8 +93,8 @@ def collect(
     network: str | None = None,
 ) -> list[dict[str, Any]]:
     """One record per lease: network, ip, containerID, ifname, rangeSet, cached, stale."""
-    from cnitool_plugins.host_local.config import parse_ip  # type: ignore[import-untyped,unused-ignore]
-    from cnitool_plugins.host_local.store import scan_dir  # type: ignore[import-untyped,unused-ignore]
+    from cnitool_plugins.host_local.config import parse_ip
+    from cnitool_plugins.host_local.store import scan_dir
 
     from ..libcni.cache import ResultCache
     from ..spec.names import validate_network_name

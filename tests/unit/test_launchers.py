@@ -29,7 +29,16 @@ def test_install_writes_noop_launcher(tmp_path: Path) -> None:
     assert 'run("noop")' in lines
     assert launchers.is_ours(str(path))
     assert [p.name for p in tmp_path.iterdir()] == ["noop"]  # no temp file left behind
-    assert {a.action for a in actions if a.kind == "bytecode"} == {"compiled"}
+    # the packages under test are the checkout's: never byte-compiled into the tree
+    assert {a.action for a in actions if a.kind == "bytecode"} == {"skipped"}
+
+
+def test_only_installed_copies_are_byte_compiled(tmp_path: Path) -> None:
+    import sysconfig
+
+    assert launchers.is_installed_copy(sysconfig.get_path("purelib") + "/somepkg")
+    assert not launchers.is_installed_copy(str(tmp_path))
+    assert not any(launchers.is_installed_copy(d) for d in launchers.package_dirs())
 
 
 def test_installed_noop_answers_version(tmp_path: Path) -> None:
