@@ -9,7 +9,7 @@ import struct
 from typing import Any
 
 import pytest
-from cnitool_plugins._lib import ipam, netns, sysctl
+from cnitool_plugins._lib import iface, netns, sysctl
 from cnitool_plugins._lib import netlink as nlmod
 from cnitool_plugins._lib.netlink import AF_INET, Netlink, NetlinkError
 from plugin_helpers import addrs, in_ns, link
@@ -66,7 +66,7 @@ def test_configure_iface_applies_route_fields(netns_factory: Any) -> None:
 
         def configure() -> None:
             with Netlink() as nl:
-                ipam.configure_iface(nl, "eth0", result)
+                iface.configure_iface(nl, "eth0", result)
 
         ns.run(configure)
     assert "10.44.0.5/24" in addrs(pod, "eth0") and link(pod, "eth0")["up"]
@@ -420,9 +420,9 @@ def test_routes_with_several_paths_list_each_path(netns_factory: Any) -> None:
 
     def work() -> tuple[set[Any], set[Any]]:
         with Netlink() as nl:
-            ipam.configure_iface(nl, "eth0", result)
+            iface.configure_iface(nl, "eth0", result)
             idx = nl.link("eth0").index  # type: ignore[union-attr]
-            ipam.validate_iface(nl, "eth0", "", result)  # CHECK finds both paths
+            iface.validate_iface(nl, "eth0", "", result)  # CHECK finds both paths
             v4 = {(r.dst, r.gateway) for r in nl.routes(oif=idx) if r.dst == "192.0.2.0/24"}
             v6 = {
                 (r.dst, r.gateway)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import io
 
 import pytest
-from cnitool_plugins._lib.attach import DelSteps
-from cnitool_plugins._lib.ipam import Rollback
+from cnitool_plugins._lib.steps import DelSteps, Rollback
 
 from cnitool.spec.errors import CNIError
 

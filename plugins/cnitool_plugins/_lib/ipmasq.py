@@ -10,10 +10,16 @@ teardown and vice versa.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from . import firewall as fw
 from .firewall.names import format_chain_name
+
+if TYPE_CHECKING:
+    from cnitool.skel import CmdArgs
+
+    from .steps import Rollback
 
 MULTICAST = {4: "224.0.0.0/4", 6: "ff00::/8"}
 
@@ -128,3 +134,33 @@ def teardown_ip_masq(
                 errors.append(f"{be.name} ipv{fam}: {e}")
     if errors:
         raise fw.FirewallError("failed to tear down ipMasq: " + "; ".join(errors))
+
+
+# -- the plugins' steps (bridge, ptp) ---------------------------------------------------
+def setup_masq(
+    network: str,
+    container_id: str,
+    cidrs: list[str],
+    backend: str | None,
+    *,
+    undo: Rollback,
+) -> None:
+    """ADD: masquerade traffic from ``cidrs``; the teardown is added to ``undo``."""
+    setup_ip_masq(network, container_id, cidrs, backend=backend)
+    undo.add(teardown_ip_masq, network, container_id, cidrs, backend=backend)
+
+
+def teardown_masq(
+    cmd: CmdArgs, raw: Mapping[str, Any], cidrs: list[str], backend: str | None
+) -> None:
+    """DEL: remove the container's ipMasq chain and the POSTROUTING jumps to it.
+
+    The chain is named from the network and the container ID, so it is found even when
+    the netns, the link and prevResult are all gone (the reference then leaks it, e.g.
+    after a reboot where the runtime passes no netns). The addresses, from the deleted link
+    or else from ``prevResult``, only narrow the families searched."""
+    from .ipam import prev_cidrs
+
+    cidrs = cidrs or prev_cidrs(raw, cmd.ifname)
+    network = str(raw.get("name", ""))
+    teardown_ip_masq(network, cmd.container_id, cidrs, backend=backend)

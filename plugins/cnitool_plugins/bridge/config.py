@@ -10,7 +10,7 @@ from cnitool.spec import names
 from cnitool.spec.errors import CNIError
 
 from .._lib import ipam
-from .._lib.ipam import dns_override, ipam_type, masq_backend, requested_mac, typed
+from .._lib.netconf import dns_override, ipam_type, mac_from_args, masq_backend, typed
 
 DEFAULT_BRIDGE = "cni0"
 
@@ -107,7 +107,7 @@ def load(cmd: skel.CmdArgs) -> BridgeConf:
     conf.ipam_type = ipam_type(raw)
     if conf.disable_container_interface and conf.ipam_type:
         raise CNIError("cannot use IPAM when disableContainerInterface flag is set")
-    conf.mac = requested_mac(raw, cmd.args)
+    conf.mac = mac_from_args(raw, cmd.args)
     conf.dns = dns_override(raw)
     return conf
 

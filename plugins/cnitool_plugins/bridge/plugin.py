@@ -15,8 +15,15 @@ from typing import Any
 from cnitool import skel
 from cnitool.spec.errors import CNIError
 
-from .._lib import attach, ipam, netns, sysctl
+from .._lib import iface, ipam, netns, sysctl
+from .._lib.link import (
+    add_veth_pair,
+    check_container_link,
+    container_interface,
+    delete_container_link,
+)
 from .._lib.netlink import AF_INET, AF_INET6, Link, Netlink, NetlinkError
+from .._lib.steps import DelSteps, Rollback
 from .config import BridgeConf, load
 
 Result = dict[str, Any]
@@ -131,7 +138,7 @@ def _configure_container(ifname: str, result: Result | None, conf: BridgeConf) -
     sysctl.ensure_optional(f"net/ipv4/conf/{ifname}/arp_notify", "1")
     with Netlink() as nl:
         if result is not None:
-            ipam.configure_iface(nl, ifname, result)
+            iface.configure_iface(nl, ifname, result)
         elif not conf.disable_container_interface:
             link = nl.link(ifname)
             if link is None:
@@ -171,9 +178,9 @@ def cmd_add(cmd: skel.CmdArgs) -> Result:
     conf = load(cmd)
     if conf.uses_vlan and conf.is_gw:
         raise CNIError("isGateway together with vlan/vlanTrunk is not supported by this plugin")
-    with netns.NetNS(cmd.netns) as ns, Netlink() as nl, ipam.Rollback(cmd.stderr) as undo:
+    with netns.NetNS(cmd.netns) as ns, Netlink() as nl, Rollback(cmd.stderr) as undo:
         br = _ensure_bridge(nl, conf)
-        host, cont = attach.add_veth_pair(nl, ns, cmd.ifname, mtu=conf.mtu, mac=conf.mac, undo=undo)
+        host, cont = add_veth_pair(nl, ns, cmd.ifname, mtu=conf.mtu, mac=conf.mac, undo=undo)
         _port_setup(nl, conf, br, host)
 
         if conf.macspoofchk:
@@ -208,7 +215,9 @@ def cmd_add(cmd: skel.CmdArgs) -> Result:
 
         if conf.ip_masq and ipam_result is not None:
             cidrs = [ipc["address"] for ipc in result["ips"]]
-            attach.setup_masq(
+            from .._lib import ipmasq
+
+            ipmasq.setup_masq(
                 conf.network,
                 cmd.container_id,
                 cidrs,
@@ -237,14 +246,16 @@ def cmd_add(cmd: skel.CmdArgs) -> Result:
 # -- DEL --------------------------------------------------------------------------------
 def cmd_del(cmd: skel.CmdArgs) -> None:
     conf = load(cmd)
-    steps = attach.DelSteps()
-    cidrs = steps.run(attach.delete_container_veth, cmd.netns, cmd.ifname) or []
+    steps = DelSteps()
+    cidrs = steps.run(delete_container_link, cmd.netns, cmd.ifname) or []
     if conf.ipam_type:
         steps.run(ipam.exec_del, cmd, conf.ipam_type)
     if cmd.netns and conf.macspoofchk:
         steps.run(_spoofcheck_teardown, cmd.container_id, cmd.ifname)
     if conf.ip_masq:
-        steps.run(attach.teardown_masq, cmd, conf.raw, cidrs, conf.ip_masq_backend)
+        from .._lib import ipmasq
+
+        steps.run(ipmasq.teardown_masq, cmd, conf.raw, cidrs, conf.ip_masq_backend)
     steps.finish()
 
 
@@ -262,7 +273,7 @@ def cmd_check(cmd: skel.CmdArgs) -> None:
     result = ipam.prev_result(conf.raw)
     if result is None:
         raise CNIError("Required prevResult missing")
-    cont_map = attach.container_interface(result, cmd.ifname, cmd.netns)
+    cont_map = container_interface(result, cmd.ifname, cmd.netns)
     br_map: dict[str, Any] = next(
         (i for i in result.get("interfaces") or [] if i.get("name") == conf.bridge), {}
     )
@@ -280,7 +291,7 @@ def cmd_check(cmd: skel.CmdArgs) -> None:
                 f"{conf.promisc} doesn't match current state: {br.promisc}"
             )
         with netns.NetNS(cmd.netns) as ns:
-            cont = ns.run(attach.check_veth, cmd.ifname, cont_map.get("mac", ""), result)
+            cont = ns.run(check_container_link, cmd.ifname, cont_map.get("mac", ""), result)
         found = False
         for intf in result.get("interfaces") or []:
             name = intf.get("name")

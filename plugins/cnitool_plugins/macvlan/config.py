@@ -15,7 +15,7 @@ from cnitool import skel
 from cnitool.spec.errors import CNIError
 
 from .._lib import ipam
-from .._lib.ipam import typed
+from .._lib.netconf import dns_override, ethernet_mac, ipam_type, mac_from_config, typed
 
 # the kernel's MACVLAN_MODE_* values of the modes a config may name ("" = bridge)
 MODES = {"bridge": 4, "private": 1, "vepa": 2, "passthru": 8}
@@ -47,30 +47,18 @@ def mode_name(value: int | None) -> str:
     return MODE_NAMES.get(value or 0, f"unknown({value})")
 
 
-def _mac(value: str) -> str:
-    """A MAC in the reference's accepted notation, normalised; its error otherwise."""
+def requested_mac(raw: Mapping[str, Any], cni_args: str) -> str:
+    """The MAC asked for (``mac`` < CNI_ARGS ``MAC`` < ``runtimeConfig.mac``), normalised;
+    the reference's error for one a macvlan link cannot take."""
+    mac = mac_from_config(raw, cni_args)
+    if not mac:
+        return ""
     try:
-        return ipam.parse_mac(value, "mac")
+        return ethernet_mac(mac, "mac")
     except CNIError:
         raise CNIError(
-            f"invalid args {value} for MAC addr: address {value}: invalid MAC address"
+            f"invalid args {mac} for MAC addr: address {mac}: invalid MAC address"
         ) from None
-
-
-def requested_mac(raw: Mapping[str, Any], cni_args: str) -> str:
-    """The MAC asked for: ``mac`` < CNI_ARGS ``MAC`` < ``runtimeConfig.mac``."""
-    from cnitool.spec.args import load_args
-
-    mac = str(typed(raw, "mac", str, ""))
-    if cni_args:
-        env_mac = load_args(cni_args, ("MAC",)).get("MAC", "")
-        if env_mac:
-            mac = env_mac
-    rc = typed(raw, "runtimeConfig", dict, {})
-    rc_mac = str(typed(rc, "mac", str, ""))
-    if rc_mac:
-        mac = rc_mac
-    return _mac(mac) if mac else ""
 
 
 def decode(raw: dict[str, Any]) -> MacvlanConf:
@@ -88,8 +76,8 @@ def decode(raw: dict[str, Any]) -> MacvlanConf:
         mac="",
         bcqueuelen=bcq,
         link_in_container=typed(raw, "linkInContainer", bool, False),
-        ipam_type=ipam.ipam_type(raw),
-        dns=ipam.dns_override(raw),
+        ipam_type=ipam_type(raw),
+        dns=dns_override(raw),
     )
 
 

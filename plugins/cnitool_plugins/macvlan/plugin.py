@@ -11,8 +11,10 @@ from typing import Any
 from cnitool import skel
 from cnitool.spec.errors import CNIError
 
-from .._lib import attach, ipam, netns, sysctl
+from .._lib import iface, ipam, netns, sysctl
+from .._lib.link import container_interface, delete_container_link, delete_link
 from .._lib.netlink import AF_INET, AF_INET6, Link, Netlink, NetlinkError, random_veth_name
+from .._lib.steps import DelSteps, Rollback
 from .config import MacvlanConf, load, load_for_del, mode_name, mode_value
 
 Result = dict[str, Any]
@@ -115,7 +117,7 @@ def _configure(ifname: str, result: Result) -> None:
     sysctl.ensure_optional(f"net/ipv4/conf/{ifname}/arp_notify", "1")
     sysctl.ensure_optional(f"net/ipv6/conf/{ifname}/ndisc_notify", "1")
     with Netlink() as nl:
-        ipam.configure_iface(nl, ifname, result)
+        iface.configure_iface(nl, ifname, result)
 
 
 def _set_up(ifname: str) -> None:
@@ -136,11 +138,8 @@ def check_link(intf: dict[str, Any], conf: MacvlanConf, master: Link, result: Re
     if not name:
         raise CNIError("Container interface name missing in prevResult: ")
     with Netlink() as nl:
-        link = nl.link(name)
-        if link is None:
-            raise CNIError(f"Container Interface name in prevResult: {name} not found")
-        if link.kind != "macvlan":
-            raise CNIError(f"Error: Container interface {name} not of type macvlan")
+        missing = f"Container Interface name in prevResult: {name} not found"
+        link = iface.expect_link(nl, name, "macvlan", missing)
         if link.macvlan_mode != mode_value(conf.mode):
             raise CNIError(
                 f"Container macvlan mode {mode_name(link.macvlan_mode)} does not match "
@@ -151,33 +150,18 @@ def check_link(intf: dict[str, Any], conf: MacvlanConf, master: Link, result: Re
                 f'Container macvlan {name} is not on master "{master.name}" '
                 f"(its parent is link #{link.peer_index}, the master #{master.index})"
             )
-        want_mac = str(intf.get("mac") or "")
-        if want_mac and want_mac.lower() != link.mac:
-            raise CNIError(
-                f"Interface {name} Mac {want_mac} doesn't match container Mac: {link.mac}"
-            )
-        have = {a.interface for a in nl.addrs(link.index)}
-        for ipc in result.get("ips") or []:
-            if ipaddress.ip_interface(ipc["address"]) not in have:
-                raise CNIError(f"Failed to match addr {ipc['address']} on interface {name}")
-        for route in result.get("routes") or []:
-            dst = str(ipaddress.ip_network(route["dst"], strict=False))
-            family = AF_INET6 if ":" in dst else AF_INET
-            table = int(route.get("table") or 254)
-            gw = route.get("gw") or ""
-            if not any(
-                r.dst == dst and (not gw or r.gateway == gw) for r in nl.routes(family, table=table)
-            ):
-                raise CNIError(f"Failed to match route {dst} via {gw or '<nil>'} in the container")
+        iface.expect_mac(link, name, str(intf.get("mac") or ""))
+        iface.expect_addresses(nl, link, name, result, every_ip=True)
+        iface.expect_routes(nl, result)
 
 
 # -- verbs ------------------------------------------------------------------------------
 def cmd_add(cmd: skel.CmdArgs) -> Result:
     conf = load(cmd)
-    with netns.NetNS(cmd.netns) as ns, ipam.Rollback(cmd.stderr) as undo:
+    with netns.NetNS(cmd.netns) as ns, Rollback(cmd.stderr) as undo:
         master = _master(conf, ns)
         link = create(ns, cmd.ifname, conf, master)
-        undo.add(ns.run, attach.delete_veth, cmd.ifname)
+        undo.add(ns.run, delete_link, cmd.ifname)
         result: Result = {
             "cniVersion": "1.1.0",
             "interfaces": [{"name": cmd.ifname, "mac": link.mac, "sandbox": cmd.netns}],
@@ -200,10 +184,10 @@ def cmd_add(cmd: skel.CmdArgs) -> Result:
 
 def cmd_del(cmd: skel.CmdArgs) -> None:
     conf = load_for_del(cmd)
-    steps = attach.DelSteps()
+    steps = DelSteps()
     if conf.ipam_type:
         steps.run(ipam.exec_del, cmd, conf.ipam_type)
-    steps.run(attach.delete_container_veth, cmd.netns, cmd.ifname)
+    steps.run(delete_container_link, cmd.netns, cmd.ifname)
     steps.finish()
 
 
@@ -216,5 +200,5 @@ def cmd_check(cmd: skel.CmdArgs) -> None:
         result = ipam.prev_result(conf.raw)
         if result is None:
             raise CNIError("Required prevResult missing")
-        intf = attach.container_interface(result, cmd.ifname, cmd.netns)
+        intf = container_interface(result, cmd.ifname, cmd.netns)
         ns.run(check_link, intf, conf, master, result)

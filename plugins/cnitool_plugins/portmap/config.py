@@ -8,6 +8,8 @@ from typing import Any
 
 from cnitool.spec.errors import InvalidConfigError
 
+from .._lib.netconf import typed
+
 DEFAULT_MARK_BIT = 13
 PROTOCOLS = ("tcp", "udp", "sctp")
 
@@ -38,12 +40,7 @@ class PortMapConf:
 
 
 def _bool(conf: dict[str, Any], key: str, default: bool) -> bool:
-    v = conf.get(key, default)
-    if v is None:
-        return default
-    if not isinstance(v, bool):
-        raise InvalidConfigError(f'portmap: "{key}" must be a boolean, got {v!r}')
-    return v
+    return bool(typed(conf, key, bool, default, error=InvalidConfigError))
 
 
 def _int(v: Any, what: str) -> int:

@@ -9,7 +9,7 @@ from cnitool import skel
 from cnitool.spec.errors import CNIError
 
 from .._lib import ipam
-from .._lib.ipam import typed
+from .._lib.netconf import dns_override, ipam_type, masq_backend, typed
 
 
 class PtpConf(NamedTuple):
@@ -32,9 +32,9 @@ def load(cmd: skel.CmdArgs) -> PtpConf:
         network=str(raw.get("name", "")),
         ip_masq=typed(raw, "ipMasq", bool, False),
         mtu=mtu,
-        ipam_type=ipam.ipam_type(raw),
-        dns=ipam.dns_override(raw),
-        ip_masq_backend=ipam.masq_backend(raw),
+        ipam_type=ipam_type(raw),
+        dns=dns_override(raw),
+        ip_masq_backend=masq_backend(raw),
     )
     if not conf.ipam_type:
         raise CNIError('ptp needs an IPAM plugin: "ipam.type" is missing')

@@ -9,8 +9,15 @@ from typing import Any
 from cnitool import skel
 from cnitool.spec.errors import CNIError
 
-from .._lib import attach, ipam, netns, sysctl
+from .._lib import iface, ipam, netns, sysctl
+from .._lib.link import (
+    add_veth_pair,
+    check_container_link,
+    container_interface,
+    delete_container_link,
+)
 from .._lib.netlink import RT_SCOPE_HOST, RT_SCOPE_LINK, Netlink, NetlinkError
+from .._lib.steps import DelSteps, Rollback
 from .config import load
 
 Result = dict[str, Any]
@@ -23,7 +30,7 @@ def _host_len(addr: ipaddress.IPv4Interface | ipaddress.IPv6Interface) -> int:
 def _configure(ifname: str, result: Result) -> None:
     """Addresses, the /32 (/128) route to the gateway and the subnet via the gateway."""
     with Netlink() as nl:
-        ipam.configure_iface(nl, ifname, result)
+        iface.configure_iface(nl, ifname, result)
         link = nl.link(ifname)
         if link is None:
             raise CNIError(f'failed to lookup "{ifname}"')
@@ -49,7 +56,7 @@ def _configure(ifname: str, result: Result) -> None:
 
 def cmd_add(cmd: skel.CmdArgs) -> Result:
     conf = load(cmd)
-    with netns.NetNS(cmd.netns) as ns, Netlink() as nl, ipam.Rollback(cmd.stderr) as undo:
+    with netns.NetNS(cmd.netns) as ns, Netlink() as nl, Rollback(cmd.stderr) as undo:
         result = ipam.exec_add(cmd, conf.ipam_type)
         undo.add(ipam.exec_del, cmd, conf.ipam_type)
         result["cniVersion"] = "1.1.0"
@@ -66,7 +73,7 @@ def cmd_add(cmd: skel.CmdArgs) -> Result:
         result["interfaces"] = [{"name": ""}, {"name": cmd.ifname, "sandbox": cmd.netns}]
 
         # the host end goes up first: without carrier the container's IPv6 DAD never ends
-        host, cont = attach.add_veth_pair(nl, ns, cmd.ifname, mtu=conf.mtu, mac="", undo=undo)
+        host, cont = add_veth_pair(nl, ns, cmd.ifname, mtu=conf.mtu, mac="", undo=undo)
         ns.run(_configure, cmd.ifname, result)
         for ipc in result["ips"]:
             addr = ipaddress.ip_interface(ipc["address"])
@@ -86,7 +93,9 @@ def cmd_add(cmd: skel.CmdArgs) -> Result:
 
         if conf.ip_masq:
             cidrs = [ipc["address"] for ipc in result["ips"]]
-            attach.setup_masq(
+            from .._lib import ipmasq
+
+            ipmasq.setup_masq(
                 conf.network, cmd.container_id, cidrs, conf.ip_masq_backend, undo=undo
             )
 
@@ -101,11 +110,13 @@ def cmd_add(cmd: skel.CmdArgs) -> Result:
 
 def cmd_del(cmd: skel.CmdArgs) -> None:
     conf = load(cmd)
-    steps = attach.DelSteps()
+    steps = DelSteps()
     steps.run(ipam.exec_del, cmd, conf.ipam_type)
-    cidrs = steps.run(attach.delete_container_veth, cmd.netns, cmd.ifname) or []
+    cidrs = steps.run(delete_container_link, cmd.netns, cmd.ifname) or []
     if conf.ip_masq:
-        steps.run(attach.teardown_masq, cmd, conf.raw, cidrs, conf.ip_masq_backend)
+        from .._lib import ipmasq
+
+        steps.run(ipmasq.teardown_masq, cmd, conf.raw, cidrs, conf.ip_masq_backend)
     steps.finish()
 
 
@@ -115,6 +126,6 @@ def cmd_check(cmd: skel.CmdArgs) -> None:
     result = ipam.prev_result(conf.raw)
     if result is None:
         raise CNIError("ptp: Required prevResult missing")
-    cont_map = attach.container_interface(result, cmd.ifname, cmd.netns)
+    cont_map = container_interface(result, cmd.ifname, cmd.netns)
     with netns.NetNS(cmd.netns) as ns:
-        ns.run(attach.check_veth, cmd.ifname, cont_map.get("mac", ""), result)
+        ns.run(check_container_link, cmd.ifname, cont_map.get("mac", ""), result)

@@ -1,27 +1,25 @@
-"""What the veth plugins (bridge, ptp) share: the veth pair, ipMasq, CHECK and DEL steps.
+"""The container's link: the veth pair of bridge and ptp, and what every link plugin
+(bridge, ptp, macvlan) does with its container link on CHECK and DEL.
 
-The ``*_veth`` worker functions run inside a container-netns worker
-(``netns.run_in_netns``) and open their own ``Netlink`` there; the others run in the
-calling thread, in the node's namespace.
+The worker functions (``make_veth``, ``delete_link``, ``check_container_link``) run
+inside a container-netns worker (``netns.run_in_netns``) and open their own ``Netlink``
+there; the others run in the calling thread, in the node's namespace.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from cnitool.spec.errors import CNIError
 
-from . import ipam, netns, sysctl
+from . import iface, netns, sysctl
 from .netlink import Link, Netlink, NetlinkError, random_veth_name
+from .steps import Rollback
 
 if TYPE_CHECKING:
-    from cnitool.skel import CmdArgs
-
-T = TypeVar("T")
-Result = dict[str, Any]
+    from cnitool.spec.results import Result
 
 _VETH_NAME_TRIES = 10
 
@@ -50,9 +48,9 @@ def make_veth(ifname: str, host_fd: int, mtu: int, mac: str) -> tuple[str, Link]
         )
 
 
-def delete_veth(ifname: str) -> list[str]:
-    """Delete ``ifname``; return the global unicast addresses it had (for the ipMasq
-    teardown); [] when it is absent."""
+def delete_link(ifname: str) -> list[str]:
+    """Delete the link ``ifname`` (of any kind); return the global unicast addresses it
+    had (for the ipMasq teardown); [] when it is absent."""
     with Netlink() as nl:
         link = nl.link(ifname)
         if link is None:
@@ -70,10 +68,10 @@ def delete_veth(ifname: str) -> list[str]:
         return cidrs
 
 
-def check_veth(ifname: str, want_mac: str, result: Result) -> Link:
-    """CHECK: ``ifname`` is a veth with the MAC, addresses and routes of ``result``."""
+def check_container_link(ifname: str, want_mac: str, result: Result, kind: str = "veth") -> Link:
+    """CHECK: ``ifname`` is a ``kind`` link with the MAC, addresses and routes of ``result``."""
     with Netlink() as nl:
-        return ipam.validate_iface(nl, ifname, want_mac, result)
+        return iface.validate_iface(nl, ifname, want_mac, result, kind)
 
 
 # -- node side --------------------------------------------------------------------------
@@ -84,7 +82,7 @@ def add_veth_pair(
     *,
     mtu: int,
     mac: str,
-    undo: ipam.Rollback,
+    undo: Rollback,
 ) -> tuple[Link, Link]:
     """ADD: the veth pair, ``ifname`` in ``ns`` and its peer up on the node (``nl``).
 
@@ -96,7 +94,7 @@ def add_veth_pair(
         host_name, cont = ns.run(make_veth, ifname, host_fd, mtu, mac)
     finally:
         os.close(host_fd)
-    undo.add(ns.run, delete_veth, ifname)
+    undo.add(ns.run, delete_link, ifname)
     host = nl.link(host_name)
     if host is None:
         raise CNIError(f'failed to lookup host veth "{host_name}"')
@@ -105,48 +103,17 @@ def add_veth_pair(
     return host, cont
 
 
-def setup_masq(
-    network: str,
-    container_id: str,
-    cidrs: list[str],
-    backend: str | None,
-    *,
-    undo: ipam.Rollback,
-) -> None:
-    """ADD: masquerade traffic from ``cidrs``; the teardown is added to ``undo``."""
-    from . import ipmasq
-
-    ipmasq.setup_ip_masq(network, container_id, cidrs, backend=backend)
-    undo.add(ipmasq.teardown_ip_masq, network, container_id, cidrs, backend=backend)
-
-
-def teardown_masq(
-    cmd: CmdArgs, raw: Mapping[str, Any], cidrs: list[str], backend: str | None
-) -> None:
-    """DEL: remove the container's ipMasq chain and the POSTROUTING jumps to it.
-
-    The chain is named from the network and the container ID, so it is found even when
-    the netns, the link and prevResult are all gone (the reference then leaks it, e.g.
-    after a reboot where the runtime passes no netns). The addresses, from the deleted link
-    or else from ``prevResult``, only narrow the families searched."""
-    cidrs = cidrs or ipam.prev_cidrs(raw, cmd.ifname)
-    from . import ipmasq
-
-    network = str(raw.get("name", ""))
-    ipmasq.teardown_ip_masq(network, cmd.container_id, cidrs, backend=backend)
-
-
-def delete_container_veth(netns_path: str, ifname: str) -> list[str]:
+def delete_container_link(netns_path: str, ifname: str) -> list[str]:
     """DEL: delete ``ifname`` in the container; the global addresses it had.
 
-    No namespace path, or a namespace that is already gone (and the veth pair with it),
-    is nothing to do.
+    No namespace path, or a namespace that is already gone (and the link with it), is
+    nothing to do.
     """
     if not netns_path:
         return []
     try:
         with netns.NetNS(netns_path) as ns:
-            return ns.run(delete_veth, ifname)
+            return ns.run(delete_link, ifname)
     except netns.NetNSNotFoundError:
         return []
 
@@ -159,33 +126,3 @@ def container_interface(result: Result, ifname: str, netns_path: str) -> dict[st
     # no such interface in that sandbox: the reference words it with an empty sandbox
     sandbox = ""
     raise CNIError(f"Sandbox in prevResult {sandbox} doesn't match configured netns: {netns_path}")
-
-
-class DelSteps:
-    """The steps of a DEL: each runs even when an earlier one failed (so everything that
-    can be released is); ``finish()`` then raises what failed, as one CNI error."""
-
-    def __init__(self) -> None:
-        self.errors: list[Exception] = []
-
-    def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
-        """``fn(*args, **kwargs)``; None when it failed (the error is kept for ``finish``)."""
-        try:
-            return fn(*args, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - kept and raised by finish()
-            self.errors.append(exc)
-            return None
-
-    def finish(self) -> None:
-        """Raise the kept errors: one as it is, several joined into one message (in the
-        order they happened) with the code of the first CNI error among them."""
-        errors = self.errors
-        if not errors:
-            return
-        if len(errors) == 1 and isinstance(errors[0], CNIError):
-            raise errors[0]
-        code = next((e.code for e in errors if isinstance(e, CNIError)), None)
-        msg = "; ".join(str(e) or type(e).__name__ for e in errors)
-        if len(errors) > 1:
-            msg = f"{len(errors)} errors during DEL: {msg}"
-        raise CNIError(msg, code=code)
