@@ -87,15 +87,21 @@ def endpoint(ip: str, port: object) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
-def collect(snapshots: list[Snapshot], network: str | None = None) -> dict[str, Any]:
-    """Group every CNI chain by network and container; list shared chains and orphans."""
-    shared: list[dict[str, Any]] = []
-    orphans: list[dict[str, Any]] = []
-    tree: dict[str, dict[str, dict[str, Any]]] = {}
-    for fam, backend, state in snapshots:
-        # who owns which hashed chain, from the comments on rules jumping to/inside it
-        owner: dict[str, tuple[str, str]] = {}
-        for rule in state.all_rules():
+def _index(
+    state: Any,
+) -> tuple[dict[str, tuple[str, str]], dict[str, list[dict[str, Any]]]]:
+    """One pass over the table: who owns which hashed chain (from the comments on the
+    rules jumping to it or inside it), and the rules jumping to each CNI chain. Looking
+    the jumps up per chain instead would rescan the table once per chain."""
+    owner: dict[str, tuple[str, str]] = {}
+    jumps_to: dict[str, list[dict[str, Any]]] = {}
+    for chain in state.chains:
+        rules = state.rules(chain)
+        for r, c in zip(rules, state.counters.get(chain, []), strict=False):
+            if (r.target or "").startswith("CNI-"):
+                jump = {"from": chain, "rule": r.text(), "packets": c[0], "bytes": c[1]}
+                jumps_to.setdefault(r.target, []).append(jump)
+        for rule in rules:
             m = COMMENT_RE.match(rule.comment())
             if not m:
                 continue
@@ -104,17 +110,22 @@ def collect(snapshots: list[Snapshot], network: str | None = None) -> dict[str, 
                 owner.setdefault(rule.target, pair)
             if HASHED_RE.match(rule.chain):
                 owner.setdefault(rule.chain, pair)
+    return owner, jumps_to
+
+
+def collect(snapshots: list[Snapshot], network: str | None = None) -> dict[str, Any]:
+    """Group every CNI chain by network and container; list shared chains and orphans."""
+    shared: list[dict[str, Any]] = []
+    orphans: list[dict[str, Any]] = []
+    tree: dict[str, dict[str, dict[str, Any]]] = {}
+    for fam, backend, state in snapshots:
+        owner, jumps_to = _index(state)
         for chain in state.chains:
             if not chain.startswith("CNI-"):
                 continue
             base: dict[str, Any] = {"chain": chain, "family": fam, "backend": backend}
             rules = _rule_records(state, chain)
-            jumps = [
-                {"from": r.chain, "rule": r.text(), "packets": c[0], "bytes": c[1]}
-                for ch in state.chains
-                for r, c in zip(state.rules(ch), state.counters.get(ch, []), strict=False)
-                if r.target == chain
-            ]
+            jumps = jumps_to.get(chain, [])
             if chain.startswith("CNI-HOSTPORT-"):
                 shared.append({**base, "rules": rules, "jumps": jumps})
                 continue
