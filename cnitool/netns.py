@@ -70,17 +70,6 @@ def list_names(run_dir: str = NETNS_DIR) -> list[str]:
         return []
 
 
-def is_netns(path: str) -> bool:
-    """True when ``path`` is a mounted network namespace (not just an empty file)."""
-    try:
-        st = os.stat(path)
-        parent = os.stat(os.path.dirname(path) or ".")
-    except OSError:
-        return False
-    # an nsfs bind mount has its own device; a bare placeholder file shares the dir's
-    return st.st_dev != parent.st_dev or os.path.realpath(path).startswith("/proc/")
-
-
 def _make_shared(run_dir: str) -> None:
     """mount --make-shared run_dir, bind-mounting it onto itself first if needed (iproute2)."""
     os.makedirs(run_dir, mode=0o755, exist_ok=True)

@@ -18,8 +18,9 @@ from ..invoke.find import find_in_path
 from ..spec import jsonfmt, keys, names, results
 from ..spec import version as cniversion
 from ..spec.errors import CNIError, IncompatibleVersionError
+from ..spec.jsonfmt import go_numbers
 from .cache import CachedAttachment, ResultCache
-from .config import NetworkConfigList, PluginConf, go_numbers
+from .config import NetworkConfigList, PluginConf
 from .runtime import RuntimeConf
 
 Result = dict[str, Any]

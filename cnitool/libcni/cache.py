@@ -21,8 +21,8 @@ from typing import Any
 
 from ..spec import keys, names
 from ..spec.errors import IO_FAILURE, DecodingError, IOFailureError
-from ..spec.jsonfmt import dumps_compact, loads
-from .config import NetworkConfigList, go_numbers
+from ..spec.jsonfmt import dumps_compact, go_numbers, loads
+from .config import NetworkConfigList
 from .runtime import RuntimeConf
 
 Result = dict[str, Any]

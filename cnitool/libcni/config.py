@@ -19,7 +19,7 @@ from typing import Any
 from ..spec import keys
 from ..spec import version as cni_version
 from ..spec.errors import CNIError, InvalidConfigError
-from ..spec.jsonfmt import dumps_compact, loads, type_name
+from ..spec.jsonfmt import dumps_compact, go_numbers, loads, type_name
 
 CONFLIST_EXTENSIONS = (".conflist",)
 CONF_EXTENSIONS = (".conf", ".json")
@@ -122,19 +122,6 @@ def _read(path: str) -> bytes:
             return f.read()
     except OSError as exc:
         raise ConfigError(f"error reading {path}: {exc.strerror or exc}") from None
-
-
-def go_numbers(value: Any, *, sort_keys: bool = False) -> Any:
-    """Integral floats as ints, as Go prints a float64 read from JSON (``1e3`` -> 1000);
-    ``sort_keys`` also orders every object's keys, as Go marshals a map."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
-        return int(value)
-    if isinstance(value, dict):
-        items = sorted(value.items()) if sort_keys else value.items()
-        return {k: go_numbers(v, sort_keys=sort_keys) for k, v in items}
-    if isinstance(value, list):
-        return [go_numbers(v, sort_keys=sort_keys) for v in value]
-    return value
 
 
 def conf_files(directory: str, extensions: Sequence[str]) -> list[str]:

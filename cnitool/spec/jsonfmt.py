@@ -82,3 +82,16 @@ def type_name(value: Any) -> str:
     if isinstance(value, dict):
         return "object"
     return type(value).__name__
+
+
+def go_numbers(value: Any, *, sort_keys: bool = False) -> Any:
+    """Integral floats as ints, as Go prints a float64 read from JSON (``1e3`` -> 1000);
+    ``sort_keys`` also orders every object's keys, as Go marshals a map."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
+        return int(value)
+    if isinstance(value, dict):
+        items = sorted(value.items()) if sort_keys else value.items()
+        return {k: go_numbers(v, sort_keys=sort_keys) for k, v in items}
+    if isinstance(value, list):
+        return [go_numbers(v, sort_keys=sort_keys) for v in value]
+    return value
