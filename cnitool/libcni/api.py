@@ -17,7 +17,7 @@ from ..invoke.exec import PluginExecError, StderrSink, VersionInfo, build_env, w
 from ..invoke.find import find_in_path
 from ..spec import jsonfmt, keys, names, results
 from ..spec import version as cniversion
-from ..spec.errors import CNIError, IncompatibleVersionError
+from ..spec.errors import CNIError, ErrorList, IncompatibleVersionError
 from ..spec.jsonfmt import go_numbers
 from .cache import CachedAttachment, ResultCache
 from .config import NetworkConfigList, PluginConf
@@ -67,13 +67,27 @@ class SubprocessExecutor:
 class PluginErrors(PluginExecError):
     """Several plugins failed in one operation (GC, validation); all are listed."""
 
-    def __init__(self, verb: str, errors: Sequence[CNIError]) -> None:
-        first = errors[0]
-        super().__init__(first.msg, first.details, code=first.code, verb=verb)
-        self.errors = list(errors)
+    def __init__(self, verb: str, errors: ErrorList) -> None:
+        first = errors.errors[0]
+        details = first.details if isinstance(first, CNIError) else ""
+        msg = first.msg if isinstance(first, CNIError) else str(first)
+        super().__init__(msg, details, code=errors.code(), verb=verb)
+        self.error_list = errors
+
+    @property
+    def errors(self) -> list[Exception]:
+        return self.error_list.errors
 
     def __str__(self) -> str:
-        return "; ".join(str(e) for e in self.errors)
+        return self.error_list.text()
+
+
+def _raise_all(verb: str, errors: ErrorList) -> None:
+    """One failure as it is; several as one :class:`PluginErrors` listing them all."""
+    if len(errors) == 1:
+        raise errors.errors[0]
+    if errors:
+        raise PluginErrors(verb, errors)
 
 
 def _plugin_name(plugin: PluginConf) -> str:
@@ -312,7 +326,7 @@ class CNIConfig:
         """
         if net.disable_gc:
             return
-        errors: list[CNIError] = []
+        errors = ErrorList()
         valid = {(cid, ifname) for cid, ifname in (valid_attachments or ())}
         try:
             attachments = self.cache.attachments("")
@@ -332,7 +346,7 @@ class CNIConfig:
             try:
                 self.del_network_list(net, rt)
             except CNIError as exc:
-                errors.append(
+                errors.add(
                     PluginExecError(
                         f"failed to delete stale attachment {att.container_id} {att.ifname}: {exc}",
                         code=exc.code,
@@ -343,11 +357,8 @@ class CNIConfig:
                 try:
                     self._run(net, plugin, None, "GC", valid_attachments=valid_attachments)
                 except CNIError as exc:
-                    errors.append(exc)
-        if len(errors) == 1:
-            raise errors[0]
-        if errors:
-            raise PluginErrors("gc", errors)
+                    errors.add(exc)
+        _raise_all("gc", errors)
 
     # ------------------------------------------------------------------ versions
 
@@ -362,7 +373,7 @@ class CNIConfig:
         All plugins are asked; one error lists every plugin that failed.
         """
         wanted = cniversion.normalize(net.cni_version)
-        errors: list[CNIError] = []
+        errors = ErrorList()
         caps: set[str] = set()
         for plugin in net.plugins:
             try:
@@ -374,10 +385,7 @@ class CNIConfig:
                         f'"{wanted}" (it supports {listed})'
                     )
             except CNIError as exc:
-                errors.append(_wrap(exc, plugin, "version"))
+                errors.add(_wrap(exc, plugin, "version"))
             caps.update(cap for cap, enabled in plugin.capabilities.items() if enabled)
-        if len(errors) == 1:
-            raise errors[0]
-        if errors:
-            raise PluginErrors("version", errors)
+        _raise_all("version", errors)
         return sorted(caps)

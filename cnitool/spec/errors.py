@@ -7,7 +7,8 @@ adds the plugin and the verb that failed so the CLI can render one clear line.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from .jsonfmt import dumps_indent
 
@@ -129,3 +130,69 @@ class LimitedConnectivityError(CNIError):
 
 class InternalError(CNIError):
     code = INTERNAL
+
+
+T = TypeVar("T")
+
+
+class ErrorList:
+    """The failures of an operation that keeps going past them: a DEL's teardown, an ADD's
+    rollback, GC, validation. Nested lists are flattened, so a step that itself collected
+    errors adds each of them.
+
+    ``run(fn, ...)`` calls a step and keeps what it raises; ``text()`` joins the messages
+    in the order they happened; ``raise_if_any()`` raises one error as it is, several as
+    one CNI error with the code of the first CNI error among them.
+    """
+
+    def __init__(self) -> None:
+        self.errors: list[Exception] = []
+
+    def add(self, exc: Exception) -> None:
+        nested = getattr(exc, "error_list", None)
+        if isinstance(nested, ErrorList):
+            self.errors.extend(nested.errors)
+        else:
+            self.errors.append(exc)
+
+    def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+        """``fn(*args, **kwargs)``; None when it failed (the error is kept)."""
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - kept, and raised by raise_if_any()
+            self.add(exc)
+            return None
+
+    def __len__(self) -> int:
+        return len(self.errors)
+
+    def __iter__(self) -> Iterator[Exception]:
+        return iter(self.errors)
+
+    def text(self, sep: str = "; ") -> str:
+        return sep.join(str(e) or type(e).__name__ for e in self.errors)
+
+    def code(self) -> int | None:
+        """The code of the first CNI error, None when there is none."""
+        return next((e.code for e in self.errors if isinstance(e, CNIError)), None)
+
+    def raise_if_any(self, what: str = "") -> None:
+        """Nothing failed: return. One CNI error: raise it. Otherwise one
+        :class:`MultipleErrors` (``"<n> errors during <what>: ..."`` when there are
+        several and ``what`` names the operation)."""
+        if not self.errors:
+            return
+        if len(self.errors) == 1 and isinstance(self.errors[0], CNIError):
+            raise self.errors[0]
+        raise MultipleErrors(self, what)
+
+
+class MultipleErrors(CNIError):
+    """Several failures of one operation as one CNI error; ``error_list`` keeps them."""
+
+    def __init__(self, errors: ErrorList, what: str = "") -> None:
+        msg = errors.text()
+        if what and len(errors) > 1:
+            msg = f"{len(errors)} errors during {what}: {msg}"
+        super().__init__(msg, code=errors.code())
+        self.error_list = errors

@@ -50,3 +50,27 @@ def test_del_steps_keep_going_and_report_every_error() -> None:
         several.finish()
     assert joined.value.msg == "2 errors during DEL: division by zero; netns busy"
     assert joined.value.code == 5  # the first CNI error's code
+
+
+def test_error_list_flattens_nested_lists_and_keeps_the_first_code() -> None:
+    from cnitool.spec.errors import ErrorList, MultipleErrors
+
+    inner = ErrorList()
+    inner.add(CNIError("lease busy", code=11))
+    inner.add(OSError("disk full"))
+    outer = ErrorList()
+    assert outer.run(lambda: 1) == 1
+    outer.add(ValueError("bad"))
+    outer.run(inner.raise_if_any, "GC")  # a step that collected errors of its own
+    assert [str(e) for e in outer] == ["bad", "lease busy", "disk full"]
+    assert outer.code() == 11 and len(outer) == 3
+    with pytest.raises(MultipleErrors) as err:
+        outer.raise_if_any("teardown")
+    assert err.value.msg == "3 errors during teardown: bad; lease busy; disk full"
+    assert err.value.code == 11
+    only = ErrorList()
+    only.add(CNIError("one", code=7))
+    with pytest.raises(CNIError) as single:
+        only.raise_if_any("teardown")
+    assert single.value.msg == "one" and not isinstance(single.value, MultipleErrors)
+    ErrorList().raise_if_any("nothing")  # nothing failed: returns

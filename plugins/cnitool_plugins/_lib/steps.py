@@ -8,11 +8,9 @@ that can be released is, and reports the failures together.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TextIO, TypeVar
+from typing import Any, TextIO
 
-from cnitool.spec.errors import CNIError
-
-T = TypeVar("T")
+from cnitool.spec.errors import ErrorList
 
 
 class Rollback:
@@ -44,31 +42,11 @@ class Rollback:
                 self._stderr.write(f"rollback step {name} failed: {exc}\n")
 
 
-class DelSteps:
+class DelSteps(ErrorList):
     """The steps of a DEL: each runs even when an earlier one failed (so everything that
     can be released is); ``finish()`` then raises what failed, as one CNI error."""
-
-    def __init__(self) -> None:
-        self.errors: list[Exception] = []
-
-    def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
-        """``fn(*args, **kwargs)``; None when it failed (the error is kept for ``finish``)."""
-        try:
-            return fn(*args, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - kept and raised by finish()
-            self.errors.append(exc)
-            return None
 
     def finish(self) -> None:
         """Raise the kept errors: one as it is, several joined into one message (in the
         order they happened) with the code of the first CNI error among them."""
-        errors = self.errors
-        if not errors:
-            return
-        if len(errors) == 1 and isinstance(errors[0], CNIError):
-            raise errors[0]
-        code = next((e.code for e in errors if isinstance(e, CNIError)), None)
-        msg = "; ".join(str(e) or type(e).__name__ for e in errors)
-        if len(errors) > 1:
-            msg = f"{len(errors)} errors during DEL: {msg}"
-        raise CNIError(msg, code=code)
+        self.raise_if_any("DEL")
