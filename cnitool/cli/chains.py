@@ -12,7 +12,6 @@ to that pair. Works the same for chains written by the Go plugins.
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterable
 from typing import Any
 
@@ -30,24 +29,15 @@ Snapshot = tuple[int, str, Any]  # (family, backend name, firewall TableState)
 
 def read_snapshots(families: Iterable[int] = (4, 6)) -> list[Snapshot]:
     """nat tables of each family from nf_tables and, if present, legacy x_tables."""
-    from cnitool_plugins._lib import firewall as fw
+    from cnitool_plugins import inspect
 
-    out: list[Snapshot] = []
-    for fam in families:
-        nft = fw.RestoreBackend(fam, "nft")
-        if shutil.which(nft.save_cmd):
-            out.append((fam, "nft", nft.load("nat", counters=True)))
-        if "nat" in fw.tables_present(fam):
-            legacy = fw.RestoreBackend(fam, "legacy")
-            if shutil.which(legacy.save_cmd):
-                out.append((fam, "legacy", legacy.load("nat", counters=True)))
-    return out
+    return list(inspect.nat_tables(families))
 
 
 def _chain_hash(net: str, cid: str, prefix: str) -> str:
-    from cnitool_plugins._lib.firewall import format_chain_name
+    from cnitool_plugins import inspect
 
-    return str(format_chain_name(net, cid, prefix))
+    return inspect.chain_name(net, cid, prefix)
 
 
 def _rule_records(state: Any, chain: str) -> list[dict[str, Any]]:

@@ -46,7 +46,7 @@ def _range_sets(
     network: str, conf_dir: str, cached_configs: list[bytes]
 ) -> tuple[list[Any] | None, str]:
     """The network's host-local range sets (and where they came from), if findable."""
-    from cnitool_plugins.host_local import config as hl_config
+    from cnitool_plugins import inspect
 
     from ..libcni.config import load_conf_list
     from ..spec.errors import CNIError
@@ -69,10 +69,10 @@ def _range_sets(
             continue
         version = doc.get("cniVersion", "") if isinstance(doc, dict) else ""
         try:
-            conf = hl_config.load({"cniVersion": version, "name": network, "ipam": ipam}, "")
+            ranges = inspect.host_local_ranges(network, version, ipam)
         except CNIError:  # an invalid IPAM config: the range set shows as unknown ("?")
             continue
-        return conf.ranges, source
+        return ranges, source
     return None, ""
 
 
@@ -93,8 +93,7 @@ def collect(
     network: str | None = None,
 ) -> list[dict[str, Any]]:
     """One record per lease: network, ip, containerID, ifname, rangeSet, cached, stale."""
-    from cnitool_plugins.host_local.config import parse_ip
-    from cnitool_plugins.host_local.store import scan_dir
+    from cnitool_plugins import inspect
 
     from ..libcni.cache import ResultCache
     from ..spec.names import validate_network_name
@@ -115,19 +114,9 @@ def collect(
             for a in mine
         }
         # read-only view: no lock is taken or created
-        leases = sorted(
-            scan_dir(os.path.join(data_dir, name)), key=lambda kv: parse_ip(kv[0]) or (0, 0)
-        )
-        for ip_text, content in leases:
-            cid, sep, ifname = content.partition("\r\n")
-            ip = parse_ip(ip_text)
-            set_index: int | None = None
-            if sets is not None and ip is not None:
-                for i, rs in enumerate(sets):
-                    if rs.contains(ip):
-                        set_index = i
-                        break
-            if sep:
+        for ip_text, cid, ifname in inspect.leases(os.path.join(data_dir, name)):
+            set_index = None if sets is None else inspect.range_set_of(sets, ip_text)
+            if ifname:
                 key = (cid, ifname)
                 cached_ips = owners.get(key)
                 cached = key in owners and (cached_ips is None or ip_text in cached_ips)

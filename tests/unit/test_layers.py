@@ -1,0 +1,40 @@
+"""The import layers: the tool reaches the plugins only through their read-only views
+(``cnitool_plugins.inspect``), and the plugins never import the tool's CLI, click or rich."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def imports(package: Path) -> Iterator[tuple[str, str]]:
+    """(file, imported module) for every import statement under ``package``."""
+    for path in sorted(package.rglob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    yield str(path.relative_to(ROOT)), alias.name
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                for alias in node.names:
+                    yield str(path.relative_to(ROOT)), f"{node.module}.{alias.name}"
+
+
+def test_the_tool_uses_only_the_plugins_views() -> None:
+    reached = {(f, m) for f, m in imports(ROOT / "cnitool") if m.split(".")[0] == "cnitool_plugins"}
+    assert reached, "the views are used somewhere"
+    wrong = {(f, m) for f, m in reached if not m.startswith("cnitool_plugins.inspect")}
+    assert wrong == set()
+
+
+def test_plugins_never_import_the_cli_click_or_rich() -> None:
+    banned = ("cnitool.cli", "click", "rich")
+    wrong = {
+        (f, m)
+        for f, m in imports(ROOT / "plugins")
+        if any(m == b or m.startswith(b + ".") for b in banned)
+    }
+    assert wrong == set()
