@@ -76,18 +76,6 @@ def _drop_created(path: str) -> None:
         note(f"cnitool: removed network namespace {path} again")
 
 
-def _preflight(net: NetworkConfigList, bin_dirs: list[str]) -> None:
-    """Find every plugin before running any: a missing one fails cleanly, with no rollback."""
-    from ..invoke import PluginExecError, find_in_path
-    from ..spec.errors import CNIError
-
-    for plugin in net.plugins:
-        try:
-            find_in_path(plugin.type, bin_dirs)
-        except CNIError as err:
-            raise PluginExecError.wrap(err, plugin=plugin.type, verb="add") from None
-
-
 def _refuse_second_add(cni: CNIConfig, net: NetworkConfigList, rt: RuntimeConf) -> None:
     """Refuse an ADD whose interface is already cached as attached in this container.
 
@@ -162,7 +150,7 @@ def command(network: str, netns: str, **kw: Any) -> None:
         cni = settings.cni_config()
         with _attach_lock(settings.cache_dir):
             _refuse_second_add(cni, net, rt)
-            _preflight(net, settings.bin_dirs)
+            cni.find_plugins(net, "add")  # a missing plugin fails before anything runs
             created = _ensure_netns(path)
             from ..spec.errors import CNIError
 

@@ -9,7 +9,6 @@ the real run would (a note says when it cannot be read).
 from __future__ import annotations
 
 import json
-import os
 from typing import TYPE_CHECKING, Any
 
 from ..spec import version as cniversion
@@ -24,7 +23,7 @@ if TYPE_CHECKING:
 def plan(
     cni: CNIConfig, net: NetworkConfigList, rt: RuntimeConf, verb: str
 ) -> list[dict[str, Any]]:
-    from ..invoke import build_env, find_in_path
+    from ..invoke import PluginExecError
     from ..spec.errors import CNIError
 
     prev = None
@@ -40,20 +39,11 @@ def plan(
     for plugin in plugins:
         step: dict[str, Any] = {"plugin": plugin.type}
         try:
-            step["path"] = find_in_path(plugin.type, cni.paths)
-        except CNIError as err:
+            step["path"] = cni.find_plugin(plugin, verb.lower())
+        except PluginExecError as err:
             step["path"] = None
-            step["error"] = str(err)
-        env = build_env(
-            verb,
-            rt.container_id,
-            rt.netns,
-            rt.ifname,
-            ";".join(f"{k}={v}" for k, v in rt.args),
-            os.pathsep.join(cni.paths),
-            base={},
-        )
-        step["env"] = env
+            step["error"] = err.reason
+        step["env"] = cni.plugin_env(verb, rt, inherit=False)
         step["stdin"] = cni.build_request(net, plugin, rt, prev_result=prev, verb=verb).decode()
         if verb == "ADD" and steps:
             step["note"] = "prevResult: the result of the previous plugin"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -12,6 +12,9 @@ from .. import __version__
 from ..spec.version import CURRENT
 from .common import bin_dirs_option, output_option, split_bin_dirs, timeout_option, wants_json
 from .output import print_table, write_json
+
+if TYPE_CHECKING:
+    from ..libcni.api import CNIConfig
 
 
 def plugin_files(bin_dirs: list[str]) -> list[str]:
@@ -32,12 +35,10 @@ def plugin_files(bin_dirs: list[str]) -> list[str]:
     return out
 
 
-def probe(path: str, timeout: float) -> dict[str, Any]:
-    from ..invoke import get_version_info
-
+def probe(cni: CNIConfig, path: str) -> dict[str, Any]:
     row: dict[str, Any] = {"plugin": os.path.basename(path), "path": path}
     try:
-        info = get_version_info(path, timeout=timeout)
+        info = cni.version_info_at(path)
     except Exception as err:  # noqa: BLE001 - one broken plugin must not hide the others
         row["error"] = str(err)
         return row
@@ -55,8 +56,11 @@ def command(bin_dirs: tuple[str, ...], timeout: float, output: str) -> None:
     in the bin dirs for its VERSION (supported spec versions)."""
     dirs = split_bin_dirs(bin_dirs, os.environ.get("CNI_PATH"))
     files = plugin_files(dirs)
+    from ..libcni.api import CNIConfig
+
+    cni = CNIConfig(dirs, timeout=timeout)
     with ThreadPoolExecutor(max_workers=4) as pool:
-        rows = list(pool.map(lambda p: probe(p, timeout), files))
+        rows = list(pool.map(lambda p: probe(cni, p), files))
     if wants_json(output):
         write_json(
             {"version": __version__, "cniVersion": CURRENT, "binDirs": dirs, "plugins": rows}

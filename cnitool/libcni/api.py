@@ -128,7 +128,15 @@ class CNIConfig:
         return dict(os.environ if self.env is None else self.env)
 
     def _env(self, command: str, rt: RuntimeConf | None) -> dict[str, str]:
-        base = self._base_env()
+        return self.plugin_env(command, rt)
+
+    def plugin_env(
+        self, command: str, rt: RuntimeConf | None, *, inherit: bool = True
+    ) -> dict[str, str]:
+        """The environment a plugin runs with for ``command``: this process's (or the
+        configured) environment plus the CNI_* variables; with ``inherit`` False, the
+        CNI_* variables alone (what ``--dry-run`` shows)."""
+        base = self._base_env() if inherit else {}
         if rt is None:
             return build_env(command, path=os.pathsep.join(self.paths), base=base)
         return build_env(
@@ -196,11 +204,22 @@ class CNIConfig:
                 ordered[key] = go_numbers(obj[key], sort_keys=True)
         return jsonfmt.dumps_compact(ordered).encode()
 
-    def _find(self, plugin: PluginConf, verb: str) -> str:
+    def find_plugin(self, plugin: PluginConf, verb: str) -> str:
+        """The executable of ``plugin`` on the search path; a missing one is reported as
+        that plugin's failure of ``verb``."""
         try:
             return self.executor.find(plugin.type, self.paths)
         except CNIError as exc:
             raise _wrap(exc, plugin, verb) from None
+
+    def find_plugins(self, net: NetworkConfigList, verb: str) -> list[str]:
+        """Every plugin of the list, found before any runs: a missing one fails cleanly,
+        with nothing to undo."""
+        return [self.find_plugin(plugin, verb) for plugin in net.plugins]
+
+    def version_info_at(self, plugin_path: str) -> VersionInfo:
+        """The VERSION answer of the executable at ``plugin_path``."""
+        return self.executor.version_info(plugin_path, self._base_env())
 
     def _run(
         self,
@@ -212,7 +231,7 @@ class CNIConfig:
         valid_attachments: Sequence[tuple[str, str]] | None = None,
     ) -> bytes:
         verb = VERB_OF_COMMAND[command]
-        path = self._find(plugin, verb)
+        path = self.find_plugin(plugin, verb)
         stdin = self.build_request(
             net,
             plugin,
@@ -364,8 +383,7 @@ class CNIConfig:
 
     def get_version_info(self, plugin_type: str) -> VersionInfo:
         """The VERSION answer of the plugin ``plugin_type`` on the search path."""
-        path = self.executor.find(plugin_type, self.paths)
-        return self.executor.version_info(path, self._base_env())
+        return self.version_info_at(self.executor.find(plugin_type, self.paths))
 
     def validate_network_list(self, net: NetworkConfigList) -> list[str]:
         """Check every plugin supports the list's version; return the enabled capabilities.

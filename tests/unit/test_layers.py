@@ -38,3 +38,20 @@ def test_plugins_never_import_the_cli_click_or_rich() -> None:
         if any(m == b or m.startswith(b + ".") for b in banned)
     }
     assert wrong == set()
+
+
+def relative_imports(package: Path) -> Iterator[tuple[str, str]]:
+    """(file, ``module.name``) for every ``from ..x import name`` under ``package``."""
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.level and node.module:
+                for alias in node.names:
+                    yield path.name, f"{node.module}.{alias.name}"
+
+
+def test_the_cli_finds_and_runs_plugins_through_cniconfig() -> None:
+    """Plugin lookup, exec and VERSION go through libcni's CNIConfig, not around it:
+    the CLI takes only types (errors, VersionInfo) from the invoke layer."""
+    allowed = {"invoke.PluginExecError", "invoke.exec.VersionInfo"}
+    used = {(f, m) for f, m in relative_imports(ROOT / "cnitool" / "cli") if m.startswith("invoke")}
+    assert {(f, m) for f, m in used if m not in allowed} == set()
