@@ -32,7 +32,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from cnitool.spec import keys, names, netconf
 from cnitool.spec import version as versions
@@ -47,7 +47,9 @@ from cnitool.spec.errors import (
 )
 from cnitool.spec.jsonfmt import dumps_compact, loads, type_name
 
-Result = dict[str, Any]
+if TYPE_CHECKING:
+    from cnitool.spec.results import Result  # only ADD loads the result types
+
 
 VERBS = ("ADD", "CHECK", "DEL", "GC", "STATUS", "VERSION")
 
@@ -196,7 +198,7 @@ class RawOutput(_Frozen):
         super().__init__(data, exit_code)
 
 
-AddFunc = Callable[[CmdArgs], Result | RawOutput | None]
+AddFunc = Callable[[CmdArgs], "Result | RawOutput | None"]
 VerbFunc = Callable[[CmdArgs], RawOutput | None]
 VersionsFunc = Callable[[Mapping[str, str], bytes], Sequence[str]]
 

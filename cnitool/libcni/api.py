@@ -19,11 +19,10 @@ from ..spec import jsonfmt, keys, names, results
 from ..spec import version as cniversion
 from ..spec.errors import CNIError, ErrorList, IncompatibleVersionError
 from ..spec.jsonfmt import go_numbers
+from ..spec.results import Result
 from .cache import CachedAttachment, ResultCache
 from .config import NetworkConfigList, PluginConf
 from .runtime import RuntimeConf
-
-Result = dict[str, Any]
 
 VERB_OF_COMMAND = {
     "ADD": "add",

@@ -22,10 +22,9 @@ from typing import Any
 from ..spec import keys, names
 from ..spec.errors import IO_FAILURE, DecodingError, IOFailureError
 from ..spec.jsonfmt import dumps_compact, go_numbers, loads
+from ..spec.results import Result
 from .config import NetworkConfigList
 from .runtime import RuntimeConf
-
-Result = dict[str, Any]
 
 CACHE_KIND = "cniCacheV1"
 DEFAULT_CACHE_DIR = "/var/lib/cni"

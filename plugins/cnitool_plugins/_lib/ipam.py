@@ -7,8 +7,8 @@ the calling plugin (prevResult included), as the reference plugins do (Go's
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cnitool.spec.errors import CNIError
 
@@ -95,3 +95,30 @@ def prev_cidrs(raw: Mapping[str, Any], ifname: str) -> list[str]:
         if idx is None or (0 <= idx < len(ifaces) and ifaces[idx].get("name") == ifname):
             out.append(ipc["address"])
     return out
+
+
+# -- STATUS and GC of a plugin that delegates IPAM ---------------------------------------
+class _HasIpam(Protocol):
+    @property
+    def ipam_type(self) -> str: ...
+
+
+def forwarded_verbs(
+    load: Callable[[CmdArgs], _HasIpam],
+) -> tuple[Callable[[CmdArgs], None], Callable[[CmdArgs], None]]:
+    """STATUS and GC for a plugin whose own state needs nothing: the config is loaded
+    (so its checks apply), then the verb goes to the IPAM plugin, if there is one. GC
+    there releases the addresses of attachments that are not valid any more; the
+    reference plugins have no GC at all."""
+
+    def cmd_status(cmd: CmdArgs) -> None:
+        ipam = load(cmd).ipam_type
+        if ipam:
+            exec_status(cmd, ipam)
+
+    def cmd_gc(cmd: CmdArgs) -> None:
+        ipam = load(cmd).ipam_type
+        if ipam:
+            exec_gc(cmd, ipam)
+
+    return cmd_status, cmd_gc

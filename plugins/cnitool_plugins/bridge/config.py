@@ -112,16 +112,5 @@ def load(cmd: skel.CmdArgs) -> BridgeConf:
     return conf
 
 
-def cmd_status(cmd: skel.CmdArgs) -> None:
-    """STATUS: the config is valid and the IPAM plugin, if any, is ready."""
-    conf = load(cmd)
-    if conf.ipam_type:
-        ipam.exec_status(cmd, conf.ipam_type)
-
-
-def cmd_gc(cmd: skel.CmdArgs) -> None:
-    """GC: forwarded to the IPAM plugin, which releases the addresses of attachments that
-    are not valid any more (the reference plugin has no GC at all)."""
-    conf = load(cmd)
-    if conf.ipam_type:
-        ipam.exec_gc(cmd, conf.ipam_type)
+# STATUS and GC: the config is valid, and the IPAM plugin, if any, is asked
+cmd_status, cmd_gc = ipam.forwarded_verbs(load)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import ipaddress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cnitool import skel
 from cnitool.spec.errors import CNIError
@@ -26,7 +26,8 @@ from .._lib.netlink import AF_INET, AF_INET6, Link, Netlink, NetlinkError
 from .._lib.steps import DelSteps, Rollback
 from .config import BridgeConf, load
 
-Result = dict[str, Any]
+if TYPE_CHECKING:
+    from cnitool.spec.results import Result
 
 
 # -- host side --------------------------------------------------------------------------

@@ -94,16 +94,6 @@ def load_for_del(cmd: skel.CmdArgs) -> MacvlanConf:
     return decode(cmd.config())
 
 
-def cmd_status(cmd: skel.CmdArgs) -> None:
-    """STATUS: the IPAM plugin is ready (layer 2 only: nothing to ask)."""
-    conf = load_for_del(cmd)
-    if conf.ipam_type:
-        ipam.exec_status(cmd, conf.ipam_type)
-
-
-def cmd_gc(cmd: skel.CmdArgs) -> None:
-    """GC: forwarded to the IPAM plugin, which releases the addresses of attachments that
-    are not valid any more (the reference plugin has no GC at all)."""
-    conf = load_for_del(cmd)
-    if conf.ipam_type:
-        ipam.exec_gc(cmd, conf.ipam_type)
+# STATUS and GC: the IPAM plugin, if any, is asked; like DEL, they judge neither the
+# master nor the mode
+cmd_status, cmd_gc = ipam.forwarded_verbs(load_for_del)

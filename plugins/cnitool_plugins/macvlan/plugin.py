@@ -6,7 +6,7 @@ import contextlib
 import errno
 import ipaddress
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cnitool import skel
 from cnitool.spec.errors import CNIError
@@ -17,7 +17,9 @@ from .._lib.netlink import AF_INET, AF_INET6, Link, Netlink, NetlinkError, rando
 from .._lib.steps import DelSteps, Rollback
 from .config import MacvlanConf, load, load_for_del, mode_name, mode_value
 
-Result = dict[str, Any]
+if TYPE_CHECKING:
+    from cnitool.spec.results import Result
+
 
 _TMP_NAME_TRIES = 10
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-from typing import Any
+from typing import TYPE_CHECKING
 
 from cnitool import skel
 from cnitool.spec.errors import CNIError
@@ -20,7 +20,8 @@ from .._lib.netlink import RT_SCOPE_HOST, RT_SCOPE_LINK, Netlink, NetlinkError
 from .._lib.steps import DelSteps, Rollback
 from .config import load
 
-Result = dict[str, Any]
+if TYPE_CHECKING:
+    from cnitool.spec.results import Result
 
 
 def _host_len(addr: ipaddress.IPv4Interface | ipaddress.IPv6Interface) -> int:
