@@ -24,6 +24,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -131,3 +132,19 @@ def which_or_skip(tool: str) -> str:
     if path is None:
         pytest.skip(f"{tool} not installed")
     return path
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The fault suites' figures (cases run, outcomes, failures, leaks), when they ran."""
+    fuzz = sys.modules.get("test_fuzz_plugins")
+    figures = getattr(fuzz, "FIGURES", None)
+    if not figures:
+        return
+    terminalreporter.section("fuzz figures")
+    for plugin, counts in sorted(figures.items()):
+        terminalreporter.write_line(
+            f"{plugin}: {counts['cases']} cases, {counts['exit 0']} exit 0 "
+            f"({counts['ADD ok']} ADD then DEL), "
+            f"{counts['CNI error']} CNI errors, {counts['failures']} failures, "
+            f"{counts['leaks']} leaks"
+        )
