@@ -253,12 +253,30 @@ def scan_dir(directory: str) -> Iterator[tuple[str, str]]:
         except OSError:
             continue
         try:
-            data = os.read(fd, 4096)
+            data = _read_all(fd)
         except OSError:  # a directory or something else that is no lease
             continue
         finally:
             os.close(fd)
         yield name, data.decode(errors="replace").strip()
+
+
+# A lease holds a container ID, which reaches a plugin through the environment, where one
+# string is at most 128 KiB (MAX_ARG_STRLEN): a longer file can be no lease of anyone's.
+MAX_LEASE_BYTES = 256 * 1024
+
+
+def _read_all(fd: int) -> bytes:
+    """The whole file (a lease is as long as its container ID), up to ``MAX_LEASE_BYTES``."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= MAX_LEASE_BYTES:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _unlink(path: str) -> bool:
