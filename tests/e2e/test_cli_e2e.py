@@ -556,3 +556,26 @@ def test_interrupted_add_rolls_back_and_exits_130(
     assert log.read_text().split() == ["ADD", "DEL"]
     assert json.loads(first.read_text())["Command"] == "DEL"
     assert cli.cache_files() == []
+
+
+def test_rollback_succeeds_on_a_read_only_lease_disk(cli: Env) -> None:
+    """ADD cannot lease on a read-only disk; the rollback DEL, with nothing to release,
+    succeeds, so the netns the ADD created goes again and only the ADD error is reported."""
+    cli.install("host-local")
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(cli.data)], check=True)
+    try:
+        (cli.data / "ro").mkdir()
+        subprocess.run(["mount", "-o", "remount,ro", str(cli.data)], check=True)
+        ipam = {"type": "host-local", "dataDir": str(cli.data), "subnet": "10.98.0.0/24"}
+        cli.conflist("ro", [{"type": "host-local", "ipam": ipam}])
+        proc = cli.run("add", "ro", "e2e-ro")
+    finally:
+        subprocess.run(["umount", "-l", str(cli.data)], check=False)
+    assert proc.returncode == 1
+    lines = [x for x in proc.stderr.splitlines() if " failed " in x]
+    assert len(lines) == 1, proc.stderr  # the ADD's error, and no rollback error
+    assert lines[0].startswith("cnitool: host-local add failed [code 999 internal error]: ")
+    assert "read-only file system" in lines[0]
+    assert "removed network namespace /var/run/netns/e2e-ro again" in proc.stderr
+    assert not Path("/var/run/netns/e2e-ro").exists()
+    assert cli.cache_files() == []

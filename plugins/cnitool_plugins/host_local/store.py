@@ -19,6 +19,8 @@ walks the directory (it walks sub-directories too).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import os
 from collections.abc import Iterator
@@ -56,11 +58,7 @@ class Store:
             os.makedirs(self.dir, 0o755, exist_ok=True)
         except OSError as exc:
             raise _io_error("cannot create lease directory", self.dir, exc) from None
-        lock_path = os.path.join(self.dir, LOCK_NAME)
-        try:
-            self._lock_fd = os.open(lock_path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o750)
-        except OSError as exc:
-            raise _io_error("cannot open lock file", lock_path, exc) from None
+        self._lock_fd = _open_lock(os.path.join(self.dir, LOCK_NAME))
 
     def close(self) -> None:
         if self._lock_fd >= 0:
@@ -68,6 +66,8 @@ class Store:
             self._lock_fd = -1
 
     def __enter__(self) -> Store:
+        if self._lock_fd < 0:  # a read-only directory: no one can change it, no lock needed
+            return self
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         except BaseException:
@@ -128,7 +128,12 @@ class Store:
             return None
 
     def release(self, ip: str) -> bool:
-        return _unlink(self.path(ip))
+        """Remove the lease file of ``ip``; False when there was none."""
+        fname = self.path(ip)
+        try:
+            return _unlink(fname)
+        except OSError as exc:
+            raise _io_error("cannot remove lease file", fname, exc) from None
 
     def scan(self) -> Iterator[tuple[str, str]]:
         """Every lease in the directory as (ip text, trimmed content)."""
@@ -190,7 +195,7 @@ class Store:
         if path is None:
             return
         if not ips:
-            _unlink(path)
+            _discard(path)
             return
         # a hint name never starts with "." (see _hint_path): that marks the temporary file
         tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}")
@@ -200,13 +205,15 @@ class Store:
                 f.write(_HINT_HEADER + "\n" + "".join(ip + "\n" for ip in ips))
             os.replace(tmp, path)
         except OSError:
-            _unlink(tmp)
-            _unlink(path)
+            _discard(tmp)
+            _discard(path)
 
     def drop_hint(self, container_id: str, ifname: str) -> None:
+        """Remove the attachment's hint, best effort: a hint left behind is never trusted
+        unchecked, and a DEL must not fail for it (on a read-only disk, say)."""
         path = self._hint_path(container_id, ifname)
         if path is not None:
-            _unlink(path)
+            _discard(path)
 
     def prune_hints(self, live: set[str]) -> None:
         """Drop the hints of attachments that own no lease (content not in ``live``).
@@ -229,6 +236,24 @@ class Store:
             cid, sep, ifname = name.partition(":")
             if sep and not name.startswith("."):  # not a temporary file
                 yield cid, ifname
+
+
+def _open_lock(path: str) -> int:
+    """Open (create when missing) the lock file; -1 when it is missing on a read-only disk.
+
+    A read-only disk still lets a DEL with nothing to release succeed, and an ADD fail
+    where it tries to create a lease, with that reason."""
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o750)
+    except OSError as exc:
+        if exc.errno != errno.EROFS:
+            raise _io_error("cannot open lock file", path, exc) from None
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return -1
+    except OSError as exc:
+        raise _io_error("cannot open lock file", path, exc) from None
 
 
 _IP_CHARS = "0123456789abcdefABCDEF.:"
@@ -285,3 +310,9 @@ def _unlink(path: str) -> bool:
         return True
     except FileNotFoundError:
         return False
+
+
+def _discard(path: str) -> None:
+    """Remove a file of our own bookkeeping if possible; any failure is ignored."""
+    with contextlib.suppress(OSError):
+        os.unlink(path)
