@@ -17,7 +17,7 @@ from cnitool import skel
 from cnitool.spec import keys, results
 from cnitool.spec.errors import CNIError
 
-from .._lib import netns
+from .._lib import netns, statefile
 from . import config
 from .config import TuningConf
 
@@ -82,9 +82,7 @@ def _make_dirs(directory: str) -> None:
 def _write_backup(path: str, data: bytes) -> None:
     try:
         _make_dirs(os.path.dirname(path))
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+        statefile.write(path, data)
     except OSError as exc:
         raise CNIError(f'failed to save backup "{path}": {exc.strerror}') from None
 
@@ -149,9 +147,7 @@ def _log(cmd: skel.CmdArgs, msg: str) -> None:
 
 def _remove(cmd: skel.CmdArgs, path: str) -> None:
     try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
+        statefile.remove(path)
     except OSError as exc:
         _log(cmd, f'cannot remove backup "{path}": {exc.strerror}')
 
@@ -196,7 +192,10 @@ def cmd_del(cmd: skel.CmdArgs) -> None:
     """Restore from the backup and remove it. Never fails once the config is readable."""
     conf = _request(cmd, strict=False)
     path = config.backup_file(conf.data_dir, cmd.container_id, cmd.ifname)
-    if "/" in cmd.ifname or not os.path.exists(path):
+    if "/" in cmd.ifname:
+        return
+    if not os.path.exists(path):
+        statefile.discard_temp(path)  # a crash may have left it while writing the backup
         return
     try:
         saved = _load_backup(path)
