@@ -319,3 +319,56 @@ def test_del_without_scratch_loads_no_delegation_or_address_code(tmp_path: Path)
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "0 []", out.stdout
+
+
+def _limit_memory() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "directory", "too-large"])
+def test_subnet_file_must_be_a_small_regular_file(tmp_path: Path, kind: str) -> None:
+    """Refused at once: a FIFO would block the ADD, /dev/zero would fill the memory."""
+    import subprocess
+    import sys
+
+    sub = tmp_path / "subnet.env"
+    if kind == "fifo":
+        os.mkfifo(sub)
+    elif kind == "dev-zero":
+        sub = Path("/dev/zero")
+    elif kind == "directory":
+        sub.mkdir()
+    else:
+        sub.write_text(GOOD + "#" * subnet_env.MAX_BYTES)
+    data_dir = tmp_path / "data"
+    conf = {"cniVersion": "1.0.0", "name": "n", "subnetFile": str(sub), "dataDir": str(data_dir)}
+    env = {
+        "PATH": os.environ["PATH"],
+        "CNI_COMMAND": "ADD",
+        "CNI_CONTAINERID": "ctr1",
+        "CNI_NETNS": "/run/netns/x",
+        "CNI_IFNAME": "eth0",
+        "CNI_PATH": "/nonexistent",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "cnitool_plugins.flannel"],
+        input=json.dumps(conf).encode(),
+        env=env,
+        capture_output=True,
+        timeout=60,  # a guard only: the fixed plugin answers at once
+        preexec_fn=_limit_memory,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stderr
+    out = json.loads(proc.stdout)
+    reason = (
+        f"larger than {subnet_env.MAX_BYTES} bytes" if kind == "too-large" else "not a regular file"
+    )
+    assert out == {
+        "code": 999,
+        "msg": f"failed to load flannel 'subnet.env' file: read {sub}: {reason}. "
+        "Check the flannel pod log for this node.",
+    }
+    assert not data_dir.exists()
