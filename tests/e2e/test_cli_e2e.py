@@ -579,3 +579,52 @@ def test_rollback_succeeds_on_a_read_only_lease_disk(cli: Env) -> None:
     assert "removed network namespace /var/run/netns/e2e-ro again" in proc.stderr
     assert not Path("/var/run/netns/e2e-ro").exists()
     assert cli.cache_files() == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_terminated_add_rolls_back_and_stops_the_plugin(cli: Env, sig: signal.Signals) -> None:
+    """SIGTERM or SIGHUP while a plugin runs: its process group is killed, DEL runs for the
+    chain, the netns the ADD created goes again, and the exit status is 128 + signal."""
+    cli.install("noop")
+    first = debug_file(cli, "first", ReportResult=json.dumps(RESULT))
+    log = cli.tmp / "hang.log"
+    naptime = f"60.{os.getpid()}{int(sig)}"  # unique, to find exactly these sleepers afterwards
+    hang = cli.bin / "hang"
+    hang.write_text(
+        "#!/bin/sh\n"
+        "cat >/dev/null\n"
+        f"echo $CNI_COMMAND >> {log}\n"
+        f'[ "$CNI_COMMAND" = ADD ] && {{ sleep {naptime} & sleep {naptime}; }}\n'
+        "exit 0\n"
+    )
+    hang.chmod(0o755)
+    cli.conflist("chain", [{"type": "noop", "debugFile": str(first)}, {"type": "hang"}])
+    netns = f"e2e-{sig.name.lower()}"
+    env = {**os.environ, "NETCONFPATH": str(cli.conf), "CNI_PATH": str(cli.bin)}
+    argv = [cli.python, "-m", "cnitool.cli", "add", "chain", netns, "-o", "json"]
+    proc = subprocess.Popen(
+        [*argv, "--cache-dir", str(cli.cache)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 20
+    while not (log.exists() and log.read_text().split() == ["ADD"]):
+        assert time.monotonic() < deadline, "the hanging plugin never started"
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + sig, err
+    assert out == ""
+    assert f"cnitool: {sig.name} received; running DEL for the chain" in err
+    assert f"cnitool: terminated by {sig.name}" in err
+    assert "Traceback" not in err
+    assert log.read_text().split() == ["ADD", "DEL"]
+    assert json.loads(first.read_text())["Command"] == "DEL"
+    assert cli.cache_files() == []
+    assert not Path(f"/var/run/netns/{netns}").exists()
+    sleepers = subprocess.run(
+        ["pgrep", "-f", f"^sleep {naptime}$"], capture_output=True, text=True, check=False
+    ).stdout.split()
+    assert sleepers == []  # the plugin's whole process group was stopped
