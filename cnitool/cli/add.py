@@ -245,6 +245,9 @@ def command(network: str, netns: str, **kw: Any) -> None:
         if loaded is None:
             return
         path, rt, net = loaded
+        from ..spec.names import validate_new_interface_name
+
+        validate_new_interface_name(rt.ifname)  # the Go plugins would leave their veth
         cni = settings.cni_config()
         with _attach_lock(settings.cache_dir):
             _refuse_second_add(cni, net, rt)

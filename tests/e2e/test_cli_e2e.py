@@ -628,3 +628,18 @@ def test_terminated_add_rolls_back_and_stops_the_plugin(cli: Env, sig: signal.Si
         ["pgrep", "-f", f"^sleep {naptime}$"], capture_output=True, text=True, check=False
     ).stdout.split()
     assert sleepers == []  # the plugin's whole process group was stopped
+
+
+def test_add_refuses_a_kernel_name_template(cli: Env, reference_bin: Path) -> None:
+    """With eth%d the Go bridge fails and leaves its veth pair: cnitool refuses first."""
+    bridge_chain(cli)
+    before = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
+    proc = cli.run("add", "br", "e2e-tpl", "--ifname", "eth%d", bin_dirs=str(reference_bin))
+    assert proc.returncode == 1
+    assert proc.stderr == (
+        "cnitool: add failed [code 4 invalid environment]: interface name contains %, "
+        "which the kernel takes for a name template; eth%d\n"
+    )
+    assert not Path("/var/run/netns/e2e-tpl").exists()
+    assert subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout == before
+    assert not (cli.data / "br").exists() and cli.cache_files() == []

@@ -905,3 +905,23 @@ def exec_plugin(path: Path, runner: Runner, command: str, conf: Any, **kw: str) 
         [str(path)], input=json.dumps(conf).encode(), env=env, capture_output=True, timeout=60
     )
     return Call(proc.stdout, proc.returncode, proc.stderr.decode())
+
+
+@pytest.mark.parametrize("ifname", ["eth%d", "e%s", "x%"])
+@pytest.mark.parametrize("plugin", ["bridge", "ptp"])
+def test_kernel_name_template_is_refused_and_leaves_nothing(
+    runner: Runner, net: Net, netns_factory: Any, plugin: str, ifname: str
+) -> None:
+    """The kernel would name the container's veth eth0 for eth%d; the reference plugins
+    then fail and leave the veth pair. ADD refuses such a name first; DEL accepts it."""
+    pod, c = netns_factory(), cid()
+    host_links = links(None)
+    conf = net.conf(type=plugin)
+    add = runner.run(plugin, "ADD", conf, cid=c, netns=pod, ifname=ifname)
+    assert add.code == 1 and add.json == {
+        "code": 4,
+        "msg": "interface name contains %, which the kernel takes for a name template",
+        "details": ifname,
+    }
+    assert links(pod) == ["lo"] and links(None) == host_links and net.leases() == []
+    assert runner.run(plugin, "DEL", conf, cid=c, netns=pod, ifname=ifname).code == 0
