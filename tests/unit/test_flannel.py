@@ -269,7 +269,9 @@ def test_incomplete_subnet_env_error(rec: Recorder, tmp_path: Path) -> None:
     )
 
 
-def test_delegate_add_failure_is_wrapped(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_delegate_add_failure_is_wrapped_and_leaves_nothing(
+    monkeypatch: pytest.MonkeyPatch, rec: Recorder, tmp_path: Path
+) -> None:
     def boom(*a: Any, **k: Any) -> None:
         raise CNIError("failed to allocate for range 0", code=999)
 
@@ -287,7 +289,30 @@ def test_delegate_add_failure_is_wrapped(monkeypatch: pytest.MonkeyPatch, tmp_pa
     )
     assert code == 1
     assert out["msg"] == "failed to delegate add: failed to allocate for range 0"
-    assert (tmp_path / "d" / "ctr1").exists()  # kept, so the runtime's DEL can clean up
+    # the delegate was DELed with the same config, and the scratch file went with it
+    # (the reference keeps it until the runtime's DEL)
+    assert len(rec.calls) == 1 and rec.calls[0][:2] == ("DEL", "bridge")
+    assert json.loads(rec.calls[0][2])["ipam"]["ranges"] == [[{"subnet": "10.1.17.0/24"}]]
+    assert os.listdir(tmp_path / "d") == []
+
+
+def test_failed_delegate_add_and_del_keep_the_scratch_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """When the delegate refuses DEL too, the file stays for the runtime's DEL to replay."""
+
+    def boom(*a: Any, **k: Any) -> None:
+        raise CNIError("no such plugin", code=11)
+
+    monkeypatch.setattr(invoke, "delegate_add", boom)
+    monkeypatch.setattr(invoke, "delegate_del", boom)
+    sub = tmp_path / "subnet.env"
+    sub.write_text(GOOD)
+    conf = {"cniVersion": "1.0.0", "name": "n", "subnetFile": str(sub), "dataDir": str(tmp_path)}
+    out, code, err = run("ADD", conf)
+    assert code == 1 and out["msg"] == "failed to delegate add: no such plugin"
+    assert f"delegate DEL after the failed ADD failed, {tmp_path}/ctr1 kept" in err
+    assert (tmp_path / "ctr1").exists()
 
 
 def test_flannel_import_is_light() -> None:

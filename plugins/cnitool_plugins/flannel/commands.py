@@ -155,7 +155,25 @@ def cmd_add(cmd: skel.CmdArgs) -> dict[str, Any]:
     try:
         return invoke.delegate_add(str(delegate["type"]), data, cmd.env, cmd.stderr)
     except CNIError as e:
+        _undo_delegate(cmd, str(delegate["type"]), data, scratch_path(data_dir, cmd.container_id))
         raise CNIError(f"failed to delegate add: {e}", code=e.code) from e
+
+
+def _undo_delegate(cmd: skel.CmdArgs, ptype: str, data: bytes, path: str) -> None:
+    """After a failed delegate ADD: DEL the delegate with the same config (undoing what it
+    made before failing), then remove the scratch file, so a failed ADD leaves nothing.
+    When that DEL fails too, the file stays: the runtime's DEL replays it."""
+    from cnitool import invoke
+
+    try:
+        invoke.delegate_del(ptype, data, cmd.env, cmd.stderr)
+    except CNIError as e:
+        print(f"delegate DEL after the failed ADD failed, {path} kept: {e}", file=cmd.stderr)
+        return
+    try:
+        statefile.remove(path)
+    except OSError as e:
+        print(f"cannot remove {path}: {e.strerror}", file=cmd.stderr)
 
 
 def cmd_del(cmd: skel.CmdArgs) -> None:
