@@ -568,3 +568,20 @@ def test_full_disk_leaves_no_empty_backup(
     )
     assert left == []
     assert nl_link(pod.path).mtu == 1500
+
+
+def test_failed_add_puts_back_what_it_changed_and_leaves_no_backup(
+    runner: Runner, netns_factory: Any, tmp_path: Path
+) -> None:
+    """The MAC is set, then the MTU is refused: the MAC goes back and the backup goes
+    (the Go plugin leaves both, for the runtime's DEL)."""
+    pod = Pod(runner, netns_factory)
+    data = tmp_path / "tuning"
+    add = pod.ours("ADD", pod.conf(data, mac="c2:11:22:33:44:55", mtu=100000))
+    assert add.code == 1
+    assert add.json["msg"].startswith('failed to tune "eth0": ')
+    lk = nl_link(pod.path)
+    assert (lk.mac, lk.mtu) == (FIXED_MAC, 1500)
+    assert sorted(p.name for p in data.iterdir()) == []
+    go = pod.go("ADD", pod.conf(tmp_path / "go", mac="c2:11:22:33:44:55", mtu=100000))
+    assert go.code == 1 and pod.backup(tmp_path / "go").exists()  # what the reference leaves

@@ -103,10 +103,9 @@ def _apply(cmd: skel.CmdArgs, conf: TuningConf, sysctls: list[tuple[str, str, st
 
     with Netlink() as nl:
         link = _link(nl, cmd.ifname)
-        _write_backup(
-            config.backup_file(conf.data_dir, cmd.container_id, cmd.ifname),
-            backup_bytes(conf, link),
-        )
+        backup = config.backup_file(conf.data_dir, cmd.container_id, cmd.ifname)
+        saved = backup_bytes(conf, link)
+        _write_backup(backup, saved)
         try:
             if conf.mac:
                 nl.set_mac(link.index, config.parse_mac(conf.mac))
@@ -119,7 +118,22 @@ def _apply(cmd: skel.CmdArgs, conf: TuningConf, sysctls: list[tuple[str, str, st
             if conf.txqlen is not None:
                 nl.set_txqlen(link.index, conf.txqlen)
         except NetlinkError as exc:
+            _undo_tuning(cmd, backup, saved)
             raise CNIError(f'failed to tune "{cmd.ifname}": {exc}') from None
+
+
+def _undo_tuning(cmd: skel.CmdArgs, backup: str, saved: bytes) -> None:
+    """After a change failed part-way: put back what was saved and drop the backup, so the
+    failed ADD leaves neither (the reference leaves both for the runtime's DEL). When
+    restoring fails, the backup stays: that DEL retries it."""
+    from .._lib.netlink import NetlinkError
+
+    try:
+        _restore(cmd, json.loads(saved))
+    except (CNIError, NetlinkError) as exc:
+        _log(cmd, f"undoing the failed ADD: {exc}; backup {backup!r} kept for DEL")
+        return
+    _remove(cmd, backup)
 
 
 def cmd_add(cmd: skel.CmdArgs) -> results.Result:
