@@ -275,6 +275,8 @@ def _read_env(env: Mapping[str, str]) -> tuple[str, dict[str, str]]:
             validate(value)
     if missing:
         raise InvalidEnvironmentError(f"required env variables [{','.join(missing)}] missing")
+    if cmd == "ADD":  # no kernel name template: the ADD would leave what it made
+        names.validate_new_interface_name(values["CNI_IFNAME"])
     return cmd, values
 
 

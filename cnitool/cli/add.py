@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -103,23 +104,106 @@ def _refuse_second_add(cni: CNIConfig, net: NetworkConfigList, rt: RuntimeConf) 
         )
 
 
+_STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGHUP})
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived during the ADD: roll back as for Ctrl-C, then exit.
+
+    A BaseException, as KeyboardInterrupt is, so no ``except Exception`` on the way
+    swallows it; the plugin running then has its process group killed on the way out."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+
+
+def _raise_terminated(signum: int, _frame: object) -> None:
+    raise Terminated(signum)
+
+
+def _ignore_repeated(signum: int, _frame: object) -> None:
+    note(f"cnitool: {signal.Signals(signum).name} ignored while rolling back")
+
+
+@contextlib.contextmanager
+def _stop_signals(handler: Any) -> Iterator[None]:
+    """Run the block with ``handler`` for SIGTERM and SIGHUP; the previous ones after."""
+    previous = {sig: signal.signal(sig, handler) for sig in _STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def _rollback(
     cni: CNIConfig, net: NetworkConfigList, rt: RuntimeConf, created: bool
 ) -> list[Exception]:
     """DEL every plugin of the chain in reverse order, going on past failures (one
     plugin refusing DEL must not leave the others' interfaces and leases behind), then
-    remove the netns when this ADD ``created`` it and every DEL succeeded."""
+    remove the netns when this ADD ``created`` it and every DEL succeeded. SIGTERM and
+    SIGHUP are ignored meanwhile (and said so): the rollback is what they asked for."""
     import dataclasses
 
     problems: list[Exception] = []
-    for plugin in reversed(net.plugins):
-        try:
-            cni.del_network_list(dataclasses.replace(net, plugins=[plugin]), rt)
-        except Exception as err:  # noqa: BLE001 - collected and reported
-            problems.append(err)
+    with _stop_signals(_ignore_repeated):  # a runtime stopping us wants the cleanup done
+        for plugin in reversed(net.plugins):
+            try:
+                cni.del_network_list(dataclasses.replace(net, plugins=[plugin]), rt)
+            except Exception as err:  # noqa: BLE001 - collected and reported
+                problems.append(err)
     if created and not problems:
         _drop_created(rt.netns)
     return problems
+
+
+def _add_or_roll_back(
+    cni: CNIConfig, net: NetworkConfigList, rt: RuntimeConf, path: str, settings: Settings
+) -> Any:
+    """Run ADD over the chain; when it fails, is interrupted (SIGINT) or stopped (SIGTERM,
+    SIGHUP), DEL the chain again (unless --no-rollback) and report. A stop signal kills
+    the running plugin's process group (as SIGINT does), then exits with 128 + signal."""
+    from ..spec.errors import CNIError
+
+    rollback = not settings.extra.get("no_rollback")
+    # a stop signal is held while the netns is made, so `created` is always known
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        created = _ensure_netns(path)
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        raise
+    try:
+        with _stop_signals(_raise_terminated):
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a held one lands here
+            return cni.add_network_list(net, rt)
+    except Terminated as stop:  # the running plugin's process group is already killed
+        if rollback:
+            note(f"cnitool: {stop.name} received; running DEL for the chain")
+            for problem in _rollback(cni, net, rt, created):
+                note("cnitool: rollback " + describe_error(problem, "del"))
+        note(f"cnitool: terminated by {stop.name}")
+        raise SystemExit(128 + stop.signum) from None
+    except KeyboardInterrupt:  # the running plugin's process group is already killed
+        if rollback:
+            note("cnitool: interrupted; running DEL for the chain")
+            for problem in _rollback(cni, net, rt, created):
+                note("cnitool: rollback " + describe_error(problem, "del"))
+        raise
+    except CNIError as err:  # a plugin failed, or the result could not be cached
+        if not rollback:
+            raise
+        problems = _rollback(cni, net, rt, created)
+        if problems:
+            fail(
+                [describe_error(err, "add")]
+                + ["rollback " + describe_error(p, "del") for p in problems],
+                debug=settings.debug,
+                exc=problems[-1],
+            )
+        raise
 
 
 @click.command("add", short_help="Attach a container netns to a network (runs ADD).")
@@ -138,8 +222,10 @@ def command(network: str, netns: str, **kw: Any) -> None:
     NETNS is a path, or the name of a netns under /var/run/netns (created when missing).
     When a plugin fails, or the result cannot be cached, DEL runs over the whole chain so
     nothing is left half made (the spec asks runtimes to do so), and a netns this
-    command created is removed again once that DEL succeeded; --no-rollback skips both. An attachment that is
-    already cached is not added a second time (the spec forbids it): del it first.
+    command created is removed again once that DEL succeeded; --no-rollback skips both.
+    Ctrl-C, SIGTERM and SIGHUP stop the running plugin's process group and roll back the
+    same way (then exit 130, 143 and 129). An attachment that is already cached is not added a second time (the spec
+    forbids it): del it first.
     """
     settings = Settings.from_kwargs(kw)
     with reporting("add", settings.debug):
@@ -147,34 +233,14 @@ def command(network: str, netns: str, **kw: Any) -> None:
         if loaded is None:
             return
         path, rt, net = loaded
+        from ..spec.names import validate_new_interface_name
+
+        validate_new_interface_name(rt.ifname)  # the Go plugins would leave their veth
         cni = settings.cni_config()
         with _attach_lock(settings.cache_dir):
             _refuse_second_add(cni, net, rt)
             cni.find_plugins(net, "add")  # a missing plugin fails before anything runs
-            created = _ensure_netns(path)
-            from ..spec.errors import CNIError
-
-            rollback = not settings.extra.get("no_rollback")
-            try:
-                result = cni.add_network_list(net, rt)
-            except KeyboardInterrupt:  # the running plugin's process group is already killed
-                if rollback:
-                    note("cnitool: interrupted; running DEL for the chain")
-                    for problem in _rollback(cni, net, rt, created):
-                        note("cnitool: rollback " + describe_error(problem, "del"))
-                raise
-            except CNIError as err:  # a plugin failed, or the result could not be cached
-                if not rollback:
-                    raise
-                problems = _rollback(cni, net, rt, created)
-                if problems:
-                    fail(
-                        [describe_error(err, "add")]
-                        + ["rollback " + describe_error(p, "del") for p in problems],
-                        debug=settings.debug,
-                        exc=problems[-1],
-                    )
-                raise
+            result = _add_or_roll_back(cni, net, rt, path, settings)
     if result is None:  # every plugin answered with an empty result; Go prints nothing too
         return
     if settings.json_output():

@@ -45,3 +45,18 @@ def validate_interface_name(ifname: str) -> None:
             raise InvalidEnvironmentError(
                 "interface name contains / or : or whitespace characters", ifname
             )
+
+
+def validate_new_interface_name(ifname: str) -> None:
+    """A name for the interface an ADD creates: a valid name without ``%``.
+
+    The kernel takes a name holding ``%`` for a template (``eth%d`` becomes ``eth0``), so
+    the interface made could not be found under the requested name: the ADD failed and
+    left it behind (the reference plugins leave the veth pair). DEL and CHECK still
+    accept such a name, as they must to clean up after the reference.
+    """
+    validate_interface_name(ifname)
+    if "%" in ifname:
+        raise InvalidEnvironmentError(
+            "interface name contains %, which the kernel takes for a name template", ifname
+        )

@@ -556,3 +556,90 @@ def test_interrupted_add_rolls_back_and_exits_130(
     assert log.read_text().split() == ["ADD", "DEL"]
     assert json.loads(first.read_text())["Command"] == "DEL"
     assert cli.cache_files() == []
+
+
+def test_rollback_succeeds_on_a_read_only_lease_disk(cli: Env) -> None:
+    """ADD cannot lease on a read-only disk; the rollback DEL, with nothing to release,
+    succeeds, so the netns the ADD created goes again and only the ADD error is reported."""
+    cli.install("host-local")
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(cli.data)], check=True)
+    try:
+        (cli.data / "ro").mkdir()
+        subprocess.run(["mount", "-o", "remount,ro", str(cli.data)], check=True)
+        ipam = {"type": "host-local", "dataDir": str(cli.data), "subnet": "10.98.0.0/24"}
+        cli.conflist("ro", [{"type": "host-local", "ipam": ipam}])
+        proc = cli.run("add", "ro", "e2e-ro")
+    finally:
+        subprocess.run(["umount", "-l", str(cli.data)], check=False)
+    assert proc.returncode == 1
+    lines = [x for x in proc.stderr.splitlines() if " failed " in x]
+    assert len(lines) == 1, proc.stderr  # the ADD's error, and no rollback error
+    assert lines[0].startswith("cnitool: host-local add failed [code 999 internal error]: ")
+    assert "read-only file system" in lines[0]
+    assert "removed network namespace /var/run/netns/e2e-ro again" in proc.stderr
+    assert not Path("/var/run/netns/e2e-ro").exists()
+    assert cli.cache_files() == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_terminated_add_rolls_back_and_stops_the_plugin(cli: Env, sig: signal.Signals) -> None:
+    """SIGTERM or SIGHUP while a plugin runs: its process group is killed, DEL runs for the
+    chain, the netns the ADD created goes again, and the exit status is 128 + signal."""
+    cli.install("noop")
+    first = debug_file(cli, "first", ReportResult=json.dumps(RESULT))
+    log = cli.tmp / "hang.log"
+    naptime = f"60.{os.getpid()}{int(sig)}"  # unique, to find exactly these sleepers afterwards
+    hang = cli.bin / "hang"
+    hang.write_text(
+        "#!/bin/sh\n"
+        "cat >/dev/null\n"
+        f"echo $CNI_COMMAND >> {log}\n"
+        f'[ "$CNI_COMMAND" = ADD ] && {{ sleep {naptime} & sleep {naptime}; }}\n'
+        "exit 0\n"
+    )
+    hang.chmod(0o755)
+    cli.conflist("chain", [{"type": "noop", "debugFile": str(first)}, {"type": "hang"}])
+    netns = f"e2e-{sig.name.lower()}"
+    env = {**os.environ, "NETCONFPATH": str(cli.conf), "CNI_PATH": str(cli.bin)}
+    argv = [cli.python, "-m", "cnitool.cli", "add", "chain", netns, "-o", "json"]
+    proc = subprocess.Popen(
+        [*argv, "--cache-dir", str(cli.cache)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 20
+    while not (log.exists() and log.read_text().split() == ["ADD"]):
+        assert time.monotonic() < deadline, "the hanging plugin never started"
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + sig, err
+    assert out == ""
+    assert f"cnitool: {sig.name} received; running DEL for the chain" in err
+    assert f"cnitool: terminated by {sig.name}" in err
+    assert "Traceback" not in err
+    assert log.read_text().split() == ["ADD", "DEL"]
+    assert json.loads(first.read_text())["Command"] == "DEL"
+    assert cli.cache_files() == []
+    assert not Path(f"/var/run/netns/{netns}").exists()
+    sleepers = subprocess.run(
+        ["pgrep", "-f", f"^sleep {naptime}$"], capture_output=True, text=True, check=False
+    ).stdout.split()
+    assert sleepers == []  # the plugin's whole process group was stopped
+
+
+def test_add_refuses_a_kernel_name_template(cli: Env, reference_bin: Path) -> None:
+    """With eth%d the Go bridge fails and leaves its veth pair: cnitool refuses first."""
+    bridge_chain(cli)
+    before = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
+    proc = cli.run("add", "br", "e2e-tpl", "--ifname", "eth%d", bin_dirs=str(reference_bin))
+    assert proc.returncode == 1
+    assert proc.stderr == (
+        "cnitool: add failed [code 4 invalid environment]: interface name contains %, "
+        "which the kernel takes for a name template; eth%d\n"
+    )
+    assert not Path("/var/run/netns/e2e-tpl").exists()
+    assert subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout == before
+    assert not (cli.data / "br").exists() and cli.cache_files() == []

@@ -270,3 +270,28 @@ def test_bad_request_gives_the_reference_code(
         assert sorted(q.name for q in tmp_path.rglob("*") if "etc" in q.name) == []
     go, py = ({k: o[k] for k in ("code", "msg")} for o in outs)
     assert go == py, what
+
+
+@pytest.mark.parametrize("length", [4097, 5000, 70000])
+def test_long_container_id_lease_is_found_and_released(
+    tmp_path: Path, ours: str, theirs: str, length: int
+) -> None:
+    """A lease is as long as its container ID: each side reads the other's in full."""
+    net = Net(tmp_path)
+    long_a, long_b = "a" * length, "b" * length
+    assert net.add(ours, long_a) == ["10.77.0.2/24", "fd77::2/64"]
+    assert net.run(ours, "CHECK", long_a) == (None, 0)
+    assert net.run(theirs, "CHECK", long_a) == (None, 0)
+    out, rc = net.run(ours, "ADD", long_a)
+    assert rc == 1 and "duplicate allocation is not allowed" in out["msg"]
+    assert net.run(ours, "DEL", long_a) == (None, 0)
+    assert net.leases() == {}
+    # made by the Go plugin, released by ours
+    assert net.add(theirs, long_b) == ["10.77.0.3/24", "fd77::3/64"]
+    assert net.run(ours, "CHECK", long_b) == (None, 0)
+    assert net.run(ours, "DEL", long_b) == (None, 0)
+    assert net.leases() == {}
+    # made by ours, released by the Go plugin
+    assert net.add(ours, long_a) == ["10.77.0.4/24", "fd77::4/64"]
+    assert net.run(theirs, "DEL", long_a) == (None, 0)
+    assert net.leases() == {}

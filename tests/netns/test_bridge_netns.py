@@ -7,11 +7,13 @@ import json
 import os
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 from plugin_helpers import (
     VERSIONS,
+    Call,
     Runner,
     addrs,
     cid,
@@ -844,3 +846,82 @@ def test_exhausted_range_and_taken_ip_leave_nothing(
         assert links(pod) == ["lo"]
         assert {n for n in links(None) if n.startswith("veth")} <= set(before)
     assert len(lease_files(runner.data_dir, net.name)) == 1
+
+
+def _masq_rules(ip: str, chain_of: str) -> list[str]:
+    """The nat rules of one container (its address, its chain), in iptables-save's text."""
+    return [r for r in nat_rules().splitlines() if f"{ip}/" in r or chain_of in r]
+
+
+@pytest.mark.parametrize("length", [200, 1100, 5000])
+@pytest.mark.parametrize("plugin", ["bridge", "ptp"])
+def test_ip_masq_long_container_id_like_go(
+    runner: Runner, net: Net, netns_factory: Any, plugin: str, length: int
+) -> None:
+    """iptables keeps 255 bytes of a comment: ours writes what Go's rules hold, for any ID
+    length Go accepts, and each side's DEL removes the other's rules."""
+    from cnitool_plugins._lib.firewall.names import format_chain_name
+
+    go = Path("/usr/lib/cni") / plugin
+    if not go.is_file():
+        pytest.skip(f"reference {plugin} not installed")
+    conf = net.conf(type=plugin, ipMasq=True)
+    c = "c" * length
+    chain = format_chain_name(net.name, c)
+
+    def add(ours: bool, pod: str) -> tuple[dict[str, Any], list[str]]:
+        if ours:
+            call = runner.run(plugin, "ADD", conf, cid=c, netns=pod)
+        else:
+            call = exec_plugin(go, runner, "ADD", conf, cid=c, netns=pod)
+        assert call.code == 0, call.out
+        ip = call.json["ips"][0]["address"].split("/")[0]
+        return call.json, [r.replace(ip, "IP") for r in _masq_rules(ip, chain)]
+
+    def delete(ours: bool, pod: str, result: dict[str, Any]) -> None:
+        del_conf = dict(conf, prevResult=result)
+        if ours:
+            call = runner.run(plugin, "DEL", del_conf, cid=c, netns=pod)
+        else:
+            call = exec_plugin(go, runner, "DEL", del_conf, cid=c, netns=pod)
+        assert call.code == 0, call.out
+        assert chain not in nat_rules() and f'id: \\"{"c" * 100}' not in nat_rules()
+        assert net.leases() == []
+
+    pod = netns_factory()
+    go_result, go_rules = add(False, pod)
+    assert len(go_rules) == 4  # the chain, its two rules, the POSTROUTING jump
+    delete(True, pod, go_result)
+    pod = netns_factory()
+    our_result, our_rules = add(True, pod)
+    assert our_rules == go_rules
+    delete(False, pod, our_result)
+
+
+def exec_plugin(path: Path, runner: Runner, command: str, conf: Any, **kw: str) -> Call:
+    """Exec a plugin binary the way a runtime does (the Go reference one, here)."""
+    env = runner.env(command, **kw)
+    proc = subprocess.run(
+        [str(path)], input=json.dumps(conf).encode(), env=env, capture_output=True, timeout=60
+    )
+    return Call(proc.stdout, proc.returncode, proc.stderr.decode())
+
+
+@pytest.mark.parametrize("ifname", ["eth%d", "e%s", "x%"])
+@pytest.mark.parametrize("plugin", ["bridge", "ptp"])
+def test_kernel_name_template_is_refused_and_leaves_nothing(
+    runner: Runner, net: Net, netns_factory: Any, plugin: str, ifname: str
+) -> None:
+    """The kernel would name the container's veth eth0 for eth%d; the reference plugins
+    then fail and leave the veth pair. ADD refuses such a name first; DEL accepts it."""
+    pod, c = netns_factory(), cid()
+    host_links = links(None)
+    conf = net.conf(type=plugin)
+    add = runner.run(plugin, "ADD", conf, cid=c, netns=pod, ifname=ifname)
+    assert add.code == 1 and add.json == {
+        "code": 4,
+        "msg": "interface name contains %, which the kernel takes for a name template",
+        "details": ifname,
+    }
+    assert links(pod) == ["lo"] and links(None) == host_links and net.leases() == []
+    assert runner.run(plugin, "DEL", conf, cid=c, netns=pod, ifname=ifname).code == 0

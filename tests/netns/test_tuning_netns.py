@@ -3,6 +3,7 @@ after our bridge or the Go reference bridge, side by side with the Go reference 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
@@ -541,3 +542,46 @@ def test_launcher_version_and_del_idempotent(
         dele = pod.launched("DEL", conf)
         assert (dele.code, dele.out) == (0, b"")
         assert (nl_link(pod.path).mtu, nl_link(pod.path).txqlen) == (1500, 1000)
+
+
+def test_full_disk_leaves_no_empty_backup(
+    runner: Runner, netns_factory: Any, tmp_path: Path
+) -> None:
+    """The backup is written whole or not at all; without it nothing is changed."""
+    pod = Pod(runner, netns_factory)
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], check=True)
+    try:
+        data = disk / "tuning"
+        data.mkdir()
+        with open(disk / "filler", "wb", buffering=0) as fh, contextlib.suppress(OSError):
+            while True:
+                fh.write(b"\0" * 4096)
+        add = pod.ours("ADD", pod.conf(data, mtu=1400))
+        left = sorted(p.name for p in data.iterdir())
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+    assert add.code == 1
+    assert add.json["msg"] == (
+        f'failed to save backup "{pod.backup(data)}": No space left on device'
+    )
+    assert left == []
+    assert nl_link(pod.path).mtu == 1500
+
+
+def test_failed_add_puts_back_what_it_changed_and_leaves_no_backup(
+    runner: Runner, netns_factory: Any, tmp_path: Path
+) -> None:
+    """The MAC is set, then the MTU is refused: the MAC goes back and the backup goes
+    (the Go plugin leaves both, for the runtime's DEL)."""
+    pod = Pod(runner, netns_factory)
+    data = tmp_path / "tuning"
+    add = pod.ours("ADD", pod.conf(data, mac="c2:11:22:33:44:55", mtu=100000))
+    assert add.code == 1
+    assert add.json["msg"].startswith('failed to tune "eth0": ')
+    lk = nl_link(pod.path)
+    assert (lk.mac, lk.mtu) == (FIXED_MAC, 1500)
+    assert sorted(p.name for p in data.iterdir()) == []
+    go = pod.go("ADD", pod.conf(tmp_path / "go", mac="c2:11:22:33:44:55", mtu=100000))
+    assert go.code == 1 and pod.backup(tmp_path / "go").exists()  # what the reference leaves

@@ -269,7 +269,9 @@ def test_incomplete_subnet_env_error(rec: Recorder, tmp_path: Path) -> None:
     )
 
 
-def test_delegate_add_failure_is_wrapped(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_delegate_add_failure_is_wrapped_and_leaves_nothing(
+    monkeypatch: pytest.MonkeyPatch, rec: Recorder, tmp_path: Path
+) -> None:
     def boom(*a: Any, **k: Any) -> None:
         raise CNIError("failed to allocate for range 0", code=999)
 
@@ -287,7 +289,30 @@ def test_delegate_add_failure_is_wrapped(monkeypatch: pytest.MonkeyPatch, tmp_pa
     )
     assert code == 1
     assert out["msg"] == "failed to delegate add: failed to allocate for range 0"
-    assert (tmp_path / "d" / "ctr1").exists()  # kept, so the runtime's DEL can clean up
+    # the delegate was DELed with the same config, and the scratch file went with it
+    # (the reference keeps it until the runtime's DEL)
+    assert len(rec.calls) == 1 and rec.calls[0][:2] == ("DEL", "bridge")
+    assert json.loads(rec.calls[0][2])["ipam"]["ranges"] == [[{"subnet": "10.1.17.0/24"}]]
+    assert os.listdir(tmp_path / "d") == []
+
+
+def test_failed_delegate_add_and_del_keep_the_scratch_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """When the delegate refuses DEL too, the file stays for the runtime's DEL to replay."""
+
+    def boom(*a: Any, **k: Any) -> None:
+        raise CNIError("no such plugin", code=11)
+
+    monkeypatch.setattr(invoke, "delegate_add", boom)
+    monkeypatch.setattr(invoke, "delegate_del", boom)
+    sub = tmp_path / "subnet.env"
+    sub.write_text(GOOD)
+    conf = {"cniVersion": "1.0.0", "name": "n", "subnetFile": str(sub), "dataDir": str(tmp_path)}
+    out, code, err = run("ADD", conf)
+    assert code == 1 and out["msg"] == "failed to delegate add: no such plugin"
+    assert f"delegate DEL after the failed ADD failed, {tmp_path}/ctr1 kept" in err
+    assert (tmp_path / "ctr1").exists()
 
 
 def test_flannel_import_is_light() -> None:
@@ -319,3 +344,56 @@ def test_del_without_scratch_loads_no_delegation_or_address_code(tmp_path: Path)
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "0 []", out.stdout
+
+
+def _limit_memory() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "directory", "too-large"])
+def test_subnet_file_must_be_a_small_regular_file(tmp_path: Path, kind: str) -> None:
+    """Refused at once: a FIFO would block the ADD, /dev/zero would fill the memory."""
+    import subprocess
+    import sys
+
+    sub = tmp_path / "subnet.env"
+    if kind == "fifo":
+        os.mkfifo(sub)
+    elif kind == "dev-zero":
+        sub = Path("/dev/zero")
+    elif kind == "directory":
+        sub.mkdir()
+    else:
+        sub.write_text(GOOD + "#" * subnet_env.MAX_BYTES)
+    data_dir = tmp_path / "data"
+    conf = {"cniVersion": "1.0.0", "name": "n", "subnetFile": str(sub), "dataDir": str(data_dir)}
+    env = {
+        "PATH": os.environ["PATH"],
+        "CNI_COMMAND": "ADD",
+        "CNI_CONTAINERID": "ctr1",
+        "CNI_NETNS": "/run/netns/x",
+        "CNI_IFNAME": "eth0",
+        "CNI_PATH": "/nonexistent",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "cnitool_plugins.flannel"],
+        input=json.dumps(conf).encode(),
+        env=env,
+        capture_output=True,
+        timeout=60,  # a guard only: the fixed plugin answers at once
+        preexec_fn=_limit_memory,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stderr
+    out = json.loads(proc.stdout)
+    reason = (
+        f"larger than {subnet_env.MAX_BYTES} bytes" if kind == "too-large" else "not a regular file"
+    )
+    assert out == {
+        "code": 999,
+        "msg": f"failed to load flannel 'subnet.env' file: read {sub}: {reason}. "
+        "Check the flannel pod log for this node.",
+    }
+    assert not data_dir.exists()

@@ -701,3 +701,23 @@ def test_add_failing_to_record_the_last_address_keeps_no_lease(hl: HL) -> None:
     err, rc = hl.call("ADD", conf)
     assert rc == 1 and "last_reserved_ip.0" in err["msg"], err
     assert hl.leases() == {}
+
+
+def test_lease_written_in_place_where_links_do_not_exist(
+    hl: HL, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file system without hard links (vfat, some FUSE): O_EXCL create, write, fsync."""
+    import errno
+
+    def no_links(src: str, dst: str) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    conf = hl.conf()
+    assert addrs(hl.add(conf, cid="a")) == ["10.1.2.2/24"]
+    assert addrs(hl.add(conf, cid="b")) == ["10.1.2.3/24"]
+    assert hl.leases() == {"10.1.2.2": b"a\r\neth0", "10.1.2.3": b"b\r\neth0"}
+    assert (hl.dir / "last_reserved_ip.0").read_bytes() == b"10.1.2.3"
+    assert not (hl.dir / ".pycni" / "tmp").exists()
+    hl.ok("DEL", conf, cid="a")
+    assert list(hl.leases()) == ["10.1.2.3"]

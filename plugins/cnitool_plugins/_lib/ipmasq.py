@@ -3,7 +3,7 @@
 Per container a chain ``CNI-<hash>`` in table ``nat`` (``format_chain_name``) holding, per
 address, ``-d <subnet> -j ACCEPT`` and ``! -d <multicast> -j MASQUERADE``, entered from
 ``POSTROUTING`` by ``-s <address> -j CNI-<hash>``; every rule carries the comment
-``name: "<network>" id: "<containerID>"``. Chains made by the Go plugins are removed by
+``name: "<network>" id: "<containerID>"`` (its first 255 bytes, see ``masq_comment``). Chains made by the Go plugins are removed by
 teardown and vice versa.
 """
 
@@ -24,8 +24,20 @@ if TYPE_CHECKING:
 MULTICAST = {4: "224.0.0.0/4", 6: "ff00::/8"}
 
 
+# iptables keeps the first 255 bytes of a comment (XT_MAX_COMMENT_LEN less its NUL) and
+# drops the rest without a word; iptables-restore, though, refuses a line whose argument
+# passes 1,023 bytes, so a long container ID failed here where the Go plugins succeed
+MAX_COMMENT_BYTES = 255
+
+
 def masq_comment(network: str, container_id: str) -> str:
-    return f'name: "{network}" id: "{container_id}"'
+    """The rules' comment, cut as iptables stores it (so it reads back as written).
+
+    A long container ID leaves a comment without its closing quote, byte for byte what
+    the Go plugins' rules hold; each side's DEL finds the other's rules (by chain name).
+    """
+    text = f'name: "{network}" id: "{container_id}"'
+    return text.encode()[:MAX_COMMENT_BYTES].decode(errors="ignore")
 
 
 def _parse(ips: Sequence[str]) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:

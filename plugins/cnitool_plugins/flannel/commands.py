@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from typing import TYPE_CHECKING, Any
@@ -10,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 from cnitool import skel
 from cnitool.spec.errors import CNIError, InvalidConfigError
 from cnitool.spec.jsonfmt import dumps_compact
+
+from .._lib import statefile
 
 if TYPE_CHECKING:
     from .subnet_env import SubnetEnv
@@ -121,19 +122,16 @@ def scratch_path(data_dir: str, container_id: str) -> str:
 
 
 def save_scratch(data_dir: str, container_id: str, data: bytes) -> None:
+    """Write the delegate config whole (a later DEL needs all of it, or nothing)."""
+    path = scratch_path(data_dir, container_id)
     try:
         os.makedirs(data_dir, mode=0o700, exist_ok=True)
-        path = scratch_path(data_dir, container_id)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
     except OSError as e:
-        raise CNIError(
-            f"failed to write scratch netconf {e.filename or data_dir}: {e.strerror}"
-        ) from e
+        raise CNIError(f"failed to write scratch netconf {data_dir}: {e.strerror}") from e
+    try:
+        statefile.write(path, data)
+    except OSError as e:
+        raise CNIError(f"failed to write scratch netconf {path}: {e.strerror}") from e
 
 
 def cmd_add(cmd: skel.CmdArgs) -> dict[str, Any]:
@@ -157,7 +155,25 @@ def cmd_add(cmd: skel.CmdArgs) -> dict[str, Any]:
     try:
         return invoke.delegate_add(str(delegate["type"]), data, cmd.env, cmd.stderr)
     except CNIError as e:
+        _undo_delegate(cmd, str(delegate["type"]), data, scratch_path(data_dir, cmd.container_id))
         raise CNIError(f"failed to delegate add: {e}", code=e.code) from e
+
+
+def _undo_delegate(cmd: skel.CmdArgs, ptype: str, data: bytes, path: str) -> None:
+    """After a failed delegate ADD: DEL the delegate with the same config (undoing what it
+    made before failing), then remove the scratch file, so a failed ADD leaves nothing.
+    When that DEL fails too, the file stays: the runtime's DEL replays it."""
+    from cnitool import invoke
+
+    try:
+        invoke.delegate_del(ptype, data, cmd.env, cmd.stderr)
+    except CNIError as e:
+        print(f"delegate DEL after the failed ADD failed, {path} kept: {e}", file=cmd.stderr)
+        return
+    try:
+        statefile.remove(path)
+    except OSError as e:
+        print(f"cannot remove {path}: {e.strerror}", file=cmd.stderr)
 
 
 def cmd_del(cmd: skel.CmdArgs) -> None:
@@ -168,6 +184,7 @@ def cmd_del(cmd: skel.CmdArgs) -> None:
         with open(path, "rb") as fh:
             data = fh.read()
     except FileNotFoundError:
+        statefile.discard_temp(path)  # a crash may have left it while writing the file
         return  # never added, or already deleted
     except OSError as e:
         raise CNIError(f"failed to read scratch netconf {path}: {e.strerror}") from e
@@ -178,11 +195,9 @@ def cmd_del(cmd: skel.CmdArgs) -> None:
             raise ValueError('no string "type"')
     except ValueError as e:
         print(f"failed to parse netconf {path}: {e}", file=cmd.stderr)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+        statefile.remove(path)
         return
     from cnitool import invoke
 
     invoke.delegate_del(ptype, data, cmd.env, cmd.stderr)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
+    statefile.remove(path)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import os
+import stat
 from dataclasses import dataclass, field
 
 from cnitool.spec.errors import CNIError
@@ -87,12 +89,37 @@ def parse(text: str, path: str = "subnet.env") -> SubnetEnv:
     return env
 
 
+# flanneld writes a few hundred bytes; anything this large is not a subnet.env
+MAX_BYTES = 64 * 1024
+
+
 def load(path: str) -> SubnetEnv:
+    """Parse the file at ``path``: a regular file of at most ``MAX_BYTES``, else an error
+    at once (a FIFO would block the ADD, ``/dev/zero`` would fill the memory)."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise SubnetEnvError(f"open {path}: no such file or directory") from None
     except OSError as e:
         raise SubnetEnvError(f"open {path}: {e.strerror or e}") from None
-    return parse(text, path)
+    try:
+        data = _read_bounded(path, fd)
+    finally:
+        os.close(fd)
+    return parse(data.decode("utf-8", errors="replace"), path)
+
+
+def _read_bounded(path: str, fd: int) -> bytes:
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise SubnetEnvError(f"read {path}: not a regular file")
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := os.read(fd, MAX_BYTES + 1 - size):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_BYTES:
+                raise SubnetEnvError(f"read {path}: larger than {MAX_BYTES} bytes")
+    except OSError as e:
+        raise SubnetEnvError(f"read {path}: {e.strerror or e}") from None
+    return b"".join(chunks)

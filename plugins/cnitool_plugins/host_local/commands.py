@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
@@ -57,7 +58,8 @@ def cmd_add(args: CmdArgs) -> dict[str, Any]:
                 )
         except BaseException:
             for a in allocations:
-                store.release(ip_str(a.ip))
+                with contextlib.suppress(CNIError):  # the first failure is the one to report
+                    store.release(ip_str(a.ip))
             raise
         match = lease_content(cid, ifname)
         hint = [ip for ip in store.read_hint(cid, ifname) or [] if store.read_lease(ip) == match]
@@ -94,6 +96,8 @@ def _release(store: Store, cid: str, ifname: str) -> list[str]:
 
 def cmd_del(args: CmdArgs) -> None:
     conf = _load(args)
+    if not os.path.isdir(os.path.join(conf.data_dir, conf.name)):
+        return  # nothing was ever leased here: nothing to release, and nothing to create
     with Store(conf.name, conf.data_dir) as store:
         _release(store, args.container_id, args.ifname)
 
@@ -158,8 +162,8 @@ def cmd_gc(args: CmdArgs) -> None:
                 continue
             try:
                 store.release(ip)
-            except OSError as exc:
-                errors.append(f"{ip}: {exc.strerror}")
+            except CNIError as exc:
+                errors.append(exc.msg)
         for cid, ifname in list(store.hints()):
             if (cid, ifname) not in valid:
                 store.drop_hint(cid, ifname)

@@ -15,12 +15,22 @@ back and matched; a missing or stale hint falls back to a scan of the whole dire
 (leases made by the Go plugin never have a hint). A hint's content starts with ``#`` and
 spans several lines, so it can never equal a lease content the Go plugin looks for when it
 walks the directory (it walks sub-directories too).
+
+Every file is written whole or not at all: its content goes to a temporary file in
+``.pycni/tmp/`` (same file system), is fsynced, then linked (a lease: the link fails when
+the address is taken, as ``O_EXCL`` does) or renamed (``last_reserved_ip.N``, a hint) into
+place. A full disk thus leaves no empty or cut file. All writes happen under the lock and
+the directory goes when the store closes, so a temporary file found by the next holder of
+the lock was left by a crash, and is removed (only names of our own pattern).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import os
+import re
 from collections.abc import Iterator
 
 from cnitool.spec.errors import CNIError
@@ -31,6 +41,9 @@ LINE_BREAK = "\r\n"
 LAST_IP_PREFIX = "last_reserved_ip."
 LOCK_NAME = "lock"
 HINT_DIR = ".pycni"
+TMP_DIR = os.path.join(HINT_DIR, "tmp")
+_TMP_PREFIX = ".tmp-"
+_TMP_NAME = re.compile(r"\.tmp-[0-9]+-[0-9a-f]{16}")
 _HINT_HEADER = "#pycni host-local attachment hint v1"
 
 
@@ -56,11 +69,7 @@ class Store:
             os.makedirs(self.dir, 0o755, exist_ok=True)
         except OSError as exc:
             raise _io_error("cannot create lease directory", self.dir, exc) from None
-        lock_path = os.path.join(self.dir, LOCK_NAME)
-        try:
-            self._lock_fd = os.open(lock_path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o750)
-        except OSError as exc:
-            raise _io_error("cannot open lock file", lock_path, exc) from None
+        self._lock_fd = _open_lock(os.path.join(self.dir, LOCK_NAME))
 
     def close(self) -> None:
         if self._lock_fd >= 0:
@@ -68,15 +77,81 @@ class Store:
             self._lock_fd = -1
 
     def __enter__(self) -> Store:
+        if self._lock_fd < 0:  # a read-only directory: no one can change it, no lock needed
+            return self
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         except BaseException:
             self.close()
             raise
+        self._drop_temp_dir()  # what a crashed holder of the lock left
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._lock_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.join(self.dir, TMP_DIR))  # empty unless a write failed
         self.close()
+
+    # -- whole-file writes ---------------------------------------------------------------
+
+    def _drop_temp_dir(self) -> None:
+        """Remove our temporary files (left by a crash: every write is done under the
+        lock, which we hold) and their directory; one failed rmdir when there is none."""
+        tmp_dir = os.path.join(self.dir, TMP_DIR)
+        try:
+            os.rmdir(tmp_dir)
+            return
+        except OSError as exc:
+            if exc.errno != errno.ENOTEMPTY:
+                return
+        with contextlib.suppress(OSError):
+            for name in os.listdir(tmp_dir):
+                if _TMP_NAME.fullmatch(name):
+                    _discard(os.path.join(tmp_dir, name))
+            os.rmdir(tmp_dir)
+
+    def _temp_file(self, data: bytes) -> str:
+        """A new temporary file holding ``data``, fsynced: ready to be linked or renamed."""
+        tmp_dir = os.path.join(self.dir, TMP_DIR)
+        os.makedirs(tmp_dir, 0o755, exist_ok=True)
+        path = os.path.join(tmp_dir, f"{_TMP_PREFIX}{os.getpid()}-{os.urandom(8).hex()}")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            _discard(path)
+            raise
+        os.close(fd)
+        return path
+
+    def _replace(self, path: str, data: bytes) -> None:
+        """Put ``data`` at ``path`` whole, replacing what was there (OSError on failure)."""
+        tmp = self._temp_file(data)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            _discard(tmp)
+            raise
+
+    def _create(self, path: str, data: bytes) -> bool:
+        """Create ``path`` holding ``data`` whole; False when it exists (OSError on failure)."""
+        if os.path.lexists(path):  # taken: spare the write (the lock keeps this true)
+            return False
+        tmp = self._temp_file(data)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            if exc.errno not in _NO_LINKS:
+                raise
+            return _create_in_place(path, data)
+        finally:
+            _discard(tmp)
+        return True
 
     # -- leases --------------------------------------------------------------------------
 
@@ -87,28 +162,15 @@ class Store:
         """Create the lease file for ``ip``; False when it already exists."""
         fname = self.path(ip)
         try:
-            fd = os.open(fname, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-        except FileExistsError:
-            return False
+            if not self._create(fname, lease_content(container_id, ifname).encode()):
+                return False
         except OSError as exc:
             raise _io_error("cannot create lease file", fname, exc) from None
-        try:
-            try:
-                os.write(fd, lease_content(container_id, ifname).encode())
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            _unlink(fname)
-            raise _io_error("cannot write lease file", fname, exc) from None
         last = self.path(f"{LAST_IP_PREFIX}{range_id}")
         try:
-            fd = os.open(last, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-            try:
-                os.write(fd, ip.encode())
-            finally:
-                os.close(fd)
+            self._replace(last, ip.encode())
         except OSError as exc:
-            _unlink(fname)  # the caller sees an error, so it holds no lease either
+            _discard(fname)  # the caller sees an error, so it holds no lease either
             raise _io_error("cannot write", last, exc) from None
         return True
 
@@ -128,7 +190,12 @@ class Store:
             return None
 
     def release(self, ip: str) -> bool:
-        return _unlink(self.path(ip))
+        """Remove the lease file of ``ip``; False when there was none."""
+        fname = self.path(ip)
+        try:
+            return _unlink(fname)
+        except OSError as exc:
+            raise _io_error("cannot remove lease file", fname, exc) from None
 
     def scan(self) -> Iterator[tuple[str, str]]:
         """Every lease in the directory as (ip text, trimmed content)."""
@@ -190,23 +257,19 @@ class Store:
         if path is None:
             return
         if not ips:
-            _unlink(path)
+            _discard(path)
             return
-        # a hint name never starts with "." (see _hint_path): that marks the temporary file
-        tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}")
         try:
-            os.makedirs(os.path.dirname(path), 0o755, exist_ok=True)
-            with open(tmp, "w") as f:
-                f.write(_HINT_HEADER + "\n" + "".join(ip + "\n" for ip in ips))
-            os.replace(tmp, path)
+            self._replace(path, (_HINT_HEADER + "\n" + "".join(ip + "\n" for ip in ips)).encode())
         except OSError:
-            _unlink(tmp)
-            _unlink(path)
+            _discard(path)
 
     def drop_hint(self, container_id: str, ifname: str) -> None:
+        """Remove the attachment's hint, best effort: a hint left behind is never trusted
+        unchecked, and a DEL must not fail for it (on a read-only disk, say)."""
         path = self._hint_path(container_id, ifname)
         if path is not None:
-            _unlink(path)
+            _discard(path)
 
     def prune_hints(self, live: set[str]) -> None:
         """Drop the hints of attachments that own no lease (content not in ``live``).
@@ -231,6 +294,24 @@ class Store:
                 yield cid, ifname
 
 
+def _open_lock(path: str) -> int:
+    """Open (create when missing) the lock file; -1 when it is missing on a read-only disk.
+
+    A read-only disk still lets a DEL with nothing to release succeed, and an ADD fail
+    where it tries to create a lease, with that reason."""
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o750)
+    except OSError as exc:
+        if exc.errno != errno.EROFS:
+            raise _io_error("cannot open lock file", path, exc) from None
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return -1
+    except OSError as exc:
+        raise _io_error("cannot open lock file", path, exc) from None
+
+
 _IP_CHARS = "0123456789abcdefABCDEF.:"
 
 
@@ -253,12 +334,57 @@ def scan_dir(directory: str) -> Iterator[tuple[str, str]]:
         except OSError:
             continue
         try:
-            data = os.read(fd, 4096)
+            data = _read_all(fd)
         except OSError:  # a directory or something else that is no lease
             continue
         finally:
             os.close(fd)
         yield name, data.decode(errors="replace").strip()
+
+
+# A lease holds a container ID, which reaches a plugin through the environment, where one
+# string is at most 128 KiB (MAX_ARG_STRLEN): a longer file can be no lease of anyone's.
+MAX_LEASE_BYTES = 256 * 1024
+
+
+def _read_all(fd: int) -> bytes:
+    """The whole file (a lease is as long as its container ID), up to ``MAX_LEASE_BYTES``."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= MAX_LEASE_BYTES:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+# errno values of a file system without hard links (link(2) on vfat, some FUSE mounts)
+_NO_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK})
+
+
+def _create_in_place(path: str, data: bytes) -> bool:
+    """``O_EXCL`` create, write and fsync where links do not exist; removed on failure."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    except FileExistsError:
+        return False
+    try:
+        _write_all(fd, data)
+        os.fsync(fd)
+    except BaseException:
+        _discard(path)
+        raise
+    finally:
+        os.close(fd)
+    return True
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _unlink(path: str) -> bool:
@@ -267,3 +393,9 @@ def _unlink(path: str) -> bool:
         return True
     except FileNotFoundError:
         return False
+
+
+def _discard(path: str) -> None:
+    """Remove a file of our own bookkeeping if possible; any failure is ignored."""
+    with contextlib.suppress(OSError):
+        os.unlink(path)

@@ -17,7 +17,7 @@ from cnitool import skel
 from cnitool.spec import keys, results
 from cnitool.spec.errors import CNIError
 
-from .._lib import netns
+from .._lib import netns, statefile
 from . import config
 from .config import TuningConf
 
@@ -82,9 +82,7 @@ def _make_dirs(directory: str) -> None:
 def _write_backup(path: str, data: bytes) -> None:
     try:
         _make_dirs(os.path.dirname(path))
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+        statefile.write(path, data)
     except OSError as exc:
         raise CNIError(f'failed to save backup "{path}": {exc.strerror}') from None
 
@@ -105,10 +103,9 @@ def _apply(cmd: skel.CmdArgs, conf: TuningConf, sysctls: list[tuple[str, str, st
 
     with Netlink() as nl:
         link = _link(nl, cmd.ifname)
-        _write_backup(
-            config.backup_file(conf.data_dir, cmd.container_id, cmd.ifname),
-            backup_bytes(conf, link),
-        )
+        backup = config.backup_file(conf.data_dir, cmd.container_id, cmd.ifname)
+        saved = backup_bytes(conf, link)
+        _write_backup(backup, saved)
         try:
             if conf.mac:
                 nl.set_mac(link.index, config.parse_mac(conf.mac))
@@ -121,7 +118,22 @@ def _apply(cmd: skel.CmdArgs, conf: TuningConf, sysctls: list[tuple[str, str, st
             if conf.txqlen is not None:
                 nl.set_txqlen(link.index, conf.txqlen)
         except NetlinkError as exc:
+            _undo_tuning(cmd, backup, saved)
             raise CNIError(f'failed to tune "{cmd.ifname}": {exc}') from None
+
+
+def _undo_tuning(cmd: skel.CmdArgs, backup: str, saved: bytes) -> None:
+    """After a change failed part-way: put back what was saved and drop the backup, so the
+    failed ADD leaves neither (the reference leaves both for the runtime's DEL). When
+    restoring fails, the backup stays: that DEL retries it."""
+    from .._lib.netlink import NetlinkError
+
+    try:
+        _restore(cmd, json.loads(saved))
+    except (CNIError, NetlinkError) as exc:
+        _log(cmd, f"undoing the failed ADD: {exc}; backup {backup!r} kept for DEL")
+        return
+    _remove(cmd, backup)
 
 
 def cmd_add(cmd: skel.CmdArgs) -> results.Result:
@@ -149,9 +161,7 @@ def _log(cmd: skel.CmdArgs, msg: str) -> None:
 
 def _remove(cmd: skel.CmdArgs, path: str) -> None:
     try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
+        statefile.remove(path)
     except OSError as exc:
         _log(cmd, f'cannot remove backup "{path}": {exc.strerror}')
 
@@ -196,7 +206,10 @@ def cmd_del(cmd: skel.CmdArgs) -> None:
     """Restore from the backup and remove it. Never fails once the config is readable."""
     conf = _request(cmd, strict=False)
     path = config.backup_file(conf.data_dir, cmd.container_id, cmd.ifname)
-    if "/" in cmd.ifname or not os.path.exists(path):
+    if "/" in cmd.ifname:
+        return
+    if not os.path.exists(path):
+        statefile.discard_temp(path)  # a crash may have left it while writing the backup
         return
     try:
         saved = _load_backup(path)
