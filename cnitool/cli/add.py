@@ -141,22 +141,14 @@ def _stop_signals(handler: Any) -> Iterator[None]:
 def _rollback(
     cni: CNIConfig, net: NetworkConfigList, rt: RuntimeConf, created: bool
 ) -> list[Exception]:
-    """DEL every plugin of the chain in reverse order, going on past failures (one
-    plugin refusing DEL must not leave the others' interfaces and leases behind), then
-    remove the netns when this ADD ``created`` it and every DEL succeeded. SIGTERM and
-    SIGHUP are ignored meanwhile (and said so): the rollback is what they asked for."""
-    import dataclasses
-
-    problems: list[Exception] = []
+    """libcni's rollback of the ADD (DEL of every plugin, past failures), then removal of
+    the netns when this ADD ``created`` it and every DEL succeeded. SIGTERM and SIGHUP
+    are ignored meanwhile (and said so): the rollback is what they asked for."""
     with _stop_signals(_ignore_repeated):  # a runtime stopping us wants the cleanup done
-        for plugin in reversed(net.plugins):
-            try:
-                cni.del_network_list(dataclasses.replace(net, plugins=[plugin]), rt)
-            except Exception as err:  # noqa: BLE001 - collected and reported
-                problems.append(err)
+        problems = cni.rollback_add(net, rt)
     if created and not problems:
         _drop_created(rt.netns)
-    return problems
+    return problems.errors
 
 
 def _add_or_roll_back(

@@ -314,17 +314,40 @@ class CNIConfig:
         entry at all (after a failed ADD, or a second DEL).
         """
         self._validate_names(net, rt)
-        cached: Result | None = None
-        if cniversion.gte(net.cni_version, "0.4.0"):
-            try:
-                cached = self.get_cached_result(net, rt)
-            except CNIError as exc:
-                path = self.cache.file_path(net.name, rt.container_id, rt.ifname)
-                self._warn(f"warning: ignoring unreadable cached result {path}: {exc}")
-                cached = None
+        cached = self._cached_for_del(net, rt)
         for plugin in reversed(net.plugins):
             self._run(net, plugin, rt, "DEL", prev_result=cached)
         self.cache.delete(net.name, rt.container_id, rt.ifname)
+
+    def rollback_add(self, net: NetworkConfigList, rt: RuntimeConf) -> ErrorList:
+        """Undo a failed or interrupted ADD: DEL every plugin in reverse order, going on
+        past failures (one plugin refusing DEL must not leave the others' interfaces and
+        leases behind); the cache entry, if any, goes once every DEL succeeded. Returns
+        the failures, empty when the chain is gone."""
+        errors = ErrorList()
+        try:
+            self._validate_names(net, rt)
+        except CNIError as exc:
+            errors.add(exc)
+            return errors
+        cached = self._cached_for_del(net, rt)
+        for plugin in reversed(net.plugins):
+            errors.run(self._run, net, plugin, rt, "DEL", prev_result=cached)
+        if not errors:
+            errors.run(self.cache.delete, net.name, rt.container_id, rt.ifname)
+        return errors
+
+    def _cached_for_del(self, net: NetworkConfigList, rt: RuntimeConf) -> Result | None:
+        """The cached result a DEL passes on (0.4.0 on); an unreadable one is reported on
+        stderr and DEL goes on without it."""
+        if not cniversion.gte(net.cni_version, "0.4.0"):
+            return None
+        try:
+            return self.get_cached_result(net, rt)
+        except CNIError as exc:
+            path = self.cache.file_path(net.name, rt.container_id, rt.ifname)
+            self._warn(f"warning: ignoring unreadable cached result {path}: {exc}")
+            return None
 
     def get_status_network_list(self, net: NetworkConfigList) -> None:
         """STATUS every plugin in order (spec >= 1.1.0); the first error is raised."""

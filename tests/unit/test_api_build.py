@@ -313,6 +313,23 @@ def test_del_failure_keeps_cache_and_reports(tmp_path: Path) -> None:
     assert len(cni.cached_attachments("ctr1")) == 1  # kept so DEL can be retried
 
 
+def test_rollback_dels_every_plugin_past_failures_and_lists_them(tmp_path: Path) -> None:
+    fake = FakeExecutor({"bridge": CNIError("link busy", code=11), "portmap": CNIError("no")})
+    cni = make(tmp_path, fake)
+    errors = cni.rollback_add(netlist(), rt())
+    # portmap failed first, and bridge was still asked: nothing is left for lack of trying
+    assert fake.commands() == [("portmap", "DEL"), ("bridge", "DEL")]
+    assert [str(e) for e in errors] == [
+        'plugin type="portmap" failed (delete): no',
+        'plugin type="bridge" failed (delete): link busy',
+    ]
+    assert errors.code() == 999
+    fake.replies = {"bridge": RESULT_1}
+    cni.add_network_list(netlist(), rt())  # a cached attachment, as after a failed cache write
+    assert len(cni.rollback_add(netlist(), rt())) == 0
+    assert cni.cached_attachments("ctr1") == []  # every DEL succeeded: the entry is gone
+
+
 def test_del_tolerates_corrupt_cache(tmp_path: Path) -> None:
     fake = FakeExecutor()
     stderr = io.BytesIO()
