@@ -397,3 +397,15 @@ def test_subnet_file_must_be_a_small_regular_file(tmp_path: Path, kind: str) -> 
         "Check the flannel pod log for this node.",
     }
     assert not data_dir.exists()
+
+
+def test_a_delegate_that_is_not_found_leaves_no_scratch_file(tmp_path: Path) -> None:
+    """The delegate never ran, so there is nothing to DEL: the scratch file goes at once
+    (with no delegate to replay it, a kept file would stay for good)."""
+    sub = tmp_path / "subnet.env"
+    sub.write_text(GOOD)
+    conf = {"cniVersion": "1.0.0", "name": "n", "subnetFile": str(sub)}
+    out, code, _ = run("ADD", {**conf, "dataDir": str(tmp_path / "d")})
+    assert code == 1
+    assert out["msg"].startswith('failed to delegate add: failed to find plugin "bridge"')
+    assert os.listdir(tmp_path / "d") == []

@@ -13,6 +13,8 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from cnitool.spec.errors import ErrorList
+
 from . import firewall as fw
 from .firewall.names import format_chain_name
 
@@ -125,7 +127,7 @@ def teardown_ip_masq(
     chain = format_chain_name(network, container_id)
     families = sorted({i.version for i in _parse(ips)}) or [4, 6]
     choice = fw.requested(backend)
-    errors: list[str] = []
+    errors = ErrorList()
 
     def plan(p: fw.Plan) -> None:
         p.delete_jumps_to(chain, ["POSTROUTING"])
@@ -135,7 +137,7 @@ def teardown_ip_masq(
         try:
             backends = fw.teardown_backends(fam, choice)
         except fw.FirewallError as e:
-            errors.append(str(e))
+            errors.add(e)
             continue
         for be in backends:
             try:
@@ -143,9 +145,9 @@ def teardown_ip_masq(
             except fw.TableUnavailable:
                 continue  # nothing can have been set up where the table cannot be read
             except fw.FirewallError as e:
-                errors.append(f"{be.name} ipv{fam}: {e}")
+                errors.add(fw.FirewallError(f"{be.name} ipv{fam}: {e}"))
     if errors:
-        raise fw.FirewallError("failed to tear down ipMasq: " + "; ".join(errors))
+        raise fw.FirewallError("failed to tear down ipMasq: " + errors.text())
 
 
 # -- the plugins' steps (bridge, ptp) ---------------------------------------------------

@@ -155,18 +155,22 @@ def cmd_add(cmd: skel.CmdArgs) -> dict[str, Any]:
     try:
         return invoke.delegate_add(str(delegate["type"]), data, cmd.env, cmd.stderr)
     except CNIError as e:
-        _undo_delegate(cmd, str(delegate["type"]), data, scratch_path(data_dir, cmd.container_id))
+        path = scratch_path(data_dir, cmd.container_id)
+        ran = not isinstance(e, invoke.PluginNotFoundError)
+        _undo_delegate(cmd, str(delegate["type"]), data, path, ran)
         raise CNIError(f"failed to delegate add: {e}", code=e.code) from e
 
 
-def _undo_delegate(cmd: skel.CmdArgs, ptype: str, data: bytes, path: str) -> None:
+def _undo_delegate(cmd: skel.CmdArgs, ptype: str, data: bytes, path: str, ran: bool) -> None:
     """After a failed delegate ADD: DEL the delegate with the same config (undoing what it
     made before failing), then remove the scratch file, so a failed ADD leaves nothing.
-    When that DEL fails too, the file stays: the runtime's DEL replays it."""
+    When that DEL fails too, the file stays: the runtime's DEL replays it. A delegate
+    that could not be found never ran: there is nothing to undo."""
     from cnitool import invoke
 
     try:
-        invoke.delegate_del(ptype, data, cmd.env, cmd.stderr)
+        if ran:
+            invoke.delegate_del(ptype, data, cmd.env, cmd.stderr)
     except CNIError as e:
         print(f"delegate DEL after the failed ADD failed, {path} kept: {e}", file=cmd.stderr)
         return

@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from cnitool.skel import CmdArgs
-from cnitool.spec.errors import CNIError, InvalidConfigError, PluginNotAvailableError
+from cnitool.spec.errors import CNIError, ErrorList, InvalidConfigError, PluginNotAvailableError
 
 from . import config
 from .allocator import Allocation, Allocator
@@ -153,7 +153,7 @@ def cmd_gc(args: CmdArgs) -> None:
         )
         return
     valid_ids = {cid for cid, _ in valid}
-    errors: list[str] = []
+    errors = ErrorList()
     with Store(conf.name, conf.data_dir) as store:
         for ip, content in list(store.scan()):
             cid, sep, ifname = content.partition("\r\n")
@@ -163,12 +163,12 @@ def cmd_gc(args: CmdArgs) -> None:
             try:
                 store.release(ip)
             except CNIError as exc:
-                errors.append(exc.msg)
+                errors.add(CNIError(exc.msg, code=exc.code))
         for cid, ifname in list(store.hints()):
             if (cid, ifname) not in valid:
                 store.drop_hint(cid, ifname)
     if errors:
-        raise CNIError("host-local: GC could not release leases: " + "; ".join(errors))
+        raise CNIError("host-local: GC could not release leases: " + errors.text())
 
 
 def cmd_status(args: CmdArgs) -> None:

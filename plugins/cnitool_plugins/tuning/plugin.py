@@ -15,7 +15,7 @@ from typing import Any
 
 from cnitool import skel
 from cnitool.spec import keys, results
-from cnitool.spec.errors import CNIError
+from cnitool.spec.errors import CNIError, ErrorList
 
 from .._lib import netns, statefile
 from . import config
@@ -174,7 +174,7 @@ def _restore(cmd: skel.CmdArgs, saved: dict[str, Any]) -> bool:
         link = nl.link(cmd.ifname)
         if link is None:
             return False
-        errors = []
+        errors = ErrorList()
         steps: list[tuple[str, Any, Any]] = [
             ("MTU", saved.get("mtu"), nl.set_mtu),
             ("MAC address", saved.get("mac"), nl.set_mac),
@@ -190,9 +190,8 @@ def _restore(cmd: skel.CmdArgs, saved: dict[str, Any]) -> bool:
                     value = config.parse_mac(value)
                 setter(link.index, value)
             except (NetlinkError, CNIError, TypeError, ValueError) as exc:
-                errors.append(f"failed to restore {what}: {exc}")
-        if errors:
-            raise CNIError("; ".join(errors))
+                errors.add(CNIError(f"failed to restore {what}: {exc}"))
+        errors.raise_if_any()
         return True
 
 
