@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TextIO
 
-from cnitool.spec.errors import CNIError
+from cnitool.spec.errors import CNIError, ErrorList
 
 from .._lib import firewall as fw
 from .config import PortMapConf
@@ -58,13 +58,14 @@ def unforward_ports(conf: PortMapConf, log: TextIO | None = None) -> None:
     """Remove the container's chains and rules in both families and both backends (where
     their tables exist), found by chain name and by comment; mappings are not needed."""
     choice = conf.backend or "auto"
-    errors: list[str] = []
+    skipped = ErrorList()  # families or backends that could not be read
+    failed = ErrorList()  # teardowns that were tried and failed
     usable = 0
     for fam in (4, 6):
         try:
             backends = fw.teardown_backends(fam, choice)
         except fw.FirewallError as e:
-            errors.append(f"ipv{fam}: {e}")
+            skipped.add(CNIError(f"ipv{fam}: {e}"))
             continue
         for be in backends:
             try:
@@ -73,18 +74,18 @@ def unforward_ports(conf: PortMapConf, log: TextIO | None = None) -> None:
             except fw.TableUnavailable as e:
                 # like the reference: a family whose nat table cannot be read is skipped
                 # (an IPv6-less node must not fail every DEL)
-                errors.append(f"ipv{fam} nat table not usable ({be.name}): {e}")
+                skipped.add(CNIError(f"ipv{fam} nat table not usable ({be.name}): {e}"))
             except fw.FirewallError as e:
                 usable += 1
-                errors.append(f"could not teardown ipv{fam} dnat ({be.name}): {e}")
+                failed.add(CNIError(f"could not teardown ipv{fam} dnat ({be.name}): {e}"))
     if log is not None:
-        for line in errors:
-            print(line, file=log)
+        for err in (*skipped, *failed):
+            print(err, file=log)
     if usable == 0:
-        raise CNIError("neither iptables nor ip6tables usable", "; ".join(errors))
-    failed = [x for x in errors if x.startswith("could not teardown")]
+        raise CNIError("neither iptables nor ip6tables usable", skipped.text())
     if failed:
-        raise CNIError(failed[0], "; ".join(failed[1:]))
+        first, *rest = failed
+        raise CNIError(str(first), "; ".join(str(e) for e in rest))
 
 
 def _loose_match(want: fw.Rule, have: Sequence[fw.Rule]) -> bool:
