@@ -10,19 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .common import (
-    Settings,
-    UsageError,
-    attachment_options,
-    common_options,
-    describe_error,
-    dry_run_option,
-    fail,
-    is_named_netns_path,
-    load_attachment,
-    reporting,
-)
+from .dryrun import show_plan
+from .errors import UsageError, describe_error, fail, reporting
+from .options import attachment_options, common_options, dry_run_option
 from .output import note, render_result, write_json_result
+from .settings import Attachment, Settings, is_named_netns_path, load_attachment
 
 if TYPE_CHECKING:
     from ..libcni.api import CNIConfig
@@ -152,14 +144,19 @@ def _rollback(
 
 
 def _add_or_roll_back(
-    cni: CNIConfig, net: NetworkConfigList, rt: RuntimeConf, path: str, settings: Settings
+    cni: CNIConfig,
+    net: NetworkConfigList,
+    rt: RuntimeConf,
+    path: str,
+    settings: Settings,
+    *,
+    rollback: bool,
 ) -> Any:
     """Run ADD over the chain; when it fails, is interrupted (SIGINT) or stopped (SIGTERM,
     SIGHUP), DEL the chain again (unless --no-rollback) and report. A stop signal kills
     the running plugin's process group (as SIGINT does), then exits with 128 + signal."""
     from ..spec.errors import CNIError
 
-    rollback = not settings.extra.get("no_rollback")
     # a stop signal is held while the netns is made, so `created` is always known
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
     try:
@@ -207,7 +204,17 @@ def _add_or_roll_back(
 )
 @dry_run_option
 @common_options("auto: tables on a terminal, the result JSON (Go's bytes) otherwise.")
-def command(network: str, netns: str, **kw: Any) -> None:
+def command(
+    network: str,
+    netns: str,
+    ifname: str,
+    container_id: str | None,
+    cni_args: str,
+    cap_args: str,
+    dry_run: bool,
+    no_rollback: bool,
+    **common: Any,
+) -> None:
     """Attach NETNS to NETWORK: run ADD for each plugin of the network's configuration
     and print the final result.
 
@@ -219,12 +226,13 @@ def command(network: str, netns: str, **kw: Any) -> None:
     same way (then exit 130, 143 and 129). An attachment that is already cached is not added a second time (the spec
     forbids it): del it first.
     """
-    settings = Settings.from_kwargs(kw)
+    settings = Settings.from_options(**common)
+    attachment = Attachment(ifname, container_id, cni_args, cap_args)
     with reporting("add", settings.debug):
-        loaded = load_attachment(settings, network, netns, "ADD")
-        if loaded is None:
+        path, rt, net = load_attachment(settings, attachment, network, netns, "ADD")
+        if dry_run:
+            show_plan(settings, net, rt, "ADD")
             return
-        path, rt, net = loaded
         from ..spec.names import validate_new_interface_name
 
         validate_new_interface_name(rt.ifname)  # the Go plugins would leave their veth
@@ -232,7 +240,7 @@ def command(network: str, netns: str, **kw: Any) -> None:
         with _attach_lock(settings.cache_dir):
             _refuse_second_add(cni, net, rt)
             cni.find_plugins(net, "add")  # a missing plugin fails before anything runs
-            result = _add_or_roll_back(cni, net, rt, path, settings)
+            result = _add_or_roll_back(cni, net, rt, path, settings, rollback=not no_rollback)
     if result is None:  # every plugin answered with an empty result; Go prints nothing too
         return
     if settings.json_output():

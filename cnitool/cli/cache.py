@@ -8,7 +8,8 @@ from typing import Any
 
 import click
 
-from .common import (
+from .errors import reporting
+from .options import (
     F,
     attachment_arguments,
     cache_dir_option,
@@ -16,11 +17,10 @@ from .common import (
     debug_option,
     ifname_option,
     output_option,
-    reporting,
     stack_options,
-    wants_json,
 )
 from .output import print_table, write_json
+from .settings import wants_json
 
 
 @click.group("cache", short_help="Inspect the result cache of attachments.")
@@ -99,7 +99,7 @@ def _attachment_args(func: F) -> F:
 
 def _key(network: str, netns: str, container_id: str | None, ifname: str) -> tuple[str, str, str]:
     from ..spec.names import validate_container_id, validate_interface_name, validate_network_name
-    from .common import container_id_for, resolve_netns
+    from .settings import container_id_for, resolve_netns
 
     validate_network_name(network)
     cid = container_id or container_id_for(resolve_netns(netns))

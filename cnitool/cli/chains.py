@@ -17,8 +17,10 @@ from typing import Any
 
 import click
 
-from .common import debug_option, output_option, reporting, wants_json
+from .errors import reporting
+from .options import debug_option, output_option
 from .output import note, write_json
+from .settings import wants_json
 
 COMMENT_RE = re.compile(r'^(?:dnat |snat )?name: "(?P<net>.*)" id: "(?P<cid>.*)"$')
 HASHED_RE = re.compile(r"^CNI-(?:(?P<kind>DN|SN)-)?[0-9a-f]{21,24}$")

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from ..libcni.api import CNIConfig
     from ..libcni.config import NetworkConfigList
     from ..libcni.runtime import RuntimeConf
+    from .settings import Settings
 
 
 def plan(
@@ -75,3 +76,8 @@ def show(steps: list[dict[str, Any]], as_json: bool) -> None:
         )
         if "note" in step:
             out.print(plain(f"   ({step['note']})"))
+
+
+def show_plan(settings: Settings, net: NetworkConfigList, rt: RuntimeConf, verb: str) -> None:
+    """``--dry-run``: print what each plugin of ``verb`` would get, run nothing."""
+    show(plan(settings.cni_config(), net, rt, verb), settings.json_output())

@@ -6,15 +6,10 @@ from typing import Any
 
 import click
 
-from .common import (
-    NOTE_OUTPUT_HELP,
-    Settings,
-    UsageError,
-    common_options,
-    complete_network,
-    reporting,
-)
+from .errors import UsageError, reporting
+from .options import NOTE_OUTPUT_HELP, common_options, complete_network
 from .output import note
+from .settings import Settings
 
 
 def parse_valid(values: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -43,23 +38,23 @@ def parse_valid(values: tuple[str, ...]) -> list[tuple[str, str]]:
     "attachment of the network is deleted, as the Go tool does.",
 )
 @common_options(NOTE_OUTPUT_HELP)
-def command(network: str, netns: str | None, **kw: Any) -> None:
+def command(network: str, netns: str | None, valid: tuple[str, ...], **common: Any) -> None:
     """Run DEL for every cached attachment of NETWORK that is not --valid, then send GC
     to the plugins (cniVersion 1.1.0 and later).
 
     NETNS is accepted for compatibility with the Go tool and ignored. No output on success.
     """
-    settings = Settings.from_kwargs(kw)
+    settings = Settings.from_options(**common)
     with reporting("gc", settings.debug):
-        valid = parse_valid(settings.extra.get("valid", ()))
+        pairs = parse_valid(valid)
         net = settings.load_network(network)
         config = settings.cni_config()
-        wanted = set(valid)
+        wanted = set(pairs)
         kept = sum(
             1
             for att in config.cached_attachments()
             if att.network == net.name and (att.container_id, att.ifname) in wanted
         )
-        config.gc_network_list(net, valid or None)
+        config.gc_network_list(net, pairs or None)
     if not settings.json_output():
-        note(f"{network}: garbage collected" + (f" (kept {kept})" if valid else ""))
+        note(f"{network}: garbage collected" + (f" (kept {kept})" if pairs else ""))

@@ -14,17 +14,10 @@ from typing import Any
 
 import click
 
-from .common import (
-    DEFAULT_CACHE_DIR,
-    DEFAULT_CONF_DIR,
-    cache_dir_option,
-    conf_dir_option,
-    debug_option,
-    output_option,
-    reporting,
-    wants_json,
-)
+from .errors import reporting
+from .options import cache_dir_option, conf_dir_option, debug_option, output_option
 from .output import note, write_json
+from .settings import DEFAULT_CACHE_DIR, DEFAULT_CONF_DIR, wants_json
 
 DEFAULT_DATA_DIR = "/var/lib/cni/networks"
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import click
 
-from .common import debug_option, output_option, reporting, wants_json
+from .errors import reporting
+from .options import debug_option, output_option
 from .output import write_json
+from .settings import wants_json
 
 
 @click.group("netns", short_help="Create, list and delete named network namespaces.")

@@ -10,17 +10,10 @@ import click
 from ..spec.errors import CNIError
 from ..spec.names import validate_network_name
 from ..spec.version import ALL
-from .common import (
-    bin_dirs_option,
-    conf_dir_option,
-    debug_option,
-    output_option,
-    reporting,
-    split_bin_dirs,
-    timeout_option,
-    wants_json,
-)
+from .errors import reporting
+from .options import bin_dirs_option, conf_dir_option, debug_option, output_option, timeout_option
 from .output import print_table, write_json
+from .settings import split_bin_dirs, wants_json
 
 if TYPE_CHECKING:
     from ..invoke.exec import VersionInfo

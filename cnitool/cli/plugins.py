@@ -6,8 +6,10 @@ from typing import Any
 
 import click
 
-from .common import DEFAULT_BIN_DIR, debug_option, output_option, reporting, wants_json
+from .errors import reporting
+from .options import debug_option, output_option
 from .output import print_table, write_json
+from .settings import DEFAULT_BIN_DIR, wants_json
 
 _BIN_DIR_HELP = "CNI bin dir to manage."
 

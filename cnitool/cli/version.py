@@ -10,8 +10,9 @@ import click
 
 from .. import __version__
 from ..spec.version import CURRENT
-from .common import bin_dirs_option, output_option, split_bin_dirs, timeout_option, wants_json
+from .options import bin_dirs_option, output_option, timeout_option
 from .output import print_table, write_json
+from .settings import split_bin_dirs, wants_json
 
 if TYPE_CHECKING:
     from ..libcni.api import CNIConfig

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from cnitool.cli.common import container_id_for
+from cnitool.cli.settings import container_id_for
 
 pytestmark = pytest.mark.root
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cnitool.cli import common
+from cnitool.cli import errors
+from cnitool.cli import settings as common
 from cnitool.cli.main import COMMANDS, cli
 
 RESULT_100 = {
@@ -197,10 +198,10 @@ def test_error_line_names_plugin_verb_code_and_message() -> None:
     from cnitool.invoke import PluginExecError
 
     err = PluginExecError("bad", "very", code=7, plugin="bridge", verb="add")
-    assert common.describe_error(err, "add") == (
+    assert errors.describe_error(err, "add") == (
         "bridge add failed [code 7 invalid network config]: bad; very"
     )
-    assert common.describe_error(common.CNIError("x", code=150), "del") == (
+    assert errors.describe_error(common.CNIError("x", code=150), "del") == (
         "del failed [code 150 plugin-specific]: x"
     )
 
