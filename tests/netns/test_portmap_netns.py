@@ -288,7 +288,7 @@ def test_udp_conntrack_entries_for_mapped_ports_are_flushed(
     if shutil.which("conntrack") is None:
         pytest.skip("conntrack not installed (needed to create and list flows)")
     if via == "netlink":
-        from cnitool_plugins.portmap import commands
+        from cnitool_plugins.portmap import verbs as commands
 
         real = shutil.which
         monkeypatch.setattr(

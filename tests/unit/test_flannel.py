@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from cnitool_plugins.flannel import subnet_env
 from cnitool_plugins.flannel.__main__ import PLUGIN
-from cnitool_plugins.flannel.commands import build_delegate
+from cnitool_plugins.flannel.verbs import build_delegate
 
 from cnitool import invoke, skel
 from cnitool.spec.errors import CNIError
@@ -320,7 +320,7 @@ def test_flannel_import_is_light() -> None:
     import sys
 
     code = (
-        "import sys; import cnitool_plugins.flannel.__main__, cnitool_plugins.flannel.commands;"
+        "import sys; import cnitool_plugins.flannel.__main__, cnitool_plugins.flannel.verbs;"
         "bad=[m for m in ('pyroute2','iptc','click','rich') if m in sys.modules]; print(bad)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -84,5 +84,5 @@ def test_noop_add_path_imports_nothing_heavy(noop_launcher: Path, tmp_path: Path
     }
     out, modules = run_importtime(noop_launcher, env, b'{"cniVersion":"1.0.0","name":"n"}')
     assert out == b"{}"
-    assert "cnitool_plugins.noop.plugin" in modules
+    assert "cnitool_plugins.noop.verbs" in modules
     assert forbidden_in(modules) == []

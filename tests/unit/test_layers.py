@@ -55,3 +55,28 @@ def test_the_cli_finds_and_runs_plugins_through_cniconfig() -> None:
     allowed = {"invoke.PluginExecError", "invoke.exec.VersionInfo"}
     used = {(f, m) for f, m in relative_imports(ROOT / "cnitool" / "cli") if m.startswith("invoke")}
     assert {(f, m) for f, m in used if m not in allowed} == set()
+
+
+def test_every_plugin_has_the_same_shape() -> None:
+    """``verbs.py`` holds the verbs; ``__main__`` wires them as functions a static tool can
+    follow (no module or function named by a string)."""
+    import importlib
+
+    packages = sorted(
+        p.parent.name for p in (ROOT / "plugins" / "cnitool_plugins").glob("*/__main__.py")
+    )
+    assert len(packages) >= 9
+    for name in packages:
+        pkg = ROOT / "plugins" / "cnitool_plugins" / name
+        assert (pkg / "verbs.py").is_file(), name
+        main = importlib.import_module(f"cnitool_plugins.{name}.__main__")
+        for verb in ("add", "check", "delete", "status", "gc"):
+            func = getattr(main.PLUGIN, verb)
+            if func is not None:
+                assert func.__module__ == main.__name__, (name, verb)
+        calls = {
+            node.func.id
+            for node in ast.walk(ast.parse((pkg / "__main__.py").read_text()))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+        }
+        assert not calls & {"import_module", "lazy_verb", "__import__"}, name

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from cnitool_plugins._lib import shapes
 from cnitool_plugins.bridge import config as bridge_config
-from cnitool_plugins.bridge.plugin import _calc_gateways
+from cnitool_plugins.bridge.verbs import _calc_gateways
 from cnitool_plugins.ptp import config as ptp_config
 
 from cnitool import skel

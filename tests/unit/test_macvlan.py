@@ -152,7 +152,7 @@ def test_version_and_status_load_no_netlink_code() -> None:
         "for verb in ('VERSION', 'STATUS'):\n"
         "    out, rc = skel.run(PLUGIN, {'CNI_COMMAND': verb, 'CNI_PATH': '/x'}, conf)\n"
         "    assert rc == 0, out\n"
-        "heavy = [m for m in sys.modules if m.endswith(('.netlink', '.netns', '.plugin'))]\n"
+        "heavy = [m for m in sys.modules if m.endswith(('.netlink', '.netns', '.verbs'))]\n"
         "print(json.dumps(heavy))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

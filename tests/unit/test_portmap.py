@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from cnitool_plugins._lib import firewall as fw
 from cnitool_plugins._lib.firewall.model import Plan, TableState, parse_save
-from cnitool_plugins.portmap import commands, iptables, rules
+from cnitool_plugins.portmap import iptables, rules
+from cnitool_plugins.portmap import verbs as commands
 from cnitool_plugins.portmap.__main__ import PLUGIN
 from cnitool_plugins.portmap.config import container_nets, parse_config
 from test_firewall import APPENDIX_A, APPENDIX_A_LINES, CID
@@ -368,7 +369,7 @@ def test_portmap_version_and_add_paths_stay_light() -> None:
 
     code = (
         "import sys; import cnitool_plugins.portmap.__main__ as m;"
-        "import cnitool_plugins.portmap.commands;"
+        "import cnitool_plugins.portmap.verbs;"
         "print(sorted(x for x in ('pyroute2','iptc','click','rich') if x in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

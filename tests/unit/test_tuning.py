@@ -236,7 +236,7 @@ class FakeLink:
 
 
 def test_backup_bytes_match_the_reference_layout() -> None:
-    from cnitool_plugins.tuning.plugin import backup_bytes
+    from cnitool_plugins.tuning.verbs import backup_bytes
 
     c = load({"mac": "c2:11:22:33:44:55", "mtu": 1400})
     assert backup_bytes(c, FakeLink()) == b'{\n "mac": "0a:58:0a:00:00:07",\n "mtu": 1500\n}'

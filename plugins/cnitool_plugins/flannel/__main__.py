@@ -1,27 +1,43 @@
-"""Launcher entry for the flannel plugin (kept import-light: no netlink, no iptables)."""
+"""The flannel plugin's entry: its declaration (name, spec versions, config fields) and
+its verbs, each of which loads its module only when it runs (VERSION loads neither)."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from cnitool import __version__, skel
 from cnitool.spec.version import ALL
 
-from .._lib import lazy_verb, shapes
+from .._lib import shapes
 
-_COMMANDS = f"{__package__}.commands"
+if TYPE_CHECKING:
+    from cnitool.spec.results import Result
 
 
-def _check(cmd: skel.CmdArgs) -> None:
+def cmd_add(cmd: skel.CmdArgs) -> Result:
+    from . import verbs
+
+    return verbs.cmd_add(cmd)
+
+
+def cmd_del(cmd: skel.CmdArgs) -> None:
+    from . import verbs
+
+    return verbs.cmd_del(cmd)
+
+
+def cmd_check(cmd: skel.CmdArgs) -> None:
     return None  # like the reference plugin: nothing to check
 
 
 PLUGIN = skel.Plugin(
-    shape=shapes.FLANNEL,
     name="flannel",
     versions=ALL,
     about=f"CNI flannel plugin pycni {__version__}",
-    add=lazy_verb(_COMMANDS, "cmd_add"),
-    check=_check,
-    delete=lazy_verb(_COMMANDS, "cmd_del"),
+    shape=shapes.FLANNEL,
+    add=cmd_add,
+    check=cmd_check,
+    delete=cmd_del,
 )
 
 

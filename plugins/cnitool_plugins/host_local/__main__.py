@@ -1,28 +1,59 @@
-"""Entry of the host-local IPAM plugin (``host-local`` launcher).
-
-Kept light: the verbs import their logic on first use, and nothing here (or there) loads
-pyroute2 or any firewall code.
-"""
+"""The host-local plugin's entry: its declaration (name, spec versions, config fields) and
+its verbs, each of which loads its module only when it runs (VERSION loads neither)."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from cnitool import __version__, skel
 from cnitool.spec.version import ALL
 
-from .._lib import lazy_verb, shapes
+from .._lib import shapes
 
-_COMMANDS = f"{__package__}.commands"
+if TYPE_CHECKING:
+    from cnitool.spec.results import Result
+
+
+def cmd_add(cmd: skel.CmdArgs) -> Result:
+    from . import verbs
+
+    return verbs.cmd_add(cmd)
+
+
+def cmd_check(cmd: skel.CmdArgs) -> None:
+    from . import verbs
+
+    return verbs.cmd_check(cmd)
+
+
+def cmd_del(cmd: skel.CmdArgs) -> None:
+    from . import verbs
+
+    return verbs.cmd_del(cmd)
+
+
+def cmd_status(cmd: skel.CmdArgs) -> None:
+    from . import verbs
+
+    return verbs.cmd_status(cmd)
+
+
+def cmd_gc(cmd: skel.CmdArgs) -> None:
+    from . import verbs
+
+    return verbs.cmd_gc(cmd)
+
 
 PLUGIN = skel.Plugin(
-    shape=shapes.HOST_LOCAL,
     name="host-local",
     versions=ALL,
     about=f"CNI host-local plugin pycni {__version__}",
-    add=lazy_verb(_COMMANDS, "cmd_add"),
-    check=lazy_verb(_COMMANDS, "cmd_check"),
-    delete=lazy_verb(_COMMANDS, "cmd_del"),
-    gc=lazy_verb(_COMMANDS, "cmd_gc"),
-    status=lazy_verb(_COMMANDS, "cmd_status"),
+    shape=shapes.HOST_LOCAL,
+    add=cmd_add,
+    check=cmd_check,
+    delete=cmd_del,
+    status=cmd_status,
+    gc=cmd_gc,
 )
 
 

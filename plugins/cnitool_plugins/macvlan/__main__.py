@@ -1,22 +1,59 @@
-"""Launcher entry for the macvlan plugin (kept import-light: logic loads per verb)."""
+"""The macvlan plugin's entry: its declaration (name, spec versions, config fields) and
+its verbs, each of which loads its module only when it runs (VERSION loads neither)."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from cnitool import __version__, skel
 from cnitool.spec.version import ALL
 
-from .._lib import lazy_verb, shapes
+from .._lib import shapes
+
+if TYPE_CHECKING:
+    from cnitool.spec.results import Result
+
+
+def cmd_add(cmd: skel.CmdArgs) -> Result:
+    from . import verbs
+
+    return verbs.cmd_add(cmd)
+
+
+def cmd_check(cmd: skel.CmdArgs) -> None:
+    from . import verbs
+
+    return verbs.cmd_check(cmd)
+
+
+def cmd_del(cmd: skel.CmdArgs) -> None:
+    from . import verbs
+
+    return verbs.cmd_del(cmd)
+
+
+def cmd_status(cmd: skel.CmdArgs) -> None:
+    from . import config
+
+    return config.cmd_status(cmd)
+
+
+def cmd_gc(cmd: skel.CmdArgs) -> None:
+    from . import config
+
+    return config.cmd_gc(cmd)
+
 
 PLUGIN = skel.Plugin(
-    shape=shapes.MACVLAN,
     name="macvlan",
     versions=ALL,
     about=f"CNI macvlan plugin pycni {__version__}",
-    add=lazy_verb(f"{__package__}.plugin", "cmd_add"),
-    check=lazy_verb(f"{__package__}.plugin", "cmd_check"),
-    delete=lazy_verb(f"{__package__}.plugin", "cmd_del"),
-    status=lazy_verb(f"{__package__}.config", "cmd_status"),
-    gc=lazy_verb(f"{__package__}.config", "cmd_gc"),
+    shape=shapes.MACVLAN,
+    add=cmd_add,
+    check=cmd_check,
+    delete=cmd_del,
+    status=cmd_status,
+    gc=cmd_gc,
 )
 
 

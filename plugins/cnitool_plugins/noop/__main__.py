@@ -12,7 +12,7 @@ from . import ABOUT, DEFAULT_VERSIONS
 
 def _verb(command: str) -> skel.VerbFunc:
     def call(args: skel.CmdArgs) -> skel.RawOutput:
-        from .plugin import behave
+        from .verbs import behave
 
         return behave(args, command)
 
@@ -23,7 +23,7 @@ def _verb(command: str) -> skel.VerbFunc:
 def _versions(env: Mapping[str, str], stdin: bytes) -> tuple[str, ...]:
     if env.get("CNI_ARGS", "") == "":
         return DEFAULT_VERSIONS
-    from .plugin import supported_versions
+    from .verbs import supported_versions
 
     return supported_versions(env, stdin)
 

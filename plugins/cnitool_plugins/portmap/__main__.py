@@ -1,22 +1,45 @@
-"""Launcher entry for the portmap plugin (kept import-light)."""
+"""The portmap plugin's entry: its declaration (name, spec versions, config fields) and
+its verbs, each of which loads its module only when it runs (VERSION loads neither)."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from cnitool import __version__, skel
 from cnitool.spec.version import ALL
 
-from .._lib import lazy_verb, shapes
+from .._lib import shapes
 
-_COMMANDS = f"{__package__}.commands"
+if TYPE_CHECKING:
+    from cnitool.spec.results import Result
+
+
+def cmd_add(cmd: skel.CmdArgs) -> Result:
+    from . import verbs
+
+    return verbs.cmd_add(cmd)
+
+
+def cmd_check(cmd: skel.CmdArgs) -> None:
+    from . import verbs
+
+    return verbs.cmd_check(cmd)
+
+
+def cmd_del(cmd: skel.CmdArgs) -> None:
+    from . import verbs
+
+    return verbs.cmd_del(cmd)
+
 
 PLUGIN = skel.Plugin(
-    shape=shapes.PORTMAP,
     name="portmap",
     versions=ALL,
     about=f"CNI portmap plugin pycni {__version__}",
-    add=lazy_verb(_COMMANDS, "cmd_add"),
-    check=lazy_verb(_COMMANDS, "cmd_check"),
-    delete=lazy_verb(_COMMANDS, "cmd_del"),
+    shape=shapes.PORTMAP,
+    add=cmd_add,
+    check=cmd_check,
+    delete=cmd_del,
 )
 
 

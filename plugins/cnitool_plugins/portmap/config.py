@@ -32,7 +32,7 @@ class PortMapConf:
     external_set_mark_chain: str | None = None
     conditions_v4: list[str] | None = None
     conditions_v6: list[str] | None = None
-    backend: str | None = None  # "iptablesBackend" after the env override (commands._conf)
+    backend: str | None = None  # "iptablesBackend" after the env override (verbs._conf)
     mappings: list[PortMapping] = field(default_factory=list)
     prev_result: dict[str, Any] | None = None
     cont_net4: ipaddress.IPv4Interface | None = None
