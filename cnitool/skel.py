@@ -32,7 +32,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
 
 from cnitool.spec import keys, names, netconf
 from cnitool.spec import version as versions
@@ -68,45 +68,7 @@ _ENV_TABLE: tuple[tuple[str, frozenset[str], Callable[[str], None] | None], ...]
 _GATES = {"CHECK": "0.4.0", "GC": "1.1.0", "STATUS": "1.1.0"}
 
 
-class _Frozen:
-    """Immutable record with keyword/positional construction, equality and repr.
-
-    Subclasses declare ``__slots__`` (the field order) and a typed ``__init__`` that
-    passes every field in that order. Written by hand rather than with ``dataclasses``:
-    importing that module (and the ``inspect`` it pulls in) costs about 6 ms on every
-    plugin exec.
-    """
-
-    __slots__: tuple[str, ...] = ()
-
-    def __init__(self, *values: Any) -> None:
-        for key, value in zip(self.__slots__, values, strict=True):
-            object.__setattr__(self, key, value)
-
-    def __setattr__(self, key: str, value: Any) -> None:
-        raise AttributeError(f"{type(self).__name__} is immutable")
-
-    def __delattr__(self, key: str) -> None:
-        raise AttributeError(f"{type(self).__name__} is immutable")
-
-    def _values(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, k) for k in self.__slots__)
-
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        assert isinstance(other, _Frozen)
-        return self._values() == other._values()
-
-    def __hash__(self) -> int:
-        return hash(self._values())
-
-    def __repr__(self) -> str:
-        inner = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__)
-        return f"{type(self).__name__}({inner})"
-
-
-class CmdArgs(_Frozen):
+class CmdArgs(NamedTuple):
     """Everything a verb callable gets: the CNI_* values, stdin and where to log.
 
     ``env`` is the whole environment of the call (for delegation), ``stderr`` where the
@@ -114,19 +76,6 @@ class CmdArgs(_Frozen):
     matched to them as the Go decoder matches struct fields).
     """
 
-    __slots__ = (
-        "command",
-        "container_id",
-        "netns",
-        "ifname",
-        "args",
-        "path",
-        "netns_override",
-        "stdin_data",
-        "env",
-        "stderr",
-        "shape",
-    )
     command: str
     container_id: str
     netns: str
@@ -137,38 +86,10 @@ class CmdArgs(_Frozen):
     stdin_data: bytes
     env: Mapping[str, str]
     stderr: TextIO
-    shape: keys.Shape
-
-    def __init__(
-        self,
-        command: str,
-        container_id: str,
-        netns: str,
-        ifname: str,
-        args: str,
-        path: str,
-        netns_override: bool,
-        stdin_data: bytes,
-        env: Mapping[str, str],
-        stderr: TextIO,
-        shape: keys.Shape = keys.NETCONF,
-    ) -> None:
-        super().__init__(
-            command,
-            container_id,
-            netns,
-            ifname,
-            args,
-            path,
-            netns_override,
-            stdin_data,
-            env,
-            stderr,
-            shape,
-        )
+    shape: keys.Shape = keys.NETCONF
 
     def __hash__(self) -> int:
-        return hash(self._values()[:8])  # env, stderr and shape are not hashable
+        return hash(tuple(self)[:8])  # env, stderr and shape are not hashable
 
     def config(self) -> dict[str, Any]:
         """The request configuration (stdin) as a dict, its keys spelled as the plugin's
@@ -186,16 +107,12 @@ class CmdArgs(_Frozen):
         return versions.normalize(value if isinstance(value, str) else "")
 
 
-class RawOutput(_Frozen):
+class RawOutput(NamedTuple):
     """A verb's output printed verbatim instead of a converted result (test plugins),
     optionally with a non-zero exit status after a successful run."""
 
-    __slots__ = ("data", "exit_code")
-    data: bytes
-    exit_code: int
-
-    def __init__(self, data: bytes = b"", exit_code: int = 0) -> None:
-        super().__init__(data, exit_code)
+    data: bytes = b""
+    exit_code: int = 0
 
 
 AddFunc = Callable[[CmdArgs], "Result | RawOutput | None"]
@@ -203,7 +120,7 @@ VerbFunc = Callable[[CmdArgs], RawOutput | None]
 VersionsFunc = Callable[[Mapping[str, str], bytes], Sequence[str]]
 
 
-class Plugin(_Frozen):
+class Plugin(NamedTuple):
     """A plugin's declaration: identity, supported versions and one callable per verb.
 
     A verb left as None succeeds without doing anything. ``dynamic_versions``
@@ -213,45 +130,16 @@ class Plugin(_Frozen):
     fields when not given.
     """
 
-    __slots__ = (
-        "name",
-        "versions",
-        "about",
-        "add",
-        "check",
-        "delete",
-        "status",
-        "gc",
-        "dynamic_versions",
-        "shape",
-    )
     name: str
     versions: tuple[str, ...]
     about: str
-    add: AddFunc | None
-    check: VerbFunc | None
-    delete: VerbFunc | None
-    status: VerbFunc | None
-    gc: VerbFunc | None
-    dynamic_versions: VersionsFunc | None
-    shape: keys.Shape
-
-    def __init__(
-        self,
-        name: str,
-        versions: tuple[str, ...],
-        about: str,
-        add: AddFunc | None = None,
-        check: VerbFunc | None = None,
-        delete: VerbFunc | None = None,
-        status: VerbFunc | None = None,
-        gc: VerbFunc | None = None,
-        dynamic_versions: VersionsFunc | None = None,
-        shape: keys.Shape = keys.NETCONF,
-    ) -> None:
-        super().__init__(
-            name, versions, about, add, check, delete, status, gc, dynamic_versions, shape
-        )
+    add: AddFunc | None = None
+    check: VerbFunc | None = None
+    delete: VerbFunc | None = None
+    status: VerbFunc | None = None
+    gc: VerbFunc | None = None
+    dynamic_versions: VersionsFunc | None = None
+    shape: keys.Shape = keys.NETCONF
 
 
 def _supported(plugin: Plugin, env: Mapping[str, str], stdin: bytes) -> list[str]:

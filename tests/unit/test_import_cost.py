@@ -7,6 +7,7 @@ every module the interpreter imported, so the test reads the real import set.
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -85,4 +86,44 @@ def test_noop_add_path_imports_nothing_heavy(noop_launcher: Path, tmp_path: Path
     out, modules = run_importtime(noop_launcher, env, b'{"cniVersion":"1.0.0","name":"n"}')
     assert out == b"{}"
     assert "cnitool_plugins.noop.verbs" in modules
+    assert forbidden_in(modules) == []
+
+
+# Every plugin call starts a fresh interpreter, so the plugins' records are NamedTuples
+# (``typing`` is loaded anyway) and mutable state is plain classes: ``dataclasses`` (with
+# the ``inspect`` it pulls in) would cost every exec several milliseconds.
+EXEC_PATH_BUDGET = ("dataclasses", "inspect")
+CALLS = {
+    # plugin: (verb, config); the netns names nothing, so the plugins stop early but only
+    # after loading their verb modules (portmap's DEL loads the whole firewall layer)
+    "bridge": ("ADD", {"ipam": {"type": "host-local"}}),
+    "ptp": ("ADD", {"ipam": {"type": "host-local"}}),
+    "macvlan": ("ADD", {"master": "eth0"}),
+    "loopback": ("ADD", {}),
+    "tuning": ("ADD", {"prevResult": {"cniVersion": "1.0.0"}, "mtu": 1400}),
+    "portmap": ("DEL", {"runtimeConfig": {"portMappings": []}, "iptablesBackend": "nft"}),
+    "flannel": ("DEL", {}),
+    "host-local": ("DEL", {"ipam": {"type": "host-local", "subnet": "10.9.0.0/24"}}),
+}
+
+
+@pytest.mark.parametrize("plugin", sorted(CALLS))
+def test_plugin_exec_paths_stay_in_the_import_budget(plugin: str, tmp_path: Path) -> None:
+    launchers.install(str(tmp_path / "bin"), [plugin], compile_bytecode=False)
+    verb, extra = CALLS[plugin]
+    conf = {"cniVersion": "1.0.0", "name": "n", "type": plugin, "dataDir": str(tmp_path), **extra}
+    if "ipam" in conf:
+        conf["ipam"] = {**conf["ipam"], "dataDir": str(tmp_path / "leases")}
+    env = {
+        "CNI_COMMAND": verb,
+        "CNI_CONTAINERID": "c1",
+        "CNI_NETNS": "/nonexistent/netns",
+        "CNI_IFNAME": "eth0",
+        "CNI_PATH": str(tmp_path / "bin"),
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+    }
+    _, modules = run_importtime(tmp_path / "bin" / plugin, env, json.dumps(conf).encode())
+    package = "cnitool_plugins." + plugin.replace("-", "_")
+    assert f"{package}.verbs" in modules  # the call reached the plugin's verbs
+    assert [m for m in EXEC_PATH_BUDGET if m in modules] == []
     assert forbidden_in(modules) == []

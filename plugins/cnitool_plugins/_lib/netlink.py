@@ -16,7 +16,7 @@ import os
 import socket
 import struct
 import time
-from typing import Any
+from typing import NamedTuple
 
 AF_UNSPEC = 0
 AF_INET = 2
@@ -177,51 +177,10 @@ def _paths(attrs: dict[int, bytes]) -> list[tuple[int, str]]:
     return out
 
 
-# -- data types --------------------------------------------------------------------------
-class _Record:
-    """Plain value record: keyword construction from the annotated fields, ==, repr.
-
-    (``dataclasses`` would cost ~6 ms of imports on every plugin exec.)
-    """
-
-    __slots__: tuple[str, ...] = ()
-
-    def __init__(self, **values: Any) -> None:
-        for key in self.__slots__:
-            setattr(self, key, values.pop(key, None))
-        if values:
-            raise TypeError(f"unknown fields {sorted(values)}")
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and all(
-            getattr(self, k) == getattr(other, k) for k in self.__slots__
-        )
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        inner = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__)
-        return f"{type(self).__name__}({inner})"
-
-
-class Link(_Record):
-    __slots__ = (
-        "index",
-        "name",
-        "mac",
-        "mtu",
-        "kind",
-        "flags",
-        "master",
-        "oper",
-        "peer_index",
-        "promisc",
-        "vlan_filtering",
-        "macvlan_mode",
-        "allmulti",
-        "txqlen",
-    )
-    index: int
+# -- data types (records are NamedTuples, as everywhere on the plugins' exec path) ---------
+class Link(NamedTuple):
+    # the kernel's name for it; shadows tuple.index, which nothing here calls
+    index: int  # type: ignore[assignment]
     name: str
     mac: str
     mtu: int
@@ -241,14 +200,13 @@ class Link(_Record):
         return bool(self.flags & IFF_UP)
 
 
-class Addr(_Record):
-    __slots__ = ("address", "prefixlen", "family", "scope", "flags", "index")
+class Addr(NamedTuple):
     address: str
     prefixlen: int
     family: int
     scope: int
     flags: int
-    index: int
+    index: int  # type: ignore[assignment]  # the link's ifindex (see Link.index)
 
     @property
     def cidr(self) -> str:
@@ -259,8 +217,7 @@ class Addr(_Record):
         return ipaddress.ip_interface(self.cidr)
 
 
-class Route(_Record):
-    __slots__ = ("dst", "gateway", "oif", "scope", "table", "priority", "src", "family")
+class Route(NamedTuple):
     dst: str  # CIDR; "0.0.0.0/0" / "::/0" for defaults
     gateway: str
     oif: int

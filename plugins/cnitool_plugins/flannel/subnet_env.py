@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import stat
-from dataclasses import dataclass, field
 
 from cnitool.spec.errors import CNIError
 
@@ -16,14 +15,16 @@ class SubnetEnvError(CNIError):
     """subnet.env is unreadable, malformed or incomplete."""
 
 
-@dataclass
 class SubnetEnv:
-    networks: list[Network] = field(default_factory=list)
-    subnet: Network | None = None
-    ip6_networks: list[Network] = field(default_factory=list)
-    ip6_subnet: Network | None = None
-    mtu: int | None = None
-    ipmasq: bool | None = None
+    """What subnet.env says; filled in line by line by :func:`parse`."""
+
+    def __init__(self) -> None:
+        self.networks: list[Network] = []
+        self.subnet: Network | None = None
+        self.ip6_networks: list[Network] = []
+        self.ip6_subnet: Network | None = None
+        self.mtu: int | None = None
+        self.ipmasq: bool | None = None
 
     def missing_fields(self) -> list[str]:
         out: list[str] = []

@@ -11,6 +11,7 @@ from cnitool.spec.errors import CNIError, InvalidConfigError
 from cnitool.spec.jsonfmt import dumps_compact
 
 from .._lib import statefile
+from .._lib.netconf import typed
 
 if TYPE_CHECKING:
     from .subnet_env import SubnetEnv
@@ -23,21 +24,12 @@ DEFAULT_DATA_DIR = "/var/lib/cni/flannel"
 
 
 def _str_key(conf: dict[str, Any], key: str, default: str) -> str:
-    v = conf.get(key)
-    if v is None or v == "":
-        return default
-    if not isinstance(v, str):
-        raise InvalidConfigError(f'failed to load netconf: "{key}" must be a string, got {v!r}')
-    return v
+    return str(typed(conf, key, str, "", error=InvalidConfigError)) or default
 
 
 def _obj_key(conf: dict[str, Any], key: str) -> dict[str, Any] | None:
-    v = conf.get(key)
-    if v is None:
-        return None
-    if not isinstance(v, dict):
-        raise InvalidConfigError(f'failed to load netconf: "{key}" must be an object, got {v!r}')
-    return dict(v)
+    value = typed(conf, key, dict, None, error=InvalidConfigError)
+    return None if value is None else dict(value)
 
 
 def _routes(ipam: dict[str, Any]) -> list[dict[str, Any]]:

@@ -14,6 +14,8 @@ from cnitool.spec import args as cni_args
 from cnitool.spec.errors import CNIError
 from cnitool.spec.version import gte
 
+from .._lib.netconf import typed
+
 DEFAULT_DATA_DIR = "/var/lib/cni/networks"
 
 IP = tuple[int, int]  # (family, integer value)
@@ -281,15 +283,6 @@ def _routes(raw: Any) -> list[dict[str, Any]]:
     return out
 
 
-def _str_field(obj: dict[str, Any], key: str, where: str) -> str:
-    value = obj.get(key)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise ConfigError(f"{where}.{key}: expected a string, got {_show(value)}")
-    return value
-
-
 def load(conf: dict[str, Any], env_args: str) -> IPAMConfig:
     """The IPAM configuration of a request, validated like the reference's LoadIPAMConfig."""
     ipam = conf.get("ipam")
@@ -362,13 +355,13 @@ def load(conf: dict[str, Any], env_args: str) -> IPAMConfig:
             if s1.overlaps(sets[j]):
                 raise ConfigError(f"range set {i} overlaps with {j}")
 
-    data_dir = _str_field(ipam, "dataDir", "ipam") or DEFAULT_DATA_DIR
+    data_dir = typed(ipam, "dataDir", str, "", "ipam.", error=ConfigError) or DEFAULT_DATA_DIR
     return IPAMConfig(
         name=str(conf.get("name", "")),
         cni_version=cni_version,
         ranges=sets,
         data_dir=data_dir,
-        resolv_conf=_str_field(ipam, "resolvConf", "ipam"),
+        resolv_conf=typed(ipam, "resolvConf", str, "", "ipam.", error=ConfigError),
         routes=_routes(ipam.get("routes")),
         requested=requested,
     )

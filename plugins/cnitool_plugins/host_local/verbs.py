@@ -17,12 +17,12 @@ from .store import Store, lease_content
 RESULT_VERSION = "1.1.0"
 
 
-def _load(args: CmdArgs) -> config.IPAMConfig:
-    return config.load(args.config(), args.args)
+def _load(cmd: CmdArgs) -> config.IPAMConfig:
+    return config.load(cmd.config(), cmd.args)
 
 
-def cmd_add(args: CmdArgs) -> dict[str, Any]:
-    conf = _load(args)
+def cmd_add(cmd: CmdArgs) -> dict[str, Any]:
+    conf = _load(cmd)
     result: dict[str, Any] = {"cniVersion": RESULT_VERSION}
     dns: dict[str, Any] = {}
     if conf.resolv_conf:
@@ -30,7 +30,7 @@ def cmd_add(args: CmdArgs) -> dict[str, Any]:
 
         dns = parse_resolv_conf(conf.resolv_conf)
 
-    cid, ifname = args.container_id, args.ifname
+    cid, ifname = cmd.container_id, cmd.ifname
     requested = list(dict.fromkeys(conf.requested))  # de-duplicated, request order kept
     allocations: list[Allocation] = []
     with Store(conf.name, conf.data_dir) as store:
@@ -94,12 +94,12 @@ def _release(store: Store, cid: str, ifname: str) -> list[str]:
     return released
 
 
-def cmd_del(args: CmdArgs) -> None:
-    conf = _load(args)
+def cmd_del(cmd: CmdArgs) -> None:
+    conf = _load(cmd)
     if not os.path.isdir(os.path.join(conf.data_dir, conf.name)):
         return  # nothing was ever leased here: nothing to release, and nothing to create
     with Store(conf.name, conf.data_dir) as store:
-        _release(store, args.container_id, args.ifname)
+        _release(store, cmd.container_id, cmd.ifname)
 
 
 def _owns_any(store: Store, cid: str, ifname: str) -> bool:
@@ -110,12 +110,12 @@ def _owns_any(store: Store, cid: str, ifname: str) -> bool:
     return bool(store.get_by_id(cid, ifname))
 
 
-def cmd_check(args: CmdArgs) -> None:
-    conf = _load(args)
+def cmd_check(cmd: CmdArgs) -> None:
+    conf = _load(cmd)
     with Store(conf.name, conf.data_dir) as store:
-        found = _owns_any(store, args.container_id, args.ifname)
+        found = _owns_any(store, cmd.container_id, cmd.ifname)
     if not found:
-        raise CNIError(f"host-local: Failed to find address added by container {args.container_id}")
+        raise CNIError(f"host-local: Failed to find address added by container {cmd.container_id}")
 
 
 def _valid_attachments(raw: dict[str, Any]) -> set[tuple[str, str]] | None:
@@ -138,10 +138,10 @@ def _valid_attachments(raw: dict[str, Any]) -> set[tuple[str, str]] | None:
     return out
 
 
-def cmd_gc(args: CmdArgs) -> None:
+def cmd_gc(cmd: CmdArgs) -> None:
     """Release every lease whose attachment is not in the valid list (a full scan)."""
-    raw = args.config()
-    conf = config.load(raw, args.args)
+    raw = cmd.config()
+    conf = config.load(raw, cmd.args)
     valid = _valid_attachments(raw)
     if valid is None:
         # libcni sends no list when its caller gives none (cnitool gc does so after DELing
@@ -149,7 +149,7 @@ def cmd_gc(args: CmdArgs) -> None:
         # other runtimes sharing the data dir, so nothing is released.
         print(
             'host-local: GC request without "cni.dev/valid-attachments": nothing released',
-            file=args.stderr,
+            file=cmd.stderr,
         )
         return
     valid_ids = {cid for cid, _ in valid}
@@ -171,9 +171,9 @@ def cmd_gc(args: CmdArgs) -> None:
         raise CNIError("host-local: GC could not release leases: " + errors.text())
 
 
-def cmd_status(args: CmdArgs) -> None:
+def cmd_status(cmd: CmdArgs) -> None:
     """Ready when the configuration is valid and the lease directory is writable."""
-    conf = _load(args)
+    conf = _load(cmd)
     directory = os.path.join(conf.data_dir, conf.name)
     try:
         store = Store(conf.name, conf.data_dir)

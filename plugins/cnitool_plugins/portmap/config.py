@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from cnitool.spec.errors import InvalidConfigError
 
@@ -14,29 +13,41 @@ DEFAULT_MARK_BIT = 13
 PROTOCOLS = ("tcp", "udp", "sctp")
 
 
-@dataclass(frozen=True)
-class PortMapping:
+class PortMapping(NamedTuple):
     host_port: int
     container_port: int
     protocol: str
     host_ip: str = ""
 
 
-@dataclass
 class PortMapConf:
-    name: str
-    container_id: str
-    snat: bool = True
-    masq_all: bool = False
-    mark_masq_bit: int = DEFAULT_MARK_BIT
-    external_set_mark_chain: str | None = None
-    conditions_v4: list[str] | None = None
-    conditions_v6: list[str] | None = None
-    backend: str | None = None  # "iptablesBackend" after the env override (verbs._conf)
-    mappings: list[PortMapping] = field(default_factory=list)
-    prev_result: dict[str, Any] | None = None
-    cont_net4: ipaddress.IPv4Interface | None = None
-    cont_net6: ipaddress.IPv6Interface | None = None
+    """The checked configuration; the verbs fill in the backend and the container nets."""
+
+    def __init__(
+        self,
+        name: str,
+        container_id: str,
+        snat: bool = True,
+        masq_all: bool = False,
+        mark_masq_bit: int = DEFAULT_MARK_BIT,
+        external_set_mark_chain: str | None = None,
+        conditions_v4: list[str] | None = None,
+        conditions_v6: list[str] | None = None,
+        mappings: list[PortMapping] | None = None,
+    ) -> None:
+        self.name = name
+        self.container_id = container_id
+        self.snat = snat
+        self.masq_all = masq_all
+        self.mark_masq_bit = mark_masq_bit
+        self.external_set_mark_chain = external_set_mark_chain
+        self.conditions_v4 = conditions_v4
+        self.conditions_v6 = conditions_v6
+        self.backend: str | None = None  # "iptablesBackend" after the env override
+        self.mappings: list[PortMapping] = [] if mappings is None else mappings
+        self.prev_result: dict[str, Any] | None = None
+        self.cont_net4: ipaddress.IPv4Interface | None = None
+        self.cont_net6: ipaddress.IPv6Interface | None = None
 
 
 def _bool(conf: dict[str, Any], key: str, default: bool) -> bool:

@@ -9,7 +9,6 @@ Layout (table ``nat``, names fixed so the reference plugin and this one interope
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
 
 from .._lib.firewall import Rule, format_chain_name
 from .config import PortMapConf, PortMapping
@@ -26,14 +25,22 @@ MAX_COMMENT = 255
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 
-@dataclass
 class ChainSpec:
     """A chain, its rules, and the rules in other chains that jump to it."""
 
-    name: str
-    rules: list[Rule] = field(default_factory=list)
-    entry_rules: list[Rule] = field(default_factory=list)
-    prepend_entry: bool = False
+    __slots__ = ("name", "rules", "entry_rules", "prepend_entry")
+
+    def __init__(
+        self,
+        name: str,
+        rules: list[Rule] | None = None,
+        entry_rules: list[Rule] | None = None,
+        prepend_entry: bool = False,
+    ) -> None:
+        self.name = name
+        self.rules: list[Rule] = [] if rules is None else rules
+        self.entry_rules: list[Rule] = [] if entry_rules is None else entry_rules
+        self.prepend_entry = prepend_entry
 
 
 def mark_def(bit: int) -> str:

@@ -14,14 +14,14 @@ from cnitool.spec import args as cni_args
 from cnitool.spec.errors import CNIError
 from cnitool.spec.keys import fold
 
+from .._lib import netconf
+from .._lib.netconf import typed
+
 DEFAULT_DATA_DIR = "/run/cni/tuning"
 # Private: tests point this elsewhere; there is deliberately no environment override.
 _ALLOWLIST_PATH = "/etc/cni/tuning/allowlist.conf"
 PROC_SYS = "/proc/sys"
 NET_PREFIX = "/proc/sys/net/"
-
-_MAC_SEP = re.compile(r"^[0-9A-Fa-f]{2}([:-])[0-9A-Fa-f]{2}(\1[0-9A-Fa-f]{2})*$")
-_MAC_DOT = re.compile(r"^[0-9A-Fa-f]{4}(\.[0-9A-Fa-f]{4})*$")
 
 
 class TuningConf:
@@ -46,17 +46,12 @@ class TuningConf:
 
 
 def parse_mac(value: str) -> str:
-    """A hardware address in any of the spellings Go's ``net.ParseMAC`` takes (colons,
-    dashes, dotted quads of hex; 6, 8 or 20 bytes) as lower-case colon form."""
-    if _MAC_SEP.match(value):
-        octets = re.split("[:-]", value)
-    elif _MAC_DOT.match(value):
-        octets = [g[i : i + 2] for g in value.split(".") for i in (0, 2)]
-    else:
-        octets = []
-    if len(octets) not in (6, 8, 20):
-        raise CNIError(f"invalid args {value} for MAC addr: address {value}: invalid MAC address")
-    return ":".join(o.lower() for o in octets)
+    """A hardware address in any spelling Go's ``net.ParseMAC`` takes, in lower-case colon
+    form; the reference's error otherwise."""
+    try:
+        return netconf.parse_mac(value)
+    except CNIError as exc:
+        raise CNIError(f"invalid args {value} for MAC addr: {exc}") from None
 
 
 def decode(stdin: bytes) -> dict[str, Any]:
@@ -102,28 +97,17 @@ def _sysctl_map(value: Any, where: str) -> dict[str, str]:
     return dict(value)
 
 
-def _typed(obj: dict[str, Any], key: str, kind: type, where: str) -> Any:
-    value = obj.get(key)
-    if value is None:
-        return None
-    ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
-    if not ok:
-        name = {str: "a string", int: "an integer", bool: "a boolean"}[kind]
-        raise CNIError(f'failed to load netconf: "{where}{key}" must be {name}, got {value!r}')
-    return value
-
-
 def load(raw: dict[str, Any], env_args: str) -> TuningConf:
     """Merge the settings: config < CNI_ARGS ``MAC`` < ``runtimeConfig.mac`` < ``args.cni``."""
     conf = TuningConf()
     conf.raw = raw
-    conf.data_dir = _typed(raw, "dataDir", str, "") or DEFAULT_DATA_DIR
+    conf.data_dir = typed(raw, "dataDir", str, None) or DEFAULT_DATA_DIR
     conf.sysctl = _sysctl_map(raw.get("sysctl"), "sysctl")
-    conf.mac = _typed(raw, "mac", str, "") or ""
-    conf.promisc = bool(_typed(raw, "promisc", bool, ""))
-    conf.mtu = _typed(raw, "mtu", int, "") or 0
-    conf.allmulti = _typed(raw, "allmulti", bool, "")
-    conf.txqlen = _typed(raw, "txQLen", int, "")
+    conf.mac = typed(raw, "mac", str, None) or ""
+    conf.promisc = bool(typed(raw, "promisc", bool, None))
+    conf.mtu = typed(raw, "mtu", int, None) or 0
+    conf.allmulti = typed(raw, "allmulti", bool, None)
+    conf.txqlen = typed(raw, "txQLen", int, None)
 
     if env_args:
         mac = cni_args.load_args(env_args, ("MAC",)).get("MAC", "")
@@ -132,7 +116,7 @@ def load(raw: dict[str, Any], env_args: str) -> TuningConf:
 
     rc = raw.get("runtimeConfig")
     if isinstance(rc, dict):
-        conf.mac = _typed(rc, "mac", str, "runtimeConfig.") or conf.mac
+        conf.mac = typed(rc, "mac", str, None, "runtimeConfig.") or conf.mac
 
     a = raw.get("args")
     cni = a.get("cni") if isinstance(a, dict) else None
@@ -140,19 +124,19 @@ def load(raw: dict[str, Any], env_args: str) -> TuningConf:
         if not isinstance(cni, dict):
             raise CNIError('failed to load netconf: "args.cni" must be an object')
         conf.sysctl.update(_sysctl_map(cni.get("sysctl"), "args.cni.sysctl"))
-        mac = _typed(cni, "mac", str, "args.cni.")
+        mac = typed(cni, "mac", str, None, "args.cni.")
         if mac is not None:
             conf.mac = mac
-        promisc = _typed(cni, "promisc", bool, "args.cni.")
+        promisc = typed(cni, "promisc", bool, None, "args.cni.")
         if promisc is not None:
             conf.promisc = promisc
-        mtu = _typed(cni, "mtu", int, "args.cni.")
+        mtu = typed(cni, "mtu", int, None, "args.cni.")
         if mtu is not None:
             conf.mtu = mtu
-        allmulti = _typed(cni, "allmulti", bool, "args.cni.")
+        allmulti = typed(cni, "allmulti", bool, None, "args.cni.")
         if allmulti is not None:
             conf.allmulti = allmulti
-        txqlen = _typed(cni, "txQLen", int, "args.cni.")
+        txqlen = typed(cni, "txQLen", int, None, "args.cni.")
         if txqlen is not None:
             conf.txqlen = txqlen
 

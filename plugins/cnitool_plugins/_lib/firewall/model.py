@@ -9,7 +9,7 @@ written without root.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 _PLAIN = frozenset("_-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ./:,![]")
 
@@ -63,8 +63,7 @@ def tokenize(line: str) -> list[str]:
     return out
 
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(NamedTuple):
     """One rule: the chain it lives in and its canonical argument tokens (no ``-A chain``)."""
 
     chain: str
@@ -88,13 +87,34 @@ class Rule:
         return ""
 
 
-@dataclass
 class TableState:
     """A table as read from a backend: chains in order, each with its rules (and counters)."""
 
-    table: str
-    chains: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)
-    counters: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    __slots__ = ("table", "chains", "counters")
+
+    def __init__(
+        self,
+        table: str,
+        chains: dict[str, list[tuple[str, ...]]] | None = None,
+        counters: dict[str, list[tuple[int, int]]] | None = None,
+    ) -> None:
+        self.table = table
+        self.chains: dict[str, list[tuple[str, ...]]] = {} if chains is None else chains
+        self.counters: dict[str, list[tuple[int, int]]] = {} if counters is None else counters
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TableState):
+            return NotImplemented
+        return (self.table, self.chains, self.counters) == (
+            other.table,
+            other.chains,
+            other.counters,
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return f"TableState(table={self.table!r}, chains={len(self.chains)})"
 
     def has_chain(self, name: str) -> bool:
         return name in self.chains
@@ -154,8 +174,7 @@ def parse_save(text: str, table: str) -> TableState:
 # --- planned changes -------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Op:
+class Op(NamedTuple):
     """One change: kind is new|flush|append|insert|delete|delete_chain."""
 
     kind: str
