@@ -23,7 +23,6 @@ from ..spec import version as cniversion
 from ..spec.errors import INTERNAL, CNIError, DecodingError
 from .find import go_quote
 
-CNI_VARS = ("CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_ARGS", "CNI_PATH")
 ETXTBSY_ATTEMPTS = 6
 ETXTBSY_DELAY = 1.0
 

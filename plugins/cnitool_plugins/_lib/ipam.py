@@ -68,14 +68,14 @@ def exec_gc(cmd: CmdArgs, plugin_type: str) -> None:
 
 
 def prev_result(conf: Mapping[str, Any]) -> Result | None:
-    """``prevResult`` from the request, converted to the 1.1.0 shape (None when absent)."""
+    """``prevResult`` from the request (``netconf.prev_result``), converted to the 1.1.0
+    shape the link plugins work on (None when absent)."""
     from cnitool.spec import results
 
-    raw = conf.get("prevResult")
-    if raw is None:
-        return None
-    res = results.new_result(raw, str(conf.get("cniVersion") or ""))
-    return results.convert(res, "1.1.0")
+    from .netconf import prev_result as read
+
+    res = read(conf)
+    return None if res is None else results.convert(res, "1.1.0")
 
 
 def prev_cidrs(raw: Mapping[str, Any], ifname: str) -> list[str]:

@@ -120,6 +120,29 @@ def mac_from_config(conf: Mapping[str, Any], cni_args: str) -> str:
     return str(typed(rc, "mac", str, "")) or mac
 
 
+# -- prevResult -------------------------------------------------------------------------
+def prev_result(conf: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The request's ``prevResult``, checked and normalised in its own spec version (the
+    config's ``cniVersion`` when it names none): what a chained plugin echoes back. None
+    when absent."""
+    from cnitool.spec import results
+
+    raw = conf.get("prevResult")
+    if raw is None:
+        return None
+    return results.new_result(raw, str(conf.get("cniVersion") or ""))
+
+
+def required_prev_result(
+    conf: Mapping[str, Any], refusal: str, error: type[CNIError] = CNIError
+) -> dict[str, Any]:
+    """:func:`prev_result` for a plugin that must be chained: ``error(refusal)`` without."""
+    prev = prev_result(conf)
+    if prev is None:
+        raise error(refusal)
+    return prev
+
+
 # -- other common keys ------------------------------------------------------------------
 def dns_override(conf: Mapping[str, Any]) -> dict[str, Any] | None:
     """The config's ``dns`` when any part of it is set (it then replaces the IPAM DNS)."""

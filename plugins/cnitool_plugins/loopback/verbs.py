@@ -10,6 +10,7 @@ from cnitool.spec.errors import CNIError
 from cnitool.spec.version import LEGACY
 
 from .._lib import netns
+from .._lib.netconf import prev_result
 
 LO = "lo"
 
@@ -42,11 +43,9 @@ def cmd_add(cmd: skel.CmdArgs) -> dict[str, Any]:
     conf = cmd.config()
     with netns.NetNS(cmd.netns) as ns:
         v4, v6 = ns.run(_bring_up)
-    prev = conf.get("prevResult")
+    prev = prev_result(conf)
     if prev is not None:
-        from cnitool.spec import results
-
-        return results.new_result(prev, cmd.cni_version)
+        return prev
     result: dict[str, Any] = {
         "cniVersion": "1.1.0",
         "interfaces": [{"name": LO, "mac": "00:00:00:00:00:00", "sandbox": cmd.netns}],

@@ -10,9 +10,9 @@ from typing import Any, TextIO
 
 from cnitool import skel
 from cnitool.spec.errors import CNIError, InvalidConfigError
-from cnitool.spec.results import new_result
 
 from .._lib import firewall as fw
+from .._lib.netconf import required_prev_result
 from .config import PortMapConf, parse_config
 from .iptables import check_ports, forward_ports, unforward_ports
 
@@ -123,9 +123,7 @@ def _rollback(conf: PortMapConf, log: TextIO) -> None:
 
 def cmd_add(cmd: skel.CmdArgs) -> dict[str, Any]:
     conf, raw = _conf(cmd)
-    if conf.prev_result is None:
-        raise InvalidConfigError("must be called as chained plugin")
-    prev = new_result(dict(conf.prev_result), version=cmd.cni_version)
+    prev = required_prev_result(raw, "must be called as chained plugin", InvalidConfigError)
     if not conf.mappings:
         return prev
     nets = [n for n in (conf.cont_net4, conf.cont_net6) if n is not None]

@@ -18,19 +18,16 @@ from cnitool.spec import keys, results
 from cnitool.spec.errors import CNIError, ErrorList
 
 from .._lib import netns, statefile
+from .._lib.netconf import required_prev_result
 from . import config
 from .config import TuningConf
+
+MISSING_PREV = "Required prevResult missing"
 
 
 def _request(cmd: skel.CmdArgs, strict: bool) -> TuningConf:
     raw = keys.decode(config.decode(cmd.stdin_data), cmd.shape) if strict else cmd.config()
     return config.load(raw, cmd.args)
-
-
-def _prev_result(cmd: skel.CmdArgs, conf: TuningConf) -> results.Result:
-    if conf.prev_result is None:
-        raise CNIError("Required prevResult missing")
-    return results.new_result(conf.prev_result, cmd.cni_version)
 
 
 def _sysctl_paths(conf: TuningConf, ifname: str) -> list[tuple[str, str, str]]:
@@ -141,7 +138,7 @@ def cmd_add(cmd: skel.CmdArgs) -> results.Result:
     config.check_allowlist(conf.sysctl)
     if "/" in cmd.ifname:  # refused even when there are no sysctls
         config.sysctl_path("net", cmd.ifname)
-    result = _prev_result(cmd, conf)
+    result = required_prev_result(conf.raw, MISSING_PREV)
     sysctls = _sysctl_paths(conf, cmd.ifname)
     with netns.NetNS(cmd.netns) as ns:
         ns.run(_apply, cmd, conf, sysctls)
@@ -275,7 +272,7 @@ def _verify(cmd: skel.CmdArgs, conf: TuningConf, sysctls: list[tuple[str, str, s
 
 def cmd_check(cmd: skel.CmdArgs) -> None:
     conf = _request(cmd, strict=True)
-    _prev_result(cmd, conf)
+    required_prev_result(conf.raw, MISSING_PREV)
     sysctls = _sysctl_paths(conf, cmd.ifname)
     with netns.NetNS(cmd.netns) as ns:
         ns.run(_verify, cmd, conf, sysctls)
