@@ -32,7 +32,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from cnitool.spec import keys, names, netconf
 from cnitool.spec import version as versions
@@ -46,6 +46,7 @@ from cnitool.spec.errors import (
     IOFailureError,
 )
 from cnitool.spec.jsonfmt import dumps_compact, loads, type_name
+from cnitool.spec.record import Record
 
 if TYPE_CHECKING:
     from cnitool.spec.results import Result  # only ADD loads the result types
@@ -68,7 +69,7 @@ _ENV_TABLE: tuple[tuple[str, frozenset[str], Callable[[str], None] | None], ...]
 _GATES = {"CHECK": "0.4.0", "GC": "1.1.0", "STATUS": "1.1.0"}
 
 
-class CmdArgs(NamedTuple):
+class CmdArgs(Record):
     """Everything a verb callable gets: the CNI_* values, stdin and where to log.
 
     ``env`` is the whole environment of the call (for delegation), ``stderr`` where the
@@ -89,7 +90,7 @@ class CmdArgs(NamedTuple):
     shape: keys.Shape = keys.NETCONF
 
     def __hash__(self) -> int:
-        return hash(tuple(self)[:8])  # env, stderr and shape are not hashable
+        return hash(self._values()[:8])  # env, stderr and shape are not hashable
 
     def config(self) -> dict[str, Any]:
         """The request configuration (stdin) as a dict, its keys spelled as the plugin's
@@ -107,7 +108,7 @@ class CmdArgs(NamedTuple):
         return versions.normalize(value if isinstance(value, str) else "")
 
 
-class RawOutput(NamedTuple):
+class RawOutput(Record):
     """A verb's output printed verbatim instead of a converted result (test plugins),
     optionally with a non-zero exit status after a successful run."""
 
@@ -120,7 +121,7 @@ VerbFunc = Callable[[CmdArgs], RawOutput | None]
 VersionsFunc = Callable[[Mapping[str, str], bytes], Sequence[str]]
 
 
-class Plugin(NamedTuple):
+class Plugin(Record):
     """A plugin's declaration: identity, supported versions and one callable per verb.
 
     A verb left as None succeeds without doing anything. ``dynamic_versions``

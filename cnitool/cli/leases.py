@@ -107,7 +107,8 @@ def collect(
             for a in mine
         }
         # read-only view: no lock is taken or created
-        for ip_text, cid, ifname in inspect.leases(os.path.join(data_dir, name)):
+        for lease in inspect.leases(os.path.join(data_dir, name)):
+            ip_text, cid, ifname = lease.ip, lease.container_id, lease.ifname
             set_index = None if sets is None else inspect.range_set_of(sets, ip_text)
             if ifname:
                 key = (cid, ifname)

@@ -16,11 +16,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
-from typing import IO, Any, NamedTuple
+from typing import IO, Any
 
 from ..spec import jsonfmt, keys
 from ..spec import version as cniversion
 from ..spec.errors import INTERNAL, CNIError, DecodingError
+from ..spec.record import Record
 from .find import go_quote
 
 ETXTBSY_ATTEMPTS = 6
@@ -31,7 +32,7 @@ ETXTBSY_DELAY = 1.0
 StderrSink = IO[bytes] | IO[str] | None
 
 
-class VersionInfo(NamedTuple):
+class VersionInfo(Record):
     """A plugin's VERSION answer."""
 
     cni_version: str

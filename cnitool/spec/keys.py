@@ -61,7 +61,8 @@ class Shape:
         given again replaces the embedded one, as the outer struct's field does in Go."""
         merged = dict(self.fields)
         for name in fields:
-            for old in [n for n in merged if fold(n) == fold(name)]:
+            old = self._index.get(fold(name))
+            if old is not None:
                 del merged[old]
         merged.update(fields)
         return Shape(merged)

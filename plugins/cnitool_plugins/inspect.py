@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
+
+from cnitool.spec.record import Record
 
 if TYPE_CHECKING:
     from ._lib.firewall.model import TableState
 
 
-class Lease(NamedTuple):
+class Lease(Record):
     """One host-local lease file: the address, and the attachment recorded in it (an
     empty ``ifname`` for the older id-only format)."""
 

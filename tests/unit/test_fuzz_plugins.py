@@ -10,8 +10,8 @@ in the plugin's state directories (leases, hints, scratch files, backups, temp f
 State directories, the subnet file and CNI_PATH are always redirected to a temp dir; the
 netns paths name nothing, so the plugins stop before touching the kernel. The seed is
 fixed (the same cases in every CI run); ``PYCNI_FUZZ_EXAMPLES=5000 pytest -k fuzz`` runs
-a longer, freshly randomised campaign by hand. The figures are printed at the end of
-the run.
+a longer, freshly randomised campaign by hand (``PYCNI_FUZZ_LOG=file`` also writes every
+case and its outcome there). The figures are printed at the end of the run.
 """
 
 from __future__ import annotations
@@ -295,6 +295,9 @@ def test_fuzz_plugin_inputs(name: str, tmp_path_factory: pytest.TempPathFactory)
         call_env = {**env, "CNI_PATH": str(tmp / "bin")}
         out, code, err = run(plugin, call_env, stdin)
         figures["cases"] += 1
+        if os.environ.get("PYCNI_FUZZ_LOG"):
+            with open(os.environ["PYCNI_FUZZ_LOG"], "a") as log:
+                log.write(f"{name} {env} {stdin[:200]!r} -> {code} {out[:120]!r}\n")
         figures["exit 0" if code == 0 else "CNI error"] += 1
         problem = check_protocol(env["CNI_COMMAND"], out, code, err)
         if not problem and env["CNI_COMMAND"] == "ADD" and code == 0:

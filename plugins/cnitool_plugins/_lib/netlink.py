@@ -16,7 +16,8 @@ import os
 import socket
 import struct
 import time
-from typing import NamedTuple
+
+from cnitool.spec.record import Record
 
 AF_UNSPEC = 0
 AF_INET = 2
@@ -177,10 +178,9 @@ def _paths(attrs: dict[int, bytes]) -> list[tuple[int, str]]:
     return out
 
 
-# -- data types (records are NamedTuples, as everywhere on the plugins' exec path) ---------
-class Link(NamedTuple):
-    # the kernel's name for it; shadows tuple.index, which nothing here calls
-    index: int  # type: ignore[assignment]
+# -- data types ---------------------------------------------------------------------------
+class Link(Record):
+    index: int
     name: str
     mac: str
     mtu: int
@@ -200,13 +200,13 @@ class Link(NamedTuple):
         return bool(self.flags & IFF_UP)
 
 
-class Addr(NamedTuple):
+class Addr(Record):
     address: str
     prefixlen: int
     family: int
     scope: int
     flags: int
-    index: int  # type: ignore[assignment]  # the link's ifindex (see Link.index)
+    index: int
 
     @property
     def cidr(self) -> str:
@@ -217,7 +217,7 @@ class Addr(NamedTuple):
         return ipaddress.ip_interface(self.cidr)
 
 
-class Route(NamedTuple):
+class Route(Record):
     dst: str  # CIDR; "0.0.0.0/0" / "::/0" for defaults
     gateway: str
     oif: int

@@ -111,15 +111,17 @@ class Store:
                     _discard(os.path.join(tmp_dir, name))
             os.rmdir(tmp_dir)
 
-    def _temp_file(self, data: bytes) -> str:
-        """A new temporary file holding ``data``, fsynced: ready to be linked or renamed."""
+    def _temp_file(self, data: bytes, durable: bool = True) -> str:
+        """A new temporary file holding ``data`` (fsynced when ``durable``): ready to be
+        linked or renamed."""
         tmp_dir = os.path.join(self.dir, TMP_DIR)
         os.makedirs(tmp_dir, 0o755, exist_ok=True)
         path = os.path.join(tmp_dir, f"{_TMP_PREFIX}{os.getpid()}-{os.urandom(8).hex()}")
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         try:
             _write_all(fd, data)
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         except BaseException:
             os.close(fd)
             _discard(path)
@@ -127,9 +129,10 @@ class Store:
         os.close(fd)
         return path
 
-    def _replace(self, path: str, data: bytes) -> None:
-        """Put ``data`` at ``path`` whole, replacing what was there (OSError on failure)."""
-        tmp = self._temp_file(data)
+    def _replace(self, path: str, data: bytes, durable: bool = True) -> None:
+        """Put ``data`` at ``path`` whole, replacing what was there (OSError on failure);
+        fsynced first when ``durable``."""
+        tmp = self._temp_file(data, durable)
         try:
             os.replace(tmp, path)
         except BaseException:
@@ -260,7 +263,10 @@ class Store:
             _discard(path)
             return
         try:
-            self._replace(path, (_HINT_HEADER + "\n" + "".join(ip + "\n" for ip in ips)).encode())
+            # whole but not fsynced: a hint is an index, checked against the leases on
+            # every read, and one lost in a crash only costs a scan
+            text = _HINT_HEADER + "\n" + "".join(ip + "\n" for ip in ips)
+            self._replace(path, text.encode(), durable=False)
         except OSError:
             _discard(path)
 
@@ -349,8 +355,11 @@ MAX_LEASE_BYTES = 256 * 1024
 
 def _read_all(fd: int) -> bytes:
     """The whole file (a lease is as long as its container ID), up to ``MAX_LEASE_BYTES``."""
-    chunks: list[bytes] = []
-    size = 0
+    first = os.read(fd, 4096)
+    if len(first) < 4096:  # a regular file read short is read whole: the usual lease
+        return first
+    chunks = [first]
+    size = len(first)
     while size <= MAX_LEASE_BYTES:
         chunk = os.read(fd, 65536)
         if not chunk:

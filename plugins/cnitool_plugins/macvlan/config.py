@@ -9,10 +9,11 @@ MTU limit it sets are resolved by the verbs, in the right namespace.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 from cnitool import skel
 from cnitool.spec.errors import CNIError
+from cnitool.spec.record import Record
 
 from .._lib import ipam
 from .._lib.netconf import dns_override, ethernet_mac, ipam_type, mac_from_config, typed
@@ -23,7 +24,7 @@ MODE_NAMES = {v: k for k, v in MODES.items()}
 _U32_MAX = 0xFFFFFFFF
 
 
-class MacvlanConf(NamedTuple):
+class MacvlanConf(Record):
     raw: dict[str, Any]
     master: str  # "" = the interface of the default route
     mode: str  # one of MODES

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, NamedTuple
+from typing import Any
 
 from cnitool.spec.errors import InvalidConfigError
+from cnitool.spec.record import Record
 
 from .._lib.netconf import typed
 
@@ -13,7 +14,7 @@ DEFAULT_MARK_BIT = 13
 PROTOCOLS = ("tcp", "udp", "sctp")
 
 
-class PortMapping(NamedTuple):
+class PortMapping(Record):
     host_port: int
     container_port: int
     protocol: str

@@ -3,16 +3,17 @@ netlink code)."""
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 from cnitool import skel
 from cnitool.spec.errors import CNIError
+from cnitool.spec.record import Record
 
 from .._lib import ipam
 from .._lib.netconf import dns_override, ipam_type, masq_backend, typed
 
 
-class PtpConf(NamedTuple):
+class PtpConf(Record):
     raw: dict[str, Any]
     network: str
     ip_masq: bool

@@ -9,7 +9,8 @@ written without root.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import NamedTuple
+
+from cnitool.spec.record import Record
 
 _PLAIN = frozenset("_-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ./:,![]")
 
@@ -63,7 +64,7 @@ def tokenize(line: str) -> list[str]:
     return out
 
 
-class Rule(NamedTuple):
+class Rule(Record):
     """One rule: the chain it lives in and its canonical argument tokens (no ``-A chain``)."""
 
     chain: str
@@ -174,7 +175,7 @@ def parse_save(text: str, table: str) -> TableState:
 # --- planned changes -------------------------------------------------------------------
 
 
-class Op(NamedTuple):
+class Op(Record):
     """One change: kind is new|flush|append|insert|delete|delete_chain."""
 
     kind: str
