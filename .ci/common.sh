@@ -6,12 +6,16 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${PYCNI_VENV:-$REPO/.venv}"
 APT_PACKAGES=(python3-venv python3-pip iproute2 iptables nftables conntrack containernetworking-plugins)
+# what only the tests need: a real runtime (podman on runc) and a static busybox for the
+# container's root file system
+APT_TEST_PACKAGES=(podman runc busybox-static)
 
 log() { printf '\n==> %s\n' "$*" >&2; }
 
+# install_apt [extra packages]: the packages every set-up needs, plus the given ones
 install_apt() {
     local missing=()
-    for pkg in "${APT_PACKAGES[@]}"; do
+    for pkg in "${APT_PACKAGES[@]}" "$@"; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
             || missing+=("$pkg")
     done
