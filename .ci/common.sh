@@ -6,9 +6,9 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${PYCNI_VENV:-$REPO/.venv}"
 APT_PACKAGES=(python3-venv python3-pip iproute2 iptables nftables conntrack containernetworking-plugins)
-# what only the tests need: a real runtime (podman on runc) and a static busybox for the
-# container's root file system
-APT_TEST_PACKAGES=(podman runc busybox-static)
+# what only the tests need: real runtimes (podman on runc, containerd's CRI) and a static
+# busybox for a container's root file system and the sandbox's pause image
+APT_TEST_PACKAGES=(podman runc containerd busybox-static)
 
 log() { printf '\n==> %s\n' "$*" >&2; }
 
