@@ -297,3 +297,52 @@ def test_python_iptables_import_from_threads_leaves_no_global_change() -> None:
     if out.stdout.startswith("SKIP"):
         pytest.skip(out.stdout)
     assert out.stdout.split("\n")[:2] == [str([True] * 8), "True False False"], out.stdout
+
+
+def _tokenize_by_character(line: str) -> list[str]:
+    """The reference tokenizer: one character at a time, as iptables-restore reads."""
+    out: list[str] = []
+    cur: list[str] = []
+    in_quote = have = False
+    i, n = 0, len(line)
+    while i < n:
+        c = line[i]
+        if in_quote:
+            if c == "\\" and i + 1 < n:
+                cur.append(line[i + 1])
+                i += 2
+                continue
+            if c == '"':
+                in_quote = False
+            else:
+                cur.append(c)
+        elif c == '"':
+            in_quote = have = True
+        elif c in " \t\n":
+            if cur or have:
+                out.append("".join(cur))
+                cur, have = [], False
+        else:
+            cur.append(c)
+        i += 1
+    if cur or have:
+        out.append("".join(cur))
+    return out
+
+
+def test_tokenize_agrees_with_the_character_reader() -> None:
+    from cnitool_plugins._lib.firewall.model import quote, tokenize
+    from hypothesis import given, seed, settings
+    from hypothesis import strategies as st
+
+    pieces = st.sampled_from(['"', "\\", " ", "\t", "a", "-j", "x y", '\\"', "é", "\n", ""])
+
+    @seed(7)
+    @settings(max_examples=2000, deadline=None, database=None)
+    @given(st.lists(pieces, max_size=12).map("".join))
+    def same(line: str) -> None:
+        assert tokenize(line) == _tokenize_by_character(line)
+
+    same()
+    rule = ["-m", "comment", "--comment", 'name: "n" id: "c\\1"', "-j", "X", ""]
+    assert tokenize(" ".join(quote(t) for t in rule)) == rule
