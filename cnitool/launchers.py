@@ -7,8 +7,20 @@ looks like this::
 
     #!/abs/path/to/python -I
     # pycni plugin launcher: host-local (managed by cnitool; reinstall or remove with it)
-    from cnitool_plugins._launch import run
-    run("host_local")
+    PACKAGE = "host_local"
+    TAG = "0.1.0"
+    ANSWER = b'{"cniVersion":"1.1.0","supportedVersions":[...]}\n'
+    <the source of cnitool.warm.client>
+    run(PACKAGE, ANSWER, TAG)
+
+It is thin: stdlib only on its warm path. It answers VERSION itself from ``ANSWER`` (what
+the plugin printed for VERSION at install time; None for a plugin whose versions depend
+on the call), forwards every other call to the plugin service (``cnitool serve``) when
+one is up, and otherwise runs the plugin in its own interpreter (``cnitool_plugins._launch``,
+the cold path). ``TAG`` is this installation's version: a service of another version
+leaves the call to the cold path. Launchers written before the warm path (two lines:
+``from cnitool_plugins._launch import run`` and ``run("<package>")``) are still
+recognised as ours.
 
 Interpreter choice: the given interpreter path is made absolute. When it belongs to a
 virtual environment (a ``pyvenv.cfg`` next to it or one directory up) the path is kept
@@ -147,14 +159,52 @@ def interpreter_path(python: str = sys.executable) -> str:
     return path
 
 
-def launcher_text(name: str, python: str) -> str:
-    """The launcher file for executable ``name`` run by interpreter ``python`` (as is)."""
+def version_answer(package: str) -> bytes | None:
+    """What the plugin prints for VERSION, or None when that depends on the call (a
+    plugin with ``dynamic_versions``) or the plugin cannot be loaded."""
+    from importlib import import_module
+
+    from . import skel
+
+    try:
+        plugin = import_module(f"{PLUGIN_PACKAGE}.{package}.__main__").PLUGIN
+    except Exception:
+        return None
+    if not isinstance(plugin, skel.Plugin) or plugin.dynamic_versions is not None:
+        return None
+    out, code = skel.run(plugin, {"CNI_COMMAND": "VERSION"}, b"")
+    return out if code == 0 else None
+
+
+def _client_source() -> str:
+    """The launcher body: the source of :mod:`cnitool.warm.client`, read once."""
+    global _CLIENT_SOURCE
+    if _CLIENT_SOURCE is None:
+        from .warm import client
+
+        with open(client.__file__, encoding="utf-8") as fh:
+            _CLIENT_SOURCE = fh.read()
+    return _CLIENT_SOURCE
+
+
+_CLIENT_SOURCE: str | None = None
+
+
+def launcher_text(name: str, python: str, answer: bytes | None = None) -> str:
+    """The launcher file for executable ``name`` run by interpreter ``python`` (as is);
+    ``answer`` is its VERSION output (see the module docstring)."""
+    from . import __version__
+
     package = PLUGINS[name]
+    body = _client_source().replace("from __future__ import annotations\n", "", 1)
     return (
         f"#!{python} -I\n"
         f"{MARKER}: {name} (managed by cnitool; reinstall or remove with it)\n"
-        f"from {PLUGIN_PACKAGE}._launch import run\n"
-        f'run("{package}")\n'
+        f'PACKAGE = "{package}"\n'
+        f'TAG = "{__version__}"\n'
+        f"ANSWER = {answer!r}\n"
+        f"{body}\n"
+        "run(PACKAGE, ANSWER, TAG)\n"
     )
 
 
@@ -178,8 +228,10 @@ def _parse_launcher(head: bytes) -> tuple[str, str] | None:
     interpreter = lines[0][2:].split(" ", 1)[0]
     package = ""
     for line in lines[2:]:
-        if line.startswith('run("') and line.endswith('")'):
-            package = line[5:-2]
+        if line.startswith('PACKAGE = "') and line.endswith('"'):
+            package = line[11:-1]  # a warm-path launcher
+        elif line.startswith('run("') and line.endswith('")'):
+            package = line[5:-2]  # a launcher from before the warm path
     return interpreter, package
 
 
@@ -321,7 +373,7 @@ def install(
                 )
             )
             continue
-        data = launcher_text(name, interp).encode()
+        data = launcher_text(name, interp, version_answer(package)).encode()
         exists = os.path.lexists(path)
         ours = exists and is_ours(path)
         if exists and not ours:

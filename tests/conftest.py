@@ -33,7 +33,7 @@ CLONE_NEWNS = 0x00020000
 CLONE_NEWNET = 0x40000000
 MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
-PRIVATE_DIRS = ("/run/netns", "/var/lib/cni", "/run/cni", "/run/flannel", "/etc/cni")
+PRIVATE_DIRS = ("/run/netns", "/var/lib/cni", "/run/cni", "/run/flannel", "/etc/cni", "/run/pycni")
 OVERLAY_DIR = "/run/pycni-test"  # a private tmpfs holding the checkout's overlay layers
 
 sys.dont_write_bytecode = True
