@@ -241,6 +241,22 @@ def is_ours(path: str) -> bool:
     return head is not None and _parse_launcher(head) is not None
 
 
+def launcher_package(path: str) -> str | None:
+    """The plugin package the launcher at ``path`` runs, when it is one of ours written by
+    this installation (same version, a known package); None otherwise."""
+    from . import __version__
+
+    head = _read_head(path)
+    if head is None:
+        return None
+    parsed = _parse_launcher(head)
+    if parsed is None or parsed[1] not in PLUGINS.values():
+        return None
+    if f'\nTAG = "{__version__}"\n'.encode() not in head:
+        return None
+    return parsed[1]
+
+
 def package_available(package: str) -> bool:
     """Whether ``cnitool_plugins.<package>`` exists and has a ``__main__`` module,
     found without importing the plugin itself."""

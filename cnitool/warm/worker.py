@@ -99,7 +99,9 @@ def _write(fd: int, data: bytes) -> None:
 def _run_plugin(req: Request) -> int:
     """Run the request's plugin through skel; its stdout goes to fd 1."""
     from .. import skel
+    from ..invoke import delegate
 
+    delegate.enable_in_process()
     plugin = import_module(f"cnitool_plugins.{req.plugin}.__main__").PLUGIN
     env = {os.fsdecode(k): os.fsdecode(v) for k, v in req.env.items()}
     out, code = skel.run(plugin, env, req.stdin, sys.stderr)

@@ -27,9 +27,8 @@ from cnitool.warm import service, wire
 pytestmark = pytest.mark.root
 
 SAFETY = 60  # seconds: a hung test fails instead of blocking the suite (not an assertion)
-# requests the service sees per bridge call: the bridge's, and its host-local delegate's
-# (exec'd inside the worker, that launcher forwards its call too)
-PER_BRIDGE_CALL = 2
+# requests the service sees per bridge call: the host-local delegate runs in the worker
+PER_BRIDGE_CALL = 1
 
 
 class Warm:

@@ -228,6 +228,7 @@ def test_launcher_from_before_the_warm_path_is_still_ours(tmp_path: Path) -> Non
     )
     state = {s.name: s for s in launchers.list_installed(str(tmp_path))}["noop"]
     assert (state.state, state.package) == ("ours", "noop")
+    assert launchers.launcher_package(str(path)) is None  # no TAG: never run in-process
     assert by_name(launchers.install(str(tmp_path), ["noop"], compile_bytecode=False)) == {
         "noop": "updated"
     }
@@ -248,3 +249,4 @@ def test_version_answer_is_what_the_plugin_prints(tmp_path: Path) -> None:
         check=False,
     )
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, answer, b"")
+    assert launchers.launcher_package(str(tmp_path / "host-local")) == "host_local"
