@@ -683,7 +683,23 @@ def preload(log: Log) -> set[str]:
             loaded.add(package)
     for extra in ("cnitool.spec.results", "cnitool.invoke.exec", "cnitool.invoke.delegate"):
         importlib.import_module(extra)
+    _preload_tree(f"{launchers.PLUGIN_PACKAGE}._lib", log)
     return loaded
+
+
+def _preload_tree(package: str, log: Log) -> None:
+    """Import ``package`` and every module below it (the plugins' shared code, which they
+    import lazily): a worker then imports nothing from disk, whatever mount namespace it
+    joined."""
+    import importlib
+    import pkgutil
+
+    try:
+        root = importlib.import_module(package)
+        for info in pkgutil.walk_packages(root.__path__, f"{package}."):
+            importlib.import_module(info.name)
+    except Exception as exc:
+        log(f"cannot preload {package}: {exc}")
 
 
 def serve(config: Config, log: Log) -> None:

@@ -34,7 +34,7 @@ PER_BRIDGE_CALL = 1
 class Warm:
     """A running service plus launchers; ``call`` runs a launcher warm or cold."""
 
-    def __init__(self, tmp: Path, python: str, *serve_args: str) -> None:
+    def __init__(self, tmp: Path, python: str, *serve_args: str, start: bool = True) -> None:
         self.tmp = tmp
         self.python = python
         self.bin = tmp / "bin"
@@ -44,7 +44,8 @@ class Warm:
         )
         self.log = tmp / "serve.log"
         self.proc: subprocess.Popen[bytes] | None = None
-        self.start(*serve_args)
+        if start:
+            self.start(*serve_args)
 
     def start(self, *serve_args: str) -> None:
         argv = [self.python, "-m", "cnitool.cli", "serve", "--socket", str(self.sock)]
@@ -472,3 +473,54 @@ def test_non_root_callers_are_refused(python: str) -> None:
     finally:
         w.stop()
         shutil.rmtree(tmp)
+
+
+def test_parallel_add_del_no_duplicates_no_leaks(warm: Warm, tmp_path: Path) -> None:
+    """200 calls from 16 callers at once: every ADD a distinct address, DEL frees all."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    data = tmp_path / "ipam"
+    conf = ipam_conf(data, subnet="10.80.0.0/16")
+
+    def one(command: str, i: int) -> tuple[int, bytes, bytes]:
+        return warm.call("host-local", command, conf, containerid=f"par{i}")
+
+    with ThreadPoolExecutor(16) as pool:
+        adds = list(pool.map(lambda i: one("ADD", i), range(100)))
+        assert all(code == 0 for code, _, _ in adds), [a for a in adds if a[0]][:1]
+        addresses = [json.loads(out)["ips"][0]["address"] for _, out, _ in adds]
+        assert len(set(addresses)) == 100
+        dels = list(pool.map(lambda i: one("DEL", i), range(100)))
+    assert all(d == (0, b"", b"") for d in dels)
+    assert [p.name for p in (data / "wnet").iterdir() if p.name.startswith("10.")] == []
+    info = warm.status()
+    assert info is not None
+    assert (info["requests"], info["failed"], info["crashed"], info["running"]) == (200, 0, 0, 0)
+
+
+def test_socket_activation(tmp_path: Path, python: str) -> None:
+    """Started as systemd does it (LISTEN_PID, LISTEN_FDS, the socket as fd 3)."""
+    w = Warm(tmp_path, python, start=False)
+    w.sock.parent.mkdir(mode=0o700)
+    path = w.sock
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(16)
+    fd = listener.fileno()
+    serve = f"{python} -m cnitool.cli serve --socket /nonexistent/never.sock"
+    proc = subprocess.Popen(
+        ["bash", "-c", f"LISTEN_PID=$$ LISTEN_FDS=1 exec {serve} 3<&{fd}"],
+        pass_fds=[fd],
+        stderr=subprocess.DEVNULL,
+    )
+    listener.close()  # the service holds it now, as it would hold systemd's
+    try:
+        w.wait_for(lambda: w.status() is not None, "the activated service to answer")
+        code, out, err = w.call("host-local", "ADD", ipam_conf(tmp_path / "ipam"), containerid="a")
+        assert code == 0, (out, err)
+        info = w.status()
+        assert info is not None and info["requests"] == 1
+    finally:
+        proc.terminate()
+        assert proc.wait(SAFETY) == 0
+    assert path.exists()  # systemd's socket: the service leaves it in place
