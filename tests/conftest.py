@@ -111,6 +111,16 @@ _warm_service = _start_warm_service()
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if _warm_service is not None:
+        from cnitool.warm import service
+
+        info = service.query_status("/run/pycni/plugins.sock")
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(
+                f"PYCNI_TEST_WARM: the plugin service ran {info['requests']} calls "
+                f"({info['failed']} failed, {info['crashed']} crashed, "
+                f"{info['ranCold']} sent back)"
+            )
         _warm_service.terminate()
         _warm_service.wait(60)
 

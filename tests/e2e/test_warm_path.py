@@ -170,6 +170,23 @@ def test_version_is_answered_by_the_launcher(warm: Warm) -> None:
     assert warm.served() == before  # no request reached the service
 
 
+def test_warm_launcher_imports_no_project_code(warm: Warm, tmp_path: Path) -> None:
+    launcher = warm.bin / "host-local"
+    proc = subprocess.run(
+        [warm.python, "-I", "-X", "importtime", str(launcher)],
+        input=json.dumps(ipam_conf(tmp_path)).encode(),
+        env=warm.env("ADD", True, containerid="i1"),
+        capture_output=True,
+        timeout=SAFETY,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout
+    lines = [ln for ln in proc.stderr.decode().splitlines() if ln.startswith("import time:")]
+    modules = {ln.rsplit("|", 1)[1].strip() for ln in lines[1:]}
+    assert "_socket" in modules
+    assert not {m for m in modules if m.startswith(("cnitool", "json", "socket", "re"))}
+
+
 def test_host_local_add_del_warm_equals_cold(warm: Warm, tmp_path: Path) -> None:
     results = {}
     for warm_path in (True, False):
