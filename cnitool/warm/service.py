@@ -25,6 +25,7 @@ import errno
 import gc
 import json
 import os
+import select
 import selectors
 import signal
 import socket
@@ -381,10 +382,12 @@ class Service:
             return
         except OSError:
             data = b""
-        if not data and conn.job is not None:
+        if data:
+            return  # nothing more is expected; ignored
+        with contextlib.suppress(KeyError, ValueError):
+            self.sel.unregister(conn.sock)
+        if conn.job is not None and _peer_gone(conn.sock):
             self._kill(conn.job, "the caller hung up")
-            with contextlib.suppress(KeyError, ValueError):
-                self.sel.unregister(conn.sock)
 
     def _answer(self, conn: Conn, data: bytes) -> None:
         """Send ``data`` and close; what does not fit now is sent when writable."""
@@ -501,7 +504,7 @@ class Service:
         self._record(conn, status, job.killed)
         if conn in self.conns:
             self._answer(conn, self._result(status, job.killed, stdout, stderr))
-        while self.pending and len(self.jobs) < self.config.workers:
+        while self.pending and len(self.jobs) < self.config.workers and not self.stopping:
             nxt = self.pending.popleft()
             if nxt in self.conns and nxt.request is not None:
                 self._start(nxt, nxt.request)
@@ -560,6 +563,13 @@ class Service:
             },
             "plugins": sorted(self.plugins),
         }
+
+
+def _peer_gone(sock: socket.socket) -> bool:
+    """Whether the caller closed the connection (POLLHUP), not only its sending side."""
+    poller = select.poll()
+    poller.register(sock, select.POLLHUP)
+    return any(events & select.POLLHUP for _, events in poller.poll(0))
 
 
 def _signal_name(signum: int) -> str:

@@ -21,6 +21,10 @@ Response (service to client)::
             stderr length
     stdout, stderr
 
+A client may shut down its sending side once the request is sent; closing the connection
+while the call runs makes the service kill the call's worker (as a runtime that kills an
+exec'd plugin does).
+
 Kinds: ``RESULT`` (relay stdout, stderr and the exit status as they are), ``COLD``
 (nothing ran; the caller runs the plugin itself: the service is at its queue limit or
 does not serve that plugin or launcher version), ``INFO`` (the answer to op status, a

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+import cnitool
 from cnitool import launchers
 from cnitool.warm import service, wire
 
@@ -436,17 +437,8 @@ def test_a_request_cut_short_runs_nothing(warm: Warm) -> None:
 
 
 def test_unknown_plugin_is_sent_back_cold(warm: Warm) -> None:
-    req = wire.Request(op=wire.OP_RUN, plugin="os", tag="0.1.0")
-    fds = [os.open(p, os.O_RDONLY) for p in ("/proc/self/ns/mnt", "/proc/self/ns/net", ".")]
-    rights = b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds)
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(SAFETY)
-        sock.connect(str(warm.sock))
-        sock.sendmsg([wire.encode_request(req)], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)])
-        for fd in fds:
-            os.close(fd)
-        resp = wire.decode_response(sock.recv(65536))
-    assert resp.kind == wire.KIND_COLD
+    req = wire.Request(op=wire.OP_RUN, plugin="os", tag=cnitool.__version__)
+    assert send_run(warm.sock, req, half_close=False).kind == wire.KIND_COLD
 
 
 def connect_as_nobody(path: Path) -> bytes:
@@ -541,3 +533,51 @@ def test_socket_activation(tmp_path: Path, python: str) -> None:
         proc.terminate()
         assert proc.wait(SAFETY) == 0
     assert path.exists()  # systemd's socket: the service leaves it in place
+
+
+def test_a_caller_that_hangs_up_has_its_worker_killed(warm: Warm, tmp_path: Path) -> None:
+    data = tmp_path / "ipam"
+    lock = hold_lease_lock(data)
+    try:
+        proc = warm.popen("host-local", "ADD", ipam_conf(data), containerid="h1")
+        warm.wait_for(lambda: running(warm) == 1, "the call to be running")
+        proc.kill()  # a runtime's timeout kills the plugin it exec'd
+        proc.communicate(timeout=SAFETY)
+        warm.wait_for(lambda: running(warm) == 0, "the worker to be killed")
+    finally:
+        os.close(lock)
+    info = warm.status()
+    assert info is not None and info["crashed"] == 1
+    assert [p.name for p in (data / "wnet").iterdir() if p.name.startswith("10.")] == []
+
+
+def send_run(path: Path, req: wire.Request, half_close: bool) -> wire.Response:
+    """A run request from this process (its namespaces and directory), read to the end."""
+    fds = [os.open(p, os.O_RDONLY) for p in ("/proc/self/ns/mnt", "/proc/self/ns/net", ".")]
+    rights = b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(SAFETY)
+        sock.connect(str(path))
+        sock.sendmsg([wire.encode_request(req)], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)])
+        for fd in fds:
+            os.close(fd)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return wire.decode_response(b"".join(chunks))
+
+
+def test_a_client_may_half_close_after_sending(warm: Warm, tmp_path: Path) -> None:
+    env = warm.env("ADD", True, containerid="hc")
+    req = wire.Request(
+        op=wire.OP_RUN,
+        plugin="host_local",
+        env={k.encode(): v.encode() for k, v in env.items()},
+        tag=cnitool.__version__,
+        stdin=json.dumps(ipam_conf(tmp_path / "ipam")).encode(),
+    )
+    resp = send_run(warm.sock, req, half_close=True)
+    assert (resp.kind, resp.status, resp.stderr) == (wire.KIND_RESULT, 0, b"")
+    assert json.loads(resp.stdout)["ips"][0]["address"] == "10.77.0.2/24"
