@@ -12,11 +12,12 @@ runs. Columns:
 Rows: VERSION (host-local), host-local ADD and DEL, bridge + host-local ADD and DEL
 into a fresh pod netns (ipMasq off), and 50 pods (bridge + host-local) added, then
 deleted, 8 at a time (wall time of each batch). Also the service's resident memory
-before and after the runs.
+before and after the runs, and with ``--soak N`` after N more calls (noop VERSION, sent
+straight over the socket by 4 threads, each one a forked worker).
 
 Run as root; everything happens in private mount+net namespaces (tmpfs on /run/netns,
 /var/lib/cni and /run/pycni):
-    python bench/bench_warm.py [-n 30]
+    python bench/bench_warm.py [-n 30] [--soak 10000]
 """
 
 from __future__ import annotations
@@ -197,6 +198,37 @@ def start_service() -> subprocess.Popen[bytes]:
     raise SystemExit("the service did not come up")
 
 
+def soak(calls: int, threads: int = 4) -> None:
+    """``calls`` requests straight over the socket (no launcher exec), each run by a worker."""
+    import socket
+
+    import cnitool
+    from cnitool.warm import wire
+
+    req = wire.encode_request(
+        wire.Request(
+            op=wire.OP_RUN, plugin="noop", env={b"CNI_COMMAND": b"VERSION"}, tag=cnitool.__version__
+        )
+    )
+
+    def one(_: int) -> None:
+        fds = [os.open(p, os.O_RDONLY) for p in ("/proc/self/ns/mnt", "/proc/self/ns/net", "/")]
+        rights = b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.connect(SOCKET)
+            sock.sendmsg([req], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)])
+            for fd in fds:
+                os.close(fd)
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        if wire.decode_response(data).status != 0:
+            raise SystemExit("a soak call failed")
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(one, range(calls)))
+
+
 def ms(values: list[float]) -> float:
     return statistics.median(values) * 1000
 
@@ -211,6 +243,7 @@ def row(name: str, cells: dict[str, float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", "--runs", type=int, default=30)
+    parser.add_argument("--soak", type=int, default=0, metavar="N")
     args = parser.parse_args()
     if not os.path.isfile(f"{REFERENCE_BIN}/bridge"):
         raise SystemExit("needs the reference plugins in /usr/lib/cni")
@@ -239,6 +272,9 @@ def main() -> None:
         record("bridge + host-local", bench.bridge)
         record("50 pods, 8 parallel (wall)", bench.parallel, ("cold", "warm", "go"))
         rss_end = rss_kib(service.pid)
+        if args.soak:
+            soak(args.soak)
+        rss_soak = rss_kib(service.pid)
         from cnitool.warm import service as svc
 
         status = svc.query_status(SOCKET)
@@ -256,6 +292,7 @@ def main() -> None:
     print(
         f"\nservice: {status['requests']} requests, {status['failed']} failed, "
         f"p50 {lat['p50']} ms, p99 {lat['p99']} ms; RSS {rss_start} KiB -> {rss_end} KiB"
+        + (f" -> {rss_soak} KiB after {args.soak} more calls" if args.soak else "")
     )
 
 

@@ -10,15 +10,17 @@ looks like this::
     PACKAGE = "host_local"
     TAG = "0.1.0"
     ANSWER = b'{"cniVersion":"1.1.0","supportedVersions":[...]}\n'
-    <the source of cnitool.warm.client>
-    run(PACKAGE, ANSWER, TAG)
+    CLIENT = r'''<the source of cnitool.warm.client>'''
+    <the source of cnitool.warm.router>
+    route(PACKAGE, ANSWER, TAG, CLIENT)
 
 It is thin: stdlib only on its warm path. It answers VERSION itself from ``ANSWER`` (what
 the plugin printed for VERSION at install time; None for a plugin whose versions depend
 on the call), forwards every other call to the plugin service (``cnitool serve``) when
 one is up, and otherwise runs the plugin in its own interpreter (``cnitool_plugins._launch``,
-the cold path). ``TAG`` is this installation's version: a service of another version
-leaves the call to the cold path. Launchers written before the warm path (two lines:
+the cold path). The client stays a string until a service socket is found, so the cold
+path does not pay for compiling it. ``TAG`` is this installation's version: a service of
+another version leaves the call to the cold path. Launchers written before the warm path (two lines:
 ``from cnitool_plugins._launch import run`` and ``run("<package>")``) are still
 recognised as ours.
 
@@ -55,6 +57,7 @@ from cnitool.spec.errors import INVALID_ENVIRONMENT, CNIError
 PLUGIN_PACKAGE = "cnitool_plugins"
 MARKER = "# pycni plugin launcher"
 LAUNCHER_MODE = 0o755
+RAW_QUOTE = "'" * 3  # the launcher holds the client's source in a raw string
 # Linux reads at most this many bytes of a "#!" line (BINPRM_BUF_SIZE, kernel >= 5.1)
 SHEBANG_MAX = 255
 
@@ -176,18 +179,19 @@ def version_answer(package: str) -> bytes | None:
     return out if code == 0 else None
 
 
-def _client_source() -> str:
-    """The launcher body: the source of :mod:`cnitool.warm.client`, read once."""
-    global _CLIENT_SOURCE
-    if _CLIENT_SOURCE is None:
-        from .warm import client
+def _module_source(name: str) -> str:
+    """The source of ``cnitool.warm.<name>`` (``router`` or ``client``), read once."""
+    if name not in _SOURCES:
+        from importlib import import_module
 
-        with open(client.__file__, encoding="utf-8") as fh:
-            _CLIENT_SOURCE = fh.read()
-    return _CLIENT_SOURCE
+        path = import_module(f"{__package__}.warm.{name}").__file__
+        assert path is not None
+        with open(path, encoding="utf-8") as fh:
+            _SOURCES[name] = fh.read()
+    return _SOURCES[name]
 
 
-_CLIENT_SOURCE: str | None = None
+_SOURCES: dict[str, str] = {}
 
 
 def launcher_text(name: str, python: str, answer: bytes | None = None) -> str:
@@ -196,15 +200,19 @@ def launcher_text(name: str, python: str, answer: bytes | None = None) -> str:
     from . import __version__
 
     package = PLUGINS[name]
-    body = _client_source().replace("from __future__ import annotations\n", "", 1)
+    client = _module_source("client")
+    if RAW_QUOTE in client or client.endswith("\\"):
+        raise LauncherError("the launcher client cannot be quoted as a raw string")
     return (
         f"#!{python} -I\n"
         f"{MARKER}: {name} (managed by cnitool; reinstall or remove with it)\n"
         f'PACKAGE = "{package}"\n'
         f'TAG = "{__version__}"\n'
         f"ANSWER = {answer!r}\n"
-        f"{body}\n"
-        "run(PACKAGE, ANSWER, TAG)\n"
+        "# the warm path's client, compiled only when a plugin service is there\n"
+        f"CLIENT = r{RAW_QUOTE}{client}{RAW_QUOTE}\n"
+        f"{_module_source('router')}\n"
+        "route(PACKAGE, ANSWER, TAG, CLIENT)\n"
     )
 
 
@@ -230,7 +238,7 @@ def _parse_launcher(head: bytes) -> tuple[str, str] | None:
     for line in lines[2:]:
         if line.startswith('PACKAGE = "') and line.endswith('"'):
             package = line[11:-1]  # a warm-path launcher
-        elif line.startswith('run("') and line.endswith('")'):
+        elif line.startswith('run("') and line.endswith('")') and not package:
             package = line[5:-2]  # a launcher from before the warm path
     return interpreter, package
 

@@ -22,11 +22,14 @@ The cold path is the plugin package run in this process (``cnitool_plugins._laun
 with stdin replayed when it was already read.
 """
 
-from __future__ import annotations
-
-import _socket
+# no "from __future__ import annotations": the launcher would have to import __future__;
+# the one annotation naming a lazily imported module is written as a string instead
 import os
 import sys
+
+TYPE_CHECKING = False  # typing costs an import; type checkers read this name as True
+if TYPE_CHECKING:
+    import _socket
 
 DEFAULT_SOCKET = "/run/pycni/plugins.sock"
 
@@ -98,7 +101,7 @@ def write_all(fd: int, data: bytes) -> None:
         pass
 
 
-def connect(path: str) -> _socket.socket | None:
+def connect(path: str) -> "_socket.socket | None":
     """A connection to the service at ``path``, or None when it is not usable."""
     try:
         st = os.stat(path)
@@ -106,6 +109,8 @@ def connect(path: str) -> _socket.socket | None:
         return None
     if (st.st_mode & 0o170000) != 0o140000 or st.st_uid != 0:
         return None  # not a socket, or not root's: never hand it the call
+    import _socket  # only now: the cold path does not pay for it
+
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
     try:
         sock.connect(path)
@@ -144,7 +149,7 @@ def read_stdin() -> bytes | None:
     return b"".join(chunks)
 
 
-def recv_exact(sock: _socket.socket, size: int) -> bytes:
+def recv_exact(sock: "_socket.socket", size: int) -> bytes:
     """Exactly ``size`` bytes from ``sock``; EOFError when the service hangs up early."""
     buf = bytearray()
     while len(buf) < size:
@@ -155,8 +160,10 @@ def recv_exact(sock: _socket.socket, size: int) -> bytes:
     return bytes(buf)
 
 
-def send_request(sock: _socket.socket, data: bytes, fds: list[int]) -> None:
+def send_request(sock: "_socket.socket", data: bytes, fds: list[int]) -> None:
     """Send ``data`` with ``fds`` attached to its first bytes."""
+    import _socket
+
     rights = b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds)
     anc = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)]
     sent = sock.sendmsg([data], anc)
@@ -174,7 +181,7 @@ def lost(detail: str) -> int:
     return 1
 
 
-def call(sock: _socket.socket, package: str, stdin: bytes, tag: str) -> int | None:
+def call(sock: "_socket.socket", package: str, stdin: bytes, tag: str) -> int | None:
     """Forward the call on ``sock``; its exit status, or None to run cold."""
     mask = os.umask(0o022)
     os.umask(mask)

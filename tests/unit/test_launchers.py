@@ -30,7 +30,7 @@ def test_install_writes_noop_launcher(tmp_path: Path) -> None:
     assert 'PACKAGE = "noop"' in lines
     assert f'TAG = "{cnitool.__version__}"' in lines
     assert "ANSWER = None" in lines  # noop's versions depend on the call: no VERSION constant
-    assert lines[-1] == "run(PACKAGE, ANSWER, TAG)"
+    assert lines[-1] == "route(PACKAGE, ANSWER, TAG, CLIENT)"
     assert launchers.is_ours(str(path))
     assert [p.name for p in tmp_path.iterdir()] == ["noop"]  # no temp file left behind
     # the packages under test are the checkout's: never byte-compiled into the tree
@@ -250,3 +250,24 @@ def test_version_answer_is_what_the_plugin_prints(tmp_path: Path) -> None:
     )
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, answer, b"")
     assert launchers.launcher_package(str(tmp_path / "host-local")) == "host_local"
+
+
+def test_launcher_carries_the_client_source_exactly() -> None:
+    import ast
+
+    from cnitool.warm import client, router
+
+    text = launchers.launcher_text("bridge", "/usr/bin/python3", b"answer\n")
+    tree = ast.parse(text)
+    consts = {
+        node.targets[0].id: ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        and isinstance(node.targets[0], ast.Name)
+        and node.targets[0].id in ("PACKAGE", "ANSWER", "CLIENT")
+    }
+    with open(client.__file__, encoding="utf-8") as fh:
+        assert consts["CLIENT"] == fh.read()
+    assert (consts["PACKAGE"], consts["ANSWER"]) == ("bridge", b"answer\n")
+    with open(router.__file__, encoding="utf-8") as fh:
+        assert fh.read() in text

@@ -59,11 +59,10 @@ def test_error_json_is_what_a_plugin_prints() -> None:
     assert client.error_json(999, msg) == CNIError(msg, code=999).to_json().encode()
 
 
-def test_stdlib_only() -> None:
-    """What the launchers embed imports nothing but os, sys and _socket."""
+def imports_of(path: str) -> set[str]:
     import ast
 
-    with open(client.__file__, encoding="utf-8") as fh:
+    with open(path, encoding="utf-8") as fh:
         tree = ast.parse(fh.read())
     imported = set()
     for node in ast.walk(tree):
@@ -71,5 +70,14 @@ def test_stdlib_only() -> None:
             imported.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
             imported.add(node.module)
-    # the cold path's import is the launcher's fallback, never the warm path
-    assert imported == {"__future__", "_socket", "os", "sys", "io", "cnitool_plugins._launch"}
+    return imported
+
+
+def test_stdlib_only() -> None:
+    """What the launchers embed imports nothing but os, sys and _socket (and io, only to
+    replay stdin to the cold path, whose import is the launcher's fallback)."""
+    from cnitool.warm import router
+
+    assert imports_of(client.__file__) == {"_socket", "os", "sys", "io", "cnitool_plugins._launch"}
+    assert imports_of(router.__file__) == {"os", "sys", "cnitool_plugins._launch"}
+    assert router.DEFAULT_SOCKET == client.DEFAULT_SOCKET
