@@ -2,7 +2,7 @@
 
 Each call is an exec of a plugin executable, as a runtime makes it (stdin, CNI_*
 variables), timed as wall time of the whole process; the table shows medians over N
-runs. Columns:
+runs, the modes taking turns run by run. Columns:
 
 - ``before``: launchers as written before the warm path (import the plugin, run it);
 - ``cold``:   today's thin launchers with no service (they fall back to the same);
@@ -118,19 +118,17 @@ class Bench:
         }
         return json.dumps(conf).encode()
 
-    def version(self, mode: str) -> list[float]:
-        return [
-            self.call(mode, "host-local", self.env(mode, "VERSION"), b"") for _ in range(self.runs)
-        ]
+    def version(self, mode: str, i: int) -> dict[str, float]:
+        return {"": self.call(mode, "host-local", self.env(mode, "VERSION"), b"")}
 
-    def host_local(self, mode: str) -> tuple[list[float], list[float]]:
-        adds, dels = [], []
+    def host_local(self, mode: str, i: int) -> dict[str, float]:
         conf = self.ipam_conf(mode)
-        for i in range(self.runs):
-            cid = f"hl-{mode}-{i}"
-            adds.append(self.call(mode, "host-local", self.env(mode, "ADD", cid), conf))
-            dels.append(self.call(mode, "host-local", self.env(mode, "DEL", cid), conf))
-        return adds, dels
+        cid = f"hl-{mode}-{i}"
+        add = self.call(mode, "host-local", self.env(mode, "ADD", cid), conf)
+        return {
+            " ADD": add,
+            " DEL": self.call(mode, "host-local", self.env(mode, "DEL", cid), conf),
+        }
 
     def pod(self) -> str:
         self.counter += 1
@@ -144,15 +142,11 @@ class Bench:
         dele = self.call(mode, "bridge", self.env(mode, "DEL", cid, pod), conf)
         return add, dele
 
-    def bridge(self, mode: str) -> tuple[list[float], list[float]]:
-        adds, dels = [], []
-        for i in range(self.runs):
-            pod = self.pod()
-            add, dele = self.bridge_add_del(mode, pod, f"br-{mode}-{i}")
-            adds.append(add)
-            dels.append(dele)
-            subprocess.run(["ip", "netns", "del", os.path.basename(pod)], check=True)
-        return adds, dels
+    def bridge(self, mode: str, i: int) -> dict[str, float]:
+        pod = self.pod()
+        add, dele = self.bridge_add_del(mode, pod, f"br-{mode}-{i}")
+        subprocess.run(["ip", "netns", "del", os.path.basename(pod)], check=True)
+        return {" ADD": add, " DEL": dele}
 
     def parallel(self, mode: str, pods: int = 50, width: int = 8) -> tuple[float, float]:
         netns = [self.pod() for _ in range(pods)]
@@ -255,22 +249,26 @@ def main() -> None:
         rss_start = rss_kib(service.pid)
         results: dict[str, dict[str, float]] = {}
 
-        def record(name: str, fn: Callable[[str], object], modes: tuple[str, ...] = MODES) -> None:
-            for mode in modes:
-                out = fn(mode)
-                if isinstance(out, tuple):
-                    for suffix, values in zip((" ADD", " DEL"), out, strict=True):
-                        v = ms(values) if isinstance(values, list) else values * 1000
-                        results.setdefault(name + suffix, {})[mode] = v
-                else:
-                    results.setdefault(name, {})[mode] = ms(out)  # type: ignore[arg-type]
+        def record(name: str, fn: Callable[[str, int], dict[str, float]]) -> None:
+            """Run i of every mode, then run i+1: the modes share the machine's moods."""
+            samples: dict[str, dict[str, list[float]]] = {}
+            for i in range(args.runs):
+                for mode in MODES:
+                    for suffix, value in fn(mode, i).items():
+                        samples.setdefault(name + suffix, {}).setdefault(mode, []).append(value)
+            for row_name, by_mode in samples.items():
+                results[row_name] = {mode: ms(values) for mode, values in by_mode.items()}
 
         for mode in MODES:  # warm-up: page cache, byte code, the service's first fork
-            bench.version(mode)
+            bench.version(mode, 0)
         record("VERSION exec (host-local)", bench.version)
         record("host-local", bench.host_local)
         record("bridge + host-local", bench.bridge)
-        record("50 pods, 8 parallel (wall)", bench.parallel, ("cold", "warm", "go"))
+        for mode in ("cold", "warm", "go"):
+            add, dele = bench.parallel(mode)
+            name = "50 pods, 8 parallel (wall)"
+            results.setdefault(f"{name} ADD", {})[mode] = add * 1000
+            results.setdefault(f"{name} DEL", {})[mode] = dele * 1000
         rss_end = rss_kib(service.pid)
         if args.soak:
             soak(args.soak)
