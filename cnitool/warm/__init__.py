@@ -7,7 +7,8 @@ caller's environment, stdin and umask, and runs the plugin through ``skel.run``.
 launchers in a CNI bin dir forward each call over a Unix socket and fall back to the
 cold path when the service is not there.
 
-Modules: :mod:`.wire` (the message format), :mod:`.client` (the stdlib-only code that
-launchers embed), :mod:`.service` (the service loop), :mod:`.worker` (what runs in a
-forked worker), :mod:`.units` (systemd unit files).
+Modules: :mod:`.wire` (the message format), :mod:`.router` and :mod:`.client` (the
+stdlib-only code that launchers embed: the router picks the path, the client forwards),
+:mod:`.service` (the service loop), :mod:`.worker` (what runs in a forked worker),
+:mod:`.units` (systemd unit files).
 """
