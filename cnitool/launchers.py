@@ -7,8 +7,22 @@ looks like this::
 
     #!/abs/path/to/python -I
     # pycni plugin launcher: host-local (managed by cnitool; reinstall or remove with it)
-    from cnitool_plugins._launch import run
-    run("host_local")
+    PACKAGE = "host_local"
+    TAG = "0.1.0"
+    ANSWER = b'{"cniVersion":"1.1.0","supportedVersions":[...]}\n'
+    CLIENT = r'''<the source of cnitool.warm.client>'''
+    <the source of cnitool.warm.router>
+    route(PACKAGE, ANSWER, TAG, CLIENT)
+
+It is thin: stdlib only on its warm path. It answers VERSION itself from ``ANSWER`` (what
+the plugin printed for VERSION at install time; None for a plugin whose versions depend
+on the call), forwards every other call to the plugin service (``cnitool serve``) when
+one is up, and otherwise runs the plugin in its own interpreter (``cnitool_plugins._launch``,
+the cold path). The client stays a string until a service socket is found, so the cold
+path does not pay for compiling it. ``TAG`` is this installation's version: a service of
+another version leaves the call to the cold path. Launchers written before the warm path (two lines:
+``from cnitool_plugins._launch import run`` and ``run("<package>")``) are still
+recognised as ours.
 
 Interpreter choice: the given interpreter path is made absolute. When it belongs to a
 virtual environment (a ``pyvenv.cfg`` next to it or one directory up) the path is kept
@@ -43,6 +57,7 @@ from cnitool.spec.errors import INVALID_ENVIRONMENT, CNIError
 PLUGIN_PACKAGE = "cnitool_plugins"
 MARKER = "# pycni plugin launcher"
 LAUNCHER_MODE = 0o755
+RAW_QUOTE = "'" * 3  # the launcher holds the client's source in a raw string
 # Linux reads at most this many bytes of a "#!" line (BINPRM_BUF_SIZE, kernel >= 5.1)
 SHEBANG_MAX = 255
 
@@ -147,14 +162,57 @@ def interpreter_path(python: str = sys.executable) -> str:
     return path
 
 
-def launcher_text(name: str, python: str) -> str:
-    """The launcher file for executable ``name`` run by interpreter ``python`` (as is)."""
+def version_answer(package: str) -> bytes | None:
+    """What the plugin prints for VERSION, or None when that depends on the call (a
+    plugin with ``dynamic_versions``) or the plugin cannot be loaded."""
+    from importlib import import_module
+
+    from . import skel
+
+    try:
+        plugin = import_module(f"{PLUGIN_PACKAGE}.{package}.__main__").PLUGIN
+    except Exception:
+        return None
+    if not isinstance(plugin, skel.Plugin) or plugin.dynamic_versions is not None:
+        return None
+    out, code = skel.run(plugin, {"CNI_COMMAND": "VERSION"}, b"")
+    return out if code == 0 else None
+
+
+def _module_source(name: str) -> str:
+    """The source of ``cnitool.warm.<name>`` (``router`` or ``client``), read once."""
+    if name not in _SOURCES:
+        from importlib import import_module
+
+        path = import_module(f"{__package__}.warm.{name}").__file__
+        assert path is not None
+        with open(path, encoding="utf-8") as fh:
+            _SOURCES[name] = fh.read()
+    return _SOURCES[name]
+
+
+_SOURCES: dict[str, str] = {}
+
+
+def launcher_text(name: str, python: str, answer: bytes | None = None) -> str:
+    """The launcher file for executable ``name`` run by interpreter ``python`` (as is);
+    ``answer`` is its VERSION output (see the module docstring)."""
+    from . import __version__
+
     package = PLUGINS[name]
+    client = _module_source("client")
+    if RAW_QUOTE in client or client.endswith("\\"):
+        raise LauncherError("the launcher client cannot be quoted as a raw string")
     return (
         f"#!{python} -I\n"
         f"{MARKER}: {name} (managed by cnitool; reinstall or remove with it)\n"
-        f"from {PLUGIN_PACKAGE}._launch import run\n"
-        f'run("{package}")\n'
+        f'PACKAGE = "{package}"\n'
+        f'TAG = "{__version__}"\n'
+        f"ANSWER = {answer!r}\n"
+        "# the warm path's client, compiled only when a plugin service is there\n"
+        f"CLIENT = r{RAW_QUOTE}{client}{RAW_QUOTE}\n"
+        f"{_module_source('router')}\n"
+        "route(PACKAGE, ANSWER, TAG, CLIENT)\n"
     )
 
 
@@ -178,8 +236,10 @@ def _parse_launcher(head: bytes) -> tuple[str, str] | None:
     interpreter = lines[0][2:].split(" ", 1)[0]
     package = ""
     for line in lines[2:]:
-        if line.startswith('run("') and line.endswith('")'):
-            package = line[5:-2]
+        if line.startswith('PACKAGE = "') and line.endswith('"'):
+            package = line[11:-1]  # a warm-path launcher
+        elif line.startswith('run("') and line.endswith('")') and not package:
+            package = line[5:-2]  # a launcher from before the warm path
     return interpreter, package
 
 
@@ -187,6 +247,22 @@ def is_ours(path: str) -> bool:
     """True when ``path`` is a launcher written by :func:`install`."""
     head = _read_head(path)
     return head is not None and _parse_launcher(head) is not None
+
+
+def launcher_package(path: str) -> str | None:
+    """The plugin package the launcher at ``path`` runs, when it is one of ours written by
+    this installation (same version, a known package); None otherwise."""
+    from . import __version__
+
+    head = _read_head(path)
+    if head is None:
+        return None
+    parsed = _parse_launcher(head)
+    if parsed is None or parsed[1] not in PLUGINS.values():
+        return None
+    if f'\nTAG = "{__version__}"\n'.encode() not in head:
+        return None
+    return parsed[1]
 
 
 def package_available(package: str) -> bool:
@@ -321,7 +397,7 @@ def install(
                 )
             )
             continue
-        data = launcher_text(name, interp).encode()
+        data = launcher_text(name, interp, version_answer(package)).encode()
         exists = os.path.lexists(path)
         ours = exists and is_ours(path)
         if exists and not ours:

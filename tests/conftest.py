@@ -22,6 +22,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ CLONE_NEWNS = 0x00020000
 CLONE_NEWNET = 0x40000000
 MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
-PRIVATE_DIRS = ("/run/netns", "/var/lib/cni", "/run/cni", "/run/flannel", "/etc/cni")
+PRIVATE_DIRS = ("/run/netns", "/var/lib/cni", "/run/cni", "/run/flannel", "/etc/cni", "/run/pycni")
 OVERLAY_DIR = "/run/pycni-test"  # a private tmpfs holding the checkout's overlay layers
 
 sys.dont_write_bytecode = True
@@ -85,6 +86,44 @@ def _overlay_checkout(libc: ctypes.CDLL) -> None:
 
 
 _isolation_error = _isolate()
+
+
+def _start_warm_service() -> subprocess.Popen[bytes] | None:
+    """With PYCNI_TEST_WARM=1 (root, isolated): a plugin service on the default socket in
+    the private /run/pycni for the whole run, so every launcher the tests exec takes the
+    warm path (the suite then checks the warm path as it checks the cold one)."""
+    if os.environ.get("PYCNI_TEST_WARM") != "1" or _isolation_error is not None:
+        return None
+    socket_path = "/run/pycni/plugins.sock"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cnitool.cli", "serve", "--socket", socket_path],
+        stdout=subprocess.DEVNULL,
+    )
+    for _ in range(600):
+        if os.path.exists(socket_path):
+            return proc
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("PYCNI_TEST_WARM: the plugin service did not come up")
+
+
+_warm_service = _start_warm_service()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _warm_service is not None:
+        from cnitool.warm import service
+
+        info = service.query_status("/run/pycni/plugins.sock")
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(
+                f"PYCNI_TEST_WARM: the plugin service ran {info['requests']} calls "
+                f"({info['failed']} failed, {info['crashed']} crashed, "
+                f"{info['ranCold']} sent back)"
+            )
+        _warm_service.terminate()
+        _warm_service.wait(60)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

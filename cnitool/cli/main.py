@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "netns": ("cnitool.cli.netns", "Create, list and delete named network namespaces."),
     "leases": ("cnitool.cli.leases", "Inspect host-local IPAM leases."),
     "chains": ("cnitool.cli.chains", "Inspect the iptables chains the plugins wrote."),
+    "serve": ("cnitool.cli.serve", "Run the plugin service (the launchers' warm path)."),
 }
 
 HELP = """\

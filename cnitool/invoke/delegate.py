@@ -3,6 +3,11 @@
 The delegate is looked up on the plugin's own ``CNI_PATH`` and runs with the plugin's
 whole environment, only ``CNI_COMMAND`` changed. Errors come back as the delegate
 reported them (same code), so the calling plugin can pass them on unchanged.
+
+In a warm worker of the plugin service (:func:`enable_in_process`, called by the worker
+only), a delegate that resolves to one of this installation's launchers runs in the same
+process through ``skel.run``: the same environment and stdin, the same output bytes and
+errors, without an exec. Everywhere else (the cold path, libcni) delegates are exec'd.
 """
 
 from __future__ import annotations
@@ -11,8 +16,58 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..spec.errors import DecodingError
-from .exec import StderrSink, config_version, exec_plugin, exec_with_result
+from .exec import StderrSink, config_version, exec_plugin
 from .find import find_in_path, split_path
+
+_IN_PROCESS = False
+
+
+def enable_in_process() -> None:
+    """Run delegates that are our own launchers in this process (warm workers only)."""
+    global _IN_PROCESS
+    _IN_PROCESS = True
+
+
+def _in_process_package(path: str) -> str | None:
+    if not _IN_PROCESS:
+        return None
+    from ..launchers import launcher_package
+
+    return launcher_package(path)
+
+
+def _run_in_process(
+    path: str, package: str, stdin: bytes, env: Mapping[str, str], stderr: StderrSink
+) -> bytes:
+    """The delegate's ``skel.run`` in this process, with exec_plugin's contract: its stdout
+    on success (stderr copied to ``stderr``), its error raised on failure."""
+    import io
+    from importlib import import_module
+
+    from .. import skel
+    from .exec import plugin_error, write_stderr
+
+    plugin = import_module(f"cnitool_plugins.{package}.__main__").PLUGIN
+    err = io.StringIO()
+    out, code = skel.run(plugin, dict(env), stdin, err)
+    err_bytes = err.getvalue().encode("utf-8", "backslashreplace")
+    if code != 0:
+        raise plugin_error(path, code, out, err_bytes)
+    write_stderr(stderr, err_bytes)
+    return out
+
+
+def _run(
+    path: str,
+    stdin: bytes,
+    env: Mapping[str, str],
+    stderr: StderrSink,
+    timeout: float | None,
+) -> bytes:
+    package = _in_process_package(path)
+    if package is None:
+        return exec_plugin(path, stdin, env, timeout=timeout, stderr=stderr)
+    return _run_in_process(path, package, stdin, env, stderr)
 
 
 def _delegate_env(command: str, env: Mapping[str, str]) -> dict[str, str]:
@@ -34,15 +89,11 @@ def delegate_add(
     timeout: float | None = None,
 ) -> dict[str, Any]:
     """ADD through the delegate; returns its result (in the shape it printed)."""
+    from ..spec import results
+
     path = _find(plugin_type, env)
-    result = exec_with_result(
-        path,
-        netconf,
-        _delegate_env("ADD", env),
-        version=config_version(netconf),
-        timeout=timeout,
-        stderr=stderr,
-    )
+    out = _run(path, netconf, _delegate_env("ADD", env), stderr, timeout)
+    result = results.parse_result(out, config_version(netconf))
     if result is None:
         raise DecodingError(f"delegate plugin {plugin_type} returned no result")
     return result
@@ -57,7 +108,7 @@ def _without_result(
     timeout: float | None,
 ) -> None:
     path = _find(plugin_type, env)
-    exec_plugin(path, netconf, _delegate_env(command, env), timeout=timeout, stderr=stderr)
+    _run(path, netconf, _delegate_env(command, env), stderr, timeout)
 
 
 def delegate_check(

@@ -50,7 +50,8 @@ def run_importtime(launcher: Path, env: dict[str, str], stdin: bytes) -> tuple[b
     proc = subprocess.run(
         [python, "-I", "-X", "importtime", str(launcher)],
         input=stdin,
-        env=env,
+        # the cold path, even when a plugin service is up (PYCNI_TEST_WARM)
+        env={**env, "PYCNI_SOCKET": "/nonexistent/plugins.sock"},
         capture_output=True,
         check=False,
     )

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import cnitool
 from cnitool import launchers
 
 
@@ -26,7 +27,10 @@ def test_install_writes_noop_launcher(tmp_path: Path) -> None:
     lines = path.read_text().splitlines()
     assert lines[0] == f"#!{launchers.interpreter_path(sys.executable)} -I"
     assert lines[1].startswith(launchers.MARKER)
-    assert 'run("noop")' in lines
+    assert 'PACKAGE = "noop"' in lines
+    assert f'TAG = "{cnitool.__version__}"' in lines
+    assert "ANSWER = None" in lines  # noop's versions depend on the call: no VERSION constant
+    assert lines[-1] == "route(PACKAGE, ANSWER, TAG, CLIENT)"
     assert launchers.is_ours(str(path))
     assert [p.name for p in tmp_path.iterdir()] == ["noop"]  # no temp file left behind
     # the packages under test are the checkout's: never byte-compiled into the tree
@@ -135,7 +139,7 @@ def test_unknown_name_is_rejected(tmp_path: Path) -> None:
 
 def test_host_local_executable_name_maps_to_package() -> None:
     assert launchers.PLUGINS["host-local"] == "host_local"
-    assert 'run("host_local")' in launchers.launcher_text("host-local", "/usr/bin/python3")
+    assert 'PACKAGE = "host_local"' in launchers.launcher_text("host-local", "/usr/bin/python3")
 
 
 def test_list_installed(tmp_path: Path) -> None:
@@ -205,7 +209,7 @@ def test_interpreter_path_with_space_is_refused(tmp_path: Path) -> None:
 def test_launcher_for_unimportable_package_prints_cni_error(tmp_path: Path) -> None:
     launchers.install(str(tmp_path), ["noop"], compile_bytecode=False)
     path = tmp_path / "noop"
-    path.write_text(path.read_text().replace('run("noop")', 'run("no_such_plugin")'))
+    path.write_text(path.read_text().replace('PACKAGE = "noop"', 'PACKAGE = "no_such_plugin"'))
     proc = subprocess.run(
         [str(path)], env={"CNI_COMMAND": "VERSION"}, capture_output=True, check=False
     )
@@ -214,3 +218,56 @@ def test_launcher_for_unimportable_package_prints_cni_error(tmp_path: Path) -> N
     assert err["code"] == 999
     assert "cnitool_plugins.no_such_plugin.__main__" in err["msg"]
     assert b"Traceback" not in proc.stderr
+
+
+def test_launcher_from_before_the_warm_path_is_still_ours(tmp_path: Path) -> None:
+    path = tmp_path / "noop"
+    path.write_text(
+        f"#!{sys.executable} -I\n{launchers.MARKER}: noop (managed by cnitool)\n"
+        'from cnitool_plugins._launch import run\nrun("noop")\n'
+    )
+    state = {s.name: s for s in launchers.list_installed(str(tmp_path))}["noop"]
+    assert (state.state, state.package) == ("ours", "noop")
+    assert launchers.launcher_package(str(path)) is None  # no TAG: never run in-process
+    assert by_name(launchers.install(str(tmp_path), ["noop"], compile_bytecode=False)) == {
+        "noop": "updated"
+    }
+
+
+def test_version_answer_is_what_the_plugin_prints(tmp_path: Path) -> None:
+    from cnitool_plugins.host_local.__main__ import PLUGIN
+
+    from cnitool import skel
+
+    answer = launchers.version_answer("host_local")
+    assert answer == skel.run(PLUGIN, {"CNI_COMMAND": "VERSION"}, b"")[0]
+    launchers.install(str(tmp_path), ["host-local"], compile_bytecode=False)
+    proc = subprocess.run(
+        [str(tmp_path / "host-local")],
+        env={"CNI_COMMAND": "VERSION"},
+        capture_output=True,
+        check=False,
+    )
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, answer, b"")
+    assert launchers.launcher_package(str(tmp_path / "host-local")) == "host_local"
+
+
+def test_launcher_carries_the_client_source_exactly() -> None:
+    import ast
+
+    from cnitool.warm import client, router
+
+    text = launchers.launcher_text("bridge", "/usr/bin/python3", b"answer\n")
+    tree = ast.parse(text)
+    consts = {
+        node.targets[0].id: ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        and isinstance(node.targets[0], ast.Name)
+        and node.targets[0].id in ("PACKAGE", "ANSWER", "CLIENT")
+    }
+    with open(client.__file__, encoding="utf-8") as fh:
+        assert consts["CLIENT"] == fh.read()
+    assert (consts["PACKAGE"], consts["ANSWER"]) == ("bridge", b"answer\n")
+    with open(router.__file__, encoding="utf-8") as fh:
+        assert fh.read() in text

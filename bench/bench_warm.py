@@ -1,0 +1,298 @@
+"""The warm path against the cold path and the Go plugins (not a test; prints a table).
+
+Each call is an exec of a plugin executable, as a runtime makes it (stdin, CNI_*
+variables), timed as wall time of the whole process; the table shows medians over N
+runs, the modes taking turns run by run. Columns:
+
+- ``before``: launchers as written before the warm path (import the plugin, run it);
+- ``cold``:   today's thin launchers with no service (they fall back to the same);
+- ``warm``:   the same launchers with ``cnitool serve`` up;
+- ``go``:     the reference plugins from /usr/lib/cni.
+
+Rows: VERSION (host-local), host-local ADD and DEL, bridge + host-local ADD and DEL
+into a fresh pod netns (ipMasq off), and 50 pods (bridge + host-local) added, then
+deleted, 8 at a time (wall time of each batch). Also the service's resident memory
+before and after the runs, and with ``--soak N`` after N more calls (noop VERSION, sent
+straight over the socket by 4 threads, each one a forked worker).
+
+Run as root; everything happens in private mount+net namespaces (tmpfs on /run/netns,
+/var/lib/cni and /run/pycni):
+    python bench/bench_warm.py [-n 30] [--soak 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REFERENCE_BIN = "/usr/lib/cni"
+SOCKET = "/run/pycni/plugins.sock"
+MODES = ("before", "cold", "warm", "go")
+
+
+def isolate() -> None:
+    """Private mount+net namespaces with tmpfs on the dirs CNI and the service write."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(0x00020000 | 0x40000000) != 0:
+        sys.exit(f"unshare failed: {os.strerror(ctypes.get_errno())} (run as root)")
+    libc.mount(b"none", b"/", None, 0x4000 | (1 << 18), None)
+    for d in ("/run/netns", "/var/lib/cni", "/run/pycni"):
+        os.makedirs(d, exist_ok=True)
+        libc.mount(b"tmpfs", d.encode(), b"tmpfs", 0, b"mode=0700")
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+
+
+def old_launcher(name: str, package: str) -> str:
+    """A launcher as ``cnitool plugins install`` wrote it before the warm path."""
+    return (
+        f"#!{sys.executable} -I\n# pycni plugin launcher: {name} (benchmark copy)\n"
+        f'from cnitool_plugins._launch import run\nrun("{package}")\n'
+    )
+
+
+class Bench:
+    def __init__(self, tmp: Path, runs: int) -> None:
+        from cnitool import launchers
+
+        self.tmp = tmp
+        self.runs = runs
+        self.bins = {"cold": tmp / "bin", "warm": tmp / "bin", "before": tmp / "old"}
+        self.bins["go"] = Path(REFERENCE_BIN)
+        launchers.install(str(self.bins["cold"]), ["bridge", "host-local"])
+        self.bins["before"].mkdir()
+        for name, package in (("bridge", "bridge"), ("host-local", "host_local")):
+            path = self.bins["before"] / name
+            path.write_text(old_launcher(name, package))
+            path.chmod(0o755)
+        self.counter = 0
+
+    def env(self, mode: str, command: str, cid: str = "", netns: str = "") -> dict[str, str]:
+        return {
+            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+            "CNI_COMMAND": command,
+            "CNI_CONTAINERID": cid,
+            "CNI_NETNS": netns or "/run/netns/none",
+            "CNI_IFNAME": "eth0",
+            "CNI_PATH": str(self.bins[mode]),
+            "PYCNI_SOCKET": SOCKET if mode == "warm" else "/run/pycni/none.sock",
+        }
+
+    def call(self, mode: str, plugin: str, env: dict[str, str], conf: bytes) -> float:
+        start = time.perf_counter()
+        proc = subprocess.run(
+            [str(self.bins[mode] / plugin)], input=conf, env=env, capture_output=True, check=False
+        )
+        elapsed = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise SystemExit(f"{mode} {plugin} {env['CNI_COMMAND']} failed: {proc.stdout!r}")
+        return elapsed
+
+    def ipam_conf(self, mode: str) -> bytes:
+        ipam = {"type": "host-local", "subnet": "10.90.0.0/16", "dataDir": f"/var/lib/cni/{mode}"}
+        return json.dumps({"cniVersion": "1.0.0", "name": "bench", "ipam": ipam}).encode()
+
+    def bridge_conf(self, mode: str) -> bytes:
+        conf = {
+            "cniVersion": "1.0.0",
+            "name": f"br-{mode}",
+            "type": "bridge",
+            "bridge": f"bb-{mode}",
+            "isGateway": True,
+            "ipMasq": False,
+            "ipam": {
+                "type": "host-local",
+                "subnet": f"10.{91 + MODES.index(mode)}.0.0/16",
+                "dataDir": f"/var/lib/cni/br-{mode}",
+            },
+        }
+        return json.dumps(conf).encode()
+
+    def version(self, mode: str, i: int) -> dict[str, float]:
+        return {"": self.call(mode, "host-local", self.env(mode, "VERSION"), b"")}
+
+    def host_local(self, mode: str, i: int) -> dict[str, float]:
+        conf = self.ipam_conf(mode)
+        cid = f"hl-{mode}-{i}"
+        add = self.call(mode, "host-local", self.env(mode, "ADD", cid), conf)
+        return {
+            " ADD": add,
+            " DEL": self.call(mode, "host-local", self.env(mode, "DEL", cid), conf),
+        }
+
+    def pod(self) -> str:
+        self.counter += 1
+        name = f"bench{self.counter}"
+        subprocess.run(["ip", "netns", "add", name], check=True)
+        return f"/run/netns/{name}"
+
+    def bridge_add_del(self, mode: str, pod: str, cid: str) -> tuple[float, float]:
+        conf = self.bridge_conf(mode)
+        add = self.call(mode, "bridge", self.env(mode, "ADD", cid, pod), conf)
+        dele = self.call(mode, "bridge", self.env(mode, "DEL", cid, pod), conf)
+        return add, dele
+
+    def bridge(self, mode: str, i: int) -> dict[str, float]:
+        pod = self.pod()
+        add, dele = self.bridge_add_del(mode, pod, f"br-{mode}-{i}")
+        subprocess.run(["ip", "netns", "del", os.path.basename(pod)], check=True)
+        return {" ADD": add, " DEL": dele}
+
+    def parallel(self, mode: str, pods: int = 50, width: int = 8) -> tuple[float, float]:
+        netns = [self.pod() for _ in range(pods)]
+        conf = self.bridge_conf(mode)
+
+        def batch(command: str) -> float:
+            def one(i: int) -> float:
+                env = self.env(mode, command, f"par-{mode}-{i}", netns[i])
+                return self.call(mode, "bridge", env, conf)
+
+            start = time.perf_counter()
+            with ThreadPoolExecutor(width) as pool:
+                list(pool.map(one, range(pods)))
+            return time.perf_counter() - start
+
+        add, dele = batch("ADD"), batch("DEL")
+        for path in netns:
+            subprocess.run(["ip", "netns", "del", os.path.basename(path)], check=True)
+        return add, dele
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def start_service() -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cnitool.cli", "serve", "--socket", SOCKET],
+        stderr=subprocess.DEVNULL,
+    )
+    from cnitool.warm import service
+
+    for _ in range(200):
+        try:
+            service.query_status(SOCKET)
+            return proc
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit("the service did not come up")
+
+
+def soak(calls: int, threads: int = 4) -> None:
+    """``calls`` requests straight over the socket (no launcher exec), each run by a worker."""
+    import socket
+
+    import cnitool
+    from cnitool.warm import wire
+
+    req = wire.encode_request(
+        wire.Request(
+            op=wire.OP_RUN, plugin="noop", env={b"CNI_COMMAND": b"VERSION"}, tag=cnitool.__version__
+        )
+    )
+
+    def one(_: int) -> None:
+        fds = [os.open(p, os.O_RDONLY) for p in ("/proc/self/ns/mnt", "/proc/self/ns/net", "/")]
+        rights = b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.connect(SOCKET)
+            sock.sendmsg([req], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)])
+            for fd in fds:
+                os.close(fd)
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        if wire.decode_response(data).status != 0:
+            raise SystemExit("a soak call failed")
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(one, range(calls)))
+
+
+def ms(values: list[float]) -> float:
+    return statistics.median(values) * 1000
+
+
+def row(name: str, cells: dict[str, float]) -> str:
+    go = cells.get("go") or 0.0
+    parts = [f"{cells[m]:8.1f}" if m in cells else f"{'-':>8}" for m in MODES]
+    ratio = f"{cells['warm'] / go:5.2f}x" if go else "  -"
+    return f"| {name:<34} | " + " | ".join(parts) + f" | {ratio} |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", "--runs", type=int, default=30)
+    parser.add_argument("--soak", type=int, default=0, metavar="N")
+    args = parser.parse_args()
+    if not os.path.isfile(f"{REFERENCE_BIN}/bridge"):
+        raise SystemExit("needs the reference plugins in /usr/lib/cni")
+    isolate()
+    tmp = Path(tempfile.mkdtemp(prefix="pycni-bench-"))
+    service = start_service()
+    try:
+        bench = Bench(tmp, args.runs)
+        rss_start = rss_kib(service.pid)
+        results: dict[str, dict[str, float]] = {}
+
+        def record(name: str, fn: Callable[[str, int], dict[str, float]]) -> None:
+            """Run i of every mode, then run i+1: the modes share the machine's moods."""
+            samples: dict[str, dict[str, list[float]]] = {}
+            for i in range(args.runs):
+                for mode in MODES:
+                    for suffix, value in fn(mode, i).items():
+                        samples.setdefault(name + suffix, {}).setdefault(mode, []).append(value)
+            for row_name, by_mode in samples.items():
+                results[row_name] = {mode: ms(values) for mode, values in by_mode.items()}
+
+        for mode in MODES:  # warm-up: page cache, byte code, the service's first fork
+            bench.version(mode, 0)
+        record("VERSION exec (host-local)", bench.version)
+        record("host-local", bench.host_local)
+        record("bridge + host-local", bench.bridge)
+        for mode in ("cold", "warm", "go"):
+            add, dele = bench.parallel(mode)
+            name = "50 pods, 8 parallel (wall)"
+            results.setdefault(f"{name} ADD", {})[mode] = add * 1000
+            results.setdefault(f"{name} DEL", {})[mode] = dele * 1000
+        rss_end = rss_kib(service.pid)
+        if args.soak:
+            soak(args.soak)
+        rss_soak = rss_kib(service.pid)
+        from cnitool.warm import service as svc
+
+        status = svc.query_status(SOCKET)
+    finally:
+        service.terminate()
+        service.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    print(f"median of {args.runs} runs, milliseconds (the 50-pod rows: one wall time)\n")
+    print(f"| {'call':<34} | " + " | ".join(f"{m:>8}" for m in MODES) + " | warm/go |")
+    print(f"|{'-' * 36}|" + "|".join("-" * 10 for _ in MODES) + "|---------|")
+    for name, cells in results.items():
+        print(row(name, cells))
+    lat = status["latencyMs"]
+    print(
+        f"\nservice: {status['requests']} requests, {status['failed']} failed, "
+        f"p50 {lat['p50']} ms, p99 {lat['p99']} ms; RSS {rss_start} KiB -> {rss_end} KiB"
+        + (f" -> {rss_soak} KiB after {args.soak} more calls" if args.soak else "")
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,753 @@
+"""The plugin service: a single-threaded loop that forks one worker per request.
+
+One connection carries one request (:mod:`.wire`). The loop accepts a connection, checks
+the peer (``SO_PEERCRED``: root only), reads the request within ``read_timeout`` and
+bounded by the wire limits, then forks a worker (:mod:`.worker`) from this preloaded
+process, at most ``workers`` at a time; further requests wait in a queue of ``queue``
+places, beyond which the caller is told to run the plugin itself. A worker's stdout and
+stderr are memory files the service reads when the worker's pidfd reports its exit. A
+worker that outlives ``timeout`` is killed with its process group, as is one whose caller
+hung up (a runtime that killed the launcher kills the plugin). A crash or a kill costs
+that request only: its caller gets a CNI error and the service goes on.
+
+Staying single-threaded is what lets a fork ``setns`` into a mount namespace, and what
+keeps forking safe (no other thread holds a lock at fork time). The service's memory
+stays flat: each request's state is dropped when its answer is sent, the latency samples
+are a bounded window, and ``gc.freeze`` after preloading keeps the workers from
+copying the preloaded heap.
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import errno
+import gc
+import json
+import os
+import select
+import selectors
+import signal
+import socket
+import stat
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import __version__
+from ..spec.errors import CNIError
+from . import wire
+
+DEFAULT_SOCKET = "/run/pycni/plugins.sock"
+SOCKET_ENV = "PYCNI_SOCKET"
+LATENCY_WINDOW = 4096
+ERROR_CODE = 999
+SD_LISTEN_FDS_START = 3
+
+Log = Callable[[str], None]
+
+
+class ServiceError(CNIError):
+    """The service cannot start (socket path, permissions, another service)."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Limits of one service; see ``cnitool serve --help``."""
+
+    socket_path: str = DEFAULT_SOCKET
+    workers: int = 16
+    queue: int = 256
+    timeout: float = 120.0
+    read_timeout: float = 10.0
+    max_connections: int = 1024
+
+
+@dataclass
+class Stats:
+    """Counters behind ``cnitool serve status``."""
+
+    started: float = field(default_factory=time.time)
+    started_mono: float = field(default_factory=time.monotonic)
+    served: int = 0
+    failed: int = 0
+    crashed: int = 0
+    timed_out: int = 0
+    rejected: int = 0
+    busy: int = 0
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
+
+    def percentile(self, fraction: float) -> float | None:
+        """The ``fraction`` quantile of the recent latencies (seconds), None without any."""
+        if not self.latencies:
+            return None
+        ordered = sorted(self.latencies)
+        index = max(0, min(len(ordered) - 1, -int(-fraction * len(ordered) // 1) - 1))
+        return ordered[index]
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value * 1000, 2)
+
+
+@dataclass(eq=False)
+class Conn:
+    """One client connection, from accept to the last byte of its answer."""
+
+    sock: socket.socket
+    deadline: float
+    buf: bytearray = field(default_factory=bytearray)
+    fds: list[int] = field(default_factory=list)
+    head: wire.RequestHead | None = None
+    request: wire.Request | None = None
+    received: float = 0.0
+    out: memoryview | None = None
+    job: Job | None = None
+    draining: bool = False
+
+
+@dataclass(eq=False)
+class Job:
+    """A forked worker running one request."""
+
+    conn: Conn
+    pid: int
+    pidfd: int
+    stdout_fd: int
+    stderr_fd: int
+    deadline: float | None
+    killed: str = ""
+
+
+def error_response(msg: str) -> bytes:
+    """A RESULT answer carrying a CNI error, as a failing plugin prints it."""
+    return wire.encode_response(
+        wire.KIND_RESULT, 1, CNIError(msg, code=ERROR_CODE).to_json().encode()
+    )
+
+
+def peer_uid(sock: socket.socket) -> int:
+    """The uid of the process at the other end (``SO_PEERCRED``)."""
+    cred = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+    return int.from_bytes(cred[4:8], sys.byteorder)
+
+
+def peer_allowed(uid: int) -> bool:
+    """Only root may have a plugin run: plugins change the node's network."""
+    return uid == 0
+
+
+class Service:
+    """The accept/read/fork/answer loop; ``run`` returns when SIGTERM or SIGINT arrives."""
+
+    def __init__(
+        self,
+        config: Config,
+        listener: socket.socket,
+        plugins: set[str],
+        log: Log,
+        socket_file: str | None = None,
+    ) -> None:
+        self.config = config
+        self.listener = listener
+        self.socket_file = socket_file  # unlinked first thing at stop, when ours
+        self.plugins = plugins
+        self.log = log
+        self.stats = Stats()
+        self.sel = selectors.DefaultSelector()
+        self.conns: set[Conn] = set()
+        self.jobs: dict[int, Job] = {}
+        self.pending: deque[Conn] = deque()
+        self.stopping = False
+        self.listening = False
+
+    # -- the loop ------------------------------------------------------------------------
+    def run(self) -> None:
+        """Serve until asked to stop, then finish the running requests."""
+        wake_r, wake_w = socket.socketpair()
+        wake_r.setblocking(False)
+        wake_w.setblocking(False)
+        old_wakeup = signal.set_wakeup_fd(wake_w.fileno())
+        handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        self.listener.setblocking(False)
+        self._listen(True)
+        self.sel.register(wake_r, selectors.EVENT_READ, ("wake", None))
+        try:
+            while not self.stopping or self._busy():
+                self._step(wake_r)
+                if self.stopping and self.listener.fileno() >= 0:
+                    self._stop_listening()
+        finally:
+            for conn in list(self.conns):
+                if conn.job is None and conn.out is None and not conn.draining:
+                    # nothing ran for it: the launcher runs the call itself
+                    with contextlib.suppress(OSError):
+                        conn.sock.setblocking(True)
+                        conn.sock.settimeout(1.0)
+                        conn.sock.sendall(wire.encode_response(wire.KIND_COLD, 0))
+                self._close(conn)
+            signal.set_wakeup_fd(old_wakeup)
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+            self.sel.close()
+            wake_r.close()
+            wake_w.close()
+
+    def _busy(self) -> bool:
+        """Calls still running, or answers not yet sent."""
+        return bool(self.jobs) or any(c.out is not None for c in self.conns)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        if not self.stopping:
+            self.log(f"stopping on {signal.Signals(signum).name}")
+        self.stopping = True
+
+    def _stop_listening(self) -> None:
+        """Take no new calls: unlink the socket (new callers run cold), tell those already
+        queued in the backlog to run cold, close the listener."""
+        if self.socket_file is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.socket_file)
+        self._listen(False)
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:
+                break
+            with contextlib.suppress(OSError):
+                sock.send(wire.encode_response(wire.KIND_COLD, 0))
+            sock.close()
+        self.listener.close()
+
+    def _listen(self, on: bool) -> None:
+        """Accept calls or not; at ``max_connections`` new callers wait in the backlog."""
+        if on == self.listening:
+            return
+        if on:
+            self.sel.register(self.listener, selectors.EVENT_READ, ("listen", None))
+        else:
+            self.sel.unregister(self.listener)
+        self.listening = on
+
+    def _step(self, wake_r: socket.socket) -> None:
+        events = self.sel.select(self._wait_time())
+        for key, mask in events:
+            kind, obj = key.data
+            if kind == "listen":
+                self._accept()
+            elif kind == "wake":
+                with contextlib.suppress(OSError):
+                    wake_r.recv(4096)
+            elif kind == "job":
+                self._reap(obj)
+            elif mask & selectors.EVENT_WRITE:
+                self._flush(obj)
+            else:
+                self._readable(obj)
+        self._expire()
+
+    def _wait_time(self) -> float | None:
+        deadlines = [
+            c.deadline for c in self.conns if c.request is None and c.job is None and c.out is None
+        ]
+        deadlines += [j.deadline for j in self.jobs.values() if j.deadline is not None]
+        if not deadlines:
+            return None
+        return max(0.0, min(deadlines) - time.monotonic())
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for job in list(self.jobs.values()):
+            if job.deadline is not None and now >= job.deadline:
+                self._kill(job, f"timed out after {self.config.timeout:g}s")
+                self.stats.timed_out += 1
+        for conn in list(self.conns):
+            waiting = conn.job is None and conn.out is None and conn.request is None
+            if waiting and now >= conn.deadline:
+                if not conn.draining:
+                    self.stats.rejected += 1
+                self._close(conn)
+
+    # -- connections ---------------------------------------------------------------------
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self.log(f"accept failed: {exc}")
+                return
+            sock.setblocking(False)
+            conn = Conn(sock, time.monotonic() + self.config.read_timeout)
+            self.conns.add(conn)
+            if not peer_allowed(peer_uid(sock)):
+                self.stats.rejected += 1
+                self._answer(conn, error_response("pycni plugin service: only root may call"))
+            else:
+                self.sel.register(sock, selectors.EVENT_READ, ("conn", conn))
+            if len(self.conns) >= self.config.max_connections:
+                self._listen(False)
+                return
+
+    def _readable(self, conn: Conn) -> None:
+        if conn.draining:
+            self._drain(conn)
+            return
+        if conn.job is not None:
+            self._hangup_while_running(conn)
+            return
+        try:
+            data = self._recv(conn)
+        except wire.WireError as exc:
+            self._reject(conn, str(exc))
+            return
+        except OSError:
+            self._close(conn)
+            return
+        if not data:
+            self.stats.rejected += 1
+            self._close(conn)  # hung up before the whole request: nothing to run
+            return
+        conn.buf += data
+        try:
+            self._parse(conn)
+        except wire.WireError as exc:
+            self._reject(conn, str(exc))
+
+    def _recv(self, conn: Conn) -> bytes:
+        """Bytes and any descriptors that arrived; at most 3 descriptors per request."""
+        fds = array.array("i")
+        data, anc, flags, _ = conn.sock.recvmsg(
+            1 << 16, socket.CMSG_SPACE(4 * wire.FDS_PER_REQUEST), socket.MSG_CMSG_CLOEXEC
+        )
+        for level, kind, payload in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+        conn.fds.extend(fds)
+        if flags & socket.MSG_CTRUNC or len(conn.fds) > wire.FDS_PER_REQUEST:
+            raise wire.WireError("too many descriptors attached to the request")
+        return data
+
+    def _parse(self, conn: Conn) -> None:
+        size = wire.REQUEST_HEADER.size
+        if conn.head is None and len(conn.buf) >= size:
+            conn.head = wire.decode_head(bytes(conn.buf[:size]))
+        if conn.head is None:
+            return
+        total = size + conn.head.body_size
+        if len(conn.buf) > total:
+            raise wire.WireError("more bytes than the request header announced")
+        if len(conn.buf) < total:
+            return
+        conn.request = wire.decode_body(conn.head, bytes(conn.buf[size:]))
+        conn.buf = bytearray()
+        conn.received = time.monotonic()
+        self.sel.unregister(conn.sock)  # read again only to see a hang-up while running
+        self._dispatch(conn, conn.request)
+
+    def _dispatch(self, conn: Conn, req: wire.Request) -> None:
+        if req.op == wire.OP_STATUS:
+            self._close_fds(conn)
+            info = json.dumps(self.status()).encode()
+            self._answer(conn, wire.encode_response(wire.KIND_INFO, 0, info))
+            return
+        if len(conn.fds) != wire.FDS_PER_REQUEST:
+            raise wire.WireError(
+                f"a run request needs {wire.FDS_PER_REQUEST} descriptors, got {len(conn.fds)}"
+            )
+        if req.plugin not in self.plugins or req.tag != __version__:
+            self.stats.busy += 1  # not ours to run: the launcher runs its own installation
+            self._answer(conn, wire.encode_response(wire.KIND_COLD, 0))
+            return
+        if len(self.jobs) < self.config.workers:
+            self._start(conn, req)
+        elif len(self.pending) < self.config.queue:
+            self.pending.append(conn)
+        else:
+            self.stats.busy += 1
+            self._answer(conn, wire.encode_response(wire.KIND_COLD, 0))
+
+    def _reject(self, conn: Conn, why: str) -> None:
+        self.stats.rejected += 1
+        self._answer(conn, error_response(f"pycni plugin service: bad request: {why}"))
+
+    def _hangup_while_running(self, conn: Conn) -> None:
+        try:
+            data = conn.sock.recv(4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            return  # nothing more is expected; ignored
+        with contextlib.suppress(KeyError, ValueError):
+            self.sel.unregister(conn.sock)
+        if conn.job is not None and _peer_gone(conn.sock):
+            self._kill(conn.job, "the caller hung up")
+
+    def _answer(self, conn: Conn, data: bytes) -> None:
+        """Send ``data`` and close; what does not fit now is sent when writable."""
+        self._close_fds(conn)
+        conn.out = memoryview(data)
+        with contextlib.suppress(KeyError, ValueError):
+            self.sel.unregister(conn.sock)
+        self._flush(conn)
+        if conn.out is not None and conn in self.conns:
+            self.sel.register(conn.sock, selectors.EVENT_WRITE, ("conn", conn))
+
+    def _flush(self, conn: Conn) -> None:
+        assert conn.out is not None
+        try:
+            while conn.out:
+                conn.out = conn.out[conn.sock.send(conn.out) :]
+        except BlockingIOError:
+            return
+        except OSError:
+            self._close(conn)  # the caller went away; nothing else to do for it
+            return
+        conn.out = None
+        if conn.request is None:
+            self._linger(conn)
+        else:
+            self._close(conn)
+
+    def _linger(self, conn: Conn) -> None:
+        """Answered before the whole request was read: read and drop the rest until the
+        caller hangs up, so closing does not reset the connection under the answer."""
+        with contextlib.suppress(KeyError, ValueError):
+            self.sel.unregister(conn.sock)
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._close(conn)
+            return
+        conn.draining = True
+        conn.deadline = time.monotonic() + self.config.read_timeout
+        self.sel.register(conn.sock, selectors.EVENT_READ, ("conn", conn))
+
+    def _drain(self, conn: Conn) -> None:
+        try:
+            data = conn.sock.recv(1 << 16)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._close(conn)
+
+    def _close_fds(self, conn: Conn) -> None:
+        for fd in conn.fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        conn.fds = []
+
+    def _close(self, conn: Conn) -> None:
+        self._close_fds(conn)
+        with contextlib.suppress(KeyError, ValueError):
+            self.sel.unregister(conn.sock)
+        conn.sock.close()
+        conn.out = None
+        self.conns.discard(conn)
+        if not self.stopping and len(self.conns) < self.config.max_connections:
+            self._listen(True)
+
+    # -- workers -------------------------------------------------------------------------
+    def _start(self, conn: Conn, req: wire.Request) -> None:
+        from . import worker
+
+        out_fd = os.memfd_create("pycni-stdout", os.MFD_CLOEXEC)
+        err_fd = os.memfd_create("pycni-stderr", os.MFD_CLOEXEC)
+        service_pid = os.getpid()
+        pid = os.fork()
+        if pid == 0:  # the worker: never returns into the loop
+            code = 1
+            try:
+                code = worker.serve_one(req, conn.fds, out_fd, err_fd, service_pid)
+            finally:
+                os._exit(code)
+        with contextlib.suppress(OSError):
+            os.setpgid(pid, pid)  # the worker does it too; whichever runs first wins
+        self._close_fds(conn)
+        pidfd = os.pidfd_open(pid)
+        job = Job(conn, pid, pidfd, out_fd, err_fd, time.monotonic() + self.config.timeout)
+        conn.job = job
+        self.jobs[pid] = job
+        self.sel.register(pidfd, selectors.EVENT_READ, ("job", job))
+        self.sel.register(conn.sock, selectors.EVENT_READ, ("conn", conn))
+
+    def _kill(self, job: Job, why: str) -> None:
+        if job.killed:
+            return
+        job.killed = why
+        job.deadline = None
+        try:
+            os.killpg(job.pid, signal.SIGKILL)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.kill(job.pid, signal.SIGKILL)
+
+    def _reap(self, job: Job) -> None:
+        _, status = os.waitpid(job.pid, 0)
+        self.sel.unregister(job.pidfd)
+        os.close(job.pidfd)
+        del self.jobs[job.pid]
+        if job.killed:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(job.pid, signal.SIGKILL)  # what the plugin left in its group
+        stdout, stderr = _read_memfd(job.stdout_fd), _read_memfd(job.stderr_fd)
+        conn = job.conn
+        conn.job = None
+        self._record(conn, status, job.killed)
+        if conn in self.conns:
+            self._answer(conn, self._result(status, job.killed, stdout, stderr))
+        while self.pending and len(self.jobs) < self.config.workers and not self.stopping:
+            nxt = self.pending.popleft()
+            if nxt in self.conns and nxt.request is not None:
+                self._start(nxt, nxt.request)
+
+    def _record(self, conn: Conn, status: int, killed: str) -> None:
+        self.stats.served += 1
+        self.stats.latencies.append(time.monotonic() - conn.received)
+        if killed or os.WIFSIGNALED(status):
+            self.stats.crashed += 1
+            what = killed or f"killed by {_signal_name(os.WTERMSIG(status))}"
+            plugin = conn.request.plugin if conn.request else "?"
+            self.log(f"worker {plugin}: {what}")
+        elif os.waitstatus_to_exitcode(status) != 0:
+            self.stats.failed += 1
+
+    def _result(
+        self, status: int, killed: str, stdout: bytes | None, stderr: bytes | None
+    ) -> bytes:
+        if stdout is None or stderr is None:
+            return error_response(
+                f"pycni plugin service: the plugin's output exceeds {wire.MAX_OUTPUT} bytes"
+            )
+        if killed or os.WIFSIGNALED(status):
+            what = killed or f"was killed by {_signal_name(os.WTERMSIG(status))}"
+            msg = f"pycni plugin service: the plugin worker {what}"
+            if killed:
+                msg = f"pycni plugin service: the plugin was killed: {killed}"
+            body = CNIError(msg, code=ERROR_CODE).to_json().encode()
+            return wire.encode_response(wire.KIND_RESULT, 1, body, stderr)
+        code = os.waitstatus_to_exitcode(status)
+        return wire.encode_response(wire.KIND_RESULT, code, stdout, stderr)
+
+    # -- status --------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """What ``cnitool serve status`` shows."""
+        s = self.stats
+        return {
+            "pid": os.getpid(),
+            "version": __version__,
+            "socket": self.config.socket_path,
+            "startedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(s.started)),
+            "uptimeSeconds": round(time.monotonic() - s.started_mono, 1),
+            "requests": s.served,
+            "failed": s.failed,
+            "crashed": s.crashed,
+            "timedOut": s.timed_out,
+            "rejected": s.rejected,
+            "ranCold": s.busy,
+            "running": len(self.jobs),
+            "queued": len(self.pending),
+            "workers": self.config.workers,
+            "latencyMs": {
+                "p50": _ms(s.percentile(0.5)),
+                "p99": _ms(s.percentile(0.99)),
+                "samples": len(s.latencies),
+            },
+            "plugins": sorted(self.plugins),
+        }
+
+
+def _peer_gone(sock: socket.socket) -> bool:
+    """Whether the caller closed the connection (POLLHUP), not only its sending side."""
+    poller = select.poll()
+    poller.register(sock, select.POLLHUP)
+    return any(events & select.POLLHUP for _, events in poller.poll(0))
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def _read_memfd(fd: int) -> bytes | None:
+    """A worker's output file, closed after reading; None when it exceeds the bound."""
+    try:
+        size = os.fstat(fd).st_size
+        if size > wire.MAX_OUTPUT:
+            return None
+        return os.pread(fd, size, 0)
+    finally:
+        os.close(fd)
+
+
+# -- the listening socket ----------------------------------------------------------------
+def _check_dir(directory: str) -> None:
+    """The socket's directory: created 0700, or an existing one only root can write to."""
+    try:
+        os.mkdir(directory, 0o700)
+        return
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise ServiceError(f"cannot create {directory}: {exc.strerror or exc}") from None
+    st = os.stat(directory)
+    if not stat.S_ISDIR(st.st_mode):
+        raise ServiceError(f"{directory} is not a directory")
+    if st.st_uid != 0 or st.st_mode & 0o022:
+        raise ServiceError(
+            f"socket directory {directory} must belong to root and be writable by root only"
+        )
+
+
+def _clear_stale(path: str) -> None:
+    """Remove a socket file no service listens on; refuse when one does."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise ServiceError(f"{path} exists and is not a socket")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError as exc:
+        if exc.errno not in (errno.ECONNREFUSED, errno.ENOENT):
+            raise ServiceError(f"cannot probe {path}: {exc.strerror or exc}") from None
+        os.unlink(path)
+        return
+    finally:
+        probe.close()
+    raise ServiceError(f"another service is already listening on {path}")
+
+
+def open_listener(path: str, backlog: int = 512) -> socket.socket:
+    """Bind ``path`` (mode 0600, in a root-only directory) and listen."""
+    path = os.path.abspath(path)
+    _check_dir(os.path.dirname(path))
+    _clear_stale(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        sock.bind(path)
+    except OSError as exc:
+        sock.close()
+        raise ServiceError(f"cannot bind {path}: {exc.strerror or exc}") from None
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    sock.listen(backlog)
+    return sock
+
+
+def listener_from_systemd(env: dict[str, str] | None = None) -> socket.socket | None:
+    """The socket systemd passed (``LISTEN_PID``/``LISTEN_FDS``), or None."""
+    source = os.environ if env is None else env
+    if source.get("LISTEN_PID") != str(os.getpid()):
+        return None
+    try:
+        count = int(source.get("LISTEN_FDS", "0"))
+    except ValueError:
+        return None
+    if count < 1:
+        return None
+    for key in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(key, None)
+    sock = socket.socket(fileno=SD_LISTEN_FDS_START)
+    if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
+        raise ServiceError("the socket passed by systemd is not a Unix stream socket")
+    os.set_inheritable(sock.fileno(), False)
+    return sock
+
+
+# -- preloading ----------------------------------------------------------------------------
+def preload(log: Log) -> set[str]:
+    """Import every available plugin with all its modules; the packages that loaded."""
+    import importlib
+    import pkgutil
+
+    from .. import launchers
+
+    loaded: set[str] = set()
+    for package in sorted(set(launchers.PLUGINS.values())):
+        if not launchers.package_available(package):
+            continue
+        name = f"{launchers.PLUGIN_PACKAGE}.{package}"
+        try:
+            module = importlib.import_module(f"{name}.__main__")
+            for info in pkgutil.iter_modules(importlib.import_module(name).__path__):
+                importlib.import_module(f"{name}.{info.name}")
+        except Exception as exc:  # a broken plugin must not keep the others down
+            log(f"cannot load plugin {package}: {exc}")
+            continue
+        if hasattr(module, "PLUGIN"):
+            loaded.add(package)
+    for extra in ("cnitool.spec.results", "cnitool.invoke.exec", "cnitool.invoke.delegate"):
+        importlib.import_module(extra)
+    _preload_tree(f"{launchers.PLUGIN_PACKAGE}._lib", log)
+    return loaded
+
+
+def _preload_tree(package: str, log: Log) -> None:
+    """Import ``package`` and every module below it (the plugins' shared code, which they
+    import lazily): a worker then imports nothing from disk, whatever mount namespace it
+    joined."""
+    import importlib
+    import pkgutil
+
+    try:
+        root = importlib.import_module(package)
+        for info in pkgutil.walk_packages(root.__path__, f"{package}."):
+            importlib.import_module(info.name)
+    except Exception as exc:
+        log(f"cannot preload {package}: {exc}")
+
+
+def serve(config: Config, log: Log) -> None:
+    """Open the socket (or take systemd's), preload, and run until stopped."""
+    listener = listener_from_systemd()
+    owned = listener is None
+    if listener is None:
+        listener = open_listener(config.socket_path)
+    try:
+        plugins = preload(log)
+        gc.collect()
+        gc.freeze()  # the preloaded heap stays shared with the workers (copy-on-write)
+        log(
+            f"serving {len(plugins)} plugins on {config.socket_path} (pid {os.getpid()}, "
+            f"{config.workers} workers, timeout {config.timeout:g}s)"
+        )
+        socket_file = os.path.abspath(config.socket_path) if owned else None
+        Service(config, listener, plugins, log, socket_file).run()
+    finally:
+        listener.close()
+        if owned:  # normally gone already (Service unlinks it first thing at stop)
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.abspath(config.socket_path))
+    log("stopped")
+
+
+def query_status(path: str, timeout: float = 5.0) -> dict[str, Any]:
+    """Ask the service at ``path`` for its status; OSError when it does not answer."""
+    req = wire.encode_request(wire.Request(op=wire.OP_STATUS))
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        sock.sendall(req)
+        chunks = []
+        while chunk := sock.recv(1 << 16):
+            chunks.append(chunk)
+    resp = wire.decode_response(b"".join(chunks))
+    if resp.kind != wire.KIND_INFO:
+        raise OSError(f"the service refused: {resp.stdout.decode(errors='replace')}")
+    info: dict[str, Any] = json.loads(resp.stdout)
+    return info

@@ -1,0 +1,151 @@
+"""What a forked worker does with one request: become the caller, run the plugin, exit.
+
+The worker is a fork of the single-threaded service, so it can ``setns`` into the
+caller's mount namespace (the kernel refuses that to a multi-threaded process). In order:
+its own process group (a timeout kills the plugin's children too), the caller's network
+and mount namespaces, working directory and umask, the caller's environment as
+``os.environ`` (for the programs a plugin runs), ``/dev/null`` as stdin and two memory
+files as stdout and stderr, which the service reads after the worker exits. Then
+``skel.run`` runs the plugin, its output goes to stdout as the launcher would print it,
+and the exit status is the plugin's.
+
+Everything the worker gets is what the exec'd plugin would have had: the caller's
+environment and stdin bytes unchanged, argv as the caller's. A failure to become the
+caller is reported as a CNI error, never run in the service's namespaces.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import io
+import os
+import signal
+import sys
+from importlib import import_module
+from typing import Any
+
+from ..spec.errors import CNIError
+from .wire import Request
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWNET = 0x40000000
+SETUP_FAILED = 999
+
+PR_SET_PDEATHSIG = 1
+
+_LIBC: Any = None
+
+
+def _libc() -> Any:
+    global _LIBC
+    if _LIBC is None:
+        _LIBC = ctypes.CDLL(None, use_errno=True)
+    return _LIBC
+
+
+def _setns(fd: int, nstype: int) -> None:
+    """setns(2) through libc (Python 3.11 has no os.setns)."""
+    if _libc().setns(fd, nstype) != 0:
+        err = ctypes.get_errno()
+        kind = "mount" if nstype == CLONE_NEWNS else "network"
+        raise OSError(err, f"cannot join the caller's {kind} namespace: {os.strerror(err)}")
+
+
+def _die_with_service(service_pid: int) -> None:
+    """Have the kernel kill this worker when the service dies: its caller has then
+    been told the call failed, and the runtime will DEL; a late ADD must not follow."""
+    libc = _libc()
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != service_pid:  # the service died before prctl took effect
+        os._exit(1)
+
+
+def _become_caller(req: Request, fds: list[int]) -> None:
+    """Join the caller's namespaces and directory, take its umask and environment."""
+    mnt, net, cwd = fds
+    os.setpgid(0, 0)
+    _setns(net, CLONE_NEWNET)
+    _setns(mnt, CLONE_NEWNS)
+    os.fchdir(cwd)
+    for fd in fds:
+        os.close(fd)
+    os.umask(req.umask)
+    os.environb.clear()
+    os.environb.update(req.env)
+    sys.argv = [os.fsdecode(a) for a in req.argv] or [req.plugin]
+
+
+def _redirect(stdout_fd: int, stderr_fd: int) -> None:
+    """stdin from /dev/null, stdout and stderr into the service's memory files."""
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    os.dup2(stdout_fd, 1)
+    os.dup2(stderr_fd, 2)
+    os.close(stdout_fd)
+    os.close(stderr_fd)
+    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), write_through=True)
+    sys.stderr = io.TextIOWrapper(
+        io.FileIO(2, "w", closefd=False), write_through=True, errors="backslashreplace"
+    )
+
+
+def _write(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _run_plugin(req: Request) -> int:
+    """Run the request's plugin through skel; its stdout goes to fd 1."""
+    from .. import skel
+    from ..invoke import delegate
+
+    delegate.enable_in_process()
+    plugin = import_module(f"cnitool_plugins.{req.plugin}.__main__").PLUGIN
+    env = {os.fsdecode(k): os.fsdecode(v) for k, v in req.env.items()}
+    out, code = skel.run(plugin, env, req.stdin, sys.stderr)
+    sys.stderr.flush()
+    _write(1, out)
+    return code
+
+
+def _setup_error(exc: BaseException) -> bytes:
+    if isinstance(exc, CNIError):
+        return exc.to_json().encode()
+    detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    msg = f"pycni plugin service: worker could not take the caller's place: {detail}"
+    return CNIError(msg, code=SETUP_FAILED).to_json().encode()
+
+
+def close_except(keep: list[int]) -> None:
+    """Close every descriptor above 2 but ``keep`` (the service's sockets, other calls)."""
+    low = 3
+    for fd in sorted(k for k in keep if k >= 3):
+        if fd > low:
+            os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, os.sysconf("SC_OPEN_MAX"))
+
+
+def serve_one(
+    req: Request, fds: list[int], stdout_fd: int, stderr_fd: int, service_pid: int
+) -> int:
+    """The worker's whole life after fork; returns the exit status for ``os._exit``."""
+    _die_with_service(service_pid)
+    close_except([*fds, stdout_fd, stderr_fd])
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    _redirect(stdout_fd, stderr_fd)
+    try:
+        _become_caller(req, fds)
+    except Exception as exc:
+        _write(1, _setup_error(exc))
+        return 1
+    try:
+        return _run_plugin(req) & 0xFF
+    except Exception as exc:  # skel reports plugin failures; this is the worker's own
+        _write(1, _setup_error(exc))
+        return 1
