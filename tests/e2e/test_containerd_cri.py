@@ -39,6 +39,7 @@ from cri_client import (  # noqa: E402 - after the skip above
     stop_pod_sandbox,
     version,
 )
+from plugin_service import plugin_path  # noqa: E402 - after the skip above
 
 SEED_CONFLIST = {
     "cniVersion": "0.3.1",
@@ -135,9 +136,9 @@ state = "{tmp / "state"}"
     return path
 
 
-@pytest.fixture
+@pytest.fixture(params=["cold", "warm"])
 def containerd(
-    tmp_path: Path, python: str, netns_factory: Callable[[], str]
+    request: pytest.FixtureRequest, tmp_path: Path, python: str, netns_factory: Callable[[], str]
 ) -> Iterator[tuple[str, Path]]:
     """containerd serving the CRI in a fresh node netns: (node netns, socket)."""
     missing = [n for n in ("containerd", "containerd-shim-runc-v2", "runc", "ctr", "busybox")]
@@ -161,12 +162,15 @@ def containerd(
     subprocess.run(["mount", "-t", "tmpfs", "tmpfs", "/run/containerd"], check=True)
     sock = Path("/run/containerd") / f"cri{os.getpid()}.sock"
     config = containerd_config(tmp_path, bin_dir, conf_dir, sock)
+    path = plugin_path(request.param, tmp_path, python)
+    path_env = path.__enter__()
     log = open(tmp_path / "containerd.log", "w")  # noqa: SIM115 - closed below
     daemon = subprocess.Popen(
         ["nsenter", f"--net={node}", "containerd", "--config", str(config)],
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        env=dict(os.environ, **path_env),  # go-cni passes it on to every plugin
     )
     try:
         for _ in range(100):
@@ -191,6 +195,7 @@ def containerd(
         subprocess.run(["umount", "-l", "/run/containerd"], check=False)
         if made_run_dir:
             os.rmdir("/run/containerd")
+        path.__exit__(None, None, None)
 
 
 def pod_netns() -> str:

@@ -1,7 +1,8 @@
 """A real runtime drives our plugins: podman (on its CNI backend) runs a container on a
 bridge + host-local + portmap network of pycni launchers, inside a fresh node netns.
 
-Podman calls VERSION on every plugin, then ADD and DEL from its own process, as on a node.
+Podman calls VERSION on every plugin, then ADD and DEL from its own process, as on a node;
+the plugins run cold (an interpreter per exec) or warm (through ``cnitool serve``).
 The container (busybox httpd from a local rootfs: no image registry is needed) gets an
 address, its published port serves a page to another netns through the node's address and
 to the node itself through 127.0.0.1, and ``podman rm`` leaves no lease, no per-container
@@ -25,6 +26,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from plugin_service import plugin_path
 
 pytestmark = pytest.mark.root
 
@@ -57,9 +59,9 @@ def run(*argv: str, netns: str | None = None, **kw: object) -> subprocess.Comple
     return done
 
 
-@pytest.fixture
+@pytest.fixture(params=["cold", "warm"])
 def podman(
-    tmp_path: Path, python: str
+    request: pytest.FixtureRequest, tmp_path: Path, python: str
 ) -> Iterator[Callable[..., subprocess.CompletedProcess[str]]]:
     """``podman(*args, netns=...)`` with a private store and CNI config of our plugins."""
     missing = [n for n in NEEDS if shutil.which(n) is None]
@@ -94,12 +96,13 @@ def podman(
         "--storage-driver",
         "vfs",
     ]
-    env = dict(os.environ, CONTAINERS_CONF=str(conf))
+    with plugin_path(request.param, tmp_path, python) as path_env:
+        env = dict(os.environ, CONTAINERS_CONF=str(conf), **path_env)
 
-    def call(*args: str, netns: str | None = None) -> subprocess.CompletedProcess[str]:
-        return run(*base, *args, netns=netns, env=env)
+        def call(*args: str, netns: str | None = None) -> subprocess.CompletedProcess[str]:
+            return run(*base, *args, netns=netns, env=env)
 
-    yield call
+        yield call
     shutil.rmtree(runroot, ignore_errors=True)
 
 
