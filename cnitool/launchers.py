@@ -5,7 +5,7 @@ named exactly like the reference one (``bridge``, ``host-local``, ...). Those ar
 installed as console scripts on ``$PATH`` (``bridge`` would shadow iproute2's). A launcher
 looks like this::
 
-    #!/abs/path/to/python -I
+    #!/abs/path/to/python -IS
     # pycni plugin launcher: host-local (managed by cnitool; reinstall or remove with it)
     PACKAGE = "host_local"
     TAG = "0.1.0"
@@ -29,9 +29,10 @@ virtual environment (a ``pyvenv.cfg`` next to it or one directory up) the path i
 as is, symlinks included, because Python finds the environment's site-packages from the
 path it was started as; otherwise symlinks are resolved. A path that is a script rather
 than a binary (a pyenv shim costs ~130 ms per call) is refused, as is one that cannot be
-written on a shebang line (whitespace, or longer than the kernel's limit). ``-I`` keeps
-the caller's PYTHON* variables, user site-packages and working directory out of the
-plugin.
+written on a shebang line (whitespace, or longer than the kernel's limit). ``-IS`` (one
+argument: the kernel passes the rest of the line as one) keeps the caller's PYTHON*
+variables, user site-packages and working directory out of the plugin, and skips the site
+module on VERSION and the warm path; the cold path loads it before the plugin.
 
 Launchers carry a marker line; :func:`install` refuses to overwrite any other file
 unless forced, and :func:`remove` only deletes files carrying the marker. Writes are
@@ -55,6 +56,11 @@ from dataclasses import dataclass
 from cnitool.spec.errors import INVALID_ENVIRONMENT, CNIError
 
 PLUGIN_PACKAGE = "cnitool_plugins"
+# the interpreter's flags on the shebang line (one argument: Linux passes the rest of the
+# line as one): isolated from the caller's PYTHON* variables, user site and working
+# directory, and without the site module, whose .pth files cost milliseconds that VERSION
+# and the warm path do not need; the cold path loads it itself (``router``)
+FLAGS = "-IS"
 MARKER = "# pycni plugin launcher"
 LAUNCHER_MODE = 0o755
 RAW_QUOTE = "'" * 3  # the launcher holds the client's source in a raw string
@@ -155,7 +161,7 @@ def interpreter_path(python: str = sys.executable) -> str:
         raise LauncherError(
             f"interpreter path {path!r} contains whitespace; a shebang cannot hold it"
         )
-    if len(f"#!{path} -I".encode()) > SHEBANG_MAX:
+    if len(f"#!{path} {FLAGS}".encode()) > SHEBANG_MAX:
         raise LauncherError(
             f"interpreter path {path} is too long for a shebang line ({SHEBANG_MAX} bytes max)"
         )
@@ -204,7 +210,7 @@ def launcher_text(name: str, python: str, answer: bytes | None = None) -> str:
     if RAW_QUOTE in client or client.endswith("\\"):
         raise LauncherError("the launcher client cannot be quoted as a raw string")
     return (
-        f"#!{python} -I\n"
+        f"#!{python} {FLAGS}\n"
         f"{MARKER}: {name} (managed by cnitool; reinstall or remove with it)\n"
         f'PACKAGE = "{package}"\n'
         f'TAG = "{__version__}"\n'

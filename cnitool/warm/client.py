@@ -220,6 +220,10 @@ def run_cold(package: str, stdin: bytes | None) -> None:
         import io
 
         sys.stdin = io.TextIOWrapper(io.BytesIO(stdin))
+    if sys.flags.no_site:  # the shebang's -S: the plugins' site-packages, as router does
+        import site
+
+        site.main()
     from cnitool_plugins._launch import run as launch
 
     launch(package)

@@ -28,6 +28,15 @@ def service_socket() -> str | None:
     return path
 
 
+def load_site() -> None:
+    """The site module the shebang's ``-S`` left out (the environment's site-packages,
+    where the plugins are installed): only the cold path, which runs them here, needs it."""
+    if sys.flags.no_site:
+        import site
+
+        site.main()
+
+
 def route(package: str, answer: bytes | None, tag: str, client_source: str) -> None:
     """Answer VERSION from ``answer``; with a service socket, run the client (forward the
     call, or fall back cold itself); without, run the plugin here. Exits the process."""
@@ -36,6 +45,7 @@ def route(package: str, answer: bytes | None, tag: str, client_source: str) -> N
         sys.stdout.buffer.flush()
         raise SystemExit(0)
     if service_socket() is None:
+        load_site()
         from cnitool_plugins._launch import run
 
         run(package)

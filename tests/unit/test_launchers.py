@@ -25,7 +25,7 @@ def test_install_writes_noop_launcher(tmp_path: Path) -> None:
     path = tmp_path / "noop"
     assert stat.S_IMODE(path.stat().st_mode) == 0o755
     lines = path.read_text().splitlines()
-    assert lines[0] == f"#!{launchers.interpreter_path(sys.executable)} -I"
+    assert lines[0] == f"#!{launchers.interpreter_path(sys.executable)} -IS"
     assert lines[1].startswith(launchers.MARKER)
     assert 'PACKAGE = "noop"' in lines
     assert f'TAG = "{cnitool.__version__}"' in lines
@@ -90,10 +90,10 @@ def test_reinstall_is_idempotent(tmp_path: Path) -> None:
 def test_reinstall_updates_changed_launcher(tmp_path: Path) -> None:
     launchers.install(str(tmp_path), ["noop"], compile_bytecode=False)
     path = tmp_path / "noop"
-    path.write_text(path.read_text().replace(" -I\n", " -I -B\n", 1))
+    path.write_text(path.read_text().replace(" -IS\n", " -IS -B\n", 1))
     actions = launchers.install(str(tmp_path), ["noop"], compile_bytecode=False)
     assert by_name(actions) == {"noop": "updated"}
-    assert path.read_text().splitlines()[0].endswith(" -I")
+    assert path.read_text().splitlines()[0].endswith(" -IS")
 
 
 def test_refuses_foreign_file_unless_forced(tmp_path: Path) -> None:

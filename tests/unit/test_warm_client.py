@@ -75,9 +75,11 @@ def imports_of(path: str) -> set[str]:
 
 def test_stdlib_only() -> None:
     """What the launchers embed imports nothing but os, sys and _socket (and io, only to
-    replay stdin to the cold path, whose import is the launcher's fallback)."""
+    replay stdin to the cold path, and site, which the cold path loads itself under the
+    shebang's -S, before the plugins: both the launcher's fallback)."""
     from cnitool.warm import router
 
-    assert imports_of(client.__file__) == {"_socket", "os", "sys", "io", "cnitool_plugins._launch"}
-    assert imports_of(router.__file__) == {"os", "sys", "cnitool_plugins._launch"}
+    cold = {"site", "cnitool_plugins._launch"}
+    assert imports_of(client.__file__) == {"_socket", "os", "sys", "io", *cold}
+    assert imports_of(router.__file__) == {"os", "sys", *cold}
     assert router.DEFAULT_SOCKET == client.DEFAULT_SOCKET
