@@ -213,7 +213,10 @@ def _draw(report: dict[str, Any]) -> None:
     show_default=True,
     help="IP family to read.",
 )
-@output_option("auto: a tree on a terminal, JSON otherwise.", ("auto", "json", "tree"))
+@output_option(
+    "auto: a tree on a terminal, JSON otherwise (table is another name for tree).",
+    ("auto", "json", "tree", "table"),
+)
 @debug_option()
 def command(network: str | None, family: str, output: str, debug: bool) -> None:
     """Show the nat chains of portmap and ipMasq as a tree: network, container, chains.

@@ -133,6 +133,10 @@ def command(
     Exit status 1 when a file fails to load or a network that add would use has a
     problem; a shadowed file is listed with its problem but does not fail the command."""
     with reporting("networks", debug):
+        if not os.path.isdir(conf_dir):
+            from ..spec.errors import CNIError
+
+            raise CNIError(f"the conf dir {conf_dir} does not exist (--cni-conf-dir, NETCONFPATH)")
         entries = _entries(conf_dir)
         rows = [row for row, _net in entries]
         if validate:

@@ -643,3 +643,22 @@ def test_add_refuses_a_kernel_name_template(cli: Env, reference_bin: Path) -> No
     assert not Path("/var/run/netns/e2e-tpl").exists()
     assert subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout == before
     assert not (cli.data / "br").exists() and cli.cache_files() == []
+
+
+def test_gc_stale_keeps_live_attachments_and_releases_the_gone(
+    cli: Env, netns_factory: Callable[[], str], reference_bin: Path
+) -> None:
+    bridge_chain(cli)
+    live, gone = netns_factory(), netns_factory()
+    for ns in (live, gone):
+        cli.run("add", "br", ns, bin_dirs=str(reference_bin), check=True)
+    subprocess.run(["ip", "netns", "del", os.path.basename(gone)], check=True)
+    proc = cli.run("gc", "br", "--stale", "-o", "table", bin_dirs=str(reference_bin), check=True)
+    assert f"deleting {container_id_for(gone)} eth0" in proc.stderr
+    assert "deleted 1, kept 1" in proc.stderr
+    leases = sorted(p.name for p in (cli.data / "br").iterdir() if p.name[0].isdigit())
+    assert leases == ["10.99.0.2"]  # the live pod's; the gone one's was released
+    assert [p.name for p in cli.cache_files()] == [f"br-{container_id_for(live)}-eth0"]
+    assert "eth0" in [link["ifname"] for link in ip_json(live, "link", "show")]
+    both = cli.run("gc", "br", "--stale", "--valid", "x:eth0", bin_dirs=str(reference_bin))
+    assert both.returncode == 1 and "give one" in both.stderr

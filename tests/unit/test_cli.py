@@ -829,3 +829,26 @@ def test_cache_list_survives_a_result_of_the_wrong_shape(env: dict[str, Path]) -
     )
     assert res.exit_code == 0, res.stderr
     assert json.loads(res.stdout)[0]["addresses"] == ["10.0.0.2/24"]
+
+
+def test_plain_cnitool_prints_its_help_and_succeeds() -> None:
+    res = CliRunner().invoke(cli, [])
+    assert res.exit_code == 0
+    assert res.output.startswith("Usage: ") and "Commands:" in res.output
+
+
+def test_networks_of_a_missing_conf_dir_is_an_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nope"
+    res = CliRunner().invoke(cli, ["networks", "--cni-conf-dir", str(missing), "-o", "json"])
+    assert res.exit_code == 1
+    assert f"the conf dir {missing} does not exist" in res.output
+    assert "[]" not in res.output
+
+
+def test_every_view_takes_table_as_an_output_name() -> None:
+    from cnitool.cli.main import COMMANDS
+
+    for name in ("chains", "leases", "networks", "version", "netns", "plugins", "cache"):
+        assert name in COMMANDS
+    res = CliRunner().invoke(cli, ["chains", "-o", "table", "--family", "9"])
+    assert "Invalid value for '--family'" in res.output  # -o table itself was accepted
