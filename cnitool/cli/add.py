@@ -167,7 +167,12 @@ def _add_or_roll_back(
     try:
         with _stop_signals(_raise_terminated):
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a held one lands here
-            return cni.add_network_list(net, rt)
+            result = cni.add_network_list(net, rt)
+        if created:  # del removes it again once nothing uses it
+            from . import made_netns
+
+            made_netns.mark(settings.cache_dir, path)
+        return result
     except Terminated as stop:  # the running plugin's process group is already killed
         if rollback:
             note(f"cnitool: {stop.name} received; running DEL for the chain")

@@ -62,7 +62,8 @@ class Env:
         )
 
     def cache_files(self) -> list[Path]:
-        return [p for p in self.cache.rglob("*") if p.is_file()]
+        """The result cache's files (the netns marks of add live beside it)."""
+        return [p for p in (self.cache / "results").rglob("*") if p.is_file()]
 
     def install(self, *names: str) -> None:
         proc = self.run("plugins", "install", "--bin-dir", str(self.bin), "-o", "json", *names)
@@ -281,9 +282,31 @@ def test_add_creates_a_missing_named_netns(cli: Env) -> None:
     assert "e2e-auto" in names
     cached = cli.cache_files()
     assert [p.name for p in cached] == [f"chain-{container_id_for('/var/run/netns/e2e-auto')}-eth0"]
-    cli.run("del", "chain", "e2e-auto", check=True)
-    cli.run("netns", "del", "e2e-auto", check=True)
+    # del removes the netns add made (the Go tool's runtime would not have made one)
+    gone = cli.run("del", "chain", "e2e-auto", check=True)
+    assert "removed network namespace /var/run/netns/e2e-auto" in gone.stderr
     assert not Path("/var/run/netns/e2e-auto").exists()
+
+
+def test_del_removes_only_a_netns_add_made_and_only_when_unused(cli: Env) -> None:
+    cli.install("noop")
+    cli.conflist("one", [{"type": "noop"}])
+    cli.conflist("two", [{"type": "noop"}])
+    auto = Path("/var/run/netns/e2e-shared")
+    cli.run("add", "one", "e2e-shared", check=True)  # made here
+    cli.run("add", "two", "e2e-shared", "-i", "eth1", check=True)
+    cli.run("del", "one", "e2e-shared", check=True)
+    assert auto.exists()  # network two still uses it
+    cli.run("del", "two", "e2e-shared", "-i", "eth1", "--keep-netns", check=True)
+    assert auto.exists()  # kept on request
+    cli.run("netns", "del", "e2e-shared", check=True)
+    # a netns that existed before add is never removed by del
+    cli.run("netns", "add", "e2e-before", check=True)
+    cli.run("add", "one", "e2e-before", check=True)
+    kept = cli.run("del", "one", "e2e-before", check=True)
+    assert "removed network namespace" not in kept.stderr
+    assert Path("/var/run/netns/e2e-before").exists()
+    cli.run("netns", "del", "e2e-before", check=True)
 
 
 def test_netns_commands_interoperate_with_ip_netns(cli: Env) -> None:
