@@ -1,0 +1,148 @@
+"""Fault suite, bounds: huge and deeply nested input, exec'd as a runtime would send it.
+
+Each plugin launcher gets a 64 MiB config on stdin (one long string; an array of empty
+arrays, the shape that costs Python most: ~50 bytes of objects per 3 bytes of text), an
+array just under the stdin limit, and nesting a million levels deep; ``cnitool add``
+gets the same as a conflist file. Every call must end in one CNI error, leave nothing
+in the state dirs, and peak below ``RSS_LIMIT`` (the child's own peak RSS, from
+``wait4``). Before the limit on what is read, the 64 MiB array peaked at 3 GiB.
+
+``PYCNI_BOUNDS_MIB=512`` raises the size of the huge inputs for a longer run by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from fault_helpers import figures, install, plugin_env, protocol_problem, scale, state_files
+
+from cnitool.spec.jsonfmt import MAX_JSON_BYTES
+
+pytestmark = pytest.mark.root
+
+MIB = 1 << 20
+RSS_LIMIT_KIB = 128 * 1024  # an idle plugin is ~15 MiB; the worst input within the limit ~65
+PLUGINS = ("host-local", "bridge", "portmap", "tuning", "flannel")
+HEAD = '{"cniVersion":"1.0.0","name":"big","type":"x","ipam":{"type":"host-local"},"x":'
+
+
+def huge_string(size: int) -> Iterator[bytes]:
+    yield HEAD.encode() + b'"'
+    for _ in range(size // MIB):
+        yield b"a" * MIB
+    yield b'"}'
+
+
+def empty_arrays(size: int) -> Iterator[bytes]:
+    head = HEAD.encode() + b"["
+    yield head
+    left = max(0, (size - len(head) - 8) // 3)
+    while left:
+        n = min(left, MIB // 3)
+        yield b"[]," * n
+        left -= n
+    yield b"[]]}"
+
+
+def deep(levels: int) -> Iterator[bytes]:
+    yield HEAD.encode() + b"[" * levels + b"]" * levels + b"}"
+
+
+def inputs() -> dict[str, Callable[[], Iterator[bytes]]]:
+    size = scale("PYCNI_BOUNDS_MIB", 64) * MIB
+    return {
+        "string": lambda: huge_string(size),
+        "arrays": lambda: empty_arrays(size),
+        "arrays-at-limit": lambda: empty_arrays(MAX_JSON_BYTES),
+        "deep": lambda: deep(400_000),
+    }
+
+
+def write_input(path: Path, parts: Iterator[bytes]) -> Path:
+    with open(path, "wb") as f:
+        for part in parts:
+            f.write(part)
+    return path
+
+
+def run_measured(argv: list[str], env: dict[str, str], stdin: Path) -> tuple[int, bytes, int]:
+    """Run ``argv`` with ``stdin`` from a file; (exit code, stdout, peak RSS in KiB)."""
+    with open(stdin, "rb") as src:
+        proc = subprocess.Popen(argv, stdin=src, stdout=subprocess.PIPE, env=env)
+    assert proc.stdout is not None
+    with proc.stdout:
+        out = proc.stdout.read()
+    code, rss = wait_measured(proc)
+    return code, out, rss
+
+
+def wait_measured(proc: subprocess.Popen[bytes]) -> tuple[int, int]:
+    """Reap ``proc``; (exit code, its peak RSS in KiB)."""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage.ru_maxrss
+
+
+@pytest.fixture(scope="module")
+def big_inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("bounds")
+    return {name: write_input(tmp / f"{name}.json", make()) for name, make in inputs().items()}
+
+
+@pytest.mark.parametrize("plugin", PLUGINS)
+def test_huge_config_on_stdin(plugin: str, tmp_path: Path, big_inputs: dict[str, Path]) -> None:
+    """A clear error, bounded memory, nothing written, for every huge input."""
+    bin_dir = install(tmp_path / "bin", plugin, "host-local")
+    counts = figures("bounds", plugin)
+    problems = []
+    for name, path in big_inputs.items():
+        env = plugin_env("ADD", "c1", "/nonexistent/netns", str(bin_dir))
+        code, out, rss = run_measured([str(bin_dir / plugin)], env, path)
+        counts["attempts"] += 1
+        counts["peak RSS KiB"] = max(counts["peak RSS KiB"], rss)
+        obj = json.loads(out) if out.strip() else None
+        problem = protocol_problem(code, obj, "") or ("succeeded" if code == 0 else "")
+        if rss > RSS_LIMIT_KIB:
+            problem = f"peak RSS {rss} KiB"
+        leaks = state_files(Path("/var/lib/cni"))
+        counts["leaks"] += bool(leaks)
+        if problem or leaks:
+            counts["failures"] += 1
+            problems.append(f"{name}: {problem} {leaks}")
+    assert problems == []
+
+
+def test_cnitool_huge_conflist(tmp_path: Path, big_inputs: dict[str, Path]) -> None:
+    """``cnitool add`` refuses a huge conflist file with a clear error, in bounded memory."""
+    counts = figures("bounds", "cnitool add")
+    problems = []
+    for name, path in big_inputs.items():
+        conf_dir = tmp_path / name
+        conf_dir.mkdir()
+        (conf_dir / "10-big.conflist").symlink_to(path)
+        env = {**os.environ, "NETCONFPATH": str(conf_dir), "CNI_PATH": str(tmp_path)}
+        argv = [sys.executable, "-m", "cnitool.cli", "add", "big", "/nonexistent/netns"]
+        argv += ["--cache-dir", str(tmp_path / "cache")]
+        with open(os.devnull, "rb") as null:
+            proc = subprocess.Popen(argv, stdin=null, stderr=subprocess.PIPE, env=env)
+        assert proc.stderr is not None
+        with proc.stderr:
+            err = proc.stderr.read().decode(errors="replace")
+        code, rss = wait_measured(proc)
+        counts["attempts"] += 1
+        counts["peak RSS KiB"] = max(counts["peak RSS KiB"], rss)
+        problem = ""
+        if code == 0 or "Traceback" in err or "cnitool:" not in err:
+            problem = f"exit {code}: {err[-300:]}"
+        if rss > RSS_LIMIT_KIB:
+            problem = f"peak RSS {rss} KiB"
+        if problem:
+            counts["failures"] += 1
+            problems.append(f"{name}: {problem}")
+    assert problems == []
