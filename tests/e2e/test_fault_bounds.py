@@ -3,7 +3,7 @@
 Each plugin launcher gets a 64 MiB config on stdin (one long string; an array of empty
 arrays, the shape that costs Python most: ~50 bytes of objects per 3 bytes of text), an
 array just under the stdin limit, and nesting a million levels deep; ``cnitool add``
-gets the same as a conflist file. Every call must end in one CNI error, leave nothing
+gets the same as a conflist file, and a plugin writing 300 MiB. Every call must end in one CNI error, leave nothing
 in the state dirs, and peak below ``RSS_LIMIT`` (the child's own peak RSS, from
 ``wait4``). Before the limit on what is read, the 64 MiB array peaked at 3 GiB.
 
@@ -146,3 +146,31 @@ def test_cnitool_huge_conflist(tmp_path: Path, big_inputs: dict[str, Path]) -> N
             counts["failures"] += 1
             problems.append(f"{name}: {problem}")
     assert problems == []
+
+
+def test_cnitool_huge_plugin_output(tmp_path: Path, netns_factory: Callable[[], str]) -> None:
+    """A plugin that writes 300 MiB is killed; cnitool fails clearly, in bounded memory
+    (before the bound it held all the output)."""
+    counts = figures("bounds", "cnitool add, 300 MiB plugin stdout")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    flood = bin_dir / "flood"
+    flood.write_text("#!/bin/sh\n[ \"$CNI_COMMAND\" = ADD ] || exit 0\nyes '[[],' | head -c 300M\n")
+    flood.chmod(0o755)
+    conf_dir = tmp_path / "net.d"
+    conf_dir.mkdir()
+    conflist = {"cniVersion": "1.0.0", "name": "flood", "plugins": [{"type": "flood"}]}
+    (conf_dir / "10-flood.conflist").write_text(json.dumps(conflist))
+    env = {**os.environ, "NETCONFPATH": str(conf_dir), "CNI_PATH": str(bin_dir)}
+    argv = [sys.executable, "-m", "cnitool.cli", "add", "flood", netns_factory()]
+    argv += ["--cache-dir", str(tmp_path / "cache")]
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    assert proc.stderr is not None
+    with proc.stderr:
+        err = proc.stderr.read().decode(errors="replace")
+    code, rss = wait_measured(proc)  # type: ignore[arg-type]
+    counts["attempts"] += 1
+    counts["peak RSS KiB"] = rss
+    ok = code == 1 and f"more than {MAX_JSON_BYTES} bytes" in err and rss < RSS_LIMIT_KIB
+    counts["failures"] += not ok
+    assert ok, (code, rss, err[-500:])
