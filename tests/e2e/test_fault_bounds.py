@@ -2,10 +2,11 @@
 
 Each plugin launcher gets a 64 MiB config on stdin (one long string; an array of empty
 arrays, the shape that costs Python most: ~50 bytes of objects per 3 bytes of text), an
-array just under the stdin limit, and nesting a million levels deep; ``cnitool add``
-gets the same as a conflist file, and a plugin writing 300 MiB. Every call must end in one CNI error, leave nothing
-in the state dirs, and peak below ``RSS_LIMIT`` (the child's own peak RSS, from
-``wait4``). Before the limit on what is read, the 64 MiB array peaked at 3 GiB.
+array just under the stdin limit, and 400,000 levels of nesting; ``cnitool add`` gets
+the same as a conflist file, and a plugin that writes 300 MiB. Every call must end in
+one clear error, leave nothing in the state dirs, and peak below ``RSS_LIMIT_KIB`` (the
+child's own peak RSS, from ``wait4``). Before the limits on what is read, the 64 MiB
+array peaked at 3 GiB.
 
 ``PYCNI_BOUNDS_MIB=512`` raises the size of the huge inputs for a longer run by hand.
 """
