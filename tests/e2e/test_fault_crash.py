@@ -4,8 +4,8 @@ Targets, exec'd as a runtime would: our host-local launcher; our bridge (ipMasq)
 host-local as its IPAM; our portmap; and ``cnitool add``/``del`` over a bridge +
 host-local + portmap list.
 
-Where the kill lands: by time. One undisturbed ADD and DEL of each target is measured
-first; each attempt then starts the verb and sends SIGKILL to its process group after an
+Where the kill lands: by time. Two undisturbed ADDs and DELs of each target are measured
+first (the shorter counts); each attempt then starts the verb and sends SIGKILL to its process group after an
 offset drawn (seeded ``random.Random``) from 0.8 times a plugin's measured VERSION call
 (its start-up, where nothing happens yet; 0 for cnitool) to 1.2 times the measured verb,
 so kills land anywhere from the end of the start-up to after the exit (counted as
@@ -142,13 +142,16 @@ def kill_at(target: Target, verb: str, offset: float) -> bool:
 
 
 def measure(target: Target) -> None:
-    """One undisturbed ADD and DEL: they must work, and their durations place the kills
-    (a plugin's VERSION, its start-up alone, is where the kills begin)."""
-    target.timings["VERSION"] = 0.0
-    for verb in ("VERSION", "ADD", "DEL") if target.plugin else ("ADD", "DEL"):
+    """Undisturbed ADD and DEL, twice: they must work, and their shorter durations (the
+    first run may pay for cold caches) place the kills; a plugin's VERSION, its start-up
+    alone, is where the kills begin."""
+    for verb in ("VERSION", "ADD", "DEL", "VERSION", "ADD", "DEL"):
+        if verb == "VERSION" and not target.plugin:
+            continue
         began = time.monotonic()
         code, err = target.run(verb)
-        target.timings[verb] = time.monotonic() - began
+        took = time.monotonic() - began
+        target.timings[verb] = min(target.timings.get(verb, took), took)
         assert code == 0, f"{target.name} {verb}: {err}"
     assert target.leftovers() == []
 
@@ -165,7 +168,9 @@ def crash_campaign(target: Target) -> list[str]:
             if verb == "DEL":
                 code, err = target.run("ADD")
                 assert code == 0, f"{target.name} ADD before the killed DEL: {err}"
-            offset = rng.uniform(0.8 * target.timings["VERSION"], 1.2 * target.timings[verb])
+            offset = rng.uniform(
+                0.8 * target.timings.get("VERSION", 0.0), 1.2 * target.timings[verb]
+            )
             killed = kill_at(target, verb, offset)
             counts["attempts"] += 1
             counts["killed" if killed else "finished"] += 1
