@@ -5,7 +5,7 @@ set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${PYCNI_VENV:-$REPO/.venv}"
-APT_PACKAGES=(python3-venv python3-pip iproute2 iptables nftables conntrack containernetworking-plugins)
+APT_PACKAGES=(python3-venv python3-pip iproute2 iptables nftables conntrack containernetworking-plugins time)
 
 log() { printf '\n==> %s\n' "$*" >&2; }
 

@@ -5,7 +5,7 @@ arrays, the shape that costs Python most: ~50 bytes of objects per 3 bytes of te
 array just under the stdin limit, and 400,000 levels of nesting; ``cnitool add`` gets
 the same as a conflist file, and a plugin that writes 300 MiB. Every call must end in
 one clear error, leave nothing in the state dirs, and peak below ``RSS_LIMIT_KIB`` (the
-child's own peak RSS, from ``wait4``). Before the limits on what is read, the 64 MiB
+child's own peak RSS, as GNU time reports it). Before the limits on what is read, the 64 MiB
 array peaked at 3 GiB.
 
 ``PYCNI_BOUNDS_MIB=512`` raises the size of the huge inputs for a longer run by hand.
@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from cnitool.spec.jsonfmt import MAX_JSON_BYTES
 pytestmark = pytest.mark.root
 
 MIB = 1 << 20
+TIME = "/usr/bin/time"  # GNU time (Debian package time)
 RSS_LIMIT_KIB = 128 * 1024  # an idle plugin is ~15 MiB; the worst input within the limit ~65
 PLUGINS = ("host-local", "bridge", "portmap", "tuning", "flannel")
 HEAD = '{"cniVersion":"1.0.0","name":"big","type":"x","ipam":{"type":"host-local"},"x":'
@@ -72,22 +74,18 @@ def write_input(path: Path, parts: Iterator[bytes]) -> Path:
     return path
 
 
-def run_measured(argv: list[str], env: dict[str, str], stdin: Path) -> tuple[int, bytes, int]:
-    """Run ``argv`` with ``stdin`` from a file; (exit code, stdout, peak RSS in KiB)."""
-    with open(stdin, "rb") as src:
-        proc = subprocess.Popen(argv, stdin=src, stdout=subprocess.PIPE, env=env)
-    assert proc.stdout is not None
-    with proc.stdout:
-        out = proc.stdout.read()
-    code, rss = wait_measured(proc)
-    return code, out, rss
-
-
-def wait_measured(proc: subprocess.Popen[bytes]) -> tuple[int, int]:
-    """Reap ``proc``; (exit code, its peak RSS in KiB)."""
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, usage.ru_maxrss
+def run_measured(
+    argv: list[str], env: dict[str, str], stdin: Path | None = None
+) -> tuple[int, bytes, str, int]:
+    """Run ``argv`` (stdin from a file, or none); (exit code, stdout, stderr, peak RSS in
+    KiB). GNU time starts it: a child's peak RSS counts the memory of the process it was
+    forked from, so measured straight from pytest it could never read below pytest's own
+    size; forked from time it starts at a few MiB."""
+    with tempfile.NamedTemporaryFile("r") as rss_file, open(stdin or os.devnull, "rb") as src:
+        timed = [TIME, "-f", "%M", "-o", rss_file.name, *argv]
+        proc = subprocess.run(timed, stdin=src, capture_output=True, env=env, timeout=300)
+        rss = int(rss_file.read().split()[-1])
+    return proc.returncode, proc.stdout, proc.stderr.decode(errors="replace"), rss
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +102,7 @@ def test_huge_config_on_stdin(plugin: str, tmp_path: Path, big_inputs: dict[str,
     problems = []
     for name, path in big_inputs.items():
         env = plugin_env("ADD", "c1", "/nonexistent/netns", str(bin_dir))
-        code, out, rss = run_measured([str(bin_dir / plugin)], env, path)
+        code, out, _, rss = run_measured([str(bin_dir / plugin)], env, path)
         counts["attempts"] += 1
         counts["peak RSS KiB"] = max(counts["peak RSS KiB"], rss)
         obj = json.loads(out) if out.strip() else None
@@ -130,12 +128,7 @@ def test_cnitool_huge_conflist(tmp_path: Path, big_inputs: dict[str, Path]) -> N
         env = {**os.environ, "NETCONFPATH": str(conf_dir), "CNI_PATH": str(tmp_path)}
         argv = [sys.executable, "-m", "cnitool.cli", "add", "big", "/nonexistent/netns"]
         argv += ["--cache-dir", str(tmp_path / "cache")]
-        with open(os.devnull, "rb") as null:
-            proc = subprocess.Popen(argv, stdin=null, stderr=subprocess.PIPE, env=env)
-        assert proc.stderr is not None
-        with proc.stderr:
-            err = proc.stderr.read().decode(errors="replace")
-        code, rss = wait_measured(proc)
+        code, _, err, rss = run_measured(argv, env)
         counts["attempts"] += 1
         counts["peak RSS KiB"] = max(counts["peak RSS KiB"], rss)
         problem = ""
@@ -165,11 +158,7 @@ def test_cnitool_huge_plugin_output(tmp_path: Path, netns_factory: Callable[[], 
     env = {**os.environ, "NETCONFPATH": str(conf_dir), "CNI_PATH": str(bin_dir)}
     argv = [sys.executable, "-m", "cnitool.cli", "add", "flood", netns_factory()]
     argv += ["--cache-dir", str(tmp_path / "cache")]
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    assert proc.stderr is not None
-    with proc.stderr:
-        err = proc.stderr.read().decode(errors="replace")
-    code, rss = wait_measured(proc)  # type: ignore[arg-type]
+    code, _, err, rss = run_measured(argv, env)
     counts["attempts"] += 1
     counts["peak RSS KiB"] = rss
     ok = code == 1 and f"more than {MAX_JSON_BYTES} bytes" in err and rss < RSS_LIMIT_KIB
