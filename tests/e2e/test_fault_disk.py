@@ -12,7 +12,10 @@ Each call must exit 0 or give one CNI error with a message (never a traceback). 
 ADD leaves every file on the mount as it was, byte for byte: no empty or partial lease,
 backup, scratch or cache file, no temporary file. A successful one leaves no empty file.
 The DEL after it must succeed (it has nothing to release, or only removes files) and
-leave the names the warm-up left.
+leave the names the warm-up left. An attachment made before the fault is deleted last:
+on a full mount that must work and leave nothing of it (removing needs no room); on a
+read-only one it must change nothing and fail clearly (tuning's DEL, like the
+reference's, always exits 0).
 
 ``PYCNI_DISK_ROUNDS=20`` repeats each case by hand (CI: 1).
 """
@@ -81,15 +84,15 @@ def mount(tmp_path: Path) -> Iterator[Path]:
     subprocess.run(["umount", "-l", str(path)], check=False)
 
 
-Runner = Callable[[str, str], tuple[int, Any, str]]
+Runner = Callable[[str, str, str], tuple[int, Any, str]]
 
 
 def host_local_runner(bin_dir: Path, mount: Path, _netns: str) -> Runner:
     conf = {"cniVersion": "1.0.0", "name": NET, "type": "host-local"}
     conf["ipam"] = {"type": "host-local", "subnet": "10.82.0.0/24", "dataDir": str(mount)}
 
-    def run(verb: str, cid: str) -> tuple[int, Any, str]:
-        env = plugin_env(verb, cid, "/nonexistent/netns", str(bin_dir))
+    def run(verb: str, cid: str, ifname: str) -> tuple[int, Any, str]:
+        env = plugin_env(verb, cid, "/nonexistent/netns", str(bin_dir), ifname)
         return call(str(bin_dir / "host-local"), env, conf)
 
     return run
@@ -104,8 +107,8 @@ def flannel_runner(bin_dir: Path, mount: Path, _netns: str) -> Runner:
         "ipam": {"dataDir": str(mount / "leases")},
     }  # fmt: skip
 
-    def run(verb: str, cid: str) -> tuple[int, Any, str]:
-        env = plugin_env(verb, cid, "/nonexistent/netns", str(bin_dir))
+    def run(verb: str, cid: str, ifname: str) -> tuple[int, Any, str]:
+        env = plugin_env(verb, cid, "/nonexistent/netns", str(bin_dir), ifname)
         return call(str(bin_dir / "flannel"), env, conf)
 
     return run
@@ -121,8 +124,8 @@ def tuning_runner(bin_dir: Path, mount: Path, netns: str) -> Runner:
         "dataDir": str(mount / "tuning"), "prevResult": prev,
     }  # fmt: skip
 
-    def run(verb: str, cid: str) -> tuple[int, Any, str]:
-        env = plugin_env(verb, cid, netns, str(bin_dir))
+    def run(verb: str, cid: str, ifname: str) -> tuple[int, Any, str]:
+        env = plugin_env(verb, cid, netns, str(bin_dir), ifname)
         return call(str(bin_dir / "tuning"), env, conf)
 
     return run
@@ -137,9 +140,9 @@ def cnitool_runner(bin_dir: Path, mount: Path, netns: str) -> Runner:
     (conf_dir / f"10-{NET}.conflist").write_text(json.dumps(conflist))
     env = {**os.environ, "NETCONFPATH": str(conf_dir), "CNI_PATH": str(bin_dir)}
 
-    def run(verb: str, cid: str) -> tuple[int, Any, str]:
+    def run(verb: str, cid: str, ifname: str) -> tuple[int, Any, str]:
         argv = [sys.executable, "-m", "cnitool.cli", verb.lower(), NET, netns, "-o", "json"]
-        argv += ["--cache-dir", str(mount / "cache"), "--container-id", cid]
+        argv += ["--cache-dir", str(mount / "cache"), "--container-id", cid, "--ifname", ifname]
         p = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
         if p.returncode == 1 and p.stderr.startswith("cnitool:"):  # its one-line error
             return 1, {"code": 1, "msg": p.stderr}, p.stderr
@@ -163,21 +166,46 @@ def test_state_disk_fault(
 ) -> None:
     bin_dir = install(tmp_path / "bin", "host-local", "flannel", "tuning", "bridge")
     run = TARGETS[target](bin_dir, mount, netns_factory())
-    for verb in ("ADD", "DEL"):
-        code, out, err = run(verb, "warmup")
-        assert code == 0, f"{verb} on the healthy mount: {out} {err}"
+    for verb, cid in (("ADD", "warmup"), ("DEL", "warmup"), ("ADD", "kept")):
+        code, out, err = run(verb, cid, "peer0")
+        assert code == 0, f"{verb} {cid} on the healthy mount: {out} {err}"
     make_fault(mount, fault)
     counts = figures("disk", f"{target}, {fault}")
     problems = []
     for n in range(scale("PYCNI_DISK_ROUNDS", 1)):
         problems += one_round(run, mount, f"c{n}", counts)
+    problems += del_kept(run, mount, fault, target, counts)
     assert problems == []
+
+
+# tuning's DEL always exits 0, as the reference's does (it logs what it could not do)
+ALWAYS_EXIT_0 = ("tuning",)
+
+
+def del_kept(run: Runner, mount: Path, fault: str, target: str, counts: Any) -> list[str]:
+    """DEL of the attachment made before the fault: removing needs no room, so it must
+    succeed on a full mount and leave nothing of it; on a read-only one it must change
+    nothing and fail clearly (but where DEL always exits 0)."""
+    before = snapshot(mount)
+    code, out, err = run("DEL", "kept", "peer0")
+    counts["attempts"] += 1
+    after = snapshot(mount)
+    problem = protocol_problem(code, out, err)
+    if fault == "read-only" and not problem:
+        said = code or target in ALWAYS_EXIT_0
+        problem = "" if said and after == before else f"read-only DEL: exit {code}, {after}"
+    elif not problem:
+        left = [k for k in after if "kept" in k or after[k] == b"kept\r\npeer0"]
+        problem = f"DEL: {out} {err[-300:]}" if code else (f"left {left}" if left else "")
+        counts["leaks"] += bool(left)
+    counts["failures"] += bool(problem)
+    return [f"kept: {problem}"] if problem else []
 
 
 def one_round(run: Runner, mount: Path, cid: str, counts: Any) -> list[str]:
     """ADD then DEL of ``cid`` on the faulty mount; what went wrong."""
     before = snapshot(mount)
-    code, out, err = run("ADD", cid)
+    code, out, err = run("ADD", cid, "eth0")
     counts["attempts"] += 1
     counts["ADD ok" if code == 0 else "ADD refused"] += 1
     after = snapshot(mount)
@@ -188,7 +216,7 @@ def one_round(run: Runner, mount: Path, cid: str, counts: Any) -> list[str]:
     if not problem and code == 0:
         empty = [k for k, v in after.items() if not v and os.path.basename(k) != "lock"]
         problem = f"empty files {empty}" if empty else ""
-    code, out, err = run("DEL", cid)
+    code, out, err = run("DEL", cid, "eth0")
     problem = problem or protocol_problem(code, out, err) or (f"DEL: {out}" if code else "")
     leaks = sorted(set(snapshot(mount)) - set(before))
     counts["leaks"] += bool(leaks)
