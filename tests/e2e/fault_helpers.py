@@ -105,16 +105,3 @@ def host_links() -> list[str]:
         if link["ifname"] != "lo"
         and link.get("linkinfo", {}).get("info_kind") not in ("bridge", "dummy")
     )
-
-
-def cni_chains(save_cmd: str = "iptables-save") -> list[str]:
-    """Per-container CNI chains (``CNI-<hash>``, ``CNI-DN-``, ``CNI-SN-``) in ``nat``; the
-    shared ``CNI-HOSTPORT-*`` chains stay after the last DEL, as with the Go plugins."""
-    out = subprocess.run(
-        [save_cmd, "-t", "nat"], capture_output=True, text=True, check=False
-    ).stdout
-    return sorted(
-        line.split()[0][1:]
-        for line in out.splitlines()
-        if line.startswith(":CNI-") and not line.startswith(":CNI-HOSTPORT-")
-    )
