@@ -8,7 +8,7 @@ VENV="${PYCNI_VENV:-$REPO/.venv}"
 APT_PACKAGES=(python3-venv python3-pip iproute2 iptables nftables conntrack containernetworking-plugins)
 # what only the tests need: real runtimes (podman on runc, containerd's CRI) and a static
 # busybox for a container's root file system and the sandbox's pause image
-APT_TEST_PACKAGES=(podman runc containerd busybox-static)
+APT_TEST_PACKAGES=(podman runc containerd busybox-static time)
 
 log() { printf '\n==> %s\n' "$*" >&2; }
 

@@ -45,7 +45,7 @@ from cnitool.spec.errors import (
     InvalidNetNSError,
     IOFailureError,
 )
-from cnitool.spec.jsonfmt import dumps_compact, loads, type_name
+from cnitool.spec.jsonfmt import dumps_compact, loads, read_bounded, type_name
 from cnitool.spec.record import Record
 
 if TYPE_CHECKING:
@@ -349,9 +349,13 @@ def main(plugin: Plugin) -> int:
     """The launcher's entry: real environment, stdin and stdout; returns the exit code."""
     env = dict(os.environ)
     try:
-        stdin = b"" if env.get("CNI_COMMAND") == "VERSION" else sys.stdin.buffer.read()
+        stdin = (
+            b"" if env.get("CNI_COMMAND") == "VERSION" else read_bounded(sys.stdin.buffer, "stdin")
+        )
     except OSError as exc:
         out, code = error_output(IOFailureError(f"error reading from stdin: {exc}")), 1
+    except ValueError as exc:  # more than MAX_JSON_BYTES: refused before it is parsed
+        out, code = error_output(DecodingError(f"error reading from stdin: {exc}")), 1
     else:
         out, code = run(plugin, env, stdin, sys.stderr)
     sys.stderr.flush()

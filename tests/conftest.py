@@ -174,7 +174,17 @@ def which_or_skip(tool: str) -> str:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """The fault suites' figures (cases run, outcomes, failures, leaks), when they ran."""
+    """The fault suites' figures (attempts, outcomes, failures, leaks), when they ran."""
+    _fuzz_figures(terminalreporter)
+    suites = getattr(sys.modules.get("fault_helpers"), "FIGURES", None) or {}
+    for suite, cases in sorted(suites.items()):
+        terminalreporter.section(f"{suite} figures")
+        for case, counts in sorted(cases.items()):
+            shown = ", ".join(f"{value} {key}" for key, value in counts.items())
+            terminalreporter.write_line(f"{case}: {shown}")
+
+
+def _fuzz_figures(terminalreporter: Any) -> None:
     fuzz = sys.modules.get("test_fuzz_plugins")
     figures = getattr(fuzz, "FIGURES", None)
     if not figures:
@@ -182,7 +192,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.section("fuzz figures")
     for plugin, counts in sorted(figures.items()):
         terminalreporter.write_line(
-            f"{plugin}: {counts['cases']} cases, {counts['exit 0']} exit 0 "
+            f"{plugin}: {counts['cases']} cases (attempts), {counts['exit 0']} exit 0 "
             f"({counts['ADD ok']} ADD then DEL), "
             f"{counts['CNI error']} CNI errors, {counts['failures']} failures, "
             f"{counts['leaks']} leaks"

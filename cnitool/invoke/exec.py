@@ -1,8 +1,10 @@
 """Run a plugin executable the way libcni does (``pkg/invoke``).
 
 The plugin gets the request on stdin and the ``CNI_*`` variables in its environment.
-stdout is collected whole; stderr is collected too and, for a plugin that succeeded,
-copied to the caller's stderr after it exits. A failed plugin is turned into a
+stdout is collected whole, up to ``MAX_JSON_BYTES`` (a plugin writing more is killed
+and fails: its output would be refused anyway, and held whole it could take any amount
+of memory); stderr is collected too, its first ``MAX_JSON_BYTES`` kept, and, for a
+plugin that succeeded, copied to the caller's stderr after it exits. A failed plugin is turned into a
 ``CNIError`` from the error JSON it printed, or from whatever evidence it left.
 """
 
@@ -11,6 +13,8 @@ from __future__ import annotations
 import errno
 import io
 import os
+import select
+import selectors
 import signal
 import subprocess
 import sys
@@ -26,6 +30,8 @@ from .find import go_quote
 
 ETXTBSY_ATTEMPTS = 6
 ETXTBSY_DELAY = 1.0
+# what a pipe reported writable takes without blocking (as subprocess.communicate writes)
+PIPE_BUF = getattr(select, "PIPE_BUF", 512)
 
 # Where the captured stderr of a successful plugin goes: a binary stream, a text
 # stream (written through its ``buffer`` when it has one), or None for sys.stderr.
@@ -88,6 +94,12 @@ class PluginExecError(CNIError):
 
 class PluginTimeoutError(CNIError):
     """The plugin did not finish in time; its whole process group was killed."""
+
+    code = INTERNAL
+
+
+class PluginOutputError(CNIError):
+    """The plugin wrote more than ``MAX_JSON_BYTES`` to stdout; its group was killed."""
 
     code = INTERNAL
 
@@ -238,6 +250,79 @@ def _drain(proc: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:
         return b"", b""
 
 
+def _collect(
+    proc: subprocess.Popen[bytes], stdin: bytes, timeout: float | None
+) -> tuple[bytes, bytes]:
+    """``proc.communicate(stdin, timeout)`` with a bound: stdout past ``MAX_JSON_BYTES``
+    raises ``PluginOutputError`` (the caller kills the group); stderr past it is dropped."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    out, err = bytearray(), bytearray()
+    pending = memoryview(stdin)
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ, out)  # type: ignore[arg-type]
+        sel.register(proc.stderr, selectors.EVENT_READ, err)  # type: ignore[arg-type]
+        pending = _feed(proc, sel, pending, register=True)
+        while sel.get_map():
+            left = None if deadline is None else deadline - time.monotonic()
+            ready = sel.select(left) if left is None or left > 0 else []
+            if not ready:
+                raise subprocess.TimeoutExpired(proc.args, timeout or 0)
+            for key, _ in ready:
+                if key.fileobj is proc.stdin:
+                    pending = _feed(proc, sel, pending)
+                else:
+                    _read_into(proc, sel, key.fileobj, key.data)  # type: ignore[arg-type]
+                if len(out) > jsonfmt.MAX_JSON_BYTES:
+                    raise PluginOutputError(
+                        f"plugin wrote more than {jsonfmt.MAX_JSON_BYTES} bytes to stdout"
+                    )
+    left = None if deadline is None else max(0.0, deadline - time.monotonic())
+    proc.wait(left)
+    return bytes(out), bytes(err[: jsonfmt.MAX_JSON_BYTES])
+
+
+def _feed(
+    proc: subprocess.Popen[bytes],
+    sel: selectors.BaseSelector,
+    pending: memoryview,
+    register: bool = False,
+) -> memoryview:
+    """Write what the pipe takes now of ``pending``; close stdin once all is written
+    (or the plugin closed its end). Returns what is left."""
+    assert proc.stdin is not None
+    if not register and pending:
+        try:
+            pending = pending[os.write(proc.stdin.fileno(), pending[:PIPE_BUF]) :]
+        except BrokenPipeError:
+            pending = pending[:0]
+    if pending:
+        if register:
+            sel.register(proc.stdin, selectors.EVENT_WRITE)
+        return pending
+    if not register:
+        sel.unregister(proc.stdin)
+    proc.stdin.close()
+    proc.stdin = None  # closed: a later communicate() (draining after a kill) skips it
+    return pending
+
+
+def _read_into(
+    proc: subprocess.Popen[bytes], sel: selectors.BaseSelector, pipe: IO[bytes], into: bytearray
+) -> None:
+    """One read from ``pipe`` into ``into``; at EOF the pipe is closed and forgotten."""
+    chunk = os.read(pipe.fileno(), 65536)
+    if chunk:
+        if pipe is proc.stdout or len(into) <= jsonfmt.MAX_JSON_BYTES:
+            into += chunk
+        return
+    sel.unregister(pipe)
+    pipe.close()
+    if pipe is proc.stdout:
+        proc.stdout = None
+    else:
+        proc.stderr = None
+
+
 def _format_seconds(seconds: float) -> str:
     return f"{seconds:g}s"
 
@@ -257,7 +342,7 @@ def exec_plugin(
     """
     proc = _start(plugin_path, env)
     try:
-        out, err = proc.communicate(stdin, timeout=timeout)
+        out, err = _collect(proc, stdin, timeout)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
         out, err = _drain(proc)
@@ -267,6 +352,10 @@ def exec_plugin(
             if err.strip()
             else "killed its process group",
         ) from None
+    except PluginOutputError as exc:
+        _kill_group(proc)
+        _drain(proc)
+        raise PluginOutputError(f"plugin {go_quote(plugin_path)}: {exc.msg}") from None
     except BaseException:
         _kill_group(proc)
         proc.wait()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import errno
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -233,13 +234,17 @@ class ResultCache:
 
     def delete(self, network: str, container_id: str, ifname: str) -> None:
         """Remove the cache file; removing a missing file is not an error (nor is a
-        cache dir that is not a directory: no file can be below it)."""
+        cache dir that is not a directory: no file can be below it). On a read-only file
+        system unlink fails with EROFS before it looks the name up, so a missing file is
+        checked for then: a DEL with nothing cached must succeed there too."""
         path = self.file_path(network, container_id, ifname)
         try:
             os.unlink(path)
         except (FileNotFoundError, NotADirectoryError):
             pass
         except OSError as exc:
+            if exc.errno == errno.EROFS and not os.path.lexists(path):
+                return
             raise IOFailureError(
                 f"failed to remove cache file {path}: {exc.strerror or exc}"
             ) from None

@@ -19,7 +19,7 @@ from typing import Any
 from ..spec import keys
 from ..spec import version as cni_version
 from ..spec.errors import CNIError, InvalidConfigError
-from ..spec.jsonfmt import dumps_compact, go_numbers, loads, type_name
+from ..spec.jsonfmt import dumps_compact, go_numbers, loads, read_bounded, type_name
 
 CONFLIST_EXTENSIONS = (".conflist",)
 CONF_EXTENSIONS = (".conf", ".json")
@@ -119,9 +119,11 @@ def _parse_json(data: bytes, path: str | None, what: str) -> Any:
 def _read(path: str) -> bytes:
     try:
         with open(path, "rb") as f:
-            return f.read()
+            return read_bounded(f, "the file")
     except OSError as exc:
         raise ConfigError(f"error reading {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # more than MAX_JSON_BYTES: refused before it is parsed
+        raise ConfigError(f"error reading {path}: {exc}") from None
 
 
 def conf_files(directory: str, extensions: Sequence[str]) -> list[str]:

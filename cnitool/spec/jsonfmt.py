@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any
+from typing import Any, BinaryIO
 
 _GO_ESCAPES = {
     "<": "\\u003c",
@@ -22,6 +22,21 @@ _GO_ESCAPES = {
 # those, plus lone surrogates: bytes that were not UTF-8 (an environment value read with
 # surrogateescape), which Go's encoder writes as the replacement character
 _NEEDS_ESCAPE = re.compile("[<>&\u2028\u2029\ud800-\udfff]")
+
+# The most JSON text read at once: a plugin's stdin, a config file, a plugin's output.
+# Parsed JSON takes up to ~60 times its text in memory (a 64 MiB array of empty arrays
+# peaks at 3 GiB), so a bound on the text is the bound on memory; real configs and
+# results are a few KiB.
+MAX_JSON_BYTES = 1 << 20
+
+
+def read_bounded(stream: BinaryIO, what: str) -> bytes:
+    """All of ``stream`` when it holds at most :data:`MAX_JSON_BYTES`; a ``ValueError``
+    naming ``what`` (without reading the rest) when it holds more."""
+    data = stream.read(MAX_JSON_BYTES + 1)
+    if len(data) > MAX_JSON_BYTES:
+        raise ValueError(f"{what} is larger than {MAX_JSON_BYTES} bytes")
+    return data
 
 
 def _escape_one(match: re.Match[str]) -> str:

@@ -143,6 +143,24 @@ def test_missing_file_is_none_and_delete_is_idempotent(tmp_path: Path) -> None:
     assert cache.load("hlnet", "ctr1", "eth0") is None
 
 
+def test_delete_on_a_read_only_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """unlink says EROFS on a read-only mount even for a missing name: nothing cached is
+    no error there, while a cached entry that cannot go still is one."""
+    import errno
+
+    def read_only(path: str) -> None:
+        raise OSError(errno.EROFS, "Read-only file system", path)
+
+    cache = ResultCache(str(tmp_path))
+    monkeypatch.setattr(os, "unlink", read_only)
+    cache.delete("hlnet", "ctr1", "eth0")
+    monkeypatch.undo()
+    cache.save(conf_list_from_bytes(GO_CONFLIST), go_rt(), PLUGIN_RESULT)
+    monkeypatch.setattr(os, "unlink", read_only)
+    with pytest.raises(CNIError, match="failed to remove cache file .*Read-only file system"):
+        cache.delete("hlnet", "ctr1", "eth0")
+
+
 def test_a_cache_dir_that_is_a_file_holds_no_entries(tmp_path: Path) -> None:
     (tmp_path / "results").write_text("not a directory")
     cache = ResultCache(str(tmp_path))

@@ -415,3 +415,17 @@ def test_broken_single_conf_blocks_only_later_single_confs(tmp_path: Path) -> No
     assert entries["20-good.conf"].blocked_by == str(tmp_path / "10-bad.conf")
     assert cfg.load_conf_list(str(tmp_path), "list").name == "list"
     assert "10-bad.conf" in load_error(tmp_path, "good")
+
+
+def test_conf_file_over_the_limit_is_refused_unparsed(tmp_path: Path) -> None:
+    """A file past MAX_JSON_BYTES is a config error naming the file, read no further."""
+    from cnitool.spec.jsonfmt import MAX_JSON_BYTES
+
+    path = tmp_path / "10-big.conflist"
+    body = b'{"cniVersion":"1.0.0","name":"big","plugins":[{"type":"x"}],"x":"'
+    path.write_bytes(body + b"a" * MAX_JSON_BYTES + b'"}')
+    with pytest.raises(cfg.ConfigError) as err:
+        cfg.conf_list_from_file(str(path))
+    assert str(err.value) == f"error reading {path}: the file is larger than {MAX_JSON_BYTES} bytes"
+    path.write_bytes(body + b'"}')
+    assert cfg.conf_list_from_file(str(path)).name == "big"

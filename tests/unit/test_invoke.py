@@ -26,7 +26,9 @@ from cnitool.invoke import (
     get_version_info,
     plugin_error,
 )
+from cnitool.invoke.exec import PluginOutputError
 from cnitool.spec.errors import CNIError, DecodingError
+from cnitool.spec.jsonfmt import MAX_JSON_BYTES
 
 
 def script(directory: Path, name: str, body: str) -> str:
@@ -115,6 +117,30 @@ def test_exec_passes_stdin_env_and_copies_stderr(tmp_path: Path) -> None:
     out = exec_plugin(plugin, b'{"x":1}', build_env("ADD", ifname="eth9"), stderr=sink)
     assert out == b'{"x":1}'
     assert sink.getvalue() == b"cmd=ADD if=eth9\n"
+
+
+def test_exec_large_stdin_and_output_under_the_limit(tmp_path: Path) -> None:
+    """Writing stdin and reading stdout interleave: neither pipe's buffer limits them."""
+    plugin = script(tmp_path, "p", "cat\n")
+    data = b"x" * (MAX_JSON_BYTES - 10)
+    assert exec_plugin(plugin, data, build_env("ADD"), stderr=io.BytesIO()) == data
+
+
+def test_exec_output_over_the_limit_kills_the_plugin(tmp_path: Path) -> None:
+    """A plugin writing without end is stopped at MAX_JSON_BYTES, not held whole."""
+    plugin = script(tmp_path, "p", "exec yes\n")
+    with pytest.raises(PluginOutputError) as exc:
+        exec_plugin(plugin, b"{}", build_env("ADD"))
+    assert exc.value.msg == (
+        f'plugin "{plugin}": plugin wrote more than {MAX_JSON_BYTES} bytes to stdout'
+    )
+
+
+def test_exec_stderr_is_kept_up_to_the_limit(tmp_path: Path) -> None:
+    plugin = script(tmp_path, "p", "head -c 3000000 /dev/zero >&2\necho '{}'\n")
+    sink = io.BytesIO()
+    assert exec_plugin(plugin, b"", build_env("ADD"), stderr=sink) == b"{}\n"
+    assert len(sink.getvalue()) == MAX_JSON_BYTES
 
 
 def test_exec_stderr_to_text_stream(tmp_path: Path) -> None:

@@ -509,7 +509,7 @@ def test_json_decode_error_in_plugin_is_code_6() -> None:
 class _BrokenStdin:
     class buffer:  # noqa: N801 - mimics sys.stdin.buffer
         @staticmethod
-        def read() -> bytes:
+        def read(size: int = -1) -> bytes:
             raise OSError(5, "Input/output error")
 
 
@@ -528,6 +528,24 @@ def test_main_stdin_read_error_is_code_5(monkeypatch: pytest.MonkeyPatch) -> Non
     err = json.loads(raw.getvalue())
     assert err["code"] == 5
     assert err["msg"].startswith("error reading from stdin: ")
+
+
+def test_main_refuses_stdin_over_the_limit_unparsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """More than MAX_JSON_BYTES on stdin is a decoding error, and the plugin never runs."""
+    from cnitool.spec.jsonfmt import MAX_JSON_BYTES
+
+    for k, v in full_env("ADD").items():
+        monkeypatch.setenv(k, v)
+    body = conf("1.0.0")
+    padded = body[:-1] + b', "x": "' + b"a" * MAX_JSON_BYTES + b'"}'
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(padded)))
+    raw = _capture_stdout(monkeypatch)
+    rec = Recorder()
+    assert skel.main(rec.plugin()) == 1
+    err = json.loads(raw.getvalue())
+    assert err["code"] == 6
+    assert err["msg"] == f"error reading from stdin: stdin is larger than {MAX_JSON_BYTES} bytes"
+    assert rec.calls == []
 
 
 def test_main_runs_with_process_env_and_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
