@@ -17,7 +17,7 @@ from ..invoke.exec import PluginExecError, StderrSink, VersionInfo, build_env, w
 from ..invoke.find import find_in_path
 from ..spec import jsonfmt, keys, names, results
 from ..spec import version as cniversion
-from ..spec.errors import CNIError, ErrorList, IncompatibleVersionError
+from ..spec.errors import CNIError, ErrorList, IncompatibleVersionError, InvalidConfigError
 from ..spec.jsonfmt import go_numbers
 from ..spec.results import Result
 from .cache import CachedAttachment, ResultCache
@@ -273,6 +273,7 @@ class CNIConfig:
         did is the caller's job (call ``del_network_list``).
         """
         self._validate_names(net, rt)
+        self._validate_version(net)
         result: Result | None = None
         for plugin in net.plugins:
             out = self._run(net, plugin, rt, "ADD", prev_result=result)
@@ -337,10 +338,26 @@ class CNIConfig:
             errors.run(self.cache.delete, net.name, rt.container_id, rt.ifname)
         return errors
 
+    @staticmethod
+    def _validate_version(net: NetworkConfigList) -> None:
+        """An ADD needs a list version it can compare: with any other, the attachment it
+        made could not be deleted or checked through the same list."""
+        try:
+            cniversion.parse(cniversion.normalize(net.cni_version))
+        except CNIError as exc:
+            raise InvalidConfigError(
+                f'network "{net.name}": invalid cniVersion "{net.cni_version}": {exc}'
+            ) from None
+
     def _cached_for_del(self, net: NetworkConfigList, rt: RuntimeConf) -> Result | None:
-        """The cached result a DEL passes on (0.4.0 on); an unreadable one is reported on
-        stderr and DEL goes on without it."""
-        if not cniversion.gte(net.cni_version, "0.4.0"):
+        """The cached result a DEL passes on (0.4.0 on); an unreadable one, or a list
+        version that cannot be compared, is reported on stderr and DEL goes on without it
+        (a DEL must work with what the ADD was given)."""
+        try:
+            if not cniversion.gte(net.cni_version, "0.4.0"):
+                return None
+        except CNIError as exc:
+            self._warn(f"warning: DEL without the cached result: {exc}")
             return None
         try:
             return self.get_cached_result(net, rt)

@@ -520,3 +520,18 @@ def test_add_reports_cache_write_failure(tmp_path: Path) -> None:
     (tmp_path / "cache").write_text("a file where the cache dir should be")
     with pytest.raises(CNIError, match='failed to set network "net1" cached result'):
         make(tmp_path, fake).add_network_list(netlist(plugins=[{"type": "bridge"}]), rt())
+
+
+def test_add_refuses_a_version_del_could_not_compare(tmp_path: Path) -> None:
+    """Found by fuzzing: an ADD under an unparseable cniVersion made an attachment that
+    no DEL through the same list could remove. ADD now refuses it before any plugin runs,
+    and DEL goes on without the cached result."""
+    fake = FakeExecutor({"bridge": RESULT_1})
+    cni = make(tmp_path, fake)
+    with pytest.raises(CNIError, match='invalid cniVersion "X1"') as err:
+        cni.add_network_list(netlist("X1"), rt())
+    assert err.value.code == 7 and fake.calls == []
+    cni.add_network_list(netlist(), rt())  # cached under 1.0.0
+    cni.del_network_list(netlist("X1"), rt())  # the list was edited since: DEL still runs
+    assert [c[:2] for c in fake.commands()[-2:]] == [("portmap", "DEL"), ("bridge", "DEL")]
+    assert cni.cached_attachments("ctr1") == []
