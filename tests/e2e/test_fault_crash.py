@@ -1,7 +1,8 @@
 """Fault suite, crash: SIGKILL at random points of ADD and DEL, then the runtime's retry.
 
-Targets, exec'd as a runtime would: our host-local launcher; our bridge (ipMasq) with our
-host-local as its IPAM; our portmap; and ``cnitool add``/``del`` over a bridge +
+Targets, exec'd as a runtime would: every plugin launcher (host-local; bridge and ptp
+with ipMasq, and macvlan, each with host-local as its IPAM; portmap; tuning; flannel
+delegating to bridge + host-local; loopback) and ``cnitool add``/``del`` over a bridge +
 host-local + portmap list.
 
 Where the kill lands: by time. Two undisturbed ADDs and DELs of each target are measured
@@ -290,3 +291,94 @@ def test_crash_cnitool_add(
 
     target = Target("cnitool", bin_dir, argv, env, b"", leftovers, plugin=False)
     assert crash_campaign(target) == []
+
+
+# -- the other plugins ------------------------------------------------------------------
+
+
+@pytest.fixture
+def more_bins(tmp_path: Path) -> Path:
+    names = ("ptp", "macvlan", "tuning", "flannel", "loopback", "bridge", "host-local")
+    return install(tmp_path / "more-bin", *names)
+
+
+def test_crash_ptp_host_local(
+    tmp_path: Path, more_bins: Path, netns_factory: Callable[[], str]
+) -> None:
+    data, netns = tmp_path / "leases", netns_factory()
+    conf = {"cniVersion": "1.0.0", "name": NET, "type": "ptp", "ipMasq": True,
+            "ipam": host_local_ipam(data)}  # fmt: skip
+
+    def leftovers() -> list[str]:
+        return state_files(data) + host_links() + netns_links(netns) + rules_naming(CID)
+
+    assert crash_campaign(plugin_target("ptp+host-local", more_bins, conf, netns, leftovers)) == []
+
+
+def test_crash_macvlan_host_local(
+    tmp_path: Path, more_bins: Path, netns_factory: Callable[[], str]
+) -> None:
+    """The master is one end of a veth pair made for the test (no dummy links here)."""
+    data, netns = tmp_path / "leases", netns_factory()
+    subprocess.run(["ip", "link", "add", "crashm0", "type", "veth", "peer", "crashm1"], check=True)
+    try:
+        subprocess.run(["ip", "link", "set", "crashm0", "up"], check=True)
+        conf = {"cniVersion": "1.0.0", "name": NET, "type": "macvlan", "master": "crashm0",
+                "ipam": host_local_ipam(data)}  # fmt: skip
+
+        def leftovers() -> list[str]:
+            links = [n for n in host_links() if n not in ("crashm0", "crashm1")]
+            return state_files(data) + links + netns_links(netns)
+
+        target = plugin_target("macvlan+host-local", more_bins, conf, netns, leftovers)
+        assert crash_campaign(target) == []
+    finally:
+        subprocess.run(["ip", "link", "del", "crashm0"], check=False)
+
+
+def test_crash_tuning(tmp_path: Path, more_bins: Path, netns_factory: Callable[[], str]) -> None:
+    """tuning changes the pod's eth0 and keeps a backup; after the retry DEL the backup is
+    gone and the link has its first MTU back."""
+    netns, backups = netns_factory(), tmp_path / "tuning"
+    name = os.path.basename(netns)
+    subprocess.run(["ip", "-n", name, "link", "add", "eth0", "type", "veth", "peer", "eth1"],
+                   check=True)  # fmt: skip
+    prev = {"cniVersion": "1.0.0", "interfaces": [{"name": "eth0", "sandbox": netns}]}
+    conf = {"cniVersion": "1.0.0", "name": NET, "type": "tuning", "mtu": 1280,
+            "dataDir": str(backups), "prevResult": prev}  # fmt: skip
+
+    def leftovers() -> list[str]:
+        out = subprocess.run(["ip", "-j", "-n", name, "link", "show", "eth0"],
+                             capture_output=True, text=True, check=True).stdout  # fmt: skip
+        mtu = json.loads(out)[0]["mtu"]
+        return state_files(backups) + ([f"eth0 mtu {mtu}"] if mtu != 1500 else [])
+
+    assert crash_campaign(plugin_target("tuning", more_bins, conf, netns, leftovers)) == []
+
+
+def test_crash_flannel(tmp_path: Path, more_bins: Path, netns_factory: Callable[[], str]) -> None:
+    """flannel writes its scratch file and delegates to bridge + host-local."""
+    netns, scratch, subnet = netns_factory(), tmp_path / "flannel", tmp_path / "subnet.env"
+    leases = Path("/var/lib/cni/networks") / NET
+    subnet.write_text("FLANNEL_NETWORK=10.82.0.0/16\nFLANNEL_SUBNET=10.82.4.1/24\n"
+                      "FLANNEL_MTU=1500\nFLANNEL_IPMASQ=false\n")  # fmt: skip
+    conf = {"cniVersion": "1.0.0", "name": NET, "type": "flannel", "subnetFile": str(subnet),
+            "dataDir": str(scratch), "delegate": {"bridge": "crashfl0"}}  # fmt: skip
+
+    def leftovers() -> list[str]:
+        found = state_files(scratch, leases) + host_links() + netns_links(netns)
+        return found + rules_naming(CID)
+
+    assert crash_campaign(plugin_target("flannel", more_bins, conf, netns, leftovers)) == []
+
+
+def test_crash_loopback(more_bins: Path, netns_factory: Callable[[], str]) -> None:
+    netns = netns_factory()
+    conf = {"cniVersion": "1.0.0", "name": NET, "type": "loopback"}
+
+    def leftovers() -> list[str]:
+        out = subprocess.run(["ip", "-j", "-n", os.path.basename(netns), "link", "show", "lo"],
+                             capture_output=True, text=True, check=True).stdout  # fmt: skip
+        return ["lo up"] if "UP" in json.loads(out)[0]["flags"] else []
+
+    assert crash_campaign(plugin_target("loopback", more_bins, conf, netns, leftovers)) == []
