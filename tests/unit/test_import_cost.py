@@ -8,6 +8,7 @@ every module the interpreter imported, so the test reads the real import set.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -44,11 +45,17 @@ def noop_launcher(tmp_path: Path) -> Path:
     return tmp_path / "noop"
 
 
-def run_importtime(launcher: Path, env: dict[str, str], stdin: bytes) -> tuple[bytes, set[str]]:
+def run_importtime(
+    launcher: Path, env: dict[str, str], stdin: bytes, fresh_netns: bool = False
+) -> tuple[bytes, set[str]]:
+    """The launcher's stdout and imported modules; with ``fresh_netns`` (as root) in a new
+    empty network namespace, so what earlier tests left (legacy iptables tables, which
+    rightly make a teardown load python-iptables) does not decide the path taken."""
     first = launcher.read_text().splitlines()[0]
     python = first[2:].split()[0]
+    wrap = ["unshare", "--net"] if fresh_netns and os.geteuid() == 0 else []
     proc = subprocess.run(
-        [python, "-I", "-X", "importtime", str(launcher)],
+        [*wrap, python, "-I", "-X", "importtime", str(launcher)],
         input=stdin,
         # the cold path, even when a plugin service is up (PYCNI_TEST_WARM)
         env={**env, "PYCNI_SOCKET": "/nonexistent/plugins.sock"},
@@ -123,7 +130,8 @@ def test_plugin_exec_paths_stay_in_the_import_budget(plugin: str, tmp_path: Path
         "CNI_PATH": str(tmp_path / "bin"),
         "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
     }
-    _, modules = run_importtime(tmp_path / "bin" / plugin, env, json.dumps(conf).encode())
+    launcher = tmp_path / "bin" / plugin
+    _, modules = run_importtime(launcher, env, json.dumps(conf).encode(), fresh_netns=True)
     package = "cnitool_plugins." + plugin.replace("-", "_")
     assert f"{package}.verbs" in modules  # the call reached the plugin's verbs
     assert [m for m in EXEC_PATH_BUDGET if m in modules] == []
