@@ -1,6 +1,7 @@
 """``cnitool leases [NETWORK]``: the host-local leases on this node, and which are stale.
 
 Reads ``<data-dir>/<network>/<ip>`` lease files (written by our host-local or the Go one),
+and those of the conf dir's networks whose IPAM names a ``dataDir`` of its own,
 tells which range set of the network's configuration each address belongs to, and
 whether a cached attachment (libcni's result cache) still owns it. A lease no cached
 attachment owns is *stale*: its container was torn down without a DEL reaching IPAM.
@@ -23,16 +24,51 @@ DEFAULT_DATA_DIR = "/var/lib/cni/networks"
 
 
 def _ipam_of(raw: Any) -> dict[str, Any] | None:
-    """The host-local ``ipam`` object of a conflist (or single plugin) document."""
+    """The host-local ``ipam`` object of a conflist (or single plugin) document; for a
+    flannel plugin, the one it hands its delegate (ranges from its subnet.env)."""
+    from cnitool_plugins import inspect
+
+    from ..spec.errors import CNIError
+
     if not isinstance(raw, dict):
         return None
     plugins = raw.get("plugins")
     for plugin in plugins if isinstance(plugins, list) else [raw]:
-        if isinstance(plugin, dict):
-            ipam = plugin.get("ipam")
-            if isinstance(ipam, dict) and ipam.get("type") == "host-local":
-                return ipam
+        if not isinstance(plugin, dict):
+            continue
+        if plugin.get("type") == "flannel":
+            try:
+                return inspect.flannel_ipam(plugin)
+            except CNIError:  # no readable subnet.env: the range set shows as unknown
+                return None
+        ipam = plugin.get("ipam")
+        if isinstance(ipam, dict) and ipam.get("type") == "host-local":
+            return ipam
     return None
+
+
+def _data_dirs(conf_dir: str, default: str) -> dict[str, str]:
+    """Network name -> its lease root, for the networks of the conf dir whose host-local
+    IPAM names a ``dataDir`` of its own (the others use ``default``)."""
+    from ..libcni.config import scan_dir
+
+    out: dict[str, str] = {}
+    try:
+        entries = scan_dir(conf_dir)
+    except OSError:
+        return out
+    for entry in entries:
+        net = entry.network
+        if net is None or net.name in out:
+            continue
+        try:
+            ipam = _ipam_of(json.loads(net.raw_bytes))
+        except ValueError:
+            continue
+        root = ipam.get("dataDir") if ipam else None
+        if isinstance(root, str) and root and root != default:
+            out[net.name] = root
+    return out
 
 
 def _range_sets(
@@ -69,14 +105,24 @@ def _range_sets(
     return None, ""
 
 
-def _networks(data_dir: str, only: str | None) -> list[str]:
-    if only is not None:
-        return [only] if os.path.isdir(os.path.join(data_dir, only)) else []
+def _networks(data_dir: str, conf_dir: str, only: str | None) -> list[tuple[str, str]]:
+    """(network, its lease directory): every network directory under ``data_dir``, and
+    those the conf dir's networks keep under a ``dataDir`` of their own."""
     try:
         names = sorted(os.listdir(data_dir))
     except FileNotFoundError:
-        return []
-    return [n for n in names if not n.startswith(".") and os.path.isdir(os.path.join(data_dir, n))]
+        names = []
+    found = {
+        n: os.path.join(data_dir, n)
+        for n in names
+        if not n.startswith(".") and os.path.isdir(os.path.join(data_dir, n))
+    }
+    for name, root in _data_dirs(conf_dir, data_dir).items():
+        if os.path.isdir(os.path.join(root, name)):
+            found[name] = os.path.join(root, name)
+    if only is not None:
+        return [(only, found[only])] if only in found else []
+    return sorted(found.items())
 
 
 def collect(
@@ -96,7 +142,7 @@ def collect(
         validate_network_name(network)  # never a path out of the data dir
     attachments = ResultCache(cache_dir).attachments()
     records: list[dict[str, Any]] = []
-    for name in _networks(data_dir, network):
+    for name, lease_dir in _networks(data_dir, conf_dir, network):
         mine = [a for a in attachments if a.network == name]
         sets, _source = _range_sets(name, conf_dir, [a.config for a in mine])
         # (container, ifname) -> the IPs its cached result holds (None: no result cached)
@@ -107,7 +153,7 @@ def collect(
             for a in mine
         }
         # read-only view: no lock is taken or created
-        for lease in inspect.leases(os.path.join(data_dir, name)):
+        for lease in inspect.leases(lease_dir):
             ip_text, cid, ifname = lease.ip, lease.container_id, lease.ifname
             set_index = None if sets is None else inspect.range_set_of(sets, ip_text)
             if ifname:
@@ -119,6 +165,7 @@ def collect(
             records.append(
                 {
                     "network": name,
+                    "dataDir": os.path.dirname(lease_dir),
                     "ip": ip_text,
                     "containerID": cid,
                     "ifname": ifname,
@@ -175,7 +222,8 @@ def _table(records: list[dict[str, Any]]) -> None:
 def command(
     network: str | None, data_dir: str, cache_dir: str, conf_dir: str, output: str, debug: bool
 ) -> None:
-    """List the host-local leases of NETWORK (default: every network in --data-dir).
+    """List the host-local leases of NETWORK (default: every network in --data-dir, and
+    every network of the conf dir whose IPAM keeps its leases in a dataDir of its own).
 
     For each lease: the address, container ID, interface, the index of the range set it
     belongs to (from the network's configuration, "?" when unknown) and whether a cached

@@ -36,6 +36,21 @@ def host_local_ranges(network: str, cni_version: str, ipam: dict[str, Any]) -> l
     return list(conf.ranges)
 
 
+def flannel_ipam(conf: dict[str, Any]) -> dict[str, Any]:
+    """The host-local ``ipam`` that a flannel plugin object hands its delegate: its own
+    ``ipam`` map with the range sets of its subnet.env (a CNI error when unreadable)."""
+    from .flannel import subnet_env
+    from .flannel.verbs import DEFAULT_SUBNET_FILE
+
+    path = conf.get("subnetFile") or DEFAULT_SUBNET_FILE
+    env = subnet_env.load(str(path))
+    ipam = dict(conf["ipam"]) if isinstance(conf.get("ipam"), dict) else {}
+    ipam.setdefault("type", "host-local")
+    subnets = [s for s in (env.subnet, env.ip6_subnet) if s is not None]
+    ipam["ranges"] = [[{"subnet": str(s)}] for s in subnets]
+    return ipam
+
+
 def leases(directory: str) -> list[Lease]:
     """The lease files of one network's directory, in address order."""
     from .host_local.config import parse_ip

@@ -112,3 +112,38 @@ def test_cli_json_and_table(tmp_path: Path) -> None:
     res = runner.invoke(command, ["../outside", *args, "-o", "json"])
     assert res.exit_code != 0 and "invalid characters" in res.output
     assert "10.9.9.9" not in res.output
+
+
+def test_a_network_keeping_its_leases_elsewhere_is_found(tmp_path: Path) -> None:
+    data, cache, confdir = setup(tmp_path)
+    default = tmp_path / "default-data"  # --data-dir: the network is not under it
+    default.mkdir()
+    records = collect(str(default), str(cache), str(confdir))
+    assert {r["network"] for r in records} == {"leasenet"}
+    assert {r["dataDir"] for r in records} == {str(data)}
+    assert sorted(r["ip"] for r in records if r["rangeSet"] == 0)[:1] == ["10.60.0.2"]
+    assert collect(str(default), str(cache), str(confdir), "leasenet") == records
+
+
+def test_flannel_range_sets_come_from_its_subnet_env(tmp_path: Path) -> None:
+    confdir, data = tmp_path / "net.d", tmp_path / "data"
+    confdir.mkdir()
+    subnet = tmp_path / "subnet.env"
+    subnet.write_text(
+        "FLANNEL_NETWORK=10.1.0.0/16\nFLANNEL_SUBNET=10.1.17.1/24\n"
+        "FLANNEL_IPV6_NETWORK=fd10::/48\nFLANNEL_IPV6_SUBNET=fd10:0:17::1/64\n"
+        "FLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n"
+    )
+    conflist = {
+        "cniVersion": "0.3.1",
+        "name": "cbr0",
+        "plugins": [{"type": "flannel", "subnetFile": str(subnet)}],
+    }
+    (confdir / "10-flannel.conflist").write_text(json.dumps(conflist))
+    leases = data / "cbr0"
+    leases.mkdir(parents=True)
+    (leases / "10.1.17.5").write_text("c1\r\neth0")
+    (leases / "fd10:0:17::5").write_text("c1\r\neth0")
+    (leases / "10.9.9.9").write_text("c2\r\neth0")
+    records = {r["ip"]: r["rangeSet"] for r in collect(str(data), str(tmp_path), str(confdir))}
+    assert records == {"10.1.17.5": 0, "fd10:0:17::5": 1, "10.9.9.9": None}
