@@ -1,9 +1,10 @@
-"""Run a runtime's plugin calls cold (a fresh interpreter per exec) or warm (through a
+"""Helpers of the e2e tests with real runtimes: run a runtime's plugin calls cold (a fresh interpreter per exec) or warm (through a
 ``cnitool serve`` plugin service): the e2e tests with real runtimes take either path."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -46,3 +47,41 @@ def _answers(sock: Path) -> bool:
     except OSError:
         return False
     return True
+
+
+def run(*argv: str, netns: str | None = None, **kw: object) -> subprocess.CompletedProcess[str]:
+    """``argv`` (inside ``netns`` when given), its output as text; never raises on failure."""
+    full = [*(["nsenter", f"--net={netns}"] if netns else []), *argv]
+    done: subprocess.CompletedProcess[str] = subprocess.run(  # type: ignore[call-overload]
+        full, capture_output=True, text=True, check=False, **kw
+    )
+    return done
+
+
+def link(node: str, client: str, net: int) -> str:
+    """A veth between ``node`` (192.168.<net>.1, lo up too) and ``client`` (.2): the outside
+    of the node. Returns the node's address."""
+    n_node, n_client = os.path.basename(node), os.path.basename(client)
+    for argv in (
+        [
+            "ip",
+            "-n",
+            n_node,
+            "link",
+            "add",
+            "up0",
+            "type",
+            "veth",
+            "peer",
+            "up1",
+            "netns",
+            n_client,
+        ],
+        ["ip", "-n", n_node, "addr", "add", f"192.168.{net}.1/24", "dev", "up0"],
+        ["ip", "-n", n_client, "addr", "add", f"192.168.{net}.2/24", "dev", "up1"],
+        ["ip", "-n", n_node, "link", "set", "up0", "up"],
+        ["ip", "-n", n_client, "link", "set", "up1", "up"],
+        ["ip", "-n", n_node, "link", "set", "lo", "up"],
+    ):
+        subprocess.run(argv, check=True)
+    return f"192.168.{net}.1"

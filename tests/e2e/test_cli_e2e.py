@@ -505,13 +505,13 @@ def test_del_after_a_plugin_crash_keeps_the_cache_for_a_retry(
     assert stdin["prevResult"] == RESULT  # the retry still had the cached result
 
 
-def test_add_timeout_kills_the_plugin_and_rolls_back(
-    cli: Env, netns_factory: Callable[[], str]
-) -> None:
+def hanging_chain(cli: Env, naptime: str) -> tuple[Path, Path, str]:
+    """List ``chain``: noop (a result), then ``hang``, whose ADD sleeps ``naptime`` seconds
+    in two processes (a unique number, to find exactly these sleepers afterwards); every
+    verb ``hang`` gets is logged. Returns noop's debug file, the log and the naptime."""
     cli.install("noop")
     first = debug_file(cli, "first", ReportResult=json.dumps(RESULT))
     log = cli.tmp / "hang.log"
-    naptime = f"60.{os.getpid()}"  # unique, to find exactly these sleepers afterwards
     hang = cli.bin / "hang"
     hang.write_text(
         "#!/bin/sh\n"
@@ -522,6 +522,13 @@ def test_add_timeout_kills_the_plugin_and_rolls_back(
     )
     hang.chmod(0o755)
     cli.conflist("chain", [{"type": "noop", "debugFile": str(first)}, {"type": "hang"}])
+    return first, log, naptime
+
+
+def test_add_timeout_kills_the_plugin_and_rolls_back(
+    cli: Env, netns_factory: Callable[[], str]
+) -> None:
+    first, log, naptime = hanging_chain(cli, f"60.{os.getpid()}")
     ns = netns_factory()
     start = time.monotonic()
     proc = cli.run("add", "chain", ns, "--timeout", "1", "--output", "json")
@@ -608,20 +615,7 @@ def test_rollback_succeeds_on_a_read_only_lease_disk(cli: Env) -> None:
 def test_terminated_add_rolls_back_and_stops_the_plugin(cli: Env, sig: signal.Signals) -> None:
     """SIGTERM or SIGHUP while a plugin runs: its process group is killed, DEL runs for the
     chain, the netns the ADD created goes again, and the exit status is 128 + signal."""
-    cli.install("noop")
-    first = debug_file(cli, "first", ReportResult=json.dumps(RESULT))
-    log = cli.tmp / "hang.log"
-    naptime = f"60.{os.getpid()}{int(sig)}"  # unique, to find exactly these sleepers afterwards
-    hang = cli.bin / "hang"
-    hang.write_text(
-        "#!/bin/sh\n"
-        "cat >/dev/null\n"
-        f"echo $CNI_COMMAND >> {log}\n"
-        f'[ "$CNI_COMMAND" = ADD ] && {{ sleep {naptime} & sleep {naptime}; }}\n'
-        "exit 0\n"
-    )
-    hang.chmod(0o755)
-    cli.conflist("chain", [{"type": "noop", "debugFile": str(first)}, {"type": "hang"}])
+    first, log, naptime = hanging_chain(cli, f"60.{os.getpid()}{int(sig)}")
     netns = f"e2e-{sig.name.lower()}"
     env = {**os.environ, "NETCONFPATH": str(cli.conf), "CNI_PATH": str(cli.bin)}
     argv = [cli.python, "-m", "cnitool.cli", "add", "chain", netns, "-o", "json"]

@@ -39,7 +39,7 @@ from cri_client import (  # noqa: E402 - after the skip above
     stop_pod_sandbox,
     version,
 )
-from plugin_service import plugin_path  # noqa: E402 - after the skip above
+from plugin_service import link, plugin_path, run  # noqa: E402 - after the skip above
 
 SEED_CONFLIST = {
     "cniVersion": "0.3.1",
@@ -66,41 +66,6 @@ CLIENT = (
     "c=socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)\n"
     "print(c.recv(100).decode())\n"
 )
-
-
-def run(*argv: str, netns: str | None = None, **kw: object) -> subprocess.CompletedProcess[str]:
-    full = [*(["nsenter", f"--net={netns}"] if netns else []), *argv]
-    done: subprocess.CompletedProcess[str] = subprocess.run(  # type: ignore[call-overload]
-        full, capture_output=True, text=True, check=False, **kw
-    )
-    return done
-
-
-def link(node: str, client: str) -> None:
-    """node (192.168.79.1) <-> client (192.168.79.2): the outside of the node."""
-    n_node, n_client = os.path.basename(node), os.path.basename(client)
-    for argv in (
-        [
-            "ip",
-            "-n",
-            n_node,
-            "link",
-            "add",
-            "up0",
-            "type",
-            "veth",
-            "peer",
-            "up1",
-            "netns",
-            n_client,
-        ],
-        ["ip", "-n", n_node, "addr", "add", "192.168.79.1/24", "dev", "up0"],
-        ["ip", "-n", n_client, "addr", "add", "192.168.79.2/24", "dev", "up1"],
-        ["ip", "-n", n_node, "link", "set", "up0", "up"],
-        ["ip", "-n", n_client, "link", "set", "up1", "up"],
-        ["ip", "-n", n_node, "link", "set", "lo", "up"],
-    ):
-        subprocess.run(argv, check=True)
 
 
 def containerd_config(tmp: Path, bin_dir: Path, conf_dir: Path, sock: Path) -> Path:
@@ -228,7 +193,7 @@ def test_containerd_cri_runs_a_hostport_pod_on_the_seed_list(
 ) -> None:
     node, sock = containerd
     client = netns_factory()
-    link(node, client)
+    link(node, client, 79)
     channel = grpc.insecure_channel(f"unix://{sock}")
     try:
         assert version(channel)[4][0] == b"v1"  # runtime_api_version: the CRI answers

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from plugin_service import plugin_path
+from plugin_service import link, plugin_path, run
 
 pytestmark = pytest.mark.root
 
@@ -49,14 +49,6 @@ CONFLIST = {
         {"type": "portmap", "capabilities": {"portMappings": True}},
     ],
 }
-
-
-def run(*argv: str, netns: str | None = None, **kw: object) -> subprocess.CompletedProcess[str]:
-    full = [*(["nsenter", f"--net={netns}"] if netns else []), *argv]
-    done: subprocess.CompletedProcess[str] = subprocess.run(  # type: ignore[call-overload]
-        full, capture_output=True, text=True, check=False, **kw
-    )
-    return done
 
 
 @pytest.fixture(params=["cold", "warm"])
@@ -117,32 +109,6 @@ def rootfs(tmp_path: Path) -> Path:
     return root
 
 
-def link(node: str, client: str) -> None:
-    """node (192.168.78.1) <-> client (192.168.78.2): the outside of the node."""
-    n_node, n_client = os.path.basename(node), os.path.basename(client)
-    for argv in (
-        [
-            "ip",
-            "-n",
-            n_node,
-            "link",
-            "add",
-            "up0",
-            "type",
-            "veth",
-            "peer",
-            "up1",
-            "netns",
-            n_client,
-        ],
-        ["ip", "-n", n_node, "addr", "add", "192.168.78.1/24", "dev", "up0"],
-        ["ip", "-n", n_client, "addr", "add", "192.168.78.2/24", "dev", "up1"],
-        ["ip", "-n", n_node, "link", "set", "up0", "up"],
-        ["ip", "-n", n_client, "link", "set", "up1", "up"],
-    ):
-        subprocess.run(argv, check=True)
-
-
 GET = (
     "import sys, urllib.request\n"
     "print(urllib.request.urlopen(sys.argv[1], timeout=3).read().decode(), end='')\n"
@@ -185,8 +151,7 @@ def test_podman_runs_a_container_on_our_plugins(
     tmp_path: Path,
 ) -> None:
     node, client = netns_factory(), netns_factory()
-    link(node, client)
-    run("ip", "link", "set", "lo", "up", netns=node)
+    link(node, client, 78)
     nets = podman("network", "ls", "--format", "{{.Name}}", netns=node)
     assert nets.returncode == 0 and "pytestnet" in nets.stdout.split(), nets.stderr
     started = podman(

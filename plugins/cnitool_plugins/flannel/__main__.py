@@ -1,44 +1,19 @@
-"""The flannel plugin's entry: its declaration (name, spec versions, config fields) and
-its verbs, each of which loads its module only when it runs (VERSION loads neither)."""
+"""The flannel plugin's entry: its declaration, with verbs loaded when they run."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from cnitool import skel
 
-from cnitool import __version__, skel
-from cnitool.spec.version import ALL
-
-from .._lib import shapes
-
-if TYPE_CHECKING:
-    from cnitool.spec.results import Result
+from .._lib import entry, shapes
 
 
-def cmd_add(cmd: skel.CmdArgs) -> Result:
+def _verbs() -> entry.Verbs:
     from . import verbs
 
-    return verbs.cmd_add(cmd)
+    return verbs
 
 
-def cmd_del(cmd: skel.CmdArgs) -> None:
-    from . import verbs
-
-    return verbs.cmd_del(cmd)
-
-
-def cmd_check(cmd: skel.CmdArgs) -> None:
-    return None  # like the reference plugin: nothing to check
-
-
-PLUGIN = skel.Plugin(
-    name="flannel",
-    versions=ALL,
-    about=f"CNI flannel plugin pycni {__version__}",
-    shape=shapes.FLANNEL,
-    add=cmd_add,
-    check=cmd_check,
-    delete=cmd_del,
-)
+PLUGIN = entry.declare("flannel", _verbs, shapes.FLANNEL)
 
 
 def main() -> int:

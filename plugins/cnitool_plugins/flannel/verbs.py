@@ -172,6 +172,10 @@ def _undo_delegate(cmd: skel.CmdArgs, ptype: str, data: bytes, path: str, ran: b
         print(f"cannot remove {path}: {e.strerror}", file=cmd.stderr)
 
 
+def cmd_check(cmd: skel.CmdArgs) -> None:
+    """CHECK: nothing to check, like the reference plugin (its delegate is not asked)."""
+
+
 def cmd_del(cmd: skel.CmdArgs) -> None:
     conf = cmd.config()
     data_dir = _str_key(conf, "dataDir", DEFAULT_DATA_DIR)

@@ -1,60 +1,25 @@
-"""The macvlan plugin's entry: its declaration (name, spec versions, config fields) and
-its verbs, each of which loads its module only when it runs (VERSION loads neither)."""
+"""The macvlan plugin's entry: its declaration, with verbs loaded when they run."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from cnitool import skel
 
-from cnitool import __version__, skel
-from cnitool.spec.version import ALL
-
-from .._lib import shapes
-
-if TYPE_CHECKING:
-    from cnitool.spec.results import Result
+from .._lib import entry, shapes
 
 
-def cmd_add(cmd: skel.CmdArgs) -> Result:
+def _verbs() -> entry.Verbs:
     from . import verbs
 
-    return verbs.cmd_add(cmd)
+    return verbs
 
 
-def cmd_check(cmd: skel.CmdArgs) -> None:
-    from . import verbs
+def _config() -> entry.StatusGC:
+    from . import config  # STATUS and GC load no netlink code
 
-    return verbs.cmd_check(cmd)
-
-
-def cmd_del(cmd: skel.CmdArgs) -> None:
-    from . import verbs
-
-    return verbs.cmd_del(cmd)
+    return config
 
 
-def cmd_status(cmd: skel.CmdArgs) -> None:
-    from . import config
-
-    return config.cmd_status(cmd)
-
-
-def cmd_gc(cmd: skel.CmdArgs) -> None:
-    from . import config
-
-    return config.cmd_gc(cmd)
-
-
-PLUGIN = skel.Plugin(
-    name="macvlan",
-    versions=ALL,
-    about=f"CNI macvlan plugin pycni {__version__}",
-    shape=shapes.MACVLAN,
-    add=cmd_add,
-    check=cmd_check,
-    delete=cmd_del,
-    status=cmd_status,
-    gc=cmd_gc,
-)
+PLUGIN = entry.declare("macvlan", _verbs, shapes.MACVLAN, status_gc=_config)
 
 
 def main() -> int:

@@ -1,46 +1,19 @@
-"""The portmap plugin's entry: its declaration (name, spec versions, config fields) and
-its verbs, each of which loads its module only when it runs (VERSION loads neither)."""
+"""The portmap plugin's entry: its declaration, with verbs loaded when they run."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from cnitool import skel
 
-from cnitool import __version__, skel
-from cnitool.spec.version import ALL
-
-from .._lib import shapes
-
-if TYPE_CHECKING:
-    from cnitool.spec.results import Result
+from .._lib import entry, shapes
 
 
-def cmd_add(cmd: skel.CmdArgs) -> Result:
+def _verbs() -> entry.Verbs:
     from . import verbs
 
-    return verbs.cmd_add(cmd)
+    return verbs
 
 
-def cmd_check(cmd: skel.CmdArgs) -> None:
-    from . import verbs
-
-    return verbs.cmd_check(cmd)
-
-
-def cmd_del(cmd: skel.CmdArgs) -> None:
-    from . import verbs
-
-    return verbs.cmd_del(cmd)
-
-
-PLUGIN = skel.Plugin(
-    name="portmap",
-    versions=ALL,
-    about=f"CNI portmap plugin pycni {__version__}",
-    shape=shapes.PORTMAP,
-    add=cmd_add,
-    check=cmd_check,
-    delete=cmd_del,
-)
+PLUGIN = entry.declare("portmap", _verbs, shapes.PORTMAP)
 
 
 def main() -> int:
