@@ -5,8 +5,10 @@ variables), timed as wall time of the whole process; the table shows medians ove
 runs, the modes taking turns run by run. Columns:
 
 - ``before``: launchers as written before the warm path (import the plugin, run it);
-- ``cold``:   today's thin launchers with no service (they fall back to the same);
+- ``cold``:   today's thin Python launchers with no service (they fall back to the same);
 - ``warm``:   the same launchers with ``cnitool serve`` up;
+- ``ncold``:  native launchers (``--launcher native``) with no service (they exec Python);
+- ``nwarm``:  native launchers with the service up;
 - ``go``:     the reference plugins from /usr/lib/cni.
 
 Rows: VERSION (host-local), host-local ADD and DEL, bridge + host-local ADD and DEL
@@ -38,7 +40,8 @@ from pathlib import Path
 
 REFERENCE_BIN = "/usr/lib/cni"
 SOCKET = "/run/pycni/plugins.sock"
-MODES = ("before", "cold", "warm", "go")
+MODES = ("before", "cold", "warm", "ncold", "nwarm", "go")
+WARM_MODES = ("warm", "nwarm")
 
 
 def isolate() -> None:
@@ -68,8 +71,10 @@ class Bench:
         self.tmp = tmp
         self.runs = runs
         self.bins = {"cold": tmp / "bin", "warm": tmp / "bin", "before": tmp / "old"}
+        self.bins.update({"ncold": tmp / "nbin", "nwarm": tmp / "nbin"})
         self.bins["go"] = Path(REFERENCE_BIN)
-        launchers.install(str(self.bins["cold"]), ["bridge", "host-local"])
+        launchers.install(str(self.bins["cold"]), ["bridge", "host-local"], kind="python")
+        launchers.install(str(self.bins["ncold"]), ["bridge", "host-local"], kind="native")
         self.bins["before"].mkdir()
         for name, package in (("bridge", "bridge"), ("host-local", "host_local")):
             path = self.bins["before"] / name
@@ -85,7 +90,7 @@ class Bench:
             "CNI_NETNS": netns or "/run/netns/none",
             "CNI_IFNAME": "eth0",
             "CNI_PATH": str(self.bins[mode]),
-            "PYCNI_SOCKET": SOCKET if mode == "warm" else "/run/pycni/none.sock",
+            "PYCNI_SOCKET": SOCKET if mode in WARM_MODES else "/run/pycni/none.sock",
         }
 
     def call(self, mode: str, plugin: str, env: dict[str, str], conf: bytes) -> float:
@@ -230,8 +235,8 @@ def ms(values: list[float]) -> float:
 def row(name: str, cells: dict[str, float]) -> str:
     go = cells.get("go") or 0.0
     parts = [f"{cells[m]:8.1f}" if m in cells else f"{'-':>8}" for m in MODES]
-    ratio = f"{cells['warm'] / go:5.2f}x" if go else "  -"
-    return f"| {name:<34} | " + " | ".join(parts) + f" | {ratio} |"
+    ratios = [f"{cells[m] / go:5.2f}x" if go and m in cells else "    -" for m in WARM_MODES]
+    return f"| {name:<34} | " + " | ".join(parts) + " | " + " | ".join(ratios) + " |"
 
 
 def main() -> None:
@@ -264,7 +269,7 @@ def main() -> None:
         record("VERSION exec (host-local)", bench.version)
         record("host-local", bench.host_local)
         record("bridge + host-local", bench.bridge)
-        for mode in ("cold", "warm", "go"):
+        for mode in ("cold", "warm", "nwarm", "go"):
             add, dele = bench.parallel(mode)
             name = "50 pods, 8 parallel (wall)"
             results.setdefault(f"{name} ADD", {})[mode] = add * 1000
@@ -282,8 +287,8 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
     print(f"median of {args.runs} runs, milliseconds (the 50-pod rows: one wall time)\n")
-    print(f"| {'call':<34} | " + " | ".join(f"{m:>8}" for m in MODES) + " | warm/go |")
-    print(f"|{'-' * 36}|" + "|".join("-" * 10 for _ in MODES) + "|---------|")
+    print(f"| {'call':<34} | " + " | ".join(f"{m:>8}" for m in MODES) + " | warm/go | nwarm/go |")
+    print(f"|{'-' * 36}|" + "|".join("-" * 10 for _ in MODES) + "|---------|----------|")
     for name, cells in results.items():
         print(row(name, cells))
     lat = status["latencyMs"]

@@ -34,7 +34,16 @@ argument: the kernel passes the rest of the line as one) keeps the caller's PYTH
 variables, user site-packages and working directory out of the plugin, and skips the site
 module on VERSION and the warm path; the cold path loads it before the plugin.
 
-Launchers carry a marker line; :func:`install` refuses to overwrite any other file
+Native launchers (``kind="native"``, the default when a C compiler is there): the
+interpreter start is most of a warm call's cost (~9 ms of a ~20 ms bridge ADD), so the
+same router and client also exist as a small C program (``cnitool/warm/native.c``),
+compiled once per install and written once per plugin, each copy followed by a trailer
+(:func:`native_trailer`): the interpreter, the package, the tag, the VERSION answer and
+the cold path's script. It answers VERSION and forwards calls without starting Python,
+and execs the interpreter on the cold path (``python -IS -c <script>``, stdin replayed).
+Without a compiler (``auto``) the Python launcher is written instead; it does the same.
+
+Launchers carry a marker line (a native one in its trailer's cold script); :func:`install` refuses to overwrite any other file
 unless forced, and :func:`remove` only deletes files carrying the marker. Writes are
 atomic (temporary file in the same directory, then rename) with mode 0755. Installing
 also byte-compiles the installed packages, so an environment with PYTHONDONTWRITEBYTECODE
@@ -66,6 +75,14 @@ LAUNCHER_MODE = 0o755
 RAW_QUOTE = "'" * 3  # the launcher holds the client's source in a raw string
 # Linux reads at most this many bytes of a "#!" line (BINPRM_BUF_SIZE, kernel >= 5.1)
 SHEBANG_MAX = 255
+
+# the end of a native launcher: u32 length of the fields, then this magic
+TRAILER_MAGIC = b"\0PYCNI-L"
+ELF_MAGIC = b"\x7fELF"
+LAUNCHER_KINDS = ("auto", "native", "python")
+# flags for the C compiler: optimised, stripped, warnings are errors (a broken build is
+# reported, never installed)
+CFLAGS = ("-O2", "-s", "-Wall", "-Wextra", "-Werror")
 
 # executable name (as the reference plugin is called) -> package under cnitool_plugins
 PLUGINS: dict[str, str] = {
@@ -120,6 +137,7 @@ class LauncherStatus:
     package: str = ""
     interpreter: str = ""
     interpreter_ok: bool = False
+    launcher: str = ""
 
 
 @dataclass(frozen=True)
@@ -222,6 +240,109 @@ def launcher_text(name: str, python: str, answer: bytes | None = None) -> str:
     )
 
 
+def cold_script(name: str, package: str) -> str:
+    """What a native launcher's interpreter runs on the cold path (``python -IS -c``):
+    the launcher's argv without ``-c``, the site module ``-S`` left out, then the plugin."""
+    return (
+        f"{MARKER}: {name} (native; managed by cnitool; reinstall or remove with it)\n"
+        "import sys\n"
+        "del sys.argv[0]\n"
+        "import site\n"
+        "site.main()\n"
+        "from cnitool_plugins._launch import run\n"
+        f'run("{package}")\n'
+    )
+
+
+def native_trailer(
+    name: str, python: str, answer: bytes | None = None, tag: str | None = None
+) -> bytes:
+    """The fields a native launcher reads from its own end: interpreter, package, tag,
+    VERSION answer and cold script, each a little-endian u32 length (0xffffffff: absent)
+    and its bytes, then the length of them all and :data:`TRAILER_MAGIC`. ``tag``
+    defaults to this installation's version."""
+    from . import __version__
+
+    package = PLUGINS[name]
+    fields: list[bytes | None] = [
+        python.encode(),
+        package.encode(),
+        (tag or __version__).encode(),
+        answer,
+        cold_script(name, package).encode(),
+    ]
+    body = b"".join(
+        b"\xff\xff\xff\xff" if f is None else len(f).to_bytes(4, "little") + f for f in fields
+    )
+    return body + len(body).to_bytes(4, "little") + TRAILER_MAGIC
+
+
+def parse_trailer(data: bytes) -> tuple[str, str, str] | None:
+    """(interpreter, package, tag) of a native launcher's bytes, or None if not one."""
+    if not data.startswith(ELF_MAGIC) or not data.endswith(TRAILER_MAGIC):
+        return None
+    end = len(data) - len(TRAILER_MAGIC) - 4
+    size = int.from_bytes(data[end : end + 4], "little")
+    if size > end:
+        return None
+    pos, fields = end - size, []
+    for _ in range(5):
+        if pos + 4 > end:
+            return None
+        n = int.from_bytes(data[pos : pos + 4], "little")
+        pos += 4
+        if n == 0xFFFFFFFF:
+            fields.append(b"")
+            continue
+        if pos + n > end:
+            return None
+        fields.append(data[pos : pos + n])
+        pos += n
+    python, package, tag, _answer, script = (f.decode("utf-8", "replace") for f in fields)
+    if not script.startswith(MARKER):
+        return None
+    return python, package, tag
+
+
+def find_compiler() -> str | None:
+    """The C compiler a native launcher is built with (``$CC``, ``cc`` or ``gcc``)."""
+    import shutil
+
+    for cand in (os.environ.get("CC", ""), "cc", "gcc"):
+        if cand and (found := shutil.which(cand)):
+            return found
+    return None
+
+
+_BUILT: dict[str, bytes] = {}
+
+
+def build_native(cc: str) -> bytes:
+    """The native launcher program built from ``warm/native.c`` by ``cc`` (once per
+    process); LauncherError with the compiler's message when the build fails."""
+    if cc in _BUILT:
+        return _BUILT[cc]
+    import subprocess
+
+    source = os.path.join(os.path.dirname(os.path.abspath(__file__)), "warm", "native.c")
+    if not os.path.isfile(source):
+        raise LauncherError(f"the native launcher's source {source} is missing")
+    with tempfile.TemporaryDirectory(prefix="pycni-launcher-") as tmp:
+        out = os.path.join(tmp, "launcher")
+        try:
+            proc = subprocess.run(
+                [cc, *CFLAGS, "-o", out, source], capture_output=True, text=True, timeout=120
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise LauncherError(f"cannot run the C compiler {cc}: {exc}") from None
+        if proc.returncode != 0:
+            tail = proc.stderr.strip()[-800:]
+            raise LauncherError(f"building the native launcher with {cc} failed: {tail}")
+        with open(out, "rb") as fh:
+            _BUILT[cc] = fh.read()
+    return _BUILT[cc]
+
+
 def _read_head(path: str) -> bytes | None:
     """The first bytes of a regular file (not following symlinks); None if not one."""
     try:
@@ -234,8 +355,44 @@ def _read_head(path: str) -> bytes | None:
         return fh.read(1024)
 
 
+def _read_all(path: str, limit: int = 4 << 20) -> bytes | None:
+    """A regular file's bytes (not following symlinks; at most ``limit``)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+            return None
+        return fh.read()
+
+
+def _launcher_info(path: str) -> tuple[str, str, str | None] | None:
+    """(interpreter, package, tag or None) of our launcher at ``path``, else None."""
+    head = _read_head(path)
+    if head is None:
+        return None
+    if head.startswith(ELF_MAGIC):
+        data = _read_all(path)
+        return parse_trailer(data) if data is not None else None
+    parsed = _parse_launcher(head)
+    if parsed is None:
+        return None
+    tag = None
+    for line in head.decode("utf-8", "replace").splitlines()[2:8]:
+        if line.startswith('TAG = "') and line.endswith('"'):
+            tag = line[7:-1]
+    return parsed[0], parsed[1], tag
+
+
+def _is_elf(path: str) -> bool:
+    head = _read_head(path)
+    return head is not None and head.startswith(ELF_MAGIC)
+
+
 def _parse_launcher(head: bytes) -> tuple[str, str] | None:
-    """(interpreter, package) when ``head`` is one of our launchers, else None."""
+    """(interpreter, package) when ``head`` is one of our Python launchers, else None."""
     lines = head.decode("utf-8", "replace").splitlines()
     if len(lines) < 2 or not lines[0].startswith("#!") or not lines[1].startswith(MARKER):
         return None
@@ -251,8 +408,7 @@ def _parse_launcher(head: bytes) -> tuple[str, str] | None:
 
 def is_ours(path: str) -> bool:
     """True when ``path`` is a launcher written by :func:`install`."""
-    head = _read_head(path)
-    return head is not None and _parse_launcher(head) is not None
+    return _launcher_info(path) is not None
 
 
 def launcher_package(path: str) -> str | None:
@@ -260,15 +416,10 @@ def launcher_package(path: str) -> str | None:
     this installation (same version, a known package); None otherwise."""
     from . import __version__
 
-    head = _read_head(path)
-    if head is None:
+    info = _launcher_info(path)
+    if info is None or info[1] not in PLUGINS.values() or info[2] != __version__:
         return None
-    parsed = _parse_launcher(head)
-    if parsed is None or parsed[1] not in PLUGINS.values():
-        return None
-    if f'\nTAG = "{__version__}"\n'.encode() not in head:
-        return None
-    return parsed[1]
+    return info[1]
 
 
 def package_available(package: str) -> bool:
@@ -372,6 +523,30 @@ def compile_packages() -> list[InstallAction]:
     return out
 
 
+def _native_program(kind: str) -> bytes | None:
+    """The native launcher program for ``kind``, or None for Python launchers."""
+    if kind not in LAUNCHER_KINDS:
+        raise LauncherError(
+            f"unknown launcher kind {kind!r}", f"one of: {', '.join(LAUNCHER_KINDS)}"
+        )
+    if kind == "python":
+        return None
+    cc = find_compiler()
+    if cc is None:
+        if kind == "native":
+            raise LauncherError(
+                "no C compiler found (cc, gcc or $CC) to build native launchers",
+                "install gcc, or use Python launchers (--launcher python)",
+            )
+        return None
+    try:
+        return build_native(cc)
+    except LauncherError:
+        if kind == "native":
+            raise
+        return None
+
+
 def install(
     bin_dir: str,
     names: Iterable[str] | None = None,
@@ -379,8 +554,12 @@ def install(
     force: bool = False,
     *,
     compile_bytecode: bool = True,
+    kind: str = "auto",
 ) -> list[InstallAction]:
     """Write launchers into ``bin_dir`` (created if missing); one action per name.
+
+    ``kind``: ``native`` (the C launcher; LauncherError without a working compiler),
+    ``python``, or ``auto`` (native when a compiler is found, else python).
 
     With ``names`` None every plugin whose package is available is installed and the
     others are reported as ``skipped``; an explicitly named unavailable plugin is
@@ -388,6 +567,7 @@ def install(
     """
     chosen = _select(names)
     interp = interpreter_path(python)
+    program = _native_program(kind)
     try:
         os.makedirs(bin_dir, mode=0o755, exist_ok=True)
     except OSError as exc:
@@ -403,7 +583,11 @@ def install(
                 )
             )
             continue
-        data = launcher_text(name, interp, version_answer(package)).encode()
+        answer = version_answer(package)
+        if program is not None:
+            data = program + native_trailer(name, interp, answer)
+        else:
+            data = launcher_text(name, interp, answer).encode()
         exists = os.path.lexists(path)
         ours = exists and is_ours(path)
         if exists and not ours:
@@ -428,8 +612,9 @@ def install(
         except OSError as exc:
             raise LauncherError(f"cannot write launcher {path}: {exc.strerror or exc}") from None
         action = "installed" if not exists else ("updated" if ours else "replaced")
+        how = "native launcher, " if program is not None else ""
         actions.append(
-            InstallAction(name, path, action, f"runs {PLUGIN_PACKAGE}.{package} with {interp}")
+            InstallAction(name, path, action, f"{how}runs {PLUGIN_PACKAGE}.{package} with {interp}")
         )
     if compile_bytecode and any(a.action != "skipped" for a in actions):
         actions.extend(compile_packages())
@@ -444,12 +629,11 @@ def list_installed(bin_dir: str) -> list[LauncherStatus]:
         if not os.path.lexists(path):
             out.append(LauncherStatus(name, path, "missing"))
             continue
-        head = _read_head(path)
-        parsed = _parse_launcher(head) if head is not None else None
-        if parsed is None:
+        info = _launcher_info(path)
+        if info is None:
             out.append(LauncherStatus(name, path, "foreign"))
             continue
-        interpreter, package = parsed
+        interpreter, package, _tag = info
         out.append(
             LauncherStatus(
                 name,
@@ -458,6 +642,7 @@ def list_installed(bin_dir: str) -> list[LauncherStatus]:
                 package=package,
                 interpreter=interpreter,
                 interpreter_ok=os.access(interpreter, os.X_OK),
+                launcher="native" if _is_elf(path) else "python",
             )
         )
     return out

@@ -38,17 +38,33 @@ def command() -> None:
     help="Interpreter the launchers run (default: the one running cnitool).",
 )
 @click.option("--force", is_flag=True, help="Replace files that are not pycni launchers.")
+@click.option(
+    "--launcher",
+    "kind",
+    type=click.Choice(["auto", "native", "python"]),
+    default="auto",
+    show_default=True,
+    help="native: a small C program (built here with cc) forwards calls to the plugin "
+    "service without starting Python; python: a Python script; auto: native when a C "
+    "compiler is found.",
+)
 @output_option()
 @debug_option()
 def install(
-    names: tuple[str, ...], bin_dir: str, python: str | None, force: bool, output: str, debug: bool
+    names: tuple[str, ...],
+    bin_dir: str,
+    python: str | None,
+    force: bool,
+    kind: str,
+    output: str,
+    debug: bool,
 ) -> None:
     """Write launchers for NAMES (default: every available plugin) into the bin dir.
     Exit status 1 when a launcher was refused."""
     from .. import launchers
 
     with reporting("plugins install", debug):
-        kwargs: dict[str, Any] = {"force": force}
+        kwargs: dict[str, Any] = {"force": force, "kind": kind}
         if python:
             kwargs["python"] = python
         actions = launchers.install(bin_dir, list(names) or None, **kwargs)
@@ -99,6 +115,7 @@ def list_(bin_dir: str, show_all: bool, output: str) -> None:
             "package": s.package,
             "interpreter": s.interpreter,
             "interpreterOk": s.interpreter_ok,
+            "launcher": s.launcher,
         }
         for s in launchers.list_installed(bin_dir)
         if show_all or s.state != "missing"
@@ -117,8 +134,8 @@ def list_(bin_dir: str, show_all: bool, output: str) -> None:
 
     print_table(
         f"Plugins in {bin_dir}",
-        ["plugin", "state", "interpreter"],
-        [[r["name"], state(r), r["interpreter"]] for r in rows],
+        ["plugin", "state", "launcher", "interpreter"],
+        [[r["name"], state(r), r["launcher"], r["interpreter"]] for r in rows],
     )
 
 

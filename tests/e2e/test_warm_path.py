@@ -35,13 +35,25 @@ PER_BRIDGE_CALL = 1
 class Warm:
     """A running service plus launchers; ``call`` runs a launcher warm or cold."""
 
-    def __init__(self, tmp: Path, python: str, *serve_args: str, start: bool = True) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        python: str,
+        *serve_args: str,
+        start: bool = True,
+        kind: str = "python",
+    ) -> None:
         self.tmp = tmp
         self.python = python
         self.bin = tmp / "bin"
         self.sock = tmp / "run" / "plugins.sock"
+        self.kind = kind
         launchers.install(
-            str(self.bin), ["bridge", "host-local", "noop"], python=python, compile_bytecode=False
+            str(self.bin),
+            ["bridge", "host-local", "noop"],
+            python=python,
+            compile_bytecode=False,
+            kind=kind,
         )
         self.log = tmp / "serve.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -100,8 +112,11 @@ class Warm:
             env=self.env(command, warm, **cni),
         )
         assert proc.stdin is not None
-        proc.stdin.write(json.dumps(conf).encode())
-        proc.stdin.close()
+        # a launcher that answers without reading stdin (VERSION) may be gone already
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.write(json.dumps(conf).encode())
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.close()
         proc.stdin = None  # communicate() must not touch it again
         return proc
 
@@ -118,9 +133,22 @@ class Warm:
         return int(info["requests"])
 
 
-@pytest.fixture
-def warm(tmp_path: Path, python: str) -> Iterator[Warm]:
-    w = Warm(tmp_path, python, "--workers", "4")
+# every test on the warm fixture runs with both launchers: the Python script and the
+# native program (when this machine has a C compiler to build it)
+KINDS = [
+    "python",
+    pytest.param(
+        "native",
+        marks=pytest.mark.skipif(
+            launchers.find_compiler() is None, reason="no C compiler to build native launchers"
+        ),
+    ),
+]
+
+
+@pytest.fixture(params=KINDS)
+def warm(tmp_path: Path, python: str, request: pytest.FixtureRequest) -> Iterator[Warm]:
+    w = Warm(tmp_path, python, "--workers", "4", kind=request.param)
     yield w
     if w.proc is not None:
         w.stop(signal.SIGKILL)
@@ -171,7 +199,8 @@ def test_version_is_answered_by_the_launcher(warm: Warm) -> None:
     assert warm.served() == before  # no request reached the service
 
 
-def test_warm_launcher_imports_no_project_code(warm: Warm, tmp_path: Path) -> None:
+def test_warm_launcher_imports_no_project_code(tmp_path: Path, python: str) -> None:
+    warm = Warm(tmp_path, python)
     launcher = warm.bin / "host-local"
     proc = subprocess.run(
         [warm.python, "-I", "-X", "importtime", str(launcher)],
@@ -186,6 +215,76 @@ def test_warm_launcher_imports_no_project_code(warm: Warm, tmp_path: Path) -> No
     modules = {ln.rsplit("|", 1)[1].strip() for ln in lines[1:]}
     assert "_socket" in modules
     assert not {m for m in modules if m.startswith(("cnitool", "json", "socket", "re"))}
+    assert warm.stop() == 0
+
+
+needs_cc = pytest.mark.skipif(launchers.find_compiler() is None, reason="no C compiler")
+
+
+def native_launcher(path: Path, name: str, python: str, tag: str | None = None) -> None:
+    """A native launcher written by hand: any interpreter path, any tag."""
+    answer = launchers.version_answer(launchers.PLUGINS[name])
+    cc = launchers.find_compiler()
+    assert cc is not None
+    path.write_bytes(
+        launchers.build_native(cc) + launchers.native_trailer(name, python, answer, tag)
+    )
+    path.chmod(0o755)
+
+
+@needs_cc
+def test_native_warm_call_starts_no_python(tmp_path: Path, python: str) -> None:
+    """A native launcher whose interpreter does not exist still serves warm calls: the
+    warm path starts no interpreter. Cold, it reports the missing interpreter."""
+    w = Warm(tmp_path, python)
+    try:
+        ghost = w.bin / "host-local"
+        native_launcher(ghost, "host-local", str(tmp_path / "no" / "python3"))
+        assert launchers.list_installed(str(w.bin))[1].launcher == "native"
+        code, out, err = w.call("host-local", "ADD", ipam_conf(tmp_path / "ipam"), containerid="g")
+        assert code == 0, (out, err)
+        assert json.loads(out)["ips"][0]["address"] == "10.77.0.2/24"
+        assert w.served() == 1
+        code, out, _ = w.call(
+            "host-local", "ADD", ipam_conf(tmp_path / "i2"), False, containerid="g"
+        )
+        assert code == 1
+        error = json.loads(out)
+        assert error["code"] == 999 and "cannot run the interpreter" in error["msg"]
+        assert "no/python3: No such file or directory" in error["msg"]
+    finally:
+        assert w.stop() == 0
+
+
+@needs_cc
+def test_native_launcher_of_another_version_runs_cold_with_its_stdin(
+    tmp_path: Path, python: str
+) -> None:
+    """The service sends back a call from a launcher of another installation after the
+    launcher read stdin: the cold path gets the same bytes (replayed from memory)."""
+    w = Warm(tmp_path, python)
+    try:
+        native_launcher(w.bin / "host-local", "host-local", python, tag="0.0.0-other")
+        code, out, err = w.call("host-local", "ADD", ipam_conf(tmp_path / "ipam"), containerid="o")
+        assert code == 0, (out, err)
+        assert (tmp_path / "ipam" / "wnet" / "10.77.0.2").read_text().startswith("o")
+        info = w.status()
+        assert info is not None and info["requests"] == 0 and info["ranCold"] == 1
+    finally:
+        assert w.stop() == 0
+
+
+@needs_cc
+def test_native_launcher_with_a_broken_trailer_is_a_cni_error(tmp_path: Path) -> None:
+    cc = launchers.find_compiler()
+    assert cc is not None
+    path = tmp_path / "bridge"
+    path.write_bytes(launchers.build_native(cc) + b"not a trailer")
+    path.chmod(0o755)
+    proc = subprocess.run([str(path)], capture_output=True, timeout=SAFETY, check=False)
+    assert proc.returncode == 1
+    assert "reinstall it" in json.loads(proc.stdout)["msg"]
+    assert not launchers.is_ours(str(path))
 
 
 def test_host_local_add_del_warm_equals_cold(warm: Warm, tmp_path: Path) -> None:
@@ -372,8 +471,9 @@ def test_service_killed_mid_call_is_an_error_never_a_rerun(warm: Warm, tmp_path:
     assert [lease.splitlines()[0] for lease in leases] == ["s2"]
 
 
-def test_full_service_sends_the_call_back_cold(tmp_path: Path, python: str) -> None:
-    w = Warm(tmp_path, python, "--workers", "1", "--queue", "0")
+@pytest.mark.parametrize("kind", KINDS)
+def test_full_service_sends_the_call_back_cold(tmp_path: Path, python: str, kind: str) -> None:
+    w = Warm(tmp_path, python, "--workers", "1", "--queue", "0", kind=kind)
     try:
         lock = hold_lease_lock(tmp_path / "ipam")
         try:

@@ -41,7 +41,7 @@ def forbidden_in(modules: set[str]) -> list[str]:
 
 @pytest.fixture
 def noop_launcher(tmp_path: Path) -> Path:
-    launchers.install(str(tmp_path), ["noop"], compile_bytecode=False)
+    launchers.install(str(tmp_path), ["noop"], compile_bytecode=False, kind="python")
     return tmp_path / "noop"
 
 
@@ -117,7 +117,7 @@ CALLS = {
 
 @pytest.mark.parametrize("plugin", sorted(CALLS))
 def test_plugin_exec_paths_stay_in_the_import_budget(plugin: str, tmp_path: Path) -> None:
-    launchers.install(str(tmp_path / "bin"), [plugin], compile_bytecode=False)
+    launchers.install(str(tmp_path / "bin"), [plugin], compile_bytecode=False, kind="python")
     verb, extra = CALLS[plugin]
     conf = {"cniVersion": "1.0.0", "name": "n", "type": plugin, "dataDir": str(tmp_path), **extra}
     if "ipam" in conf:

@@ -20,7 +20,7 @@ def by_name(actions: list[launchers.InstallAction]) -> dict[str, str]:
 
 
 def test_install_writes_noop_launcher(tmp_path: Path) -> None:
-    actions = launchers.install(str(tmp_path), ["noop"])
+    actions = launchers.install(str(tmp_path), ["noop"], kind="python")
     assert by_name(actions) == {"noop": "installed"}
     path = tmp_path / "noop"
     assert stat.S_IMODE(path.stat().st_mode) == 0o755
@@ -46,7 +46,7 @@ def test_only_installed_copies_are_byte_compiled(tmp_path: Path) -> None:
 
 
 def test_installed_noop_answers_version(tmp_path: Path) -> None:
-    launchers.install(str(tmp_path), ["noop"], compile_bytecode=False)
+    launchers.install(str(tmp_path), ["noop"], compile_bytecode=False, kind="python")
     proc = subprocess.run(
         [str(tmp_path / "noop")],
         input=b'{"cniVersion":"1.0.0"}',
@@ -63,7 +63,7 @@ def test_installed_noop_answers_version(tmp_path: Path) -> None:
 
 
 def test_installed_noop_reports_errors_as_json(tmp_path: Path) -> None:
-    launchers.install(str(tmp_path), ["noop"], compile_bytecode=False)
+    launchers.install(str(tmp_path), ["noop"], compile_bytecode=False, kind="python")
     proc = subprocess.run(
         [str(tmp_path / "noop")],
         input=b"",
@@ -80,18 +80,18 @@ def test_installed_noop_reports_errors_as_json(tmp_path: Path) -> None:
 
 
 def test_reinstall_is_idempotent(tmp_path: Path) -> None:
-    launchers.install(str(tmp_path), ["noop"], compile_bytecode=False)
+    launchers.install(str(tmp_path), ["noop"], compile_bytecode=False, kind="python")
     before = (tmp_path / "noop").stat().st_ino
-    again = launchers.install(str(tmp_path), ["noop"], compile_bytecode=False)
+    again = launchers.install(str(tmp_path), ["noop"], compile_bytecode=False, kind="python")
     assert by_name(again) == {"noop": "unchanged"}
     assert (tmp_path / "noop").stat().st_ino == before
 
 
 def test_reinstall_updates_changed_launcher(tmp_path: Path) -> None:
-    launchers.install(str(tmp_path), ["noop"], compile_bytecode=False)
+    launchers.install(str(tmp_path), ["noop"], compile_bytecode=False, kind="python")
     path = tmp_path / "noop"
     path.write_text(path.read_text().replace(" -IS\n", " -IS -B\n", 1))
-    actions = launchers.install(str(tmp_path), ["noop"], compile_bytecode=False)
+    actions = launchers.install(str(tmp_path), ["noop"], compile_bytecode=False, kind="python")
     assert by_name(actions) == {"noop": "updated"}
     assert path.read_text().splitlines()[0].endswith(" -IS")
 
@@ -99,28 +99,32 @@ def test_reinstall_updates_changed_launcher(tmp_path: Path) -> None:
 def test_refuses_foreign_file_unless_forced(tmp_path: Path) -> None:
     foreign = tmp_path / "noop"
     foreign.write_bytes(b"\x7fELF not ours")
-    actions = launchers.install(str(tmp_path), ["noop"], compile_bytecode=False)
+    actions = launchers.install(str(tmp_path), ["noop"], compile_bytecode=False, kind="python")
     assert by_name(actions) == {"noop": "refused"}
     assert foreign.read_bytes() == b"\x7fELF not ours"
-    actions = launchers.install(str(tmp_path), ["noop"], force=True, compile_bytecode=False)
+    actions = launchers.install(
+        str(tmp_path), ["noop"], force=True, compile_bytecode=False, kind="python"
+    )
     assert by_name(actions) == {"noop": "replaced"}
     assert launchers.is_ours(str(foreign))
 
 
 def test_symlink_is_foreign(tmp_path: Path) -> None:
     target = tmp_path / "real"
-    launchers.install(str(tmp_path), ["noop"], compile_bytecode=False)
+    launchers.install(str(tmp_path), ["noop"], compile_bytecode=False, kind="python")
     (tmp_path / "noop").rename(target)
     (tmp_path / "noop").symlink_to(target)
-    assert by_name(launchers.install(str(tmp_path), ["noop"], compile_bytecode=False)) == {
-        "noop": "refused"
-    }
+    assert by_name(
+        launchers.install(str(tmp_path), ["noop"], compile_bytecode=False, kind="python")
+    ) == {"noop": "refused"}
     assert launchers.remove(str(tmp_path), ["noop"])[0].action == "kept-foreign"
     assert (tmp_path / "noop").is_symlink()
 
 
 def test_install_all_skips_missing_packages(tmp_path: Path) -> None:
-    actions = by_name(launchers.install(str(tmp_path / "bin"), compile_bytecode=False))
+    actions = by_name(
+        launchers.install(str(tmp_path / "bin"), compile_bytecode=False, kind="python")
+    )
     assert set(actions) == set(launchers.PLUGINS)
     assert actions["noop"] == "installed"
     for name, action in actions.items():
@@ -143,7 +147,7 @@ def test_host_local_executable_name_maps_to_package() -> None:
 
 
 def test_list_installed(tmp_path: Path) -> None:
-    launchers.install(str(tmp_path), ["noop"], compile_bytecode=False)
+    launchers.install(str(tmp_path), ["noop"], compile_bytecode=False, kind="python")
     (tmp_path / "bridge").write_text("#!/bin/sh\nexit 0\n")
     states = {s.name: s for s in launchers.list_installed(str(tmp_path))}
     assert set(states) == set(launchers.PLUGINS)
@@ -165,7 +169,7 @@ def test_list_reports_stale_interpreter(tmp_path: Path) -> None:
 
 
 def test_remove_only_ours(tmp_path: Path) -> None:
-    launchers.install(str(tmp_path), ["noop"], compile_bytecode=False)
+    launchers.install(str(tmp_path), ["noop"], compile_bytecode=False, kind="python")
     (tmp_path / "bridge").write_text("#!/bin/sh\n")
     result = {r.name: r.action for r in launchers.remove(str(tmp_path))}
     assert result["noop"] == "removed"
@@ -207,7 +211,7 @@ def test_interpreter_path_with_space_is_refused(tmp_path: Path) -> None:
 
 
 def test_launcher_for_unimportable_package_prints_cni_error(tmp_path: Path) -> None:
-    launchers.install(str(tmp_path), ["noop"], compile_bytecode=False)
+    launchers.install(str(tmp_path), ["noop"], compile_bytecode=False, kind="python")
     path = tmp_path / "noop"
     path.write_text(path.read_text().replace('PACKAGE = "noop"', 'PACKAGE = "no_such_plugin"'))
     proc = subprocess.run(
@@ -229,9 +233,9 @@ def test_launcher_from_before_the_warm_path_is_still_ours(tmp_path: Path) -> Non
     state = {s.name: s for s in launchers.list_installed(str(tmp_path))}["noop"]
     assert (state.state, state.package) == ("ours", "noop")
     assert launchers.launcher_package(str(path)) is None  # no TAG: never run in-process
-    assert by_name(launchers.install(str(tmp_path), ["noop"], compile_bytecode=False)) == {
-        "noop": "updated"
-    }
+    assert by_name(
+        launchers.install(str(tmp_path), ["noop"], compile_bytecode=False, kind="python")
+    ) == {"noop": "updated"}
 
 
 def test_version_answer_is_what_the_plugin_prints(tmp_path: Path) -> None:
@@ -241,7 +245,7 @@ def test_version_answer_is_what_the_plugin_prints(tmp_path: Path) -> None:
 
     answer = launchers.version_answer("host_local")
     assert answer == skel.run(PLUGIN, {"CNI_COMMAND": "VERSION"}, b"")[0]
-    launchers.install(str(tmp_path), ["host-local"], compile_bytecode=False)
+    launchers.install(str(tmp_path), ["host-local"], compile_bytecode=False, kind="python")
     proc = subprocess.run(
         [str(tmp_path / "host-local")],
         env={"CNI_COMMAND": "VERSION"},

@@ -32,3 +32,5 @@ def test_wheel_ships_man_pages_and_completions(tmp_path: Path) -> None:
         data + "zsh/site-functions/_cnitool",
         data + "fish/vendor_completions.d/cnitool.fish",
     } <= names
+    # the native launcher is built on the node from its source
+    assert "cnitool/warm/native.c" in names
