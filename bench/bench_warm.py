@@ -12,7 +12,9 @@ runs, the modes taking turns run by run. Columns:
 - ``go``:     the reference plugins from /usr/lib/cni.
 
 Rows: VERSION (host-local), host-local ADD and DEL, bridge + host-local ADD and DEL
-into a fresh pod netns (ipMasq off), and 50 pods (bridge + host-local) added, then
+into a fresh pod netns (ipMasq off), the seed chain (flannel -> bridge + host-local, then
+portmap with one host port, nf_tables; DEL in reverse order) exec'd plugin by plugin as a
+runtime does, prevResult passed on, and 50 pods (bridge + host-local) added, then
 deleted, 8 at a time (wall time of each batch). Also the service's resident memory
 before and after the runs, and with ``--soak N`` after N more calls (noop VERSION, sent
 straight over the socket by 4 threads, each one a forked worker).
@@ -73,10 +75,13 @@ class Bench:
         self.bins = {"cold": tmp / "bin", "warm": tmp / "bin", "before": tmp / "old"}
         self.bins.update({"ncold": tmp / "nbin", "nwarm": tmp / "nbin"})
         self.bins["go"] = Path(REFERENCE_BIN)
-        launchers.install(str(self.bins["cold"]), ["bridge", "host-local"], kind="python")
-        launchers.install(str(self.bins["ncold"]), ["bridge", "host-local"], kind="native")
+        names = ["bridge", "host-local", "flannel", "portmap"]
+        launchers.install(str(self.bins["cold"]), names, kind="python")
+        launchers.install(str(self.bins["ncold"]), names, kind="native")
         self.bins["before"].mkdir()
-        for name, package in (("bridge", "bridge"), ("host-local", "host_local")):
+        for name, package in launchers.PLUGINS.items():
+            if name not in names:
+                continue
             path = self.bins["before"] / name
             path.write_text(old_launcher(name, package))
             path.chmod(0o755)
@@ -152,6 +157,82 @@ class Bench:
         add, dele = self.bridge_add_del(mode, pod, f"br-{mode}-{i}")
         subprocess.run(["ip", "netns", "del", os.path.basename(pod)], check=True)
         return {" ADD": add, " DEL": dele}
+
+    def seed_confs(self, mode: str) -> tuple[dict[str, object], dict[str, object]]:
+        """The first plugin of the seed list and its portmap, as a runtime sends them.
+
+        Debian ships no Go flannel, so the Go side runs the config flannel hands to
+        bridge (the same bridge, host-local and portmap work, without flannel's step)."""
+        idx = MODES.index(mode)
+        net = {"cniVersion": "1.0.0", "name": f"seed-{mode}"}
+        if mode == "go":
+            first: dict[str, object] = {
+                **net,
+                "type": "bridge",
+                "bridge": f"sd-{mode}",
+                "isGateway": True,
+                "isDefaultGateway": True,
+                "forceAddress": True,
+                "ipMasq": False,
+                "mtu": 1450,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{"subnet": f"10.{120 + idx}.1.0/24"}]],
+                    "routes": [{"dst": f"10.{120 + idx}.0.0/16"}],
+                },
+            }
+        else:
+            env_file = self.tmp / f"subnet-{mode}.env"
+            env_file.write_text(
+                f"FLANNEL_NETWORK=10.{120 + idx}.0.0/16\nFLANNEL_SUBNET=10.{120 + idx}.1.1/24\n"
+                "FLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n"
+            )
+            first = {
+                **net,
+                "type": "flannel",
+                "subnetFile": str(env_file),
+                "dataDir": str(self.tmp / f"flannel-{mode}"),
+                "delegate": {
+                    "bridge": f"sd-{mode}",
+                    "forceAddress": True,
+                    "isDefaultGateway": True,
+                },
+            }
+        portmap = {**net, "type": "portmap", "capabilities": {"portMappings": True}}
+        return first, portmap
+
+    def seed(self, mode: str, i: int) -> dict[str, float]:
+        first, portmap = self.seed_confs(mode)
+        pod, cid = self.pod(), f"seed-{mode}-{i}"
+        ports = [
+            {
+                "hostPort": 20000 + 1000 * MODES.index(mode) + i,
+                "containerPort": 80,
+                "protocol": "tcp",
+            }
+        ]
+        portmap = {**portmap, "runtimeConfig": {"portMappings": ports}}
+        plugin = str(first["type"])
+        env = self.env(mode, "ADD", cid, pod)
+        start = time.perf_counter()
+        out = self.run(mode, plugin, env, json.dumps(first).encode())
+        self.run(mode, "portmap", env, json.dumps({**portmap, "prevResult": out}).encode())
+        add = time.perf_counter() - start
+        env = self.env(mode, "DEL", cid, pod)
+        start = time.perf_counter()
+        self.run(mode, "portmap", env, json.dumps({**portmap, "prevResult": out}).encode())
+        self.run(mode, plugin, env, json.dumps({**first, "prevResult": out}).encode())
+        dele = time.perf_counter() - start
+        subprocess.run(["ip", "netns", "del", os.path.basename(pod)], check=True)
+        return {" ADD": add, " DEL": dele}
+
+    def run(self, mode: str, plugin: str, env: dict[str, str], conf: bytes) -> object:
+        proc = subprocess.run(
+            [str(self.bins[mode] / plugin)], input=conf, env=env, capture_output=True, check=False
+        )
+        if proc.returncode != 0:
+            raise SystemExit(f"{mode} {plugin} {env['CNI_COMMAND']} failed: {proc.stdout!r}")
+        return json.loads(proc.stdout) if proc.stdout.strip() else None
 
     def parallel(self, mode: str, pods: int = 50, width: int = 8) -> tuple[float, float]:
         netns = [self.pod() for _ in range(pods)]
@@ -269,6 +350,7 @@ def main() -> None:
         record("VERSION exec (host-local)", bench.version)
         record("host-local", bench.host_local)
         record("bridge + host-local", bench.bridge)
+        record("seed chain (runtime path)", bench.seed)
         for mode in ("cold", "warm", "nwarm", "go"):
             add, dele = bench.parallel(mode)
             name = "50 pods, 8 parallel (wall)"
