@@ -60,10 +60,22 @@ def _log(line: str) -> None:
     metavar="SECONDS",
     help="Kill a call's worker (and its process group) after this long.",
 )
+@click.option(
+    "--spare/--no-spare",
+    default=True,
+    show_default=True,
+    help="Keep one worker forked ahead of the next call, so a call does not wait for the fork.",
+)
 @debug_option()
 @click.pass_context
 def command(
-    ctx: click.Context, socket_path: str, workers: int, queue: int, timeout: float, debug: bool
+    ctx: click.Context,
+    socket_path: str,
+    workers: int,
+    queue: int,
+    timeout: float,
+    spare: bool,
+    debug: bool,
 ) -> None:
     """Run the plugin service in the foreground, until SIGTERM or SIGINT.
 
@@ -93,7 +105,9 @@ def command(
         return
     from ..warm import service
 
-    config = service.Config(socket_path=socket_path, workers=workers, queue=queue, timeout=timeout)
+    config = service.Config(
+        socket_path=socket_path, workers=workers, queue=queue, timeout=timeout, spare=spare
+    )
     with reporting("serve", debug):
         if os.geteuid() != 0:
             raise service.ServiceError("cnitool serve must run as root")

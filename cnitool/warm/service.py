@@ -3,7 +3,8 @@
 One connection carries one request (:mod:`.wire`). The loop accepts a connection, checks
 the peer (``SO_PEERCRED``: root only), reads the request within ``read_timeout`` and
 bounded by the wire limits, then forks a worker (:mod:`.worker`) from this preloaded
-process, at most ``workers`` at a time; further requests wait in a queue of ``queue``
+process (or hands it to the spare worker forked ahead of it, so the call does not wait
+for the fork), at most ``workers`` at a time; further requests wait in a queue of ``queue``
 places, beyond which the caller is told to run the plugin itself. A worker's stdout and
 stderr are memory files the service reads when the worker's pidfd reports its exit. A
 worker that outlives ``timeout`` is killed with its process group, as is one whose caller
@@ -64,6 +65,7 @@ class Config:
     timeout: float = 120.0
     read_timeout: float = 10.0
     max_connections: int = 1024
+    spare: bool = True
 
 
 @dataclass
@@ -107,6 +109,14 @@ class Conn:
     out: memoryview | None = None
     job: Job | None = None
     draining: bool = False
+
+
+@dataclass(eq=False)
+class Spare:
+    """A worker forked ahead of its request, waiting on ``channel`` for one."""
+
+    pid: int
+    channel: socket.socket
 
 
 @dataclass(eq=False)
@@ -163,6 +173,7 @@ class Service:
         self.pending: deque[Conn] = deque()
         self.stopping = False
         self.listening = False
+        self.spare: Spare | None = None
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> None:
@@ -175,6 +186,7 @@ class Service:
         self.listener.setblocking(False)
         self._listen(True)
         self.sel.register(wake_r, selectors.EVENT_READ, ("wake", None))
+        self._refill()
         try:
             while not self.stopping or self._busy():
                 self._step(wake_r)
@@ -189,6 +201,7 @@ class Service:
                         conn.sock.settimeout(1.0)
                         conn.sock.sendall(wire.encode_response(wire.KIND_COLD, 0))
                 self._close(conn)
+            self._drop_spare()
             signal.set_wakeup_fd(old_wakeup)
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
@@ -462,7 +475,9 @@ class Service:
         out_fd = os.memfd_create("pycni-stdout", os.MFD_CLOEXEC)
         err_fd = os.memfd_create("pycni-stderr", os.MFD_CLOEXEC)
         service_pid = os.getpid()
-        pid = os.fork()
+        pid = self._hand_to_spare(req, conn.fds, out_fd, err_fd)
+        if pid is None:
+            pid = os.fork()
         if pid == 0:  # the worker: never returns into the loop
             code = 1
             try:
@@ -478,6 +493,68 @@ class Service:
         self.jobs[pid] = job
         self.sel.register(pidfd, selectors.EVENT_READ, ("job", job))
         self.sel.register(conn.sock, selectors.EVENT_READ, ("conn", conn))
+
+    def _refill(self) -> None:
+        """Fork the next request's worker now, while no caller waits for it: at start,
+        and after a worker's answer is sent (not while it runs: the fork would take CPU
+        from it)."""
+        if self.spare is not None or self.stopping or not self.config.spare:
+            return
+        from . import worker
+
+        service_pid = os.getpid()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            ours.close()
+            theirs.close()
+            self.log(f"cannot fork a spare worker: {exc}")
+            return
+        if pid == 0:  # the spare: never returns into the loop
+            code = 1
+            try:
+                code = worker.spare(theirs.fileno(), service_pid)
+            finally:
+                os._exit(code)
+        theirs.close()
+        self.spare = Spare(pid, ours)
+
+    def _hand_to_spare(
+        self, req: wire.Request, fds: list[int], out_fd: int, err_fd: int
+    ) -> int | None:
+        """Give the request to the spare worker; its pid, or None (fork one instead)."""
+        spare, self.spare = self.spare, None
+        if spare is None:
+            return None
+        request_fd = -1
+        try:
+            request_fd = os.memfd_create("pycni-request", os.MFD_CLOEXEC)
+            data = memoryview(wire.encode_request(req))
+            while data:
+                data = data[os.write(request_fd, data) :]
+            socket.send_fds(spare.channel, [b"r"], [*fds, out_fd, err_fd, request_fd])
+        except OSError as exc:
+            self.log(f"the spare worker could not take a request: {exc}")
+            self._end_spare(spare)
+            return None
+        finally:
+            if request_fd >= 0:
+                os.close(request_fd)
+            spare.channel.close()
+        return spare.pid
+
+    def _drop_spare(self) -> None:
+        spare, self.spare = self.spare, None
+        if spare is not None:
+            spare.channel.close()
+            self._end_spare(spare)
+
+    def _end_spare(self, spare: Spare) -> None:
+        with contextlib.suppress(OSError):
+            os.kill(spare.pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(spare.pid, 0)
 
     def _kill(self, job: Job, why: str) -> None:
         if job.killed:
@@ -508,6 +585,7 @@ class Service:
             nxt = self.pending.popleft()
             if nxt in self.conns and nxt.request is not None:
                 self._start(nxt, nxt.request)
+        self._refill()
 
     def _record(self, conn: Conn, status: int, killed: str) -> None:
         self.stats.served += 1
@@ -554,6 +632,8 @@ class Service:
             "rejected": s.rejected,
             "ranCold": s.busy,
             "running": len(self.jobs),
+            "workerPids": sorted(self.jobs),
+            "spare": self.spare.pid if self.spare is not None else None,
             "queued": len(self.pending),
             "workers": self.config.workers,
             "latencyMs": {

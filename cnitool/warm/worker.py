@@ -128,16 +128,59 @@ def close_except(keep: list[int]) -> None:
     os.closerange(low, os.sysconf("SC_OPEN_MAX"))
 
 
-def serve_one(
-    req: Request, fds: list[int], stdout_fd: int, stderr_fd: int, service_pid: int
-) -> int:
-    """The worker's whole life after fork; returns the exit status for ``os._exit``."""
+def _leave_service(service_pid: int, keep: list[int]) -> None:
+    """Drop what the fork copied of the service: its descriptors (callers waiting for
+    EOF on a connection must not wait for this process) and its signal handlers."""
     _die_with_service(service_pid)
-    close_except([*fds, stdout_fd, stderr_fd])
+    close_except(keep)
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+
+
+# what a spare receives with a request: the caller's mount and network namespaces and
+# working directory, the stdout and stderr memory files, the request in a memory file
+SPARE_FDS = 6
+
+
+def spare(channel: int, service_pid: int) -> int:
+    """A worker forked ahead of its request (the fork is off the call's path): wait on
+    ``channel`` (a SEQPACKET socket) for one request and serve it; exit 0 at EOF (the
+    service stopped or dropped the spare)."""
+    import array
+    import socket
+
+    from .wire import REQUEST_HEADER, decode_body, decode_head
+
+    _leave_service(service_pid, [channel])
+    sock = socket.socket(fileno=channel)
+    fds = array.array("i")
+    try:
+        _, anc, _, _ = sock.recvmsg(1, socket.CMSG_SPACE(SPARE_FDS * fds.itemsize))
+    except OSError:
+        return 0
+    for level, kind, data in anc:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+    sock.close()
+    if len(fds) != SPARE_FDS:
+        for fd in fds:
+            os.close(fd)
+        return 0
+    *caller, out_fd, err_fd, request_fd = list(fds)
+    data = os.pread(request_fd, os.fstat(request_fd).st_size, 0)
+    os.close(request_fd)
+    head = decode_head(data[: REQUEST_HEADER.size])
+    req = decode_body(head, data[REQUEST_HEADER.size :])
+    return serve_one(req, caller, out_fd, err_fd, service_pid)
+
+
+def serve_one(
+    req: Request, fds: list[int], stdout_fd: int, stderr_fd: int, service_pid: int
+) -> int:
+    """The worker's whole life after fork; returns the exit status for ``os._exit``."""
+    _leave_service(service_pid, [*fds, stdout_fd, stderr_fd])
     _redirect(stdout_fd, stderr_fd)
     try:
         _become_caller(req, fds)

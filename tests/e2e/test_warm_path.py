@@ -407,14 +407,10 @@ def test_killed_worker_costs_one_call(warm: Warm, tmp_path: Path) -> None:
     try:
         proc = warm.popen("host-local", "ADD", ipam_conf(tmp_path / "ipam"), containerid="k1")
         warm.wait_for(lambda: running(warm) == 1, "the call to be running")
-        worker = int(
-            subprocess.run(
-                ["pgrep", "-P", str(warm.proc.pid if warm.proc else 0)],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.split()[0]
-        )
+        info = warm.status()
+        assert info is not None
+        (worker,) = info["workerPids"]
+        assert worker != info["spare"]
         os.kill(worker, signal.SIGKILL)
         out, err = proc.communicate(timeout=SAFETY)
     finally:
@@ -426,6 +422,55 @@ def test_killed_worker_costs_one_call(warm: Warm, tmp_path: Path) -> None:
     assert info is not None and info["crashed"] == 1
     code, out, _ = warm.call("host-local", "ADD", ipam_conf(tmp_path / "ipam"), containerid="k2")
     assert code == 0, out
+
+
+def test_a_call_runs_in_the_spare_forked_ahead_of_it(warm: Warm, tmp_path: Path) -> None:
+    before = warm.status()
+    assert before is not None and before["spare"] is not None
+    lock = hold_lease_lock(tmp_path / "ipam")
+    try:
+        proc = warm.popen("host-local", "ADD", ipam_conf(tmp_path / "ipam"), containerid="sp")
+        warm.wait_for(lambda: running(warm) == 1, "the call to be running")
+        during = warm.status()
+        assert during is not None
+        assert during["workerPids"] == [before["spare"]]
+        assert during["spare"] is None  # the next one is forked once this call is answered
+    finally:
+        os.close(lock)
+    out, _ = proc.communicate(timeout=SAFETY)
+    assert proc.returncode == 0, out
+    after = warm.status()
+    assert after is not None and after["spare"] not in (None, before["spare"])
+
+
+def test_a_dead_spare_costs_nothing(warm: Warm, tmp_path: Path) -> None:
+    info = warm.status()
+    assert info is not None
+    os.kill(info["spare"], signal.SIGKILL)
+    code, out, _ = warm.call("host-local", "ADD", ipam_conf(tmp_path / "ipam"), containerid="d")
+    assert code == 0, out  # forked instead
+    after = warm.status()
+    assert after is not None and after["requests"] == 1 and after["crashed"] == 0
+    assert after["spare"] not in (None, info["spare"])
+
+
+def test_a_stopped_service_leaves_no_spare(tmp_path: Path, python: str) -> None:
+    w = Warm(tmp_path, python)
+    info = w.status()
+    assert info is not None and info["spare"] is not None
+    assert w.stop() == 0
+    assert not Path(f"/proc/{info['spare']}").exists()
+
+
+def test_without_a_spare(tmp_path: Path, python: str) -> None:
+    w = Warm(tmp_path, python, "--no-spare")
+    try:
+        info = w.status()
+        assert info is not None and info["spare"] is None
+        code, out, _ = w.call("host-local", "ADD", ipam_conf(tmp_path / "ipam"), containerid="n")
+        assert code == 0, out
+    finally:
+        assert w.stop() == 0
 
 
 def test_timeout_kills_the_worker(tmp_path: Path, python: str) -> None:
