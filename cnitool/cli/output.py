@@ -6,7 +6,8 @@ rich is imported only inside the drawing functions, so JSON output never pays fo
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -40,6 +41,34 @@ def note(text: str) -> None:
     """A human remark on stderr (never mixed into JSON on stdout)."""
     sys.stderr.write(text + "\n")
     sys.stderr.flush()
+
+
+@contextmanager
+def progress(label: str, total: int | None = None) -> Iterator[Callable[[str], None]]:
+    """A progress line on stderr while long work runs, when stderr is a terminal (on a
+    pipe or in a log: nothing). Yields ``step(text)``: call it as each item starts."""
+    if not sys.stderr.isatty():
+        yield lambda _text: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    columns: list[Any] = [TextColumn("{task.description}")]
+    if total is not None:
+        columns += [BarColumn(), MofNCompleteColumn()]
+    bar = Progress(*columns, console=Console(stderr=True), transient=True)
+    task = bar.add_task(label, total=total)
+    started = 0
+
+    def step(text: str) -> None:
+        nonlocal started
+        if started:
+            bar.advance(task)
+        started += 1
+        bar.update(task, description=f"{label}: {text}")
+
+    with bar:
+        yield step
 
 
 def plain(text: str) -> str:
