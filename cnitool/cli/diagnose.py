@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 SEVERITIES = ("error", "warning", "info")
 # plugin types whose networks route through the node (ip_forward must be on)
 ROUTING = ("ptp", "flannel")
+# present once br_netfilter is loaded (probed by reading: doctor never loads modules)
+BRIDGE_SYSCTLS = "/proc/sys/net/bridge"
 
 
 @dataclass(frozen=True)
@@ -331,7 +333,7 @@ def check_sysctls(node: Node) -> list[Finding]:
             )
     if bridged_portmap:
         names = ", ".join(sorted(set(bridged_portmap)))
-        if not os.path.isdir("/proc/sys/net/bridge"):
+        if not os.path.isdir(BRIDGE_SYSCTLS):
             out.append(
                 Finding(
                     "br-netfilter",
@@ -342,7 +344,7 @@ def check_sysctls(node: Node) -> list[Finding]:
                     sh("modprobe", "br_netfilter"),
                 )
             )
-        elif _sysctl("/proc/sys/net/bridge/bridge-nf-call-iptables") == "0":
+        elif _sysctl(f"{BRIDGE_SYSCTLS}/bridge-nf-call-iptables") == "0":
             out.append(
                 Finding(
                     "br-netfilter",
