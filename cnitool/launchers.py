@@ -50,7 +50,7 @@ import os
 import stat
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from cnitool.spec.errors import INVALID_ENVIRONMENT, CNIError
@@ -379,8 +379,10 @@ def install(
     force: bool = False,
     *,
     compile_bytecode: bool = True,
+    step: Callable[[str], None] | None = None,
 ) -> list[InstallAction]:
     """Write launchers into ``bin_dir`` (created if missing); one action per name.
+    ``step`` is told each name as its launcher is written, then ``bytecode``.
 
     With ``names`` None every plugin whose package is available is installed and the
     others are reported as ``skipped``; an explicitly named unavailable plugin is
@@ -394,6 +396,8 @@ def install(
         raise LauncherError(f"cannot create {bin_dir}: {exc.strerror or exc}") from None
     actions: list[InstallAction] = []
     for name in chosen:
+        if step is not None:
+            step(name)
         path = os.path.join(bin_dir, name)
         package = PLUGINS[name]
         if not package_available(package):
@@ -432,6 +436,8 @@ def install(
             InstallAction(name, path, action, f"runs {PLUGIN_PACKAGE}.{package} with {interp}")
         )
     if compile_bytecode and any(a.action != "skipped" for a in actions):
+        if step is not None:
+            step("bytecode")
         actions.extend(compile_packages())
     return actions
 
