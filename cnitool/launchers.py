@@ -200,9 +200,13 @@ def _module_source(name: str) -> str:
 _SOURCES: dict[str, str] = {}
 
 
-def launcher_text(name: str, python: str, answer: bytes | None = None) -> str:
+def launcher_text(
+    name: str, python: str, answer: bytes | None = None, libdir: str | None = None
+) -> str:
     """The launcher file for executable ``name`` run by interpreter ``python`` (as is);
-    ``answer`` is its VERSION output (see the module docstring)."""
+    ``answer`` is its VERSION output (see the module docstring). ``libdir`` is a
+    directory holding the packages, put first on ``sys.path`` (for an interpreter that
+    does not have them installed, see :mod:`cnitool.nodeinstall`)."""
     from . import __version__
 
     package = PLUGINS[name]
@@ -218,7 +222,8 @@ def launcher_text(name: str, python: str, answer: bytes | None = None) -> str:
         "# the warm path's client, compiled only when a plugin service is there\n"
         f"CLIENT = r{RAW_QUOTE}{client}{RAW_QUOTE}\n"
         f"{_module_source('router')}\n"
-        "route(PACKAGE, ANSWER, TAG, CLIENT)\n"
+        + (f"sys.path.insert(0, {libdir!r})\n" if libdir else "")
+        + "route(PACKAGE, ANSWER, TAG, CLIENT)\n"
     )
 
 
