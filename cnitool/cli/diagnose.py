@@ -659,6 +659,10 @@ def run_checks(node: Node, step: Callable[[str], None] | None = None) -> Iterato
         if step is not None:
             step(name)
         try:
-            yield from check(node)
+            found = check(node)
         except (CNIError, OSError) as exc:
-            yield Finding("check-failed", "error", name, f"the check could not run: {exc}")
+            found = [Finding("check-failed", "error", name, f"the check could not run: {exc}")]
+        except Exception as exc:  # noqa: BLE001 - one broken check must not hide the others
+            detail = f"the check could not run: {type(exc).__name__}: {exc}"
+            found = [Finding("check-failed", "error", name, detail)]
+        yield from found
