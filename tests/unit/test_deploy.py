@@ -82,15 +82,21 @@ def test_the_install_step_runs_against_a_fake_host_root(tmp_path: Path) -> None:
         assert f"path: {path}," in text, path
 
 
-def test_the_service_and_probe_commands_parse() -> None:
-    from cnitool.cli.serve import command as serve
-    from cnitool.cli.serve import status
-
+def test_the_service_and_probe_commands_parse(tmp_path: Path) -> None:
     text = MANIFEST.read_text()
-    service = re.search(r"command: \[cnitool, serve, (--[^\]]*)\]", text)
-    probe = re.search(r"command: \[cnitool, serve, status, ([^\]]*)\]", text)
+    service = re.search(r"command: \[cnitool, (serve, --[^\]]*)\]", text)
+    probe = re.search(r"command: \[cnitool, (serve, status, [^\]]*)\]", text)
     assert service and probe
-    for cmd, match in ((serve, service), (status, probe)):
-        args = [a.strip() for a in match.group(1).split(",")]
-        ctx = cmd.make_context(cmd.name or "", args)
-        assert ctx.params["socket_path"] == "/run/pycni/plugins.sock"
+    cnitool = [sys.executable, "-m", "cnitool.cli"]
+    args = [a.strip() for a in service.group(1).split(",")]
+    assert "/run/pycni/plugins.sock" in args
+    # the service's options parse (--help stops before it would start serving)
+    p = subprocess.run([*cnitool, *args, "--help"], capture_output=True, text=True, check=False)
+    assert p.returncode == 0, p.stderr
+    # the probe, with nothing listening: not ready (exit 1), and says so in JSON
+    args = [a.strip() for a in probe.group(1).split(",")]
+    sock = str(tmp_path / "plugins.sock")
+    args = [sock if a == "/run/pycni/plugins.sock" else a for a in args]
+    p = subprocess.run([*cnitool, *args], capture_output=True, text=True, check=False)
+    assert p.returncode == 1
+    assert json.loads(p.stdout)["up"] is False
