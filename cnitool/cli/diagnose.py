@@ -5,10 +5,12 @@ and the command that fixes it (``fix``). Those ``doctor --fix`` may repair itsel
 ``repair`` callable; only findings whose cause is proven get one:
 
 - a stale attachment: cached, and its netns is gone (DEL from the cached config);
-- a leaked lease: no cached attachment of its network and container (released under
-  host-local's lock, only while it still names that container);
+- a leaked lease: no cached attachment of its network and container, and older than
+  ``min_age`` (an ADD in flight writes its lease before its result is cached); released
+  under host-local's lock, only while it still names that container;
 - an orphan chain: its rules' comments name a network and container, the chain's name is
-  the hash of exactly that pair, and no cached attachment of the pair exists.
+  the hash of exactly that pair, no cached attachment of the pair exists, and the pair
+  holds no lease younger than ``min_age``.
 
 Everything else (other tools' rules, unattributed chains, veths, sysctls, launchers) is
 reported with its command and left to the operator. The checks read nothing but files,
@@ -21,6 +23,7 @@ import json
 import os
 import shlex
 import stat
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -67,8 +70,13 @@ class Node:
     data_dir: str
     socket: str
     timeout: float
+    # leases younger than this may belong to an ADD still running (its result is cached
+    # only at the end): reported, never released, nor their owner's chains removed
+    min_age: float = 60.0
     _attachments: list[CachedAttachment] | None = None
     _networks: list[NetworkConfigList] | None = None
+    # (network, container ID) pairs holding a lease younger than min_age (check_leases)
+    young: set[tuple[str, str]] = field(default_factory=set)
 
     def cni(self) -> CNIConfig:
         from ..libcni.api import CNIConfig
@@ -99,6 +107,7 @@ class Node:
         """Read the cache and the conf dir again (after repairs)."""
         self._attachments = None
         self._networks = None
+        self.young = set()
 
 
 def sh(*argv: str) -> str:
@@ -468,17 +477,35 @@ def check_leases(node: Node) -> list[Finding]:
             content = lease.container_id + (f"\r\n{lease.ifname}" if lease.ifname else "")
             path = os.path.join(directory, lease.ip)
             held = f"{lease.container_id} {lease.ifname}".strip()
+            detail = f"{path} holds the address for {held}, which has no cached attachment"
+            repair: Callable[[], str] | None = _lease_repair(
+                network, os.path.dirname(directory), lease.ip, content
+            )
+            if _young(path, node.min_age):
+                node.young.add((network, lease.container_id))
+                detail += (
+                    f" (written less than {node.min_age:g} s ago: an ADD may still be running; "
+                    "left alone until it is older)"
+                )
+                repair = None
             out.append(
                 Finding(
                     "leaked-lease",
                     "warning",
                     f"{network} {lease.ip}",
-                    f"{path} holds the address for {held}, which has no cached attachment",
+                    detail,
                     sh("rm", path),
-                    repair=_lease_repair(network, os.path.dirname(directory), lease.ip, content),
+                    repair,
                 )
             )
     return out
+
+
+def _young(path: str, min_age: float) -> bool:
+    try:
+        return time.time() - os.lstat(path).st_mtime < min_age
+    except OSError:
+        return False
 
 
 def _lease_repair(network: str, data_dir: str, ip: str, content: str) -> Callable[[], str]:
@@ -528,6 +555,9 @@ def check_chains(node: Node) -> list[Finding]:
                     detail = f"{chain['kind']} chain of {net['network']} {cid}, which has no cached attachment"
                     if not proven:
                         detail += " (its name is not that pair's hash: left alone)"
+                    elif (net["network"], cid) in node.young:
+                        proven = False
+                        detail += " (it holds a lease written moments ago: left alone for now)"
                     out.append(
                         Finding(
                             "orphan-chain",

@@ -118,6 +118,15 @@ def _draw(findings: list[Any], actions: list[dict[str, Any]]) -> None:
 )
 @timeout_option(10.0, "Time allowed for each plugin's VERSION answer and DEL.")
 @click.option(
+    "--min-age",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="A leaked lease younger than this (and its owner's chains) may be an ADD still "
+    "running: reported, never repaired.",
+)
+@click.option(
     "--fix",
     is_flag=True,
     help="Repair what is proven safe: DEL stale attachments from their cached config, "
@@ -132,6 +141,7 @@ def command(
     data_dir: str,
     socket_path: str,
     timeout: float,
+    min_age: float,
     fix: bool,
     output: str,
     debug: bool,
@@ -149,7 +159,9 @@ def command(
     veths on a CNI bridge that no cached attachment lists.
 
     With --fix, stale attachments get a DEL from their cached config; then leaked leases
-    are released and orphan chains removed, each re-checked under its lock. Nothing it
+    are released and orphan chains removed, each re-checked under its lock. A lease
+    younger than --min-age, and the chains of its owner, are left: an ADD still running
+    writes them before its result is cached. Nothing it
     cannot prove orphaned is touched (a chain whose name is not the hash of the
     attachment its comments name, other tools' rules, links, sysctls). The node is then
     checked again and what is left is listed.
@@ -167,6 +179,7 @@ def command(
         data_dir=data_dir,
         socket=socket_path,
         timeout=timeout,
+        min_age=min_age,
     )
     actions: list[dict[str, Any]] = []
     with reporting("doctor", debug):

@@ -107,6 +107,14 @@ def test_doctor_finds_every_planted_problem(node: Node, netns_factory: Callable[
     )
     plant_sysctls(n)
 
+    # by default, leases seconds old (and their owners' chains) may be an ADD in flight
+    code, cautious = n.doctor("--min-age", "3600")
+    assert code == 1
+    recent = kinds(cautious)
+    assert recent["leaked-lease"] and not any(f["autoFix"] for f in recent["leaked-lease"])
+    assert all("ADD may still be running" in f["detail"] for f in recent["leaked-lease"])
+    assert not any(f["autoFix"] for f in recent["orphan-chain"])
+    assert any(f["autoFix"] for f in recent["stale-attachment"])
     code, report = n.doctor()
     assert code == 1
     found = kinds(report)
