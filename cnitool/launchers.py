@@ -59,7 +59,7 @@ import os
 import stat
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from cnitool.spec.errors import INVALID_ENVIRONMENT, CNIError
@@ -218,9 +218,13 @@ def _module_source(name: str) -> str:
 _SOURCES: dict[str, str] = {}
 
 
-def launcher_text(name: str, python: str, answer: bytes | None = None) -> str:
+def launcher_text(
+    name: str, python: str, answer: bytes | None = None, libdir: str | None = None
+) -> str:
     """The launcher file for executable ``name`` run by interpreter ``python`` (as is);
-    ``answer`` is its VERSION output (see the module docstring)."""
+    ``answer`` is its VERSION output (see the module docstring). ``libdir`` is a
+    directory holding the packages, put first on ``sys.path`` (for an interpreter that
+    does not have them installed, see :mod:`cnitool.nodeinstall`)."""
     from . import __version__
 
     package = PLUGINS[name]
@@ -236,7 +240,8 @@ def launcher_text(name: str, python: str, answer: bytes | None = None) -> str:
         "# the warm path's client, compiled only when a plugin service is there\n"
         f"CLIENT = r{RAW_QUOTE}{client}{RAW_QUOTE}\n"
         f"{_module_source('router')}\n"
-        "route(PACKAGE, ANSWER, TAG, CLIENT)\n"
+        + (f"sys.path.insert(0, {libdir!r})\n" if libdir else "")
+        + "route(PACKAGE, ANSWER, TAG, CLIENT)\n"
     )
 
 
@@ -555,9 +560,10 @@ def install(
     *,
     compile_bytecode: bool = True,
     kind: str = "auto",
+    step: Callable[[str], None] | None = None,
 ) -> list[InstallAction]:
     """Write launchers into ``bin_dir`` (created if missing); one action per name.
-
+    ``step`` is told each name as its launcher is written, then ``bytecode``.
     ``kind``: ``native`` (the C launcher; LauncherError without a working compiler),
     ``python``, or ``auto`` (native when a compiler is found, else python).
 
@@ -574,6 +580,8 @@ def install(
         raise LauncherError(f"cannot create {bin_dir}: {exc.strerror or exc}") from None
     actions: list[InstallAction] = []
     for name in chosen:
+        if step is not None:
+            step(name)
         path = os.path.join(bin_dir, name)
         package = PLUGINS[name]
         if not package_available(package):
@@ -617,6 +625,8 @@ def install(
             InstallAction(name, path, action, f"{how}runs {PLUGIN_PACKAGE}.{package} with {interp}")
         )
     if compile_bytecode and any(a.action != "skipped" for a in actions):
+        if step is not None:
+            step("bytecode")
         actions.extend(compile_packages())
     return actions
 

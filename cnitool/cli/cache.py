@@ -19,7 +19,7 @@ from .options import (
     output_option,
     stack_options,
 )
-from .output import print_table, write_json
+from .output import print_table, short_ids, short_netns, write_json
 from .settings import wants_json
 
 
@@ -72,13 +72,22 @@ def list_(cache_dir: str, container_id: str, network: str, output: str, debug: b
     elif not rows:
         click.echo(f"no cached attachments in {cache_dir}", err=True)
     else:
+        ids = short_ids([r["containerId"] for r in rows])
         print_table(
             f"Cached attachments in {cache_dir}",
             ["network", "container ID", "ifname", "netns", "addresses"],
             [
-                [r["network"], r["containerId"], r["ifName"], r["netns"], ", ".join(r["addresses"])]
+                [
+                    r["network"],
+                    ids[r["containerId"]],
+                    r["ifName"],
+                    short_netns(r["netns"]),
+                    ", ".join(r["addresses"]),
+                ]
                 for r in rows
             ],
+            # network, ID, netns and addresses give way; the interface name stays
+            squeeze={0: 8, 1: 12, 3: 10, 4: 15},
         )
 
 

@@ -9,7 +9,7 @@ import click
 
 from .errors import UsageError, reporting
 from .options import NOTE_OUTPUT_HELP, common_options, complete_network
-from .output import note
+from .output import note, progress
 from .settings import Settings
 
 
@@ -86,7 +86,8 @@ def command(
                 note(
                     f"{network}: deleting {att.container_id} {att.ifname} ({att.netns or 'no netns'})"
                 )
-        config.gc_network_list(net, pairs if (pairs or stale or valid) else None)
+        with progress(f"{network}: deleting", len(going) + 1) as step:
+            config.gc_network_list(net, pairs if (pairs or stale or valid) else None, step)
     if not settings.json_output():
         kept = len(cached) - len(going)
         note(f"{network}: garbage collected (deleted {len(going)}, kept {kept})")

@@ -17,7 +17,7 @@ import click
 
 from .errors import reporting
 from .options import cache_dir_option, conf_dir_option, debug_option, output_option
-from .output import note, write_json
+from .output import Cell, note, write_json
 from .settings import DEFAULT_CACHE_DIR, DEFAULT_CONF_DIR, wants_json
 
 DEFAULT_DATA_DIR = "/var/lib/cni/networks"
@@ -178,32 +178,29 @@ def collect(
 
 
 def _table(records: list[dict[str, Any]]) -> None:
-    from rich.table import Table
+    from .output import console, print_table, short_ids
 
-    from .output import console
-
-    out = console()
-    table = Table(title="host-local leases", title_justify="left")
-    for col in ("network", "IP", "container ID", "ifname", "range set", "owner"):
-        table.add_column(col, overflow="fold")
-    for r in records:
-        owner = (
-            "cached attachment"
-            if r["cached"]
-            else "[bold red]STALE[/bold red] (no cached attachment)"
-        )
-        table.add_row(
+    ids = short_ids([r["containerID"] for r in records])
+    rows: list[list[Cell]] = [
+        [
             r["network"],
             r["ip"],
-            r["containerID"],
-            r["ifname"] or "[dim](legacy)[/dim]",
+            ids[r["containerID"]],
+            r["ifname"] or ("(legacy)", "dim"),
             "?" if r["rangeSet"] is None else str(r["rangeSet"]),
-            owner,
-        )
-    out.print(table)
+            "cached" if r["cached"] else ("STALE", "bold red"),
+        ]
+        for r in records
+    ]
+    # the network name and container ID give way; addresses stay whole
+    columns = ["network", "IP", "container ID", "ifname", "set", "owner"]
+    print_table("host-local leases", columns, rows, squeeze={0: 8, 2: 12, 3: 6})
     stale = sum(1 for r in records if r["stale"])
     if stale:
-        out.print(f"{stale} stale lease(s): `cnitool gc` or a DEL of the attachment releases them.")
+        console().print(
+            f"{stale} stale lease(s), no cached attachment owns them: "
+            "`cnitool doctor --fix` or a DEL of the attachment releases them."
+        )
 
 
 @click.command("leases", short_help="Inspect host-local IPAM leases.")

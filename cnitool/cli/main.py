@@ -29,6 +29,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "leases": ("cnitool.cli.leases", "Inspect host-local IPAM leases."),
     "chains": ("cnitool.cli.chains", "Inspect the iptables chains the plugins wrote."),
     "serve": ("cnitool.cli.serve", "Run the plugin service (the launchers' warm path)."),
+    "inspect": ("cnitool.cli.attachment", "Everything about one attachment: result, links, rules."),
+    "node": ("cnitool.cli.node", "Install onto a node from a container, or uninstall."),
+    "doctor": ("cnitool.cli.doctor", "Check this node's CNI set-up; --fix repairs what it can."),
 }
 
 HELP = """\

@@ -17,6 +17,7 @@ from .settings import split_bin_dirs, wants_json
 
 if TYPE_CHECKING:
     from ..invoke.exec import VersionInfo
+    from ..libcni.api import CNIConfig
     from ..libcni.config import NetworkConfigList
 
 
@@ -65,7 +66,7 @@ def _validate(
     """libcni's ValidateNetworkList for each network: every plugin is found in the bin
     dirs and lists the network's cniVersion in its VERSION answer. Returns, per network,
     (enabled capabilities, problems); each plugin is asked once."""
-    from ..libcni.api import CNIConfig, PluginErrors, SubprocessExecutor
+    from ..libcni.api import CNIConfig, SubprocessExecutor
     from ..spec.errors import CNIError
 
     class OnceExecutor(SubprocessExecutor):
@@ -84,17 +85,28 @@ def _validate(
                 raise answer
             return answer
 
+    from .output import progress
+
     cni = CNIConfig(bin_dirs, executor=OnceExecutor())
     out: list[tuple[list[str], list[str]]] = []
-    for net in nets:
-        caps = sorted({c for p in net.plugins for c, on in p.capabilities.items() if on})
-        try:
-            out.append((cni.validate_network_list(net), []))
-        except PluginErrors as err:
-            out.append((caps, [str(e) for e in err.errors]))
-        except CNIError as err:
-            out.append((caps, [str(err)]))
+    with progress("validating", len(nets)) as step:
+        for net in nets:
+            step(net.name)
+            out.append(_validate_one(cni, net))
     return out
+
+
+def _validate_one(cni: CNIConfig, net: NetworkConfigList) -> tuple[list[str], list[str]]:
+    from ..libcni.api import PluginErrors
+    from ..spec.errors import CNIError
+
+    caps = sorted({c for p in net.plugins for c, on in p.capabilities.items() if on})
+    try:
+        return cni.validate_network_list(net), []
+    except PluginErrors as err:
+        return caps, [str(e) for e in err.errors]
+    except CNIError as err:
+        return caps, [str(err)]
 
 
 def _problems(row: dict[str, Any]) -> str:

@@ -8,7 +8,7 @@ import click
 
 from .errors import reporting
 from .options import debug_option, output_option
-from .output import print_table, write_json
+from .output import print_table, progress, write_json
 from .settings import DEFAULT_BIN_DIR, wants_json
 
 _BIN_DIR_HELP = "CNI bin dir to manage."
@@ -67,7 +67,9 @@ def install(
         kwargs: dict[str, Any] = {"force": force, "kind": kind}
         if python:
             kwargs["python"] = python
-        actions = launchers.install(bin_dir, list(names) or None, **kwargs)
+        count = len(names or launchers.PLUGINS) + 1
+        with progress("installing", count) as step:
+            actions = launchers.install(bin_dir, list(names) or None, step=step, **kwargs)
     rows: list[dict[str, str]] = [
         {
             "name": a.name,

@@ -9,7 +9,7 @@ plugin receives on stdin is built by ``build_request`` exactly as libcni builds 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from ..invoke import exec as _exec
@@ -374,13 +374,17 @@ class CNIConfig:
             self._run(net, plugin, None, "STATUS")
 
     def gc_network_list(
-        self, net: NetworkConfigList, valid_attachments: Sequence[tuple[str, str]] | None
+        self,
+        net: NetworkConfigList,
+        valid_attachments: Sequence[tuple[str, str]] | None,
+        step: Callable[[str], None] | None = None,
     ) -> None:
         """Remove stale attachments of this network, then GC each plugin (spec >= 1.1.0).
 
         Every cached attachment of the network not in ``valid_attachments`` (all of them
         when it is None) gets a full DEL with its cached netns, args and capability
-        args. Failures do not stop the rest; one error lists them all.
+        args. Failures do not stop the rest; one error lists them all. ``step`` is told
+        each attachment (``<container ID> <ifname>``) before its DEL, then ``GC``.
         """
         if net.disable_gc:
             return
@@ -394,6 +398,8 @@ class CNIConfig:
         for att in attachments:
             if att.network != net.name or (att.container_id, att.ifname) in valid:
                 continue
+            if step is not None:
+                step(f"{att.container_id} {att.ifname}")
             rt = RuntimeConf(
                 container_id=att.container_id,
                 netns=att.netns,
@@ -411,6 +417,8 @@ class CNIConfig:
                     )
                 )
         if cniversion.gte(net.cni_version, "1.1.0"):
+            if step is not None:
+                step("GC")
             for plugin in net.plugins:
                 try:
                     self._run(net, plugin, None, "GC", valid_attachments=valid_attachments)

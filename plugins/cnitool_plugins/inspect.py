@@ -1,9 +1,13 @@
-"""Read-only views of what the plugins leave on a node, for tools that show or check it
-(``cnitool leases``, ``cnitool chains``): host-local leases and range sets, and the CNI
-nat chains of both iptables backends. The only module of this package that tools import.
+"""Views of what the plugins leave on a node, for tools that show or check it
+(``cnitool leases``, ``chains``, ``inspect``, ``doctor``): host-local leases and range
+sets, the CNI nat chains of both iptables backends, and the links, addresses and routes
+of a netns. The only module of this package that tools import.
 
-Nothing here takes a lock or creates a file, a chain or a table: listing legacy tables
-where none exist would create them, so they are read only where the kernel lists them.
+The views take no lock and create no file, chain or table: listing legacy tables where
+none exist would create them, so they are read only where the kernel lists them. Two
+repairs (for ``cnitool doctor --fix``) sit at the end, each re-checking under the lock
+its owner uses that it removes exactly what it was shown: :func:`release_lease` and
+:func:`remove_chains`.
 """
 
 from __future__ import annotations
@@ -96,3 +100,127 @@ def chain_name(network: str, container_id: str, prefix: str) -> str:
     from ._lib.firewall.names import format_chain_name
 
     return str(format_chain_name(network, container_id, prefix))
+
+
+def host_backend(family: int) -> str:
+    """The iptables backend the plugins write to on this node in ``auto`` mode (the
+    mode of the host's ``iptables``, unless only legacy tables hold rules): ``nft`` or
+    ``legacy``; empty when the family has no iptables."""
+    from ._lib import firewall as fw
+    from ._lib.firewall.detect import host_mode
+
+    if not host_mode(family):
+        return ""
+    return str(fw.choose(family, "auto").name)
+
+
+class LinkView(Record):
+    """One link of a netns: ``master`` is the name of its bridge ("" when none), and
+    ``peer_index`` the ifindex of a veth's peer (in the peer's netns)."""
+
+    index: int
+    name: str
+    kind: str
+    mac: str
+    mtu: int
+    up: bool
+    oper: str
+    master: str
+    peer_index: int
+
+
+class AddrView(Record):
+    ifname: str
+    address: str  # CIDR
+    family: int  # 4 or 6
+
+
+class RouteView(Record):
+    dst: str
+    gateway: str
+    ifname: str
+    family: int
+
+
+class NetnsView(Record):
+    """What a netns holds: its links, their addresses, and its main-table routes."""
+
+    links: list[LinkView]
+    addresses: list[AddrView]
+    routes: list[RouteView]
+
+
+def _read_netns() -> NetnsView:
+    from ._lib.netlink import AF_INET, AF_INET6, Netlink
+
+    with Netlink() as nl:
+        raw = nl.links()
+        names = {lk.index: lk.name for lk in raw}
+        links = [
+            LinkView(
+                lk.index,
+                lk.name,
+                lk.kind,
+                lk.mac,
+                lk.mtu,
+                lk.up,
+                lk.oper,
+                names.get(lk.master, "") if lk.master else "",
+                lk.peer_index if lk.kind == "veth" else 0,
+            )
+            for lk in raw
+        ]
+        addrs = [
+            AddrView(names.get(a.index, str(a.index)), a.cidr, 6 if a.family == AF_INET6 else 4)
+            for a in nl.addrs()
+        ]
+        routes = [
+            RouteView(r.dst, r.gateway, names.get(r.oif, ""), 6 if fam == AF_INET6 else 4)
+            for fam in (AF_INET, AF_INET6)
+            for r in nl.routes(fam)
+        ]
+    return NetnsView(links, addrs, routes)
+
+
+def netns_view(path: str | None = None) -> NetnsView:
+    """The links, addresses and routes of the netns at ``path`` (None: this one). A
+    missing or non-netns path raises the plugins' netns error (a CNI error)."""
+    if path is None:
+        return _read_netns()
+    from ._lib.netns import NetNS
+
+    with NetNS(path) as ns:
+        return ns.run(_read_netns)
+
+
+# -- repairs (cnitool doctor --fix) --------------------------------------------------------
+
+
+def release_lease(network: str, data_dir: str, ip: str, content: str) -> bool:
+    """Remove the lease file ``<data_dir>/<network>/<ip>`` under host-local's lock, but
+    only while it still holds ``content`` (the owner it was reported with); False when
+    it is gone or now names another owner."""
+    from .host_local.store import Store
+
+    with Store(network, data_dir) as store:
+        if store.read_lease(ip) != content.strip():
+            return False
+        return store.release(ip)
+
+
+def remove_chains(family: int, backend: str, chains: Sequence[str]) -> list[str]:
+    """Delete the nat ``chains`` of one backend (``nft`` or ``legacy``) in one
+    transaction, with every rule that jumps to them; returns those that existed."""
+    from ._lib import firewall as fw
+
+    gone: list[str] = []
+
+    def plan(p: Any) -> None:
+        gone.clear()  # a lost race plans again from a new snapshot
+        for chain in chains:
+            if p.state.has_chain(chain):
+                p.delete_chain(chain)
+                gone.append(chain)
+
+    fw.transact(fw.RestoreBackend(family, backend), "nat", plan)
+    return gone

@@ -325,10 +325,13 @@ def test_existing_non_bridge_link_is_an_error(runner: Runner, net: Net, netns_fa
         ["ip", "link", "add", net.bridge, "type", "veth", "peer", "name", net.bridge + "p"],
         check=True,
     )
-    pod = netns_factory()
-    add = runner.run("bridge", "ADD", net.conf(), cid=cid(), netns=pod)
-    assert add.code == 1 and "is not a bridge" in add.json["msg"]
-    assert links(pod) == ["lo"] and net.leases() == []
+    try:
+        pod = netns_factory()
+        add = runner.run("bridge", "ADD", net.conf(), cid=cid(), netns=pod)
+        assert add.code == 1 and "is not a bridge" in add.json["msg"]
+        assert links(pod) == ["lo"] and net.leases() == []
+    finally:
+        subprocess.run(["ip", "link", "del", net.bridge], check=True)
 
 
 def test_container_ifname_already_exists(runner: Runner, net: Net, netns_factory: Any) -> None:
