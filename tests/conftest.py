@@ -124,6 +124,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             )
         _warm_service.terminate()
         _warm_service.wait(60)
+        if info["requests"] == 0 and session.testscollected:
+            # the warm run proved nothing about the warm path: fail it
+            if reporter is not None:
+                reporter.write_line("PYCNI_TEST_WARM: no call reached the plugin service")
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
