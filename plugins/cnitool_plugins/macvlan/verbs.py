@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import ipaddress
-import os
 from typing import TYPE_CHECKING, Any
 
 from cnitool import skel
@@ -13,7 +9,9 @@ from cnitool.spec.errors import CNIError
 
 from .._lib import iface, ipam, netns, sysctl
 from .._lib.link import container_interface, delete_container_link, delete_link
-from .._lib.netlink import AF_INET, AF_INET6, Link, Netlink, NetlinkError, random_veth_name
+from .._lib.master import create as create_on_master
+from .._lib.master import lookup_master, reason
+from .._lib.netlink import Link, Netlink, NetlinkError
 from .._lib.steps import DelSteps, Rollback
 from .config import MacvlanConf, load, load_for_del, mode_name, mode_value
 
@@ -21,95 +19,31 @@ if TYPE_CHECKING:
     from cnitool.spec.results import Result
 
 
-_TMP_NAME_TRIES = 10
-
-
-def _reason(exc: NetlinkError) -> str:
-    """The kernel's errno in the reference's words ("file exists")."""
-    return os.strerror(exc.errno).lower()
-
-
-# -- the master -------------------------------------------------------------------------
-def default_route_iface(nl: Netlink) -> str:
-    """The interface of the first default route (IPv4, then IPv6) of the main table."""
-    for family in (AF_INET, AF_INET6):
-        for route in nl.routes(family):
-            if ipaddress.ip_network(route.dst).prefixlen == 0:
-                link = nl.link_by_index(route.oif)
-                if link is None:
-                    raise CNIError(f"default route interface #{route.oif}: Link not found")
-                return link.name
-    raise CNIError("no default route interface found")
-
-
-def find_master(name: str) -> Link:
-    """The master link ``name`` (or the default route's) in this thread's netns."""
-    with Netlink() as nl:
-        name = name or default_route_iface(nl)
-        link = nl.link(name)
-        if link is None:
-            raise CNIError(f'failed to lookup master "{name}": Link not found')
-        return link
-
-
+# -- the master and the link ------------------------------------------------------------
 def _master(conf: MacvlanConf, ns: netns.NetNS) -> Link:
     """The master (in the container with ``linkInContainer``); the MTU checked against it."""
-    master = (
-        ns.run(find_master, conf.master) if conf.link_in_container else find_master(conf.master)
-    )
+    master = lookup_master(conf.master, ns, conf.link_in_container)
     if not 0 <= conf.mtu <= master.mtu:
         raise CNIError(f"invalid MTU {conf.mtu}, must be [0, master MTU({master.mtu})]")
     return master
 
 
-# -- the link ---------------------------------------------------------------------------
-def _create_here(tmp: str, master: int, conf: MacvlanConf, netns_fd: int | None) -> None:
-    with Netlink() as nl:
-        nl.create_macvlan(
-            tmp,
-            master,
-            mode_value(conf.mode),
-            netns_fd=netns_fd,
-            mtu=conf.mtu,
-            mac=conf.mac,
-            bcqueuelen=conf.bcqueuelen,
-        )
-
-
-def rename(tmp: str, ifname: str) -> Link:
-    """In the container: ``tmp`` becomes ``ifname`` (or is deleted when it cannot)."""
-    with Netlink() as nl:
-        link = nl.link(tmp)
-        if link is None:
-            raise CNIError(f'failed to lookup "{tmp}" after creating it')
-        try:
-            nl.set_name(link.index, ifname)
-        except NetlinkError as exc:
-            with contextlib.suppress(NetlinkError):
-                nl.delete_link(link.index)
-            raise CNIError(f'failed to rename macvlan to "{ifname}": {_reason(exc)}') from exc
-        new = nl.link(ifname)
-        if new is None:
-            raise CNIError(f'failed to refetch macvlan "{ifname}": Link not found')
-        return new
-
-
 def create(ns: netns.NetNS, ifname: str, conf: MacvlanConf, master: Link) -> Link:
-    """The macvlan on ``master``, born in ``ns`` under a temporary ``veth<hex>`` name (a
-    name the node may hold too cannot clash), then renamed to ``ifname``."""
-    for _ in range(_TMP_NAME_TRIES):
-        tmp = random_veth_name()
-        try:
-            if conf.link_in_container:
-                ns.run(_create_here, tmp, master.index, conf, None)
-            else:
-                _create_here(tmp, master.index, conf, ns.fd)
-        except NetlinkError as exc:
-            if exc.errno == errno.EEXIST:
-                continue  # the temporary name is taken in the container: another one
-            raise CNIError(f"failed to create macvlan: {_reason(exc)}") from exc
-        return ns.run(rename, tmp, ifname)
-    raise CNIError(f"failed to create macvlan: no free temporary name after {_TMP_NAME_TRIES}")
+    """The macvlan on ``master``, in ``ns`` as ``ifname`` (made under a temporary name)."""
+
+    def make(tmp: str, master_index: int, netns_fd: int | None) -> None:
+        with Netlink() as nl:
+            nl.create_macvlan(
+                tmp,
+                master_index,
+                mode_value(conf.mode),
+                netns_fd=netns_fd,
+                mtu=conf.mtu,
+                mac=conf.mac,
+                bcqueuelen=conf.bcqueuelen,
+            )
+
+    return create_on_master(ns, ifname, "macvlan", master, make, conf.link_in_container)
 
 
 # -- inside the container ---------------------------------------------------------------
@@ -130,7 +64,7 @@ def _set_up(ifname: str) -> None:
         try:
             nl.set_up(link.index)
         except NetlinkError as exc:
-            raise CNIError(f'failed to set "{ifname}" UP: {_reason(exc)}') from exc
+            raise CNIError(f'failed to set "{ifname}" UP: {reason(exc)}') from exc
 
 
 def check_link(intf: dict[str, Any], conf: MacvlanConf, master: Link, result: Result) -> None:

@@ -1,0 +1,103 @@
+"""Links on a master (macvlan, ipvlan, vlan): the master, named or found through the
+default route, in the node or (``linkInContainer``) in the container; and the link, born
+in the container under a temporary ``veth<hex>`` name and renamed there to CNI_IFNAME.
+
+The temporary name is the reference's answer to a kernel that checks the new name in the
+namespace the request came from: a pod's ``eth0`` must not clash with the node's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import ipaddress
+import os
+from collections.abc import Callable
+
+from cnitool.spec.errors import CNIError
+
+from . import netns
+from .netlink import AF_INET, AF_INET6, Link, Netlink, NetlinkError, random_veth_name
+
+_TMP_NAME_TRIES = 10
+
+# makes the link ``tmp`` on master ``index`` here, born in netns ``fd`` (None: here)
+Maker = Callable[[str, int, int | None], None]
+
+
+def reason(exc: NetlinkError) -> str:
+    """The kernel's errno in the reference's words ("file exists")."""
+    return os.strerror(exc.errno).lower()
+
+
+# -- the master -------------------------------------------------------------------------
+def default_route_iface(nl: Netlink) -> str:
+    """The interface of the first default route (IPv4, then IPv6) of the main table."""
+    for family in (AF_INET, AF_INET6):
+        for route in nl.routes(family):
+            if ipaddress.ip_network(route.dst).prefixlen == 0:
+                link = nl.link_by_index(route.oif)
+                if link is None:
+                    raise CNIError(f"default route interface #{route.oif}: Link not found")
+                return link.name
+    raise CNIError("no default route interface found")
+
+
+def find_master(name: str) -> Link:
+    """The master link ``name`` (or the default route's) in this thread's netns."""
+    with Netlink() as nl:
+        name = name or default_route_iface(nl)
+        link = nl.link(name)
+        if link is None:
+            raise CNIError(f'failed to lookup master "{name}": Link not found')
+        return link
+
+
+def lookup_master(name: str, ns: netns.NetNS, in_container: bool) -> Link:
+    """The master ``name`` (or the default route's), in the container when asked."""
+    return ns.run(find_master, name) if in_container else find_master(name)
+
+
+# -- the link ---------------------------------------------------------------------------
+def rename(tmp: str, ifname: str, kind: str) -> Link:
+    """In the container: ``tmp`` becomes ``ifname`` (or is deleted when it cannot)."""
+    with Netlink() as nl:
+        link = nl.link(tmp)
+        if link is None:
+            raise CNIError(f'failed to lookup "{tmp}" after creating it')
+        try:
+            nl.set_name(link.index, ifname)
+        except NetlinkError as exc:
+            with contextlib.suppress(NetlinkError):
+                nl.delete_link(link.index)
+            raise CNIError(f'failed to rename {kind} to "{ifname}": {reason(exc)}') from exc
+        new = nl.link(ifname)
+        if new is None:
+            raise CNIError(f'failed to refetch {kind} "{ifname}": Link not found')
+        return new
+
+
+def _exists(name: str) -> bool:
+    with Netlink() as nl:
+        return nl.link(name) is not None
+
+
+def create(
+    ns: netns.NetNS, ifname: str, kind: str, master: Link, make: Maker, in_container: bool
+) -> Link:
+    """The ``kind`` link on ``master``, born in ``ns`` under a temporary name (a name the
+    node may hold too cannot clash), then renamed to ``ifname``. With ``in_container``
+    the master is in ``ns`` and the link is made there."""
+    for _ in range(_TMP_NAME_TRIES):
+        tmp = random_veth_name()
+        try:
+            if in_container:
+                ns.run(make, tmp, master.index, None)
+            else:
+                make(tmp, master.index, ns.fd)
+        except NetlinkError as exc:
+            if exc.errno == errno.EEXIST and ns.run(_exists, tmp):
+                continue  # the temporary name is taken in the container: another one
+            raise CNIError(f"failed to create {kind}: {reason(exc)}") from exc
+        return ns.run(rename, tmp, ifname, kind)
+    raise CNIError(f"failed to create {kind}: no free temporary name after {_TMP_NAME_TRIES}")
