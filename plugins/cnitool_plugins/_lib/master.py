@@ -13,11 +13,18 @@ import errno
 import ipaddress
 import os
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from cnitool.spec.errors import CNIError
 
-from . import netns
+from . import iface, ipam, netns, sysctl
+from .link import delete_container_link
 from .netlink import AF_INET, AF_INET6, Link, Netlink, NetlinkError, random_veth_name
+from .steps import DelSteps
+
+if TYPE_CHECKING:
+    from cnitool import skel
+    from cnitool.spec.results import Result
 
 _TMP_NAME_TRIES = 10
 
@@ -101,3 +108,53 @@ def create(
             raise CNIError(f"failed to create {kind}: {reason(exc)}") from exc
         return ns.run(rename, tmp, ifname, kind)
     raise CNIError(f"failed to create {kind}: no free temporary name after {_TMP_NAME_TRIES}")
+
+
+# -- inside the container ---------------------------------------------------------------
+def configure(ifname: str, result: Result) -> None:
+    """ADD, in the container: the result's addresses and routes on ``ifname``, announced
+    (gratuitous ARP / unsolicited NA) when the link comes up and when its MAC changes."""
+    sysctl.ensure_optional(f"net/ipv4/conf/{ifname}/arp_notify", "1")
+    sysctl.ensure_optional(f"net/ipv6/conf/{ifname}/ndisc_notify", "1")
+    with Netlink() as nl:
+        iface.configure_iface(nl, ifname, result)
+
+
+def check_link(
+    intf: dict[str, Any],
+    kind: str,
+    master: Link | None,
+    result: Result,
+    check_kind: Callable[[Link], None] | None = None,
+) -> Link:
+    """CHECK, in the container: the link of ``intf`` is a ``kind`` link on ``master`` (when
+    known) with the MAC, addresses and routes of ``result``; ``check_kind`` checks what is
+    particular to the kind (a mode, a VLAN ID)."""
+    name = str(intf.get("name") or "")
+    if not name:
+        raise CNIError("Container interface name missing in prevResult: ")
+    with Netlink() as nl:
+        missing = f"Container Interface name in prevResult: {name} not found"
+        link = iface.expect_link(nl, name, kind, missing)
+        if check_kind is not None:
+            check_kind(link)
+        if master is not None and link.peer_index != master.index:
+            raise CNIError(
+                f'Container {kind} {name} is not on master "{master.name}" '
+                f"(its parent is link #{link.peer_index}, the master #{master.index})"
+            )
+        iface.expect_mac(link, name, str(intf.get("mac") or ""))
+        iface.expect_addresses(nl, link, name, result, every_ip=True)
+        iface.expect_routes(nl, result)
+        return link
+
+
+# -- DEL --------------------------------------------------------------------------------
+def delete(cmd: skel.CmdArgs, ipam_type: str) -> None:
+    """DEL: the IPAM plugin's release, then the container link; both run, whatever the
+    other did. A link or a netns already gone is nothing to do."""
+    steps = DelSteps()
+    if ipam_type:
+        steps.run(ipam.exec_del, cmd, ipam_type)
+    steps.run(delete_container_link, cmd.netns, cmd.ifname)
+    steps.finish()

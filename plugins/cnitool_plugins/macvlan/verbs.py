@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Any
 from cnitool import skel
 from cnitool.spec.errors import CNIError
 
-from .._lib import iface, ipam, netns, sysctl
-from .._lib.link import container_interface, delete_container_link, delete_link
-from .._lib.master import create as create_on_master
+from .._lib import ipam, netns
+from .._lib import master as on_master
+from .._lib.link import container_interface, delete_link
 from .._lib.master import lookup_master, reason
 from .._lib.netlink import Link, Netlink, NetlinkError
-from .._lib.steps import DelSteps, Rollback
+from .._lib.steps import Rollback
 from .config import MacvlanConf, load, load_for_del, mode_name, mode_value
 
 if TYPE_CHECKING:
@@ -43,19 +43,10 @@ def create(ns: netns.NetNS, ifname: str, conf: MacvlanConf, master: Link) -> Lin
                 bcqueuelen=conf.bcqueuelen,
             )
 
-    return create_on_master(ns, ifname, "macvlan", master, make, conf.link_in_container)
+    return on_master.create(ns, ifname, "macvlan", master, make, conf.link_in_container)
 
 
 # -- inside the container ---------------------------------------------------------------
-def _configure(ifname: str, result: Result) -> None:
-    # announce the address (gratuitous ARP / unsolicited NA) when the link comes up and
-    # when its MAC changes; refinements the reference does not insist on either
-    sysctl.ensure_optional(f"net/ipv4/conf/{ifname}/arp_notify", "1")
-    sysctl.ensure_optional(f"net/ipv6/conf/{ifname}/ndisc_notify", "1")
-    with Netlink() as nl:
-        iface.configure_iface(nl, ifname, result)
-
-
 def _set_up(ifname: str) -> None:
     with Netlink() as nl:
         link = nl.link(ifname)
@@ -70,25 +61,15 @@ def _set_up(ifname: str) -> None:
 def check_link(intf: dict[str, Any], conf: MacvlanConf, master: Link, result: Result) -> None:
     """CHECK: the container link is a macvlan in the configured mode on ``master``, with the
     MAC, addresses and routes of ``result``."""
-    name = str(intf.get("name") or "")
-    if not name:
-        raise CNIError("Container interface name missing in prevResult: ")
-    with Netlink() as nl:
-        missing = f"Container Interface name in prevResult: {name} not found"
-        link = iface.expect_link(nl, name, "macvlan", missing)
+
+    def mode(link: Link) -> None:
         if link.macvlan_mode != mode_value(conf.mode):
             raise CNIError(
                 f"Container macvlan mode {mode_name(link.macvlan_mode)} does not match "
                 f"expected value: {conf.mode}"
             )
-        if link.peer_index != master.index:
-            raise CNIError(
-                f'Container macvlan {name} is not on master "{master.name}" '
-                f"(its parent is link #{link.peer_index}, the master #{master.index})"
-            )
-        iface.expect_mac(link, name, str(intf.get("mac") or ""))
-        iface.expect_addresses(nl, link, name, result, every_ip=True)
-        iface.expect_routes(nl, result)
+
+    on_master.check_link(intf, "macvlan", master, result, mode)
 
 
 # -- verbs ------------------------------------------------------------------------------
@@ -109,7 +90,8 @@ def cmd_add(cmd: skel.CmdArgs) -> Result:
             result["ips"] = [dict(ipc, interface=0) for ipc in got["ips"]]
             if got.get("routes"):
                 result["routes"] = got["routes"]
-            ns.run(_configure, cmd.ifname, result)
+            # announced on the link, a refinement the reference does not insist on either
+            ns.run(on_master.configure, cmd.ifname, result)
         else:
             ns.run(_set_up, cmd.ifname)
         # the config's dns is the result's, whatever the IPAM plugin said (as the reference)
@@ -119,12 +101,7 @@ def cmd_add(cmd: skel.CmdArgs) -> Result:
 
 
 def cmd_del(cmd: skel.CmdArgs) -> None:
-    conf = load_for_del(cmd)
-    steps = DelSteps()
-    if conf.ipam_type:
-        steps.run(ipam.exec_del, cmd, conf.ipam_type)
-    steps.run(delete_container_link, cmd.netns, cmd.ifname)
-    steps.finish()
+    on_master.delete(cmd, load_for_del(cmd).ipam_type)
 
 
 def cmd_check(cmd: skel.CmdArgs) -> None:
