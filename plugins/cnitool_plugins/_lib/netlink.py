@@ -55,7 +55,8 @@ RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
 # link attributes
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER = 1, 3, 4, 5, 10
 IFLA_PROTINFO, IFLA_TXQLEN, IFLA_OPERSTATE, IFLA_LINKINFO, IFLA_NET_NS_FD = 12, 13, 16, 18, 28
-IFLA_AF_SPEC, IFLA_PROMISCUITY = 26, 30
+IFLA_AF_SPEC, IFLA_PROMISCUITY, IFLA_EXT_MASK = 26, 30, 29
+RTEXT_FILTER_BRVLAN = 1 << 1
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 IFLA_BR_VLAN_FILTERING = 7
 IFLA_MACVLAN_MODE, IFLA_MACVLAN_BC_QUEUE_LEN = 1, 7
@@ -641,6 +642,38 @@ class Netlink:
 
     def vlan_del(self, index: int, vid: int) -> None:
         self._vlan(RTM_DELLINK, index, [(0, vid)], f"delete vlan {vid} on link #{index}")
+
+    def port_vlans(self, index: int) -> list[tuple[int, int]]:
+        """The (vid, BRIDGE_VLAN_INFO_* flags) of bridge port ``index``, one per VLAN."""
+        msgs = self._request(
+            RTM_GETLINK,
+            NLM_F_DUMP,
+            _ifinfo(family=AF_BRIDGE) + nla_u32(IFLA_EXT_MASK, RTEXT_FILTER_BRVLAN),
+            f"list vlans of link #{index}",
+        )
+        out: list[tuple[int, int]] = []
+        for body in msgs:
+            if _IFINFO.unpack_from(body)[2] != index:
+                continue
+            spec = parse_attrs(body, _IFINFO.size).get(IFLA_AF_SPEC)
+            offset = 0
+            start = 0
+            while spec and offset + _NLA.size <= len(spec):
+                length, kind = _NLA.unpack_from(spec, offset)
+                if length < _NLA.size:
+                    break
+                if kind & ~NLA_F_NESTED == IFLA_BRIDGE_VLAN_INFO and length >= _NLA.size + 4:
+                    flags, vid = struct.unpack_from("=HH", spec, offset + _NLA.size)
+                    if flags & BRIDGE_VLAN_INFO_RANGE_BEGIN:
+                        start = vid
+                    elif flags & BRIDGE_VLAN_INFO_RANGE_END:
+                        out.extend(
+                            (v, flags & ~BRIDGE_VLAN_INFO_RANGE_END) for v in range(start, vid + 1)
+                        )
+                    else:
+                        out.append((vid, flags))
+                offset += _align(length)
+        return out
 
     def wait_oper_up(
         self, index: int, delays_ms: tuple[int, ...] = (0, 50, 500, 1000, 1000)
