@@ -26,7 +26,7 @@ from plugin_helpers import (
 
 pytestmark = [pytest.mark.root, pytest.mark.kernel("bridge_vlan_filtering")]
 
-PVID_UNTAGGED = ["PVID", "Egress Untagged"]
+PVID_UNTAGGED = ["Egress Untagged", "PVID"]  # sorted
 
 
 def conf_for(bridge: str, subnet: str, name: str, runner: Runner, **extra: Any) -> dict[str, Any]:

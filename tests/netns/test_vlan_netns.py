@@ -198,7 +198,7 @@ def test_bad_input_and_failed_add_leave_nothing(
         (
             missing_master,
             '"master" field is required. It specifies the host interface name to create the '
-            "VLAN for",
+            "VLAN for.",
             True,
         ),
         (dict(base, vlanId=4095), "invalid VLAN ID 4095", False),

@@ -49,7 +49,7 @@ def load(cmd: skel.CmdArgs) -> VlanConf:
     if not conf.master:
         raise CNIError(
             '"master" field is required. It specifies the host interface name to create '
-            "the VLAN for"
+            "the VLAN for."
         )
     if not 0 <= conf.vlan_id <= MAX_VLAN_ID:
         raise CNIError(
