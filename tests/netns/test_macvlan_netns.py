@@ -555,3 +555,40 @@ def test_exec_launcher(tmp_path: Path, python: str, netns_factory: Any, master: 
     assert links(pod) == ["lo"] and lease_files(str(tmp_path / "ipam"), name) == []
     bad = call("ADD", dict(conf, mode="weird"))
     assert bad.returncode == 1 and json.loads(bad.stdout)["code"] == 999 and not bad.stderr
+
+
+def test_a_killed_add_leaves_its_temporary_link_to_del_and_to_the_next_add(
+    runner: Runner, netns_factory: Any, master: str
+) -> None:
+    """An ADD killed between making the link and renaming it leaves the link under the
+    attachment's temporary name: the runtime's DEL removes it, and so does a new ADD."""
+    from cnitool_plugins._lib.master import temp_name
+
+    _, subnet, name = unique_net()
+    conf = conf_for("1.0.0", name, master, host_local(subnet, runner.data_dir))
+    pod, c = netns_factory(), cid()
+    tmp = temp_name(c, "eth0")
+    assert tmp.startswith("veth") and len(tmp) == 12 and tmp == temp_name(c, "eth0")
+    assert temp_name(c, "net1") != tmp
+
+    def leftover() -> None:  # what the killed ADD made, in the pod
+        ip_cmd(
+            "link", "add", tmp, "link", master, "netns", os.path.basename(pod), "type", "macvlan"
+        )
+
+    leftover()
+    assert sorted(links(pod)) == ["lo", tmp]
+    assert runner.run("macvlan", "DEL", conf, cid=c, netns=pod).code == 0
+    assert links(pod) == ["lo"]
+    leftover()
+    add = runner.run("macvlan", "ADD", conf, cid=c, netns=pod)
+    assert add.code == 0, add.out
+    assert sorted(links(pod)) == ["eth0", "lo"]
+    # a link of another kind under that name is not ours: random names, as the reference
+    assert runner.run("macvlan", "DEL", conf, cid=c, netns=pod).code == 0
+    ip_cmd("link", "add", tmp, "type", "veth", "peer", "name", "tmppeer0", ns=pod)
+    add = runner.run("macvlan", "ADD", conf, cid=c, netns=pod)
+    assert add.code == 0, add.out
+    assert runner.run("macvlan", "DEL", conf, cid=c, netns=pod).code == 0
+    assert sorted(links(pod)) == sorted(["lo", tmp, "tmppeer0"])
+    assert lease_files(runner.data_dir, name) == []

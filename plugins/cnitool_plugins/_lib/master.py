@@ -3,7 +3,11 @@ default route, in the node or (``linkInContainer``) in the container; and the li
 in the container under a temporary ``veth<hex>`` name and renamed there to CNI_IFNAME.
 
 The temporary name is the reference's answer to a kernel that checks the new name in the
-namespace the request came from: a pod's ``eth0`` must not clash with the node's.
+namespace the request came from: a pod's ``eth0`` must not clash with the node's. The
+reference draws it at random; here it is derived from the container ID and CNI_IFNAME
+(:func:`temp_name`), so that when an ADD is killed between the creation and the rename,
+the runtime's DEL finds the link under that name and removes it, and the next ADD of the
+attachment replaces it.
 """
 
 from __future__ import annotations
@@ -12,13 +16,14 @@ import contextlib
 import errno
 import ipaddress
 import os
+import zlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from cnitool.spec.errors import CNIError
 
 from . import iface, ipam, netns, sysctl
-from .link import delete_container_link
+from .link import delete_link
 from .netlink import AF_INET, AF_INET6, Link, Netlink, NetlinkError, random_veth_name
 from .steps import DelSteps
 
@@ -84,30 +89,63 @@ def rename(tmp: str, ifname: str, kind: str) -> Link:
         return new
 
 
-def _exists(name: str) -> bool:
+def temp_name(container_id: str, ifname: str) -> str:
+    """The temporary name of the attachment's link: ``veth`` + 8 hex characters, as the
+    reference's random ones, but derived from the container ID and ``ifname``."""
+    return f"veth{zlib.crc32(f'{container_id}/{ifname}'.encode()):08x}"
+
+
+def _drop_leftover(name: str, kind: str) -> bool:
+    """In the container: delete the ``kind`` link ``name`` (what a killed ADD of this
+    attachment left); whether there was one. A link of another kind is not ours."""
     with Netlink() as nl:
-        return nl.link(name) is not None
+        link = nl.link(name)
+        if link is None or link.kind != kind:
+            return False
+        with contextlib.suppress(NetlinkError):
+            nl.delete_link(link.index)
+        return True
 
 
 def create(
-    ns: netns.NetNS, ifname: str, kind: str, master: Link, make: Maker, in_container: bool
+    ns: netns.NetNS,
+    ifname: str,
+    kind: str,
+    master: Link,
+    make: Maker,
+    in_container: bool,
+    tmp: str,
 ) -> Link:
-    """The ``kind`` link on ``master``, born in ``ns`` under a temporary name (a name the
-    node may hold too cannot clash), then renamed to ``ifname``. With ``in_container``
-    the master is in ``ns`` and the link is made there."""
-    for _ in range(_TMP_NAME_TRIES):
-        tmp = random_veth_name()
+    """The ``kind`` link on ``master``, born in ``ns`` under the temporary name ``tmp`` (a
+    name the node may hold too cannot clash), then renamed to ``ifname``. With
+    ``in_container`` the master is in ``ns`` and the link is made there. A ``kind`` link
+    already holding ``tmp`` is a killed ADD's: it goes. Another link holding it (a name
+    made up by someone else) makes way for random names, as the reference's."""
+    names = [tmp] + [random_veth_name() for _ in range(_TMP_NAME_TRIES)]
+    retried = False
+    while names:
+        name = names[0]
         try:
             if in_container:
-                ns.run(make, tmp, master.index, None)
+                ns.run(make, name, master.index, None)
             else:
-                make(tmp, master.index, ns.fd)
+                make(name, master.index, ns.fd)
         except NetlinkError as exc:
-            if exc.errno == errno.EEXIST and ns.run(_exists, tmp):
-                continue  # the temporary name is taken in the container: another one
+            if exc.errno == errno.EEXIST:
+                if name == tmp and not retried and ns.run(_drop_leftover, tmp, kind):
+                    retried = True
+                    continue  # the leftover is gone: the same name again
+                if ns.run(_exists, name):
+                    names.pop(0)
+                    continue  # the name is taken in the container: another one
             raise CNIError(f"failed to create {kind}: {reason(exc)}") from exc
-        return ns.run(rename, tmp, ifname, kind)
+        return ns.run(rename, name, ifname, kind)
     raise CNIError(f"failed to create {kind}: no free temporary name after {_TMP_NAME_TRIES}")
+
+
+def _exists(name: str) -> bool:
+    with Netlink() as nl:
+        return nl.link(name) is not None
 
 
 # -- inside the container ---------------------------------------------------------------
@@ -150,11 +188,25 @@ def check_link(
 
 
 # -- DEL --------------------------------------------------------------------------------
-def delete(cmd: skel.CmdArgs, ipam_type: str) -> None:
-    """DEL: the IPAM plugin's release, then the container link; both run, whatever the
-    other did. A link or a netns already gone is nothing to do."""
+def delete(cmd: skel.CmdArgs, ipam_type: str, kind: str) -> None:
+    """DEL: the IPAM plugin's release, then the container link, and a ``kind`` link still
+    under the attachment's temporary name (an ADD killed before its rename); each runs,
+    whatever the others did. A link or a netns already gone is nothing to do."""
     steps = DelSteps()
     if ipam_type:
         steps.run(ipam.exec_del, cmd, ipam_type)
-    steps.run(delete_container_link, cmd.netns, cmd.ifname)
+    steps.run(_delete_links, cmd.netns, cmd.ifname, temp_name(cmd.container_id, cmd.ifname), kind)
     steps.finish()
+
+
+def _delete_links(netns_path: str, ifname: str, tmp: str, kind: str) -> None:
+    """The container's ``ifname`` and ``kind`` link ``tmp``; no netns (path, or a netns
+    already gone with its links) is nothing to do."""
+    if not netns_path:
+        return
+    try:
+        with netns.NetNS(netns_path) as ns:
+            ns.run(delete_link, ifname)
+            ns.run(_drop_leftover, tmp, kind)
+    except netns.NetNSNotFoundError:
+        pass

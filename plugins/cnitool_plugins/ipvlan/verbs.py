@@ -30,8 +30,8 @@ def master_name(conf: IpvlanConf) -> str:
     raise CNIError("chained master failure. PrevResult lacks a single named interface")
 
 
-def create(ns: netns.NetNS, ifname: str, conf: IpvlanConf, master: Link) -> Link:
-    """The ipvlan on ``master``, in ``ns`` as ``ifname`` (made under a temporary name)."""
+def create(ns: netns.NetNS, cmd: skel.CmdArgs, conf: IpvlanConf, master: Link) -> Link:
+    """The ipvlan on ``master``, in ``ns`` as CNI_IFNAME (made under a temporary name)."""
 
     def make(tmp: str, master_index: int, netns_fd: int | None) -> None:
         with Netlink() as nl:
@@ -39,7 +39,8 @@ def create(ns: netns.NetNS, ifname: str, conf: IpvlanConf, master: Link) -> Link
                 tmp, master_index, mode_value(conf.mode), netns_fd=netns_fd, mtu=conf.mtu
             )
 
-    return on_master.create(ns, ifname, "ipvlan", master, make, conf.link_in_container)
+    tmp = on_master.temp_name(cmd.container_id, cmd.ifname)
+    return on_master.create(ns, cmd.ifname, "ipvlan", master, make, conf.link_in_container, tmp)
 
 
 def _chained_addresses(conf: IpvlanConf) -> bool:
@@ -83,7 +84,7 @@ def cmd_add(cmd: skel.CmdArgs) -> Result:
     name = master_name(conf)
     with netns.NetNS(cmd.netns) as ns, Rollback(cmd.stderr) as undo:
         master = on_master.lookup_master(name, ns, conf.link_in_container)
-        link = create(ns, cmd.ifname, conf, master)
+        link = create(ns, cmd, conf, master)
         undo.add(ns.run, delete_link, cmd.ifname)
         got = _addresses(cmd, conf, undo)
         result: Result = {
@@ -102,7 +103,7 @@ def cmd_add(cmd: skel.CmdArgs) -> Result:
 
 
 def cmd_del(cmd: skel.CmdArgs) -> None:
-    on_master.delete(cmd, load_for_del(cmd).ipam_type)
+    on_master.delete(cmd, load_for_del(cmd).ipam_type, "ipvlan")
 
 
 def cmd_check(cmd: skel.CmdArgs) -> None:

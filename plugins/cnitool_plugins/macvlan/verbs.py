@@ -28,8 +28,8 @@ def _master(conf: MacvlanConf, ns: netns.NetNS) -> Link:
     return master
 
 
-def create(ns: netns.NetNS, ifname: str, conf: MacvlanConf, master: Link) -> Link:
-    """The macvlan on ``master``, in ``ns`` as ``ifname`` (made under a temporary name)."""
+def create(ns: netns.NetNS, cmd: skel.CmdArgs, conf: MacvlanConf, master: Link) -> Link:
+    """The macvlan on ``master``, in ``ns`` as CNI_IFNAME (made under a temporary name)."""
 
     def make(tmp: str, master_index: int, netns_fd: int | None) -> None:
         with Netlink() as nl:
@@ -43,7 +43,8 @@ def create(ns: netns.NetNS, ifname: str, conf: MacvlanConf, master: Link) -> Lin
                 bcqueuelen=conf.bcqueuelen,
             )
 
-    return on_master.create(ns, ifname, "macvlan", master, make, conf.link_in_container)
+    tmp = on_master.temp_name(cmd.container_id, cmd.ifname)
+    return on_master.create(ns, cmd.ifname, "macvlan", master, make, conf.link_in_container, tmp)
 
 
 # -- inside the container ---------------------------------------------------------------
@@ -77,7 +78,7 @@ def cmd_add(cmd: skel.CmdArgs) -> Result:
     conf = load(cmd)
     with netns.NetNS(cmd.netns) as ns, Rollback(cmd.stderr) as undo:
         master = _master(conf, ns)
-        link = create(ns, cmd.ifname, conf, master)
+        link = create(ns, cmd, conf, master)
         undo.add(ns.run, delete_link, cmd.ifname)
         result: Result = {
             "cniVersion": "1.1.0",
@@ -101,7 +102,7 @@ def cmd_add(cmd: skel.CmdArgs) -> Result:
 
 
 def cmd_del(cmd: skel.CmdArgs) -> None:
-    on_master.delete(cmd, load_for_del(cmd).ipam_type)
+    on_master.delete(cmd, load_for_del(cmd).ipam_type, "macvlan")
 
 
 def cmd_check(cmd: skel.CmdArgs) -> None:

@@ -27,14 +27,15 @@ def _master(conf: VlanConf, ns: netns.NetNS) -> Link:
     return master
 
 
-def create(ns: netns.NetNS, ifname: str, conf: VlanConf, master: Link) -> Link:
-    """The VLAN link on ``master``, in ``ns`` as ``ifname`` (made under a temporary name)."""
+def create(ns: netns.NetNS, cmd: skel.CmdArgs, conf: VlanConf, master: Link) -> Link:
+    """The VLAN link on ``master``, in ``ns`` as CNI_IFNAME (made under a temporary name)."""
 
     def make(tmp: str, master_index: int, netns_fd: int | None) -> None:
         with Netlink() as nl:
             nl.create_vlan(tmp, master_index, conf.vlan_id, netns_fd=netns_fd, mtu=conf.mtu)
 
-    return on_master.create(ns, ifname, "vlan", master, make, conf.link_in_container)
+    tmp = on_master.temp_name(cmd.container_id, cmd.ifname)
+    return on_master.create(ns, cmd.ifname, "vlan", master, make, conf.link_in_container, tmp)
 
 
 def _configure(ifname: str, result: Result) -> None:
@@ -62,7 +63,7 @@ def cmd_add(cmd: skel.CmdArgs) -> Result:
     conf = load(cmd)
     with netns.NetNS(cmd.netns) as ns, Rollback(cmd.stderr) as undo:
         master = _master(conf, ns)
-        link = create(ns, cmd.ifname, conf, master)
+        link = create(ns, cmd, conf, master)
         undo.add(ns.run, delete_link, cmd.ifname)
         got = ipam.exec_add(cmd, conf.ipam_type)
         undo.add(ipam.exec_del, cmd, conf.ipam_type)
@@ -84,7 +85,7 @@ def cmd_add(cmd: skel.CmdArgs) -> Result:
 
 
 def cmd_del(cmd: skel.CmdArgs) -> None:
-    on_master.delete(cmd, load_for_del(cmd).ipam_type)
+    on_master.delete(cmd, load_for_del(cmd).ipam_type, "vlan")
 
 
 def cmd_check(cmd: skel.CmdArgs) -> None:
