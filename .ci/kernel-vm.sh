@@ -29,7 +29,7 @@ fetch_vm_kernel() {
         log "kernel-vm: apt-get download $pkg (extracted to $dir, not installed)"
         mkdir -p "$root"
         tmp=$(mktemp -d "$root/.fetch.XXXXXX")
-        (cd "$tmp" && apt-get download -qq "$pkg" 2>/dev/null) || { rm -rf "$tmp"; return 1; }
+        (cd "$tmp" && apt-get download -qq "$pkg") || { rm -rf "$tmp"; return 1; }
         dpkg-deb -x "$tmp"/"$pkg"_*.deb "$tmp/x"
         depmod -b "$tmp/x" "$ver"
         rm -rf "$dir"
@@ -52,7 +52,7 @@ export PYCNI_KERNEL_REQUIRED=1 PYTHONDONTWRITEBYTECODE=1
 status=0
 timeout "${PYCNI_VM_TIMEOUT:-1200}" env KIMG="$KIMG" MODDIR="$MODDIR" \
     VM_ENV="PYCNI_KERNEL_REQUIRED PYTHONDONTWRITEBYTECODE" \
-    "$REPO/.ci/vm-run.sh" -- "$VENV/bin/python" -m pytest -p no:cacheprovider -q -rfEs \
+    "$REPO/.ci/vm-run.sh" -- "$VENV/bin/python" -m pytest -p no:cacheprovider -q -rfEs --durations=5 \
     -m kernel tests/netns "$@" || status=$?
 case $status in
     0) echo "kernel-vm: the kernel-feature tests passed in the VM" >&2 ;;
