@@ -27,10 +27,12 @@ from bench_bridge import REFERENCE, env, isolate, p90
 PLUGINS = ("macvlan", "ipvlan", "vlan")
 
 
-def conf(plugin: str, name: str, master: str, data_dir: str) -> bytes:
+def conf(plugin: str, name: str, master: str, data_dir: str, vid: int) -> bytes:
+    """A network on ``master``; a vlan one in VLAN ``vid`` (one VLAN ID per master and
+    attachment: the kernel refuses a second link with the same ID on one master)."""
     extra: dict[str, object] = {"master": master}
     if plugin == "vlan":
-        extra["vlanId"] = 100
+        extra["vlanId"] = vid
     return json.dumps(
         {
             "cniVersion": "1.0.0",
@@ -95,11 +97,18 @@ def main() -> int:
         if (REFERENCE / plugin).exists():
             impls.append(("Go", REFERENCE / plugin, str(REFERENCE)))
         for label, exe, cni_path in impls:
-            stdin = conf(plugin, f"{label}{plugin}", "bm0", str(work / "ipam"))
-            run_once(exe, cni_path, stdin, "ADD", "warmup", pods[0])
-            run_once(exe, cni_path, stdin, "DEL", "warmup", pods[0])
-            adds = [run_once(exe, cni_path, stdin, "ADD", f"c{i}", p) for i, p in enumerate(pods)]
-            dels = [run_once(exe, cni_path, stdin, "DEL", f"c{i}", p) for i, p in enumerate(pods)]
+            stdin = [
+                conf(plugin, f"{label}{plugin}", "bm0", str(work / "ipam"), 100 + i)
+                for i in range(len(pods))
+            ]
+            run_once(exe, cni_path, stdin[0], "ADD", "warmup", pods[0])
+            run_once(exe, cni_path, stdin[0], "DEL", "warmup", pods[0])
+            adds = [
+                run_once(exe, cni_path, stdin[i], "ADD", f"c{i}", p) for i, p in enumerate(pods)
+            ]
+            dels = [
+                run_once(exe, cni_path, stdin[i], "DEL", f"c{i}", p) for i, p in enumerate(pods)
+            ]
             rows.append(
                 (
                     f"{label} {plugin} + {label} host-local",
