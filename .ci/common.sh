@@ -11,6 +11,9 @@ APT_PACKAGES=(python3-venv python3-pip python3-dev gcc libc6-dev iproute2 iptabl
 # what only the tests need: real runtimes (podman on runc, containerd's CRI) and a static
 # busybox for a container's root file system and the sandbox's pause image
 APT_TEST_PACKAGES=(podman runc containerd busybox-static time)
+# the kernel-feature tests' VM (.ci/kernel-vm.sh): QEMU, a static busybox for its
+# initramfs, depmod for the downloaded kernel's modules
+APT_VM_PACKAGES=(qemu-system-x86 busybox-static kmod)
 
 log() { printf '\n==> %s\n' "$*" >&2; }
 

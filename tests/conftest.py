@@ -132,12 +132,75 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        # .ci/run's kernel VM collects only tests/netns: a kernel test elsewhere would
+        # never run for real there
+        if item.get_closest_marker("kernel") and KERNEL_TESTS not in item.path.parents:
+            raise pytest.UsageError(f"{item.nodeid}: kernel-feature tests belong in tests/netns")
     if _isolation_error is None:
         return
     skip = pytest.mark.skip(reason=f"root test skipped: {_isolation_error}")
     for item in items:
         if "root" in item.keywords:
             item.add_marker(skip)
+
+
+# -- kernel features ----------------------------------------------------------------------
+# ``@pytest.mark.kernel("ipvlan", ...)``: the test needs these kernel features. Each is
+# probed once, by making such a link in the test's private netns; a kernel without one
+# skips the test with the reason. PYCNI_KERNEL_REQUIRED=1 (the kernel VM of .ci/run) turns
+# that skip into a failure, so a VM kernel that lacks a feature cannot pass by skipping.
+KERNEL_TESTS = REPO / "tests" / "netns"
+_PROBES: dict[str, list[list[str]]] = {
+    "ipvlan": [["link", "add", "kprobe.i", "link", "kprobe0", "type", "ipvlan", "mode", "l2"]],
+    "vlan": [["link", "add", "kprobe.v", "link", "kprobe0", "type", "vlan", "id", "7"]],
+    "dummy": [["link", "add", "kprobe.d", "type", "dummy"]],
+    "bridge_vlan_filtering": [["link", "add", "kprobe.b", "type", "bridge", "vlan_filtering", "1"]],
+}
+_probed: dict[str, str | None] = {}
+
+
+def _probe(feature: str) -> str | None:
+    """None when the kernel has ``feature``, else why not."""
+    if feature not in _PROBES:
+        raise pytest.UsageError(f"unknown kernel feature {feature!r} (known: {sorted(_PROBES)})")
+    if feature in _probed:
+        return _probed[feature]
+
+    def ip(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["ip", *args], capture_output=True, text=True)
+
+    ip("link", "add", "kprobe0", "type", "veth", "peer", "name", "kprobe1")
+    why = None
+    try:
+        for cmd in _PROBES[feature]:
+            res = ip(*cmd)
+            if res.returncode != 0:
+                why = f"`ip {' '.join(cmd)}`: {res.stderr.strip()}"
+                break
+        if why is None and feature == "bridge_vlan_filtering":
+            shown = ip("-d", "link", "show", "kprobe.b").stdout
+            if "vlan_filtering 1" not in shown:
+                why = "a bridge made with vlan_filtering 1 does not filter"
+    finally:
+        for name in ("kprobe.i", "kprobe.v", "kprobe.d", "kprobe.b", "kprobe0"):
+            ip("link", "del", name)
+    _probed[feature] = why
+    return why
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    marker = item.get_closest_marker("kernel")
+    if marker is None or _isolation_error is not None:
+        return  # (without isolation the root marker skips it already)
+    for feature in marker.args:
+        why = _probe(feature)
+        if why is None:
+            continue
+        msg = f"this kernel lacks {feature} ({why})"
+        if os.environ.get("PYCNI_KERNEL_REQUIRED") == "1":
+            pytest.fail(f"{msg}; PYCNI_KERNEL_REQUIRED=1: a kernel-feature run must not skip")
+        pytest.skip(msg)
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ VERBS = ("ADD", "DEL", "CHECK")
 TRACEBACK = "Traceback (most recent call last)"
 
 # plugins whose configuration names an IPAM plugin (or is the IPAM plugin itself)
-USES_IPAM = {"bridge", "ptp", "host-local", "macvlan", "ipvlan"}
+USES_IPAM = {"bridge", "ptp", "host-local", "macvlan", "ipvlan", "vlan"}
 # plugins whose ADD and CHECK work inside CNI_NETNS
 ENTERS_NETNS = {"bridge", "ptp", "loopback", "macvlan", "ipvlan", "vlan", "tuning"}
 

@@ -282,3 +282,108 @@ def unique_net() -> tuple[str, str, str]:
     """(bridge name, /24 subnet, network name) unique within the run."""
     raw = secrets.token_bytes(2)
     return (f"cb{raw.hex()}", f"10.{100 + raw[0] % 100}.{raw[1]}.0/24", f"net{raw.hex()}")
+
+
+# -- links on a master (macvlan, ipvlan, vlan) ---------------------------------------------
+def ip_cmd(*args: str, ns: str | None = None) -> str:
+    """``ip [-n <ns>] args...``; its stdout."""
+    import subprocess
+
+    cmd = ["ip"] + (["-n", os.path.basename(ns)] if ns else []) + list(args)
+    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+
+
+def details(ns: str | None, name: str) -> dict[str, Any] | None:
+    """``ip -d -j link show`` of ``name`` (kind, mode, VLAN ID, parent index, mtu ...)."""
+    import subprocess
+
+    try:
+        out = ip_cmd("-d", "-j", "link", "show", "dev", name, ns=ns)
+    except subprocess.CalledProcessError:
+        return None
+    (link,) = json.loads(out)
+    info = link.get("linkinfo", {})
+    data = info.get("info_data", {})
+    return {
+        "kind": info.get("info_kind"),
+        "mode": data.get("mode"),
+        "vlan_id": data.get("id"),
+        "bcqueuelen": data.get("bcqueuelen"),
+        # a parent in another netns is given by index, one in the same netns by name
+        "parent": link.get("link_index")
+        or (index_of(ns, link["link"]) if "link" in link else None),
+        "mtu": link["mtu"],
+        "mac": link["address"],
+        "up": "UP" in link["flags"],
+    }
+
+
+def index_of(ns: str | None, name: str) -> int:
+    return int(json.loads(ip_cmd("-j", "link", "show", "dev", name, ns=ns))[0]["ifindex"])
+
+
+def sysctl_in(ns: str, key: str) -> str:
+    def read() -> str:
+        with open(f"/proc/sys/{key}") as fh:
+            return fh.read().strip()
+
+    return str(run_in(ns, read))
+
+
+def go_plugin(
+    plugin: str,
+    command: str,
+    conf: dict[str, Any],
+    *,
+    netns: str,
+    cid: str,
+    ifname: str = "eth0",
+    args: str = "",
+) -> tuple[int, Any]:
+    """The reference ``plugin`` (and the Go IPAM plugins) for the same request: its exit
+    status and its JSON answer."""
+    import subprocess
+
+    env = dict(os.environ)
+    env.update(
+        {
+            "CNI_COMMAND": command,
+            "CNI_CONTAINERID": cid,
+            "CNI_NETNS": netns,
+            "CNI_IFNAME": ifname,
+            "CNI_ARGS": args,
+            "CNI_PATH": "/usr/lib/cni",
+        }
+    )
+    proc = subprocess.run(
+        [f"/usr/lib/cni/{plugin}"], input=json.dumps(conf).encode(), env=env, capture_output=True
+    )
+    return proc.returncode, json.loads(proc.stdout) if proc.stdout.strip() else None
+
+
+def shape(result: dict[str, Any]) -> dict[str, Any]:
+    """A result with the values that differ per attachment (MACs, addresses) blanked;
+    the reference's empty ``"dns": {}`` is dropped as libcni does."""
+    import copy
+
+    res = copy.deepcopy(result)
+    if res.get("dns") == {}:
+        del res["dns"]
+    for intf in res.get("interfaces", []):
+        assert len(intf["mac"]) == 17 and intf["mac"] == intf["mac"].lower()
+        intf["mac"] = "<mac>"
+        intf["sandbox"] = "<netns>"
+    for ipc in res.get("ips", []):
+        ipc["address"] = "<addr>"
+    return res
+
+
+def route_set(ns: str) -> list[tuple[Any, ...]]:
+    """The main-table routes of both families, without interface indexes."""
+    return sorted(
+        (r["dst"], r["gw"] or "", bool(r["src"]), r["scope"]) for r in routes(ns) + routes(ns, 10)
+    )
+
+
+def node_links() -> set[str]:
+    return set(links(None))

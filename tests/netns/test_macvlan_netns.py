@@ -3,13 +3,12 @@ veth end: an ethernet device a macvlan can sit on); compared with the Go referen
 
 from __future__ import annotations
 
-import copy
 import ipaddress
 import json
 import os
 import secrets
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +19,18 @@ from plugin_helpers import (
     addrs,
     cid,
     delete_netns,
+    details,
+    go_plugin,
     host_local,
+    index_of,
+    ip_cmd,
     lease_files,
     links,
+    node_links,
+    route_set,
     routes,
-    run_in,
+    shape,
+    sysctl_in,
     tcp_echo,
     unique_net,
 )
@@ -35,70 +41,6 @@ GO_VERSIONS = ("0.3.1", "0.4.0", "1.0.0")  # what the reference 1.1.1 binaries a
 
 
 # -- fixtures and helpers -----------------------------------------------------------------
-def _ip(*args: str, ns: str | None = None) -> str:
-    cmd = ["ip"] + (["-n", os.path.basename(ns)] if ns else []) + list(args)
-    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-
-
-def details(ns: str | None, name: str) -> dict[str, Any] | None:
-    """``ip -d -j link show`` of ``name`` (kind, mode, parent index, mtu, bcqueuelen ...)."""
-    try:
-        out = _ip("-d", "-j", "link", "show", "dev", name, ns=ns)
-    except subprocess.CalledProcessError:
-        return None
-    (link,) = json.loads(out)
-    info = link.get("linkinfo", {})
-    data = info.get("info_data", {})
-    return {
-        "kind": info.get("info_kind"),
-        "mode": data.get("mode"),
-        "bcqueuelen": data.get("bcqueuelen"),
-        # a parent in another netns is given by index, one in the same netns by name
-        "parent": link.get("link_index")
-        or (index_of(ns, link["link"]) if "link" in link else None),
-        "mtu": link["mtu"],
-        "mac": link["address"],
-        "up": "UP" in link["flags"],
-    }
-
-
-def index_of(ns: str | None, name: str) -> int:
-    return int(json.loads(_ip("-j", "link", "show", "dev", name, ns=ns))[0]["ifindex"])
-
-
-def sysctl_in(ns: str, key: str) -> str:
-    def read() -> str:
-        with open(f"/proc/sys/{key}") as fh:
-            return fh.read().strip()
-
-    return str(run_in(ns, read))
-
-
-@pytest.fixture
-def make_master() -> Iterator[Callable[..., str]]:
-    """Make a master: one end of a fresh veth pair (both up), in the node or in a pod."""
-    made: list[tuple[str, str | None]] = []
-
-    def make(ns: str | None = None, mtu: int = 1500) -> str:
-        tag = secrets.token_hex(3)
-        name, peer = f"mvm{tag}", f"mvp{tag}"
-        _ip("link", "add", name, "mtu", str(mtu), "type", "veth", "peer", "name", peer, ns=ns)
-        _ip("link", "set", name, "up", ns=ns)
-        _ip("link", "set", peer, "up", ns=ns)
-        made.append((name, ns))
-        return name
-
-    yield make
-    for name, ns in made:
-        cmd = ["ip"] + (["-n", os.path.basename(ns)] if ns else []) + ["link", "del", name]
-        subprocess.run(cmd, check=False, capture_output=True)
-
-
-@pytest.fixture
-def master(make_master: Callable[..., str]) -> str:
-    return make_master()
-
-
 def conf_for(
     version: str, name: str, master: str | None, ipam: dict[str, Any] | None = None, **extra: Any
 ) -> dict[str, Any]:
@@ -120,47 +62,7 @@ def go_run(
     args: str = "",
 ) -> tuple[int, Any]:
     """The reference macvlan (and Go IPAM plugins) for the same request."""
-    env = dict(os.environ)
-    env.update(
-        {
-            "CNI_COMMAND": command,
-            "CNI_CONTAINERID": cid,
-            "CNI_NETNS": netns,
-            "CNI_IFNAME": ifname,
-            "CNI_ARGS": args,
-            "CNI_PATH": "/usr/lib/cni",
-        }
-    )
-    proc = subprocess.run(
-        ["/usr/lib/cni/macvlan"], input=json.dumps(conf).encode(), env=env, capture_output=True
-    )
-    return proc.returncode, json.loads(proc.stdout) if proc.stdout.strip() else None
-
-
-def shape(result: dict[str, Any]) -> dict[str, Any]:
-    """A result with the values that differ per attachment (MACs, addresses) blanked;
-    the reference's empty ``"dns": {}`` is dropped as libcni does."""
-    res = copy.deepcopy(result)
-    if res.get("dns") == {}:
-        del res["dns"]
-    for intf in res.get("interfaces", []):
-        assert len(intf["mac"]) == 17 and intf["mac"] == intf["mac"].lower()
-        intf["mac"] = "<mac>"
-        intf["sandbox"] = "<netns>"
-    for ipc in res.get("ips", []):
-        ipc["address"] = "<addr>"
-    return res
-
-
-def route_set(ns: str) -> list[tuple[Any, ...]]:
-    """The main-table routes of both families, without interface indexes."""
-    return sorted(
-        (r["dst"], r["gw"] or "", bool(r["src"]), r["scope"]) for r in routes(ns) + routes(ns, 10)
-    )
-
-
-def node_links() -> set[str]:
-    return set(links(None))
+    return go_plugin("macvlan", command, conf, netns=netns, cid=cid, ifname=ifname, args=args)
 
 
 # -- ADD / CHECK / DEL --------------------------------------------------------------------
@@ -333,14 +235,14 @@ def test_default_route_master_in_the_node(runner: Runner, netns_factory: Any, ma
             "msg": "no default route interface found",
         }
         assert go_run("ADD", conf, netns=pod, cid=c) == (1, none.json)
-    _ip("route", "add", "default", "dev", master, "metric", "7")
+    ip_cmd("route", "add", "default", "dev", master, "metric", "7")
     try:
         add = runner.run("macvlan", "ADD", conf, cid=c, netns=pod)
         assert add.code == 0, add.out
         d = details(pod, "eth0")
         assert d is not None and d["parent"] == index_of(None, master)
     finally:
-        _ip("route", "del", "default", "dev", master, "metric", "7")
+        ip_cmd("route", "del", "default", "dev", master, "metric", "7")
     assert runner.run("macvlan", "DEL", conf, cid=c, netns=pod).code == 0
 
 
@@ -366,7 +268,7 @@ def test_link_in_container(
     assert runner.run("macvlan", "DEL", conf, cid=c, netns=pod, ifname="net1").code == 0
 
     # no master named: the container's default route decides
-    _ip("route", "add", "default", "dev", inner, ns=pod)
+    ip_cmd("route", "add", "default", "dev", inner, ns=pod)
     dflt = dict(conf)
     del dflt["master"]
     add = runner.run("macvlan", "ADD", dflt, cid=c, netns=pod, ifname="net3")
@@ -490,7 +392,7 @@ def test_del_needs_no_master(
     conf = conf_for("1.0.0", name, master, host_local(subnet, runner.data_dir))
     pod, c = netns_factory(), cid()
     assert runner.run("macvlan", "ADD", conf, cid=c, netns=pod).code == 0
-    _ip("link", "del", master)
+    ip_cmd("link", "del", master)
     assert links(pod) == ["lo"]
     dele = runner.run("macvlan", "DEL", dict(conf, mode="weird"), cid=c, netns=pod)
     assert dele.code == 0, dele.out
@@ -550,16 +452,16 @@ def test_check_finds_what_changed(runner: Runner, netns_factory: Any, master: st
     assert check().code == 0
     assert check(prevResult=None).json["msg"] == "Required prevResult missing"
     other = "mvo" + secrets.token_hex(3)
-    _ip("link", "add", other, "type", "veth", "peer", "name", other + "p")
+    ip_cmd("link", "add", other, "type", "veth", "peer", "name", other + "p")
     try:
         wrong = check(master=other)
         assert wrong.code == 1 and f'not on master "{other}"' in wrong.json["msg"]
     finally:
-        _ip("link", "del", other)
-    _ip("addr", "flush", "dev", "eth0", ns=pod)
+        ip_cmd("link", "del", other)
+    ip_cmd("addr", "flush", "dev", "eth0", ns=pod)
     gone = check()
     assert gone.code == 1 and gone.json["msg"].startswith("Failed to match addr")
-    _ip("link", "del", "eth0", ns=pod)
+    ip_cmd("link", "del", "eth0", ns=pod)
     assert check().json["msg"] == "Container Interface name in prevResult: eth0 not found"
     assert runner.run("macvlan", "DEL", conf, cid=c, netns=pod).code == 0
 
@@ -653,3 +555,40 @@ def test_exec_launcher(tmp_path: Path, python: str, netns_factory: Any, master: 
     assert links(pod) == ["lo"] and lease_files(str(tmp_path / "ipam"), name) == []
     bad = call("ADD", dict(conf, mode="weird"))
     assert bad.returncode == 1 and json.loads(bad.stdout)["code"] == 999 and not bad.stderr
+
+
+def test_a_killed_add_leaves_its_temporary_link_to_del_and_to_the_next_add(
+    runner: Runner, netns_factory: Any, master: str
+) -> None:
+    """An ADD killed between making the link and renaming it leaves the link under the
+    attachment's temporary name: the runtime's DEL removes it, and so does a new ADD."""
+    from cnitool_plugins._lib.master import temp_name
+
+    _, subnet, name = unique_net()
+    conf = conf_for("1.0.0", name, master, host_local(subnet, runner.data_dir))
+    pod, c = netns_factory(), cid()
+    tmp = temp_name(c, "eth0")
+    assert tmp.startswith("veth") and len(tmp) == 12 and tmp == temp_name(c, "eth0")
+    assert temp_name(c, "net1") != tmp
+
+    def leftover() -> None:  # what the killed ADD made, in the pod
+        ip_cmd(
+            "link", "add", tmp, "link", master, "netns", os.path.basename(pod), "type", "macvlan"
+        )
+
+    leftover()
+    assert sorted(links(pod)) == ["lo", tmp]
+    assert runner.run("macvlan", "DEL", conf, cid=c, netns=pod).code == 0
+    assert links(pod) == ["lo"]
+    leftover()
+    add = runner.run("macvlan", "ADD", conf, cid=c, netns=pod)
+    assert add.code == 0, add.out
+    assert sorted(links(pod)) == ["eth0", "lo"]
+    # a link of another kind under that name is not ours: random names, as the reference
+    assert runner.run("macvlan", "DEL", conf, cid=c, netns=pod).code == 0
+    ip_cmd("link", "add", tmp, "type", "veth", "peer", "name", "tmppeer0", ns=pod)
+    add = runner.run("macvlan", "ADD", conf, cid=c, netns=pod)
+    assert add.code == 0, add.out
+    assert runner.run("macvlan", "DEL", conf, cid=c, netns=pod).code == 0
+    assert sorted(links(pod)) == sorted(["lo", tmp, "tmppeer0"])
+    assert lease_files(runner.data_dir, name) == []

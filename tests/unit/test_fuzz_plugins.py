@@ -43,6 +43,8 @@ PLUGINS = {
     "bridge": shapes.BRIDGE,
     "ptp": shapes.PTP,
     "macvlan": shapes.MACVLAN,
+    "ipvlan": shapes.IPVLAN,
+    "vlan": shapes.VLAN,
     "loopback": keys.NETCONF,
     "host_local": shapes.HOST_LOCAL,
     "portmap": shapes.PORTMAP,
@@ -148,6 +150,12 @@ BASES: dict[str, dict[str, Any]] = {
     "bridge": {"ipam": {"type": "host-local", "subnet": "10.1.0.0/24"}},
     "ptp": {"ipam": {"type": "host-local", "subnet": "10.1.0.0/24"}},
     "macvlan": {"master": "eth0", "ipam": {}},
+    "ipvlan": {"master": "eth0", "ipam": {"type": "host-local", "subnet": "10.1.0.0/24"}},
+    "vlan": {
+        "master": "eth0",
+        "vlanId": 5,
+        "ipam": {"type": "host-local", "subnet": "10.1.0.0/24"},
+    },
     "loopback": {},
     "flannel": {},
 }

@@ -107,6 +107,8 @@ CALLS = {
     "bridge": ("ADD", {"ipam": {"type": "host-local"}}),
     "ptp": ("ADD", {"ipam": {"type": "host-local"}}),
     "macvlan": ("ADD", {"master": "eth0"}),
+    "ipvlan": ("ADD", {"master": "eth0", "ipam": {"type": "host-local"}}),
+    "vlan": ("ADD", {"master": "eth0", "ipam": {"type": "host-local"}}),
     "loopback": ("ADD", {}),
     "tuning": ("ADD", {"prevResult": {"cniVersion": "1.0.0"}, "mtu": 1400}),
     "portmap": ("DEL", {"runtimeConfig": {"portMappings": []}, "iptablesBackend": "nft"}),

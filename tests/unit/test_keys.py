@@ -13,10 +13,12 @@ import pytest
 from cnitool_plugins._lib import shapes
 from cnitool_plugins.bridge import config as bridge_config
 from cnitool_plugins.host_local import config as host_local_config
+from cnitool_plugins.ipvlan import config as ipvlan_config
 from cnitool_plugins.macvlan import config as macvlan_config
 from cnitool_plugins.portmap.config import parse_config
 from cnitool_plugins.ptp import config as ptp_config
 from cnitool_plugins.tuning import config as tuning_config
+from cnitool_plugins.vlan import config as vlan_config
 
 from cnitool import skel
 from cnitool.invoke.exec import config_version, decode_version_info
@@ -266,6 +268,24 @@ MACVLAN = {
     "ipam": {"type": "host-local"},
     "runtimeConfig": {"mac": "02:00:00:00:00:04"},
 }
+IPVLAN = {
+    **COMMON,
+    "type": "ipvlan",
+    "master": "eth9",
+    "mode": "l3s",
+    "mtu": 1400,
+    "linkInContainer": True,
+    "ipam": {"type": "host-local"},
+}
+VLAN = {
+    **COMMON,
+    "type": "vlan",
+    "master": "eth9",
+    "vlanId": 42,
+    "mtu": 1400,
+    "linkInContainer": True,
+    "ipam": {"type": "host-local"},
+}
 PORTMAP = {
     **COMMON,
     "type": "portmap",
@@ -320,6 +340,8 @@ LOADERS = {
     "bridge": (BRIDGE, shapes.BRIDGE, lambda c: bridge_config.load(c)),
     "ptp": (PTP, shapes.PTP, lambda c: ptp_config.load(c)),
     "macvlan": (MACVLAN, shapes.MACVLAN, lambda c: macvlan_config.load(c)),
+    "ipvlan": (IPVLAN, shapes.IPVLAN, lambda c: ipvlan_config.load(c)),
+    "vlan": (VLAN, shapes.VLAN, lambda c: vlan_config.load(c)),
     "portmap": (PORTMAP, shapes.PORTMAP, lambda c: parse_config(c.config(), "c1", "eth0", "ADD")),
     "tuning": (TUNING, shapes.TUNING, lambda c: tuning_config.load(c.config(), c.args)),
     "host-local": (HOST_LOCAL, shapes.HOST_LOCAL, lambda c: host_local_config.load(c.config(), "")),
@@ -353,6 +375,7 @@ def test_flannel_keeps_its_go_maps_exact() -> None:
 def test_a_shape_for_every_plugin_entry() -> None:
     import importlib
 
-    for name in ("bridge", "ptp", "macvlan", "host_local", "portmap", "tuning", "flannel"):
+    names = ("bridge", "ptp", "macvlan", "ipvlan", "vlan", "host_local", "portmap", "tuning")
+    for name in (*names, "flannel"):
         main = importlib.import_module(f"cnitool_plugins.{name}.__main__")
         assert main.PLUGIN.shape is getattr(shapes, name.upper()), name

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 _WRONG_KIND = {
     "veth": "Error: Container interface {name} should be of type veth",
     "macvlan": "Error: Container interface {name} not of type macvlan",
+    "ipvlan": "Error: Container interface {name} not of type ipvlan",
+    "vlan": "Error: Container interface {name} not of type vlan",
 }
 
 

@@ -55,10 +55,13 @@ RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
 # link attributes
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER = 1, 3, 4, 5, 10
 IFLA_PROTINFO, IFLA_TXQLEN, IFLA_OPERSTATE, IFLA_LINKINFO, IFLA_NET_NS_FD = 12, 13, 16, 18, 28
-IFLA_AF_SPEC, IFLA_PROMISCUITY = 26, 30
+IFLA_AF_SPEC, IFLA_PROMISCUITY, IFLA_EXT_MASK = 26, 30, 29
+RTEXT_FILTER_BRVLAN = 1 << 1
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 IFLA_BR_VLAN_FILTERING = 7
 IFLA_MACVLAN_MODE, IFLA_MACVLAN_BC_QUEUE_LEN = 1, 7
+IFLA_IPVLAN_MODE = 1  # u16: IPVLAN_MODE_L2 (0), _L3 (1), _L3S (2)
+IFLA_VLAN_ID = 1  # u16
 VETH_INFO_PEER = 1
 IFLA_BRPORT_MODE, IFLA_BRPORT_ISOLATED = 4, 33
 IFLA_BRIDGE_VLAN_INFO = 2
@@ -113,6 +116,10 @@ def nla_u8(kind: int, value: int) -> bytes:
     return nla(kind, struct.pack("=B", value))
 
 
+def nla_u16(kind: int, value: int) -> bytes:
+    return nla(kind, struct.pack("=H", value))
+
+
 def nla_u32(kind: int, value: int) -> bytes:
     return nla(kind, struct.pack("=I", value))
 
@@ -131,6 +138,10 @@ def parse_attrs(data: bytes, offset: int = 0) -> dict[int, bytes]:
 
 def _u32(b: bytes | None) -> int:
     return struct.unpack("=I", b[:4])[0] if b and len(b) >= 4 else 0
+
+
+def _u16(b: bytes | None) -> int:
+    return struct.unpack_from("=H", b)[0] if b and len(b) >= 2 else 0
 
 
 def _cstr(b: bytes | None) -> str:
@@ -192,6 +203,8 @@ class Link(Record):
     promisc: bool
     vlan_filtering: bool | None
     macvlan_mode: int | None  # IFLA_MACVLAN_MODE (MACVLAN_MODE_*) of a macvlan link
+    ipvlan_mode: int | None  # IFLA_IPVLAN_MODE (IPVLAN_MODE_*) of an ipvlan link
+    vlan_id: int | None  # IFLA_VLAN_ID of an 802.1q vlan link
     allmulti: bool  # IFF_ALLMULTI as requested by userspace
     txqlen: int
 
@@ -234,6 +247,8 @@ def _link_from_msg(body: bytes) -> Link:
     kind = ""
     vlan_filtering: bool | None = None
     macvlan_mode: int | None = None
+    ipvlan_mode: int | None = None
+    vlan_id: int | None = None
     if IFLA_LINKINFO in attrs:
         info = parse_attrs(attrs[IFLA_LINKINFO])
         kind = _cstr(info.get(IFLA_INFO_KIND))
@@ -245,6 +260,14 @@ def _link_from_msg(body: bytes) -> Link:
             data = parse_attrs(info[IFLA_INFO_DATA])
             if IFLA_MACVLAN_MODE in data:
                 macvlan_mode = _u32(data[IFLA_MACVLAN_MODE])
+        if kind == "ipvlan" and IFLA_INFO_DATA in info:
+            data = parse_attrs(info[IFLA_INFO_DATA])
+            if IFLA_IPVLAN_MODE in data:
+                ipvlan_mode = _u16(data[IFLA_IPVLAN_MODE])
+        if kind == "vlan" and IFLA_INFO_DATA in info:
+            data = parse_attrs(info[IFLA_INFO_DATA])
+            if IFLA_VLAN_ID in data:
+                vlan_id = _u16(data[IFLA_VLAN_ID])
     oper = attrs.get(IFLA_OPERSTATE)
     state = OPERSTATES[oper[0]] if oper and oper[0] < len(OPERSTATES) else "UNKNOWN"
     return Link(
@@ -260,6 +283,8 @@ def _link_from_msg(body: bytes) -> Link:
         promisc=bool(flags & IFF_PROMISC) or bool(_u32(attrs.get(IFLA_PROMISCUITY))),
         vlan_filtering=vlan_filtering,
         macvlan_mode=macvlan_mode,
+        ipvlan_mode=ipvlan_mode,
+        vlan_id=vlan_id,
         allmulti=bool(flags & IFF_ALLMULTI),
         txqlen=_u32(attrs.get(IFLA_TXQLEN)),
     )
@@ -520,6 +545,42 @@ class Netlink:
         data = [nla_u32(IFLA_MACVLAN_MODE, mode)]
         if bcqueuelen is not None:
             data.append(nla_u32(IFLA_MACVLAN_BC_QUEUE_LEN, bcqueuelen))
+        self._create_on("macvlan", name, master_index, data, netns_fd=netns_fd, mtu=mtu, mac=mac)
+
+    def create_ipvlan(
+        self, name: str, master_index: int, mode: int, *, netns_fd: int | None = None, mtu: int = 0
+    ) -> None:
+        """Create ipvlan ``name`` on link ``master_index`` (here) in ``mode`` (an
+        IPVLAN_MODE_* value); born in netns ``netns_fd`` when given."""
+        data = [nla_u16(IFLA_IPVLAN_MODE, mode)]
+        self._create_on("ipvlan", name, master_index, data, netns_fd=netns_fd, mtu=mtu)
+
+    def create_vlan(
+        self,
+        name: str,
+        master_index: int,
+        vlan_id: int,
+        *,
+        netns_fd: int | None = None,
+        mtu: int = 0,
+    ) -> None:
+        """Create 802.1q vlan ``name`` with ``vlan_id`` on link ``master_index`` (here);
+        born in netns ``netns_fd`` when given."""
+        data = [nla_u16(IFLA_VLAN_ID, vlan_id)]
+        self._create_on("vlan", name, master_index, data, netns_fd=netns_fd, mtu=mtu)
+
+    def _create_on(
+        self,
+        kind: str,
+        name: str,
+        master_index: int,
+        data: list[bytes],
+        *,
+        netns_fd: int | None,
+        mtu: int,
+        mac: str = "",
+    ) -> None:
+        """Create a ``kind`` link on a lower link (IFLA_LINK) with its IFLA_INFO_DATA."""
         attrs = [nla_str(IFLA_IFNAME, name), nla_u32(IFLA_LINK, master_index)]
         if netns_fd is not None:
             attrs.append(nla_u32(IFLA_NET_NS_FD, netns_fd))
@@ -530,7 +591,7 @@ class Netlink:
         attrs.append(
             nla_nested(
                 IFLA_LINKINFO,
-                nla_str(IFLA_INFO_KIND, "macvlan"),
+                nla_str(IFLA_INFO_KIND, kind),
                 nla_nested(IFLA_INFO_DATA, *data),
             )
         )
@@ -538,7 +599,7 @@ class Netlink:
             RTM_NEWLINK,
             NLM_F_CREATE | NLM_F_EXCL,
             _ifinfo() + b"".join(attrs),
-            f'add macvlan "{name}" on link #{master_index}',
+            f'add {kind} "{name}" on link #{master_index}',
         )
 
     def brport_set(
@@ -581,6 +642,38 @@ class Netlink:
 
     def vlan_del(self, index: int, vid: int) -> None:
         self._vlan(RTM_DELLINK, index, [(0, vid)], f"delete vlan {vid} on link #{index}")
+
+    def port_vlans(self, index: int) -> list[tuple[int, int]]:
+        """The (vid, BRIDGE_VLAN_INFO_* flags) of bridge port ``index``, one per VLAN."""
+        msgs = self._request(
+            RTM_GETLINK,
+            NLM_F_DUMP,
+            _ifinfo(family=AF_BRIDGE) + nla_u32(IFLA_EXT_MASK, RTEXT_FILTER_BRVLAN),
+            f"list vlans of link #{index}",
+        )
+        out: list[tuple[int, int]] = []
+        for body in msgs:
+            if _IFINFO.unpack_from(body)[2] != index:
+                continue
+            spec = parse_attrs(body, _IFINFO.size).get(IFLA_AF_SPEC)
+            offset = 0
+            start = 0
+            while spec and offset + _NLA.size <= len(spec):
+                length, kind = _NLA.unpack_from(spec, offset)
+                if length < _NLA.size:
+                    break
+                if kind & ~NLA_F_NESTED == IFLA_BRIDGE_VLAN_INFO and length >= _NLA.size + 4:
+                    flags, vid = struct.unpack_from("=HH", spec, offset + _NLA.size)
+                    if flags & BRIDGE_VLAN_INFO_RANGE_BEGIN:
+                        start = vid
+                    elif flags & BRIDGE_VLAN_INFO_RANGE_END:
+                        out.extend(
+                            (v, flags & ~BRIDGE_VLAN_INFO_RANGE_END) for v in range(start, vid + 1)
+                        )
+                    else:
+                        out.append((vid, flags))
+                offset += _align(length)
+        return out
 
     def wait_oper_up(
         self, index: int, delays_ms: tuple[int, ...] = (0, 50, 500, 1000, 1000)

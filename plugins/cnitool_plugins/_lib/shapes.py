@@ -51,6 +51,10 @@ MACVLAN = NETCONF.extend(
     }
 )
 
+IPVLAN = NETCONF.extend({"master": None, "mode": None, "mtu": None, "linkInContainer": None})
+
+VLAN = NETCONF.extend({"master": None, "vlanId": None, "mtu": None, "linkInContainer": None})
+
 RANGE = Shape({"subnet": None, "rangeStart": None, "rangeEnd": None, "gateway": None})
 RANGE_SETS = ListOf(ListOf(RANGE))
 HOST_LOCAL = NETCONF.extend(

@@ -7,9 +7,9 @@ reverse order, including the IPAM allocation.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import ipaddress
+import os
 from typing import TYPE_CHECKING, Any
 
 from cnitool import skel
@@ -21,6 +21,7 @@ from .._lib.link import (
     check_container_link,
     container_interface,
     delete_container_link,
+    make_veth,
 )
 from .._lib.netlink import AF_INET, AF_INET6, Link, Netlink, NetlinkError
 from .._lib.steps import DelSteps, Rollback
@@ -163,22 +164,64 @@ def _port_setup(nl: Netlink, conf: BridgeConf, br: Link, host: Link) -> None:
         except NetlinkError as exc:
             raise CNIError(f'failed to set bridge port options on "{host.name}": {exc}') from exc
     if conf.uses_vlan:
-        try:
-            if not conf.preserve_default_vlan:
-                with contextlib.suppress(NetlinkError):
-                    nl.vlan_del(host.index, 1)
-            if conf.vlan:
-                nl.vlan_add(host.index, conf.vlan, pvid=True, untagged=True)
-            for lo, hi in conf.vlan_trunk:
-                nl.vlan_add(host.index, lo, vid_end=hi)
-        except NetlinkError as exc:
-            raise CNIError(f'failed to set VLANs on "{host.name}": {exc}') from exc
+        _port_vlans(nl, host, conf.vlan, conf.vlan_trunk, conf.preserve_default_vlan)
+
+
+def _port_vlans(
+    nl: Netlink, port: Link, vlan: int, trunk: list[tuple[int, int]], preserve_default: bool
+) -> None:
+    """The VLANs of a bridge port: without ``preserveDefaultVlan`` the ones it was born
+    with (the bridge's default PVID) go; ``vlan`` is its PVID, untagged; the trunk's are
+    tagged; a trunk without ``vlan`` keeps VLAN 1 as its native (PVID, untagged) one."""
+    try:
+        if not preserve_default:
+            for vid, _flags in nl.port_vlans(port.index):
+                nl.vlan_del(port.index, vid)
+        if vlan:
+            nl.vlan_add(port.index, vlan, pvid=True, untagged=True)
+        for lo, hi in trunk:
+            nl.vlan_add(port.index, lo, vid_end=hi)
+        if not vlan and trunk:
+            nl.vlan_add(port.index, 1, pvid=True, untagged=True)
+    except NetlinkError as exc:
+        raise CNIError(f'failed to set VLANs on "{port.name}": {exc}') from exc
+
+
+def _vlan_gateway(nl: Netlink, conf: BridgeConf, br: Link) -> Link:
+    """The gateway port of ``vlan`` (``isGateway`` with ``vlan``): a veth named
+    ``<bridge>.<vlan>`` in the node, whose peer is a bridge port with that VLAN as its
+    PVID, untagged. The gateway addresses go on it, not on the bridge. Made by the first
+    ADD that needs it and kept, like the bridge, for every later one."""
+    name = f"{br.name}.{conf.vlan}"
+    gw = nl.link(name)
+    if gw is not None:
+        return gw
+    if len(name) > 15:
+        raise CNIError(
+            f'failed to create vlan gateway "{name}": the name is longer than 15 characters'
+        )
+    host_fd = netns.current_netns()
+    try:
+        peer, gw = make_veth(name, host_fd, br.mtu, "")
+    except CNIError as exc:
+        raise CNIError(f'failed to create vlan gateway "{name}": {exc.msg}') from exc
+    finally:
+        os.close(host_fd)
+    port = nl.link(peer)
+    if port is None:
+        raise CNIError(f'failed to create vlan gateway "{name}": its peer "{peer}" is gone')
+    try:
+        nl.set_master(port.index, br.index)
+        nl.set_up(port.index)
+        _port_vlans(nl, port, conf.vlan, [], conf.preserve_default_vlan)
+        nl.set_up(gw.index)
+    except NetlinkError as exc:
+        raise CNIError(f'failed to set up vlan gateway "{name}": {exc}') from exc
+    return nl.link(name) or gw
 
 
 def cmd_add(cmd: skel.CmdArgs) -> Result:
     conf = load(cmd)
-    if conf.uses_vlan and conf.is_gw:
-        raise CNIError("isGateway together with vlan/vlanTrunk is not supported by this plugin")
     with netns.NetNS(cmd.netns) as ns, Netlink() as nl, Rollback(cmd.stderr) as undo:
         br = _ensure_bridge(nl, conf)
         host, cont = add_veth_pair(nl, ns, cmd.ifname, mtu=conf.mtu, mac=conf.mac, undo=undo)
@@ -206,8 +249,10 @@ def cmd_add(cmd: skel.CmdArgs) -> Result:
         ns.run(_configure_container, cmd.ifname, ipam_result, conf)
 
         if conf.is_gw:
+            # with a vlan the gateway is that VLAN's own port, appended to the interfaces
+            gw_link = _vlan_gateway(nl, conf, br) if conf.vlan and gws else br
             for gw in gws:
-                _ensure_addr(nl, br, gw, conf.force_address)
+                _ensure_addr(nl, gw_link, gw, conf.force_address)
             fams = {ipaddress.ip_interface(g).version for g in gws}
             try:
                 sysctl.enable_forwarding(4 in fams, 6 in fams)
@@ -239,6 +284,10 @@ def cmd_add(cmd: skel.CmdArgs) -> Result:
             {"name": host.name, "mac": host.mac},
             {"name": cmd.ifname, "mac": cont.mac, "sandbox": cmd.netns},
         ]
+        if conf.is_gw and conf.vlan and gws:
+            gw_port = nl.link(f"{br.name}.{conf.vlan}")
+            if gw_port is not None:
+                result["interfaces"].append({"name": gw_port.name, "mac": gw_port.mac})
         if conf.dns is not None:
             result["dns"] = conf.dns
         return result

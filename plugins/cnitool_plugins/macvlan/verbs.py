@@ -2,126 +2,52 @@
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import ipaddress
-import os
 from typing import TYPE_CHECKING, Any
 
 from cnitool import skel
 from cnitool.spec.errors import CNIError
 
-from .._lib import iface, ipam, netns, sysctl
-from .._lib.link import container_interface, delete_container_link, delete_link
-from .._lib.netlink import AF_INET, AF_INET6, Link, Netlink, NetlinkError, random_veth_name
-from .._lib.steps import DelSteps, Rollback
+from .._lib import ipam, netns
+from .._lib import master as on_master
+from .._lib.link import container_interface, delete_link
+from .._lib.master import lookup_master, reason
+from .._lib.netlink import Link, Netlink, NetlinkError
+from .._lib.steps import Rollback
 from .config import MacvlanConf, load, load_for_del, mode_name, mode_value
 
 if TYPE_CHECKING:
     from cnitool.spec.results import Result
 
 
-_TMP_NAME_TRIES = 10
-
-
-def _reason(exc: NetlinkError) -> str:
-    """The kernel's errno in the reference's words ("file exists")."""
-    return os.strerror(exc.errno).lower()
-
-
-# -- the master -------------------------------------------------------------------------
-def default_route_iface(nl: Netlink) -> str:
-    """The interface of the first default route (IPv4, then IPv6) of the main table."""
-    for family in (AF_INET, AF_INET6):
-        for route in nl.routes(family):
-            if ipaddress.ip_network(route.dst).prefixlen == 0:
-                link = nl.link_by_index(route.oif)
-                if link is None:
-                    raise CNIError(f"default route interface #{route.oif}: Link not found")
-                return link.name
-    raise CNIError("no default route interface found")
-
-
-def find_master(name: str) -> Link:
-    """The master link ``name`` (or the default route's) in this thread's netns."""
-    with Netlink() as nl:
-        name = name or default_route_iface(nl)
-        link = nl.link(name)
-        if link is None:
-            raise CNIError(f'failed to lookup master "{name}": Link not found')
-        return link
-
-
+# -- the master and the link ------------------------------------------------------------
 def _master(conf: MacvlanConf, ns: netns.NetNS) -> Link:
     """The master (in the container with ``linkInContainer``); the MTU checked against it."""
-    master = (
-        ns.run(find_master, conf.master) if conf.link_in_container else find_master(conf.master)
-    )
+    master = lookup_master(conf.master, ns, conf.link_in_container)
     if not 0 <= conf.mtu <= master.mtu:
         raise CNIError(f"invalid MTU {conf.mtu}, must be [0, master MTU({master.mtu})]")
     return master
 
 
-# -- the link ---------------------------------------------------------------------------
-def _create_here(tmp: str, master: int, conf: MacvlanConf, netns_fd: int | None) -> None:
-    with Netlink() as nl:
-        nl.create_macvlan(
-            tmp,
-            master,
-            mode_value(conf.mode),
-            netns_fd=netns_fd,
-            mtu=conf.mtu,
-            mac=conf.mac,
-            bcqueuelen=conf.bcqueuelen,
-        )
+def create(ns: netns.NetNS, cmd: skel.CmdArgs, conf: MacvlanConf, master: Link) -> Link:
+    """The macvlan on ``master``, in ``ns`` as CNI_IFNAME (made under a temporary name)."""
 
+    def make(tmp: str, master_index: int, netns_fd: int | None) -> None:
+        with Netlink() as nl:
+            nl.create_macvlan(
+                tmp,
+                master_index,
+                mode_value(conf.mode),
+                netns_fd=netns_fd,
+                mtu=conf.mtu,
+                mac=conf.mac,
+                bcqueuelen=conf.bcqueuelen,
+            )
 
-def rename(tmp: str, ifname: str) -> Link:
-    """In the container: ``tmp`` becomes ``ifname`` (or is deleted when it cannot)."""
-    with Netlink() as nl:
-        link = nl.link(tmp)
-        if link is None:
-            raise CNIError(f'failed to lookup "{tmp}" after creating it')
-        try:
-            nl.set_name(link.index, ifname)
-        except NetlinkError as exc:
-            with contextlib.suppress(NetlinkError):
-                nl.delete_link(link.index)
-            raise CNIError(f'failed to rename macvlan to "{ifname}": {_reason(exc)}') from exc
-        new = nl.link(ifname)
-        if new is None:
-            raise CNIError(f'failed to refetch macvlan "{ifname}": Link not found')
-        return new
-
-
-def create(ns: netns.NetNS, ifname: str, conf: MacvlanConf, master: Link) -> Link:
-    """The macvlan on ``master``, born in ``ns`` under a temporary ``veth<hex>`` name (a
-    name the node may hold too cannot clash), then renamed to ``ifname``."""
-    for _ in range(_TMP_NAME_TRIES):
-        tmp = random_veth_name()
-        try:
-            if conf.link_in_container:
-                ns.run(_create_here, tmp, master.index, conf, None)
-            else:
-                _create_here(tmp, master.index, conf, ns.fd)
-        except NetlinkError as exc:
-            if exc.errno == errno.EEXIST:
-                continue  # the temporary name is taken in the container: another one
-            raise CNIError(f"failed to create macvlan: {_reason(exc)}") from exc
-        return ns.run(rename, tmp, ifname)
-    raise CNIError(f"failed to create macvlan: no free temporary name after {_TMP_NAME_TRIES}")
+    tmp = on_master.temp_name(cmd.container_id, cmd.ifname)
+    return on_master.create(ns, cmd.ifname, "macvlan", master, make, conf.link_in_container, tmp)
 
 
 # -- inside the container ---------------------------------------------------------------
-def _configure(ifname: str, result: Result) -> None:
-    # announce the address (gratuitous ARP / unsolicited NA) when the link comes up and
-    # when its MAC changes; refinements the reference does not insist on either
-    sysctl.ensure_optional(f"net/ipv4/conf/{ifname}/arp_notify", "1")
-    sysctl.ensure_optional(f"net/ipv6/conf/{ifname}/ndisc_notify", "1")
-    with Netlink() as nl:
-        iface.configure_iface(nl, ifname, result)
-
-
 def _set_up(ifname: str) -> None:
     with Netlink() as nl:
         link = nl.link(ifname)
@@ -130,31 +56,21 @@ def _set_up(ifname: str) -> None:
         try:
             nl.set_up(link.index)
         except NetlinkError as exc:
-            raise CNIError(f'failed to set "{ifname}" UP: {_reason(exc)}') from exc
+            raise CNIError(f'failed to set "{ifname}" UP: {reason(exc)}') from exc
 
 
 def check_link(intf: dict[str, Any], conf: MacvlanConf, master: Link, result: Result) -> None:
     """CHECK: the container link is a macvlan in the configured mode on ``master``, with the
     MAC, addresses and routes of ``result``."""
-    name = str(intf.get("name") or "")
-    if not name:
-        raise CNIError("Container interface name missing in prevResult: ")
-    with Netlink() as nl:
-        missing = f"Container Interface name in prevResult: {name} not found"
-        link = iface.expect_link(nl, name, "macvlan", missing)
+
+    def mode(link: Link) -> None:
         if link.macvlan_mode != mode_value(conf.mode):
             raise CNIError(
                 f"Container macvlan mode {mode_name(link.macvlan_mode)} does not match "
                 f"expected value: {conf.mode}"
             )
-        if link.peer_index != master.index:
-            raise CNIError(
-                f'Container macvlan {name} is not on master "{master.name}" '
-                f"(its parent is link #{link.peer_index}, the master #{master.index})"
-            )
-        iface.expect_mac(link, name, str(intf.get("mac") or ""))
-        iface.expect_addresses(nl, link, name, result, every_ip=True)
-        iface.expect_routes(nl, result)
+
+    on_master.check_link(intf, "macvlan", master, result, mode)
 
 
 # -- verbs ------------------------------------------------------------------------------
@@ -162,7 +78,7 @@ def cmd_add(cmd: skel.CmdArgs) -> Result:
     conf = load(cmd)
     with netns.NetNS(cmd.netns) as ns, Rollback(cmd.stderr) as undo:
         master = _master(conf, ns)
-        link = create(ns, cmd.ifname, conf, master)
+        link = create(ns, cmd, conf, master)
         undo.add(ns.run, delete_link, cmd.ifname)
         result: Result = {
             "cniVersion": "1.1.0",
@@ -175,7 +91,8 @@ def cmd_add(cmd: skel.CmdArgs) -> Result:
             result["ips"] = [dict(ipc, interface=0) for ipc in got["ips"]]
             if got.get("routes"):
                 result["routes"] = got["routes"]
-            ns.run(_configure, cmd.ifname, result)
+            # announced on the link, a refinement the reference does not insist on either
+            ns.run(on_master.configure, cmd.ifname, result)
         else:
             ns.run(_set_up, cmd.ifname)
         # the config's dns is the result's, whatever the IPAM plugin said (as the reference)
@@ -185,12 +102,7 @@ def cmd_add(cmd: skel.CmdArgs) -> Result:
 
 
 def cmd_del(cmd: skel.CmdArgs) -> None:
-    conf = load_for_del(cmd)
-    steps = DelSteps()
-    if conf.ipam_type:
-        steps.run(ipam.exec_del, cmd, conf.ipam_type)
-    steps.run(delete_container_link, cmd.netns, cmd.ifname)
-    steps.finish()
+    on_master.delete(cmd, load_for_del(cmd).ipam_type, "macvlan")
 
 
 def cmd_check(cmd: skel.CmdArgs) -> None:
