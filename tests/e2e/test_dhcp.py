@@ -3,10 +3,15 @@ bridge; leases checked in dnsmasq's lease file (see dhcp_lab.py for the topology
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
+import os
 import secrets
 import shutil
+import socket
+import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -163,3 +168,225 @@ def test_bridge_add_check_renew_del(
     assert f"{client_id}: lease released" in lab.daemon.text()
     # a second DEL (the lease is unknown now) succeeds
     lab.ok("bridge", "DEL", conf, cid, pod)
+
+
+# -- our macvlan, and the Go bridge ------------------------------------------------------
+def test_macvlan_add_check_del(
+    make_lab: Callable[..., Lab], netns_factory: Callable[[], str]
+) -> None:
+    lab = make_lab("macvlan")
+    pod, cid = netns_factory(), _cid()
+    client_id = f"{cid}/{NET}/eth0"
+    conf = {
+        "cniVersion": "1.0.0",
+        "name": NET,
+        "type": "macvlan",
+        "master": "dmaster0",
+        "ipam": lab.ipam(),
+    }
+    result = lab.ok("macvlan", "ADD", conf, cid, pod)
+    addr = result["ips"][0]["address"]
+    assert _in_ns_addrs(pod) == [addr]
+    lease = lab.server.lease_of(client_id)
+    assert lease is not None and lease.ip == addr.split("/")[0]
+    (link,) = json.loads(ip("-j", "link", "show", "dev", "eth0", ns=pod))
+    assert lease.mac == link["address"]  # the exchange ran on the pod's macvlan
+
+    time.sleep(1.1)
+    lab.ok("macvlan", "CHECK", {**conf, "prevResult": result}, cid, pod)
+    checked = lab.server.lease_of(client_id)
+    assert checked is not None and checked.expiry > lease.expiry
+
+    lab.ok("macvlan", "DEL", conf, cid, pod)
+    lab.server.wait_for("release", lambda: lab.server.lease_of(client_id) is None, timeout=10)
+
+
+def test_go_bridge_with_our_dhcp(
+    make_lab: Callable[..., Lab], netns_factory: Callable[[], str], reference_bin: Path
+) -> None:
+    lab = make_lab()
+    pod, cid = netns_factory(), _cid()
+    client_id = f"{cid}/{NET}/eth0"
+    conf = lab.bridge_conf("1.0.0")
+    go_bridge = str(reference_bin / "bridge")  # it finds our dhcp first in CNI_PATH
+
+    result = lab.ok(go_bridge, "ADD", conf, cid, pod)
+    addr = result["ips"][0]["address"]
+    assert _in_ns_addrs(pod) == [addr]
+    added = lab.server.lease_of(client_id)
+    assert added is not None and added.ip == addr.split("/")[0]
+    time.sleep(1.1)
+    lab.ok(go_bridge, "CHECK", {**conf, "prevResult": result}, cid, pod)
+    checked = lab.server.lease_of(client_id)
+    assert checked is not None and checked.expiry > added.expiry
+    lab.ok(go_bridge, "DEL", conf, cid, pod)
+    lab.server.wait_for("release", lambda: lab.server.lease_of(client_id) is None, timeout=10)
+
+
+# -- robustness ---------------------------------------------------------------------------
+def test_many_pods_each_with_its_own_lease_and_renewal(
+    make_lab: Callable[..., Lab], netns_factory: Callable[[], str]
+) -> None:
+    lab = make_lab()
+    pods = [(netns_factory(), _cid()) for _ in range(8)]
+    conf = lab.bridge_conf("1.0.0")
+    results: dict[str, Any] = {}
+    errors: list[BaseException] = []
+
+    def add(pod: str, cid: str) -> None:
+        try:
+            results[cid] = lab.ok("bridge", "ADD", conf, cid, pod)
+        except BaseException as exc:  # collected: the main thread asserts
+            errors.append(exc)
+
+    threads = [threading.Thread(target=add, args=pod) for pod in pods]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    addrs = {results[cid]["ips"][0]["address"] for _, cid in pods}
+    assert len(addrs) == len(pods)  # one address each
+    first = {cid: lab.server.lease_of(f"{cid}/{NET}/eth0") for _, cid in pods}
+    assert all(lease is not None for lease in first.values()), lab.server.leases()
+
+    def all_renewed() -> bool:
+        now = {cid: lab.server.lease_of(f"{cid}/{NET}/eth0") for _, cid in pods}
+        return all(
+            (new := now[cid]) is not None and (old := first[cid]) is not None
+            and new.expiry > old.expiry and new.ip == old.ip
+            for cid in now
+        )  # fmt: skip
+
+    lab.server.wait_for("every pod's renewal", all_renewed, timeout=T1 + 30)
+
+    for pod, cid in pods:
+        lab.ok("bridge", "DEL", conf, cid, pod)
+    lab.server.wait_for("every release", lambda: lab.server.leases() == [], timeout=10)
+
+
+def test_pod_netns_deleted_under_a_live_lease(
+    make_lab: Callable[..., Lab], netns_factory: Callable[[], str]
+) -> None:
+    lab = make_lab()
+    conf = lab.bridge_conf("1.0.0")
+    gone, gone_cid = netns_factory(), _cid()
+    lab.ok("bridge", "ADD", conf, gone_cid, gone)
+    subprocess.run(["ip", "netns", "del", os.path.basename(gone)], check=True)
+
+    # at T1 the daemon finds the netns gone and stops maintaining that lease, quietly
+    deadline = time.monotonic() + T1 + 20
+    while "maintenance stops" not in lab.daemon.text():
+        assert time.monotonic() < deadline, lab.daemon.text()
+        time.sleep(0.2)
+    assert lab.daemon.proc is not None and lab.daemon.proc.poll() is None
+    assert "Traceback" not in lab.daemon.text()
+
+    # the daemon still serves others, and the runtime's DEL of the dead pod succeeds
+    pod, cid = netns_factory(), _cid()
+    lab.ok("bridge", "ADD", conf, cid, pod)
+    assert lab.server.lease_of(f"{cid}/{NET}/eth0") is not None
+    lab.ok("bridge", "DEL", conf, gone_cid, gone)
+    lab.ok("bridge", "DEL", conf, cid, pod)
+
+
+def test_server_that_stops_answering_is_a_clear_error_within_the_timeout(
+    make_lab: Callable[..., Lab], netns_factory: Callable[[], str]
+) -> None:
+    lab = make_lab(daemon_flags=("-timeout", "1s", "-resendtimeout", "4s"))
+    lab.server.stop()
+    pod, cid = netns_factory(), _cid()
+    conf = lab.bridge_conf("1.0.0")
+    started = time.monotonic()
+    code, out, err = lab.run("bridge", "ADD", conf, cid, pod)
+    took = time.monotonic() - started
+    assert code == 1 and "Traceback" not in err
+    assert out["code"] == 999
+    assert out["msg"] == f"no DHCP answer on eth0 within 4s (client ID {cid}/{NET}/eth0)", out
+    assert 3.5 < took < 15, took
+    # the failed ADD left no pod interface behind (the bridge rolled back)
+    assert "eth0" not in ip("link", "show", ns=pod)
+    lab.ok("bridge", "DEL", conf, cid, pod)
+
+
+def test_restarted_daemon_reacquires_a_known_lease(
+    make_lab: Callable[..., Lab], netns_factory: Callable[[], str]
+) -> None:
+    lab = make_lab()
+    pod, cid = netns_factory(), _cid()
+    client_id = f"{cid}/{NET}/eth0"
+    conf = lab.bridge_conf("1.0.0")
+    result = lab.ok("bridge", "ADD", conf, cid, pod)
+    addr = result["ips"][0]["address"]
+    before = lab.server.lease_of(client_id)
+    assert before is not None
+
+    assert lab.daemon.stop() == 0  # SIGTERM: socket and pidfile go, leases stay
+    assert not lab.daemon.socket.exists() and not lab.daemon.pidfile.exists()
+    assert lab.server.lease_of(client_id) is not None
+    lab.daemon.start()
+    assert lab.daemon.pidfile.read_text() == str(lab.daemon.proc.pid if lab.daemon.proc else "")
+
+    time.sleep(1.1)
+    lab.ok("bridge", "CHECK", {**conf, "prevResult": result}, cid, pod)  # re-acquired
+    after = lab.server.lease_of(client_id)
+    assert after is not None and after.ip == before.ip and after.expiry > before.expiry
+    # the new daemon holds the lease: IPAM ADD of the same client ID gives the same address
+    again = lab.ok("dhcp", "ADD", conf, cid, pod)
+    assert again["ips"][0]["address"] == addr
+    lab.ok("bridge", "DEL", conf, cid, pod)
+    lab.server.wait_for("release", lambda: lab.server.lease_of(client_id) is None, timeout=10)
+
+
+def _raw_call(path: Path, data: bytes) -> bytes:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(30)
+        sock.connect(str(path))
+        with contextlib.suppress(OSError):  # the daemon may answer before reading it all
+            sock.sendall(data)
+            sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _answer(data: bytes) -> Any:
+    assert data[:4] == b"PDHC", data[:64]
+    return json.loads(data[10:])
+
+
+def test_garbage_and_oversized_requests_get_errors(
+    make_lab: Callable[..., Lab], netns_factory: Callable[[], str]
+) -> None:
+    lab = make_lab()
+    sock = lab.daemon.socket
+    garbage = _answer(_raw_call(sock, b"GET / HTTP/1.0\r\n\r\n" * 10))
+    assert garbage["error"]["code"] == 6 and "not a pycni dhcp message" in garbage["error"]["msg"]
+    bad_json = _answer(_raw_call(sock, b"PDHC\x00\x01\x00\x00\x00\x05{nope"))
+    assert "malformed message" in bad_json["error"]["msg"]
+    bad_method = _answer(_raw_call(sock, wire_message({"method": "EXPLODE", "args": {}})))
+    assert "unknown method" in bad_method["error"]["msg"]
+    huge_header = _answer(_raw_call(sock, b"PDHC\x00\x01\xff\xff\xff\xff"))
+    assert "exceeds the limit" in huge_header["error"]["msg"]
+    oversized = _answer(_raw_call(sock, b"PDHC\x00\x01\x00\x40\x00\x00" + b"x" * (4 << 20)))
+    assert "exceeds the limit" in oversized["error"]["msg"]
+    cut_short = _answer(_raw_call(sock, b"PDHC\x00\x01\x00\x00\x01\x00{}"))
+    assert "closed before the request was complete" in cut_short["error"]["msg"]
+    # an oversized config through the plugin: refused by the plugin, as any plugin's
+    conf = lab.bridge_conf("1.0.0", filler="y" * (2 << 20))
+    pod, cid = netns_factory(), _cid()
+    code, out, _ = lab.run("dhcp", "ADD", conf, cid, pod)
+    assert code == 1 and out["code"] == 6
+
+    # the daemon survived all of it
+    assert lab.daemon.proc is not None and lab.daemon.proc.poll() is None
+    assert "Traceback" not in lab.daemon.text()
+    result = lab.ok("bridge", "ADD", lab.bridge_conf("1.0.0"), cid, pod)
+    assert result["ips"]
+    lab.ok("bridge", "DEL", lab.bridge_conf("1.0.0"), cid, pod)
+
+
+def wire_message(obj: Any) -> bytes:
+    payload = json.dumps(obj).encode()
+    return b"PDHC\x00\x01" + len(payload).to_bytes(4, "big") + payload

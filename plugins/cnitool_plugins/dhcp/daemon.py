@@ -50,6 +50,7 @@ from .lease import GONE, RELEASED, Lease, LeaseError
 
 LOG = logging.getLogger("dhcp")
 READ_TIMEOUT = 10.0  # a client must send its whole request within this
+DRAIN_TIMEOUT, DRAIN_MAX = 2.0, 16 * 1024 * 1024  # after an answer: what is read and dropped
 MAX_CONNECTIONS = 512  # connections served at once; more are told to try again
 SD_LISTEN_FDS_START = 3
 
@@ -357,6 +358,13 @@ class Server:
             conn.settimeout(READ_TIMEOUT)
             with contextlib.suppress(OSError):
                 conn.sendall(answer)
+                # what a refused request left unread would turn the close into a reset
+                # that can destroy the answer before the client reads it: drain a little
+                conn.shutdown(socket.SHUT_WR)
+                conn.settimeout(DRAIN_TIMEOUT)
+                drained = 0
+                while drained < DRAIN_MAX and (chunk := conn.recv(65536)):
+                    drained += len(chunk)
         finally:
             conn.close()
             self.slots.release()

@@ -21,6 +21,10 @@ if TYPE_CHECKING:
     from cnitool.spec.results import Result
 
 
+class DaemonUnreachable(CNIError):
+    """Nothing listens on the daemon socket (no socket file, or a refused connection)."""
+
+
 def _recv_exact(sock: _socket.socket, size: int) -> bytes:
     chunks: list[bytes] = []
     while size:
@@ -40,9 +44,11 @@ def call(socket_path: str, message: bytes) -> dict[str, Any]:
         try:
             sock.connect(socket_path)
         except OSError as exc:
-            hint = ' (is "dhcp daemon" running?)' if exc.errno in _NOT_LISTENING else ""
             reason = os.strerror(exc.errno) if exc.errno else str(exc)
-            raise CNIError(f"error dialing DHCP daemon at {socket_path}: {reason}{hint}") from None
+            msg = f"error dialing DHCP daemon at {socket_path}: {reason}"
+            if exc.errno in _NOT_LISTENING:
+                raise DaemonUnreachable(f'{msg} (is "dhcp daemon" running?)') from None
+            raise CNIError(msg) from None
         try:
             sock.sendall(message)
             length = wire.parse_header(_recv_exact(sock, wire.HEADER_SIZE), wire.MAX_ANSWER)
@@ -91,4 +97,10 @@ def cmd_check(cmd: skel.CmdArgs) -> None:
 
 
 def cmd_del(cmd: skel.CmdArgs) -> None:
-    _forward(cmd, "DEL")
+    """Release; with no daemon listening nothing holds the lease (the daemon keeps its
+    leases in memory), so there is nothing to release and DEL succeeds, as DEL must
+    whenever the state is already gone."""
+    try:
+        _forward(cmd, "DEL")
+    except DaemonUnreachable as exc:
+        cmd.stderr.write(f"dhcp: nothing released: {exc.msg}\n")
