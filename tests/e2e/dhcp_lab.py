@@ -182,3 +182,82 @@ def _find(plugin: str, cni_path: str) -> str:
         if os.access(candidate, os.X_OK):
             return candidate
     raise FileNotFoundError(plugin)
+
+
+class ShortLeaseServer:
+    """A minimal DHCP server (a thread of the test, its socket in the server netns) that
+    hands out one address with a lease of a few seconds: dnsmasq's shortest lease is two
+    minutes, too long to watch a lease run out. Answers are broadcast."""
+
+    def __init__(self, ns: str, iface: str, address: str, lease: int, t1: int, t2: int) -> None:
+        import threading
+
+        from cnitool_plugins._lib import netns
+
+        self.address, self.lease, self.t1, self.t2 = address, lease, t1, t2
+        self.server_ip = "10.77.0.1"
+        self.stop = threading.Event()
+        self.seen: list[str] = []
+        fd = netns.open_netns(ns)
+        try:
+            self.sock = netns.run_in_netns(fd, self._open, iface)
+        finally:
+            os.close(fd)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def _open(iface: str) -> Any:
+        import socket
+
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, iface.encode())
+        sock.bind(("0.0.0.0", 67))
+        sock.settimeout(0.2)
+        return sock
+
+    def _reply(self, msg: Any, msg_type: int) -> bytes:
+        import ipaddress
+
+        from cnitool_plugins.dhcp import packet
+
+        def ip4(a: str) -> bytes:
+            return ipaddress.IPv4Address(a).packed
+
+        opts = [
+            (packet.OPT_SERVER_ID, ip4(self.server_ip)),
+            (packet.OPT_LEASE_TIME, self.lease.to_bytes(4, "big")),
+            (packet.OPT_RENEWAL_TIME, self.t1.to_bytes(4, "big")),
+            (packet.OPT_REBINDING_TIME, self.t2.to_bytes(4, "big")),
+            (packet.OPT_SUBNET_MASK, ip4("255.255.255.0")),
+            (packet.OPT_ROUTER, ip4(self.server_ip)),
+        ]
+        data = bytearray(packet.encode(msg_type, msg.xid, msg.chaddr[:6], opts))
+        data[0] = packet.BOOTREPLY
+        data[16:20] = ip4(self.address)  # yiaddr
+        return bytes(data)
+
+    def _serve(self) -> None:
+
+        from cnitool_plugins.dhcp import packet
+
+        while not self.stop.is_set():
+            try:
+                data = self.sock.recv(4096)
+            except TimeoutError:
+                continue
+            try:
+                msg = packet.decode(data)
+            except ValueError:
+                continue
+            answer = {packet.DISCOVER: packet.OFFER, packet.REQUEST: packet.ACK}.get(msg.type)
+            self.seen.append(packet.TYPE_NAMES.get(msg.type, str(msg.type)))
+            if answer is not None:
+                self.sock.sendto(self._reply(msg, answer), ("255.255.255.255", 68))
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.sock.close()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dhcp_lab import T1, Daemon, Server, ip, run_plugin
+from dhcp_lab import T1, Daemon, Server, ShortLeaseServer, ip, run_plugin
 
 from cnitool import launchers
 
@@ -85,7 +85,12 @@ def make_lab(
     started: list[tuple[Server, Daemon]] = []
     links: list[str] = []
 
-    def make(topology: str = "bridge", daemon_flags: tuple[str, ...] = ()) -> Lab:
+    def make(
+        topology: str = "bridge",
+        daemon_flags: tuple[str, ...] = (),
+        server_args: tuple[str, ...] = (),
+        dnsmasq: bool = True,
+    ) -> Lab:
         srv_ns = netns_factory()
         node_end = "dmaster0" if topology == "macvlan" else "dsrvh0"
         ip("link", "add", node_end, "type", "veth", "peer", "name", "dsrv0", "netns", srv_ns)
@@ -103,8 +108,9 @@ def make_lab(
         ip("addr", "add", "10.77.0.254/24", "dev", node_if)
         ip("link", "set", node_if, "up")
         ip("link", "set", node_end, "up")
-        server = Server(tmp_path, srv_ns, "dsrv0", "10.77.0", [])
-        server.start()
+        server = Server(tmp_path, srv_ns, "dsrv0", "10.77.0", list(server_args))
+        if dnsmasq:
+            server.start()
         daemon = Daemon(bin_dir / "dhcp", tmp_path, "-timeout", "2s", *daemon_flags)
         daemon.start()
         started.append((server, daemon))
@@ -390,3 +396,160 @@ def test_garbage_and_oversized_requests_get_errors(
 def wire_message(obj: Any) -> bytes:
     payload = json.dumps(obj).encode()
     return b"PDHC\x00\x01" + len(payload).to_bytes(4, "big") + payload
+
+
+def test_options_routes_priority_and_broadcast(
+    make_lab: Callable[..., Lab], netns_factory: Callable[[], str]
+) -> None:
+    """``provide`` (a value, and ``fromArg``), ``request`` and ``priority``; classless
+    routes (option 121) replace the router's default route; ``-broadcast``."""
+    lab = make_lab(
+        daemon_flags=("-broadcast",),
+        server_args=("--dhcp-option=option:classless-static-route,10.99.0.0/16,10.77.0.1",),
+    )
+    pod, cid = netns_factory(), _cid()
+    conf = lab.bridge_conf(
+        "1.1.0",
+        provide=[
+            {"option": "host-name", "fromArg": "K8S_POD_NAME"},
+            {"option": "vendor-class-identifier", "value": "pycni-test"},
+        ],
+        request=[{"option": "121"}],
+        priority=50,
+    )
+    args = "IgnoreUnknown=1;K8S_POD_NAME=web-0"
+    result = lab.ok("bridge", "ADD", conf, cid, pod, args=args)
+    assert result["routes"] == [{"dst": "10.99.0.0/16", "gw": "10.77.0.1", "priority": 50}]
+    assert result["ips"][0]["gateway"] == "10.77.0.1"
+    lease = lab.server.lease_of(f"{cid}/{NET}/eth0")
+    assert lease is not None and lease.host == "web-0"  # option 12 from CNI_ARGS
+    log = lab.server.log.read_text()
+    assert "vendor class: pycni-test" in log
+    assert "requested options: 121:classless-static-route, 3:router, 1:netmask" in log
+    assert "broadcast response" in log
+    lab.ok("bridge", "DEL", conf, cid, pod, args=args)
+
+
+def test_lease_expiry_sets_the_interface_down(
+    make_lab: Callable[..., Lab], netns_factory: Callable[[], str]
+) -> None:
+    """Renewal, then rebinding, then expiry with the server gone: the pod's interface
+    goes down, as the reference does (a lease of 6 s from a minimal server)."""
+    lab = make_lab(daemon_flags=("-timeout", "1s"), dnsmasq=False)
+    server = ShortLeaseServer(lab.server.ns, "dsrv0", "10.77.0.60", lease=6, t1=2, t2=4)
+    pod, cid = netns_factory(), _cid()
+    conf = lab.bridge_conf("1.0.0")
+    try:
+        result = lab.ok("bridge", "ADD", conf, cid, pod)
+        assert result["ips"][0]["address"] == "10.77.0.60/24"
+        assert _link_up(pod)
+        deadline = time.monotonic() + 10
+        while "lease renewed" not in lab.daemon.text():  # at T1, while the server answers
+            assert time.monotonic() < deadline, lab.daemon.text()
+            time.sleep(0.2)
+    finally:
+        server.close()
+    deadline = time.monotonic() + 20
+    while _link_up(pod):
+        assert time.monotonic() < deadline, lab.daemon.text()
+        time.sleep(0.2)
+    text = lab.daemon.text()
+    assert "rebinding lease" in text and "lease expired, bringing interface down" in text
+    lab.ok("bridge", "DEL", conf, cid, pod)  # an expired lease: nothing to release
+
+
+def _daemon_argv(bin_dir: Path, *flags: str) -> list[str]:
+    return [str(bin_dir / "dhcp"), "daemon", *flags]
+
+
+def test_socket_activation_and_flags(bin_dir: Path, tmp_path: Path) -> None:
+    """systemd socket activation (LISTEN_FDS=1 on fd 3): the daemon serves the socket it
+    is handed and leaves the file to systemd; bad flags and bad activation are errors."""
+    path = tmp_path / "activated.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(8)
+    fd = listener.fileno()
+    # the shell sets LISTEN_PID to its own pid, which exec hands to the daemon
+    script = 'export LISTEN_PID=$$ LISTEN_FDS=1; exec "$0" daemon'
+    log = tmp_path / "daemon.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            ["sh", "-c", script, str(bin_dir / "dhcp")],
+            preexec_fn=lambda: os.dup2(fd, 3),  # the listening socket on fd 3
+            pass_fds=(3,),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    listener.close()
+    try:
+        conf = {"cniVersion": "1.0.0", "name": NET, "type": "dhcp"}
+        conf["ipam"] = {"type": "dhcp", "daemonSocketPath": str(path)}
+        # DEL of an unknown lease: answered by the activated daemon (a success)
+        deadline = time.monotonic() + 30
+        while "listening on the socket from systemd" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        code, out_json, err = run_plugin(
+            "dhcp", "DEL", conf, cid="c1", netns="", cni_path=str(bin_dir)
+        )
+        assert code == 0, (out_json, err)
+        assert "release of an unknown lease" in log.read_text()
+    finally:
+        proc.terminate()
+        assert proc.wait(30) == 0
+    assert path.exists()  # systemd's socket file stays
+
+    # two fds are refused, as the reference refuses them
+    env = {**os.environ, "LISTEN_FDS": "2"}
+    two = subprocess.run(
+        ["sh", "-c", 'export LISTEN_PID=$$; exec "$0" daemon', str(bin_dir / "dhcp")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert two.returncode == 1 and "Too many (2) FDs passed through socket activation" in two.stderr
+
+    bad = subprocess.run(_daemon_argv(bin_dir, "-nope"), capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and "flag provided but not defined: -nope" in bad.stderr
+    rel = subprocess.run(
+        _daemon_argv(bin_dir, "-pidfile", "rel.pid", "-socketpath", str(tmp_path / "x.sock")),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert (
+        rel.returncode == 1 and 'Error writing pidfile "rel.pid": path not absolute' in rel.stderr
+    )
+
+
+def test_hostprefix_and_a_live_socket(bin_dir: Path, tmp_path: Path) -> None:
+    """``-hostprefix`` prefixes the socket path; a second daemon on a live socket fails,
+    one on a stale socket file takes it over."""
+    root = tmp_path / "host"
+    cmd = [str(bin_dir / "dhcp"), "daemon", "-hostprefix", str(root), "-socketpath", "/run/d.sock"]
+    with open(tmp_path / "first.log", "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while not (root / "run" / "d.sock").exists():
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        second = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+        assert second.returncode == 1 and "another daemon is listening" in second.stderr
+    finally:
+        proc.kill()  # no clean-up: the socket file stays behind, stale
+        proc.wait(30)
+    assert (root / "run" / "d.sock").exists()
+    with open(tmp_path / "third.log", "wb") as out:
+        third = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while "dhcp daemon listening" not in (tmp_path / "third.log").read_text():
+            assert third.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        third.terminate()
+        assert third.wait(30) == 0
+    assert not (root / "run" / "d.sock").exists()
