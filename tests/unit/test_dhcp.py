@@ -333,3 +333,13 @@ def test_plugin_reports_a_daemon_that_hangs_up(tmp_path: Path) -> None:
     out, code = _call("ADD", _conf(daemonSocketPath=sock))
     thread.join(10)
     assert code == 1 and "closed the connection before it answered" in out["msg"]
+
+
+def test_shipped_systemd_units_match_the_daemon_defaults() -> None:
+    units = Path(daemon.__file__).parent / "systemd"
+    service = (units / "pycni-dhcp.service").read_text()
+    sock = (units / "pycni-dhcp.socket").read_text()
+    assert "\nExecStart=/opt/cni/bin/dhcp daemon\n" in service
+    assert "Requires=pycni-dhcp.socket" in service
+    assert f"\nListenStream={config.DEFAULT_SOCKET}\n" in sock
+    assert "\nSocketMode=0600\n" in sock
