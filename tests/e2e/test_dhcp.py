@@ -288,11 +288,14 @@ def test_pod_netns_deleted_under_a_live_lease(
     assert lab.daemon.proc is not None and lab.daemon.proc.poll() is None
     assert "Traceback" not in lab.daemon.text()
 
-    # the daemon still serves others, and the runtime's DEL of the dead pod succeeds
+    # the daemon still serves others
     pod, cid = netns_factory(), _cid()
     lab.ok("bridge", "ADD", conf, cid, pod)
     assert lab.server.lease_of(f"{cid}/{NET}/eth0") is not None
+    # the runtime's DEL of the dead pod succeeds and still releases its lease (from the node)
     lab.ok("bridge", "DEL", conf, gone_cid, gone)
+    gone_id = f"{gone_cid}/{NET}/eth0"
+    lab.server.wait_for("release", lambda: lab.server.lease_of(gone_id) is None, timeout=10)
     lab.ok("bridge", "DEL", conf, cid, pod)
 
 
@@ -553,3 +556,25 @@ def test_hostprefix_and_a_live_socket(bin_dir: Path, tmp_path: Path) -> None:
         third.terminate()
         assert third.wait(30) == 0
     assert not (root / "run" / "d.sock").exists()
+
+
+def test_del_stops_an_add_still_waiting_for_the_server(
+    make_lab: Callable[..., Lab], netns_factory: Callable[[], str]
+) -> None:
+    """A runtime that gives up on a slow ADD (its timeout) then DELs: the daemon stops
+    that acquisition at once instead of holding the DEL until -resendtimeout."""
+    lab = make_lab(daemon_flags=("-timeout", "1s", "-resendtimeout", "60s"))
+    lab.server.stop()
+    pod, cid = netns_factory(), _cid()
+    conf = lab.bridge_conf("1.0.0")
+    with pytest.raises(subprocess.TimeoutExpired):
+        lab.run("bridge", "ADD", conf, cid, pod, timeout=3)
+    started = time.monotonic()
+    lab.ok("dhcp", "DEL", conf, cid, pod)  # the IPAM's DEL, while the interface is there
+    assert time.monotonic() - started < 15
+    deadline = time.monotonic() + 15
+    while "released while being acquired" not in lab.daemon.text():
+        assert time.monotonic() < deadline, lab.daemon.text()
+        time.sleep(0.2)
+    assert lab.daemon.proc is not None and lab.daemon.proc.poll() is None
+    lab.ok("bridge", "DEL", conf, cid, pod)

@@ -23,6 +23,7 @@ up to ``resend_max`` (± 1 s); the whole exchange gives up at its deadline.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import os
@@ -41,6 +42,7 @@ LOG = logging.getLogger("dhcp")
 SO_ATTACH_FILTER = 26
 FAST_DELAY, FAST_TRIES, FIRST_DELAY, JITTER = 2.0, 4, 4.0, 1.0
 POLL_SLICE = 0.25  # how often a wait looks at the stop flag
+_LINK_GONE = (errno.ENODEV, errno.ENXIO)
 
 
 class LinkGone(Exception):
@@ -138,7 +140,13 @@ class Channel:
         return addrs[0].address if addrs else None
 
     def send(self, data: bytes) -> None:
-        self.sock.send(data)
+        """Send a frame; a link that is down loses it (the exchange sends again)."""
+        try:
+            self.sock.send(data)
+        except OSError as exc:
+            if exc.errno in _LINK_GONE:
+                raise LinkGone(f"interface {self.ifname}: {exc.strerror}") from None
+            LOG.info("%s: send failed: %s", self.ifname, exc.strerror or exc)
 
     def receive(self, until: float, stop: threading.Event) -> Iterator[tuple[bytes, bytes]]:
         """(source MAC, DHCP payload) of each client-bound datagram until ``until``."""
@@ -155,8 +163,10 @@ class Channel:
                 data = self.sock.recv(65536)
             except BlockingIOError:
                 continue
-            except OSError as exc:  # ENETDOWN and the like: the interface went away
-                raise LinkGone(f"interface {self.ifname}: {exc.strerror or exc}") from None
+            except OSError as exc:
+                if exc.errno in _LINK_GONE:
+                    raise LinkGone(f"interface {self.ifname}: {exc.strerror}") from None
+                continue  # ENETDOWN (the link went down, maybe for a moment) and the like
             found = packet.unframe(data)
             if found is not None:
                 yield found

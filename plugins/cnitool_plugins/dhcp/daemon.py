@@ -37,6 +37,7 @@ import socket
 import stat
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -46,12 +47,13 @@ from cnitool.spec.jsonfmt import loads
 
 from . import config, wire
 from .client import Timing
-from .lease import GONE, RELEASED, Lease, LeaseError
+from .lease import EXPIRED, GONE, RELEASED, Lease, LeaseError
 
 LOG = logging.getLogger("dhcp")
 READ_TIMEOUT = 10.0  # a client must send its whole request within this
 DRAIN_TIMEOUT, DRAIN_MAX = 2.0, 16 * 1024 * 1024  # after an answer: what is read and dropped
-MAX_CONNECTIONS = 512  # connections served at once; more are told to try again
+MAX_CONNECTIONS = 512
+PURGE_AFTER = 3600.0  # an expired or orphaned lease is forgotten this long after its expiry  # connections served at once; more are told to try again
 SD_LISTEN_FDS_START = 3
 
 
@@ -198,6 +200,7 @@ class Service:
                     self._client_locks[client_id] = (lock, users - 1)
 
     def handle(self, method: str, args: dict[str, str], stdin: bytes) -> dict[str, Any]:
+        self._purge()
         try:
             obj = loads(stdin)
         except ValueError as exc:
@@ -211,6 +214,11 @@ class Service:
         if not args["containerID"] or not args["ifName"]:
             raise InvalidConfigError("the request names no container ID or interface")
         client_id = config.client_id(args["containerID"], conf.name, args["ifName"])
+        if method == "DEL":
+            with self._lock:
+                pending = self.leases.get(client_id)
+            if pending is not None:  # an ADD still acquiring it gives up now
+                pending.abort()
         with self._client(client_id):
             if method == "DEL":
                 self.release(client_id)
@@ -230,14 +238,31 @@ class Service:
             if lease is not None:
                 lease.shutdown()
             lease = Lease(client_id, netns, ifname, conf, self.timing)
-            lease.acquire()
-            with self._lock:
+            with self._lock:  # listed while it is acquired, so a DEL can stop it
                 self.leases[client_id] = lease
+            try:
+                lease.acquire()
+            except BaseException:
+                self._forget(lease)
+                raise
         try:
             return lease.result()
         except LeaseError:
             self.release(client_id)
             raise
+
+    def _forget(self, lease: Lease) -> None:
+        with self._lock:
+            if self.leases.get(lease.client_id) is lease:
+                del self.leases[lease.client_id]
+
+    def _purge(self) -> None:
+        """Forget leases whose pod went away without a DEL once they have expired."""
+        now = time.monotonic()
+        with self._lock:
+            for client_id, lease in list(self.leases.items()):
+                if lease.state in (GONE, EXPIRED) and now >= lease.expire_at + PURGE_AFTER:
+                    del self.leases[client_id]
 
     def release(self, client_id: str) -> None:
         """Stop the lease and send DHCPRELEASE; an unknown client ID is a success."""

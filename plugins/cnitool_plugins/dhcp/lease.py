@@ -5,7 +5,8 @@ pod's interface. After the first ACK a maintenance thread keeps it: at T1 it ren
 the server that granted it (unicast), from T2 it rebinds with any server (broadcast), and
 when the lease runs out it sets the interface down and stops, as the reference does.
 Maintenance also stops, quietly, when the pod's netns or interface has gone (a pod
-deleted without DEL); the lease is then forgotten, so a later DEL succeeds.
+deleted without DEL); the lease is kept until it would have expired, so that the DEL
+that follows still sends DHCPRELEASE, from the node.
 
 An ADD or CHECK of a lease the daemon holds re-checks it with the server (a renewing
 DHCPREQUEST, one try): an ACK refreshes it, a NAK makes the daemon acquire it anew, and
@@ -252,39 +253,63 @@ class Lease:
         self.thread.start()
 
     def recheck(self) -> None:
-        """ADD or CHECK of a lease the daemon holds (see the module docstring)."""
-        with self.lock:
-            if self.state in (BOUND, RENEWING, REBINDING) and self.ack is not None:
-                try:
-                    with Channel(self.netns, self.ifname) as ch:
-                        deadline = time.monotonic() + self.timing.timeout
-                        unicast = self.state != REBINDING
-                        try:
-                            if self._request_again(ch, deadline, unicast=unicast, once=True):
-                                LOG.info("%s: lease checked: %s", self.client_id, self.describe())
-                                return
-                            LOG.info("%s: lease refused on check (DHCPNAK)", self.client_id)
-                        except NoAnswer:
-                            if time.monotonic() < self.expire_at:
-                                LOG.info("%s: no answer on check; lease unexpired", self.client_id)
-                                return
-                except LinkGone as exc:
-                    raise LeaseError(f"error looking up {self.ifname!r}: {exc}") from None
-                except Stopped:
-                    raise LeaseError(f"{self.client_id}: released while being checked") from None
+        """ADD or CHECK of a lease the daemon holds (see the module docstring). While a
+        renewal or rebinding is under way (it may last until T2 or expiry when the server
+        is away), an unexpired lease is taken as it is rather than waited for."""
+        if not self.lock.acquire(timeout=self.timing.timeout):
+            if self.alive and time.monotonic() < self.expire_at:
+                LOG.info("%s: lease being renewed; unexpired, taken as it is", self.client_id)
+                return
+            raise LeaseError(f"{self.client_id}: the lease is busy and expired; try again")
+        try:
+            if self._check_with_server():
+                return
+        finally:
+            self.lock.release()
         # expired, refused, or maintenance stopped: acquire anew
-        self.stop.set()
-        if self.thread is not None:
+        self.abort()
+        if self.thread is not None and self.thread is not threading.current_thread():
             self.thread.join()
         self.stop.clear()
         self.acquire()
 
-    def release(self) -> None:
-        """Stop maintenance and send DHCPRELEASE (DEL)."""
+    def _check_with_server(self) -> bool:
+        """True when the lease holds (an ACK, or silence while it is unexpired)."""
+        if not self.alive or self.ack is None:
+            return False
+        try:
+            with Channel(self.netns, self.ifname) as ch:
+                deadline = time.monotonic() + self.timing.timeout
+                unicast = self.state != REBINDING
+                try:
+                    if self._request_again(ch, deadline, unicast=unicast, once=True):
+                        LOG.info("%s: lease checked: %s", self.client_id, self.describe())
+                        return True
+                    LOG.info("%s: lease refused on check (DHCPNAK)", self.client_id)
+                    return False
+                except NoAnswer:
+                    if time.monotonic() < self.expire_at:
+                        LOG.info("%s: no answer on check; lease unexpired", self.client_id)
+                        return True
+                    return False
+        except LinkGone as exc:
+            raise LeaseError(f"error looking up {self.ifname!r}: {exc}") from None
+        except Stopped:
+            raise LeaseError(f"{self.client_id}: released while being checked") from None
+
+    def abort(self) -> None:
+        """Stop maintenance and any exchange under way (DEL, shutdown)."""
         self.stop.set()
         self.wake.set()
+
+    def release(self) -> None:
+        """Stop maintenance and send DHCPRELEASE (DEL)."""
+        self.abort()
         with self.lock:
-            if self.state in (BOUND, RENEWING, REBINDING) and self.ack is not None:
+            # a lease whose pod went away under maintenance is still released: its
+            # interface may have gone a moment before this DEL (the plugin removed it)
+            holds = self.alive or (self.state == GONE and time.monotonic() < self.expire_at)
+            if holds and self.ack is not None:
                 try:
                     try:
                         with Channel(self.netns, self.ifname) as ch:
@@ -302,8 +327,7 @@ class Lease:
 
     def shutdown(self) -> None:
         """Stop maintenance without releasing (the daemon is stopping)."""
-        self.stop.set()
-        self.wake.set()
+        self.abort()
 
     @property
     def alive(self) -> bool:
