@@ -111,8 +111,10 @@ class Channel:
         return nl, sock, link
 
     def close(self) -> None:
-        self.sock.close()
         self.nl.close()
+        # closing a packet socket waits for an RCU grace period (~10 ms): not on the
+        # caller's time
+        threading.Thread(target=self.sock.close, name="close packet socket", daemon=True).start()
 
     def __enter__(self) -> Channel:
         return self
