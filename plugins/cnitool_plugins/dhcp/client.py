@@ -33,6 +33,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from .._lib import netns
 from .._lib.netlink import AF_INET, Link, Netlink, NetlinkError
@@ -57,14 +58,23 @@ class Stopped(Exception):
     """The exchange was abandoned because the lease is being released or shut down."""
 
 
-def _attach_filter(sock: socket.socket) -> None:
-    from pyroute2.dhcp.dhcp4socket import listen_udp_port  # type: ignore[import-untyped]
-    from pyroute2.ext import bpf  # type: ignore[import-untyped]
+_FILTER: list[Any] = []  # (sock_fprog bytes, the program it points into), made once
 
-    # ``fprog`` points into ``code``: both live until the kernel has copied the program
-    fprog, code = bpf.compile(listen_udp_port(packet.CLIENT_PORT))
-    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
-    del code
+
+def preload() -> None:
+    """Import pyroute2 and build the packet filter now (the daemon calls it at start), so
+    the first ADD does not pay for the import."""
+    if not _FILTER:
+        from pyroute2.dhcp.dhcp4socket import listen_udp_port  # type: ignore[import-untyped]
+        from pyroute2.ext import bpf  # type: ignore[import-untyped]
+
+        # the fprog bytes point into the program: both are kept for the daemon's life
+        _FILTER.extend(bpf.compile(listen_udp_port(packet.CLIENT_PORT)))
+
+
+def _attach_filter(sock: socket.socket) -> None:
+    preload()
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, _FILTER[0])
 
 
 class Channel:

@@ -45,7 +45,7 @@ from cnitool.spec import keys
 from cnitool.spec.errors import CNIError, DecodingError, InvalidConfigError
 from cnitool.spec.jsonfmt import loads
 
-from . import config, wire
+from . import client, config, wire
 from .client import Timing
 from .lease import EXPIRED, GONE, RELEASED, Lease, LeaseError
 
@@ -445,6 +445,7 @@ def run(opts: Options) -> int:
             with contextlib.suppress(OSError):
                 os.unlink(opts.pidfile)
         return 1
+    client.preload()
     timing = Timing(opts.timeout, opts.resendmax, opts.resendtimeout, opts.broadcast)
     service = Service(opts.hostprefix, timing)
     for signum in (signal.SIGTERM, signal.SIGINT):
