@@ -318,9 +318,47 @@ def test_server_that_stops_answering_is_a_clear_error_within_the_timeout(
     lab.ok("bridge", "DEL", conf, cid, pod)
 
 
-def test_restarted_daemon_reacquires_a_known_lease(
+def test_restarted_daemon_takes_its_leases_up_again(
     make_lab: Callable[..., Lab], netns_factory: Callable[[], str]
 ) -> None:
+    """The leases a daemon kept on disk are renewed by the next daemon without any call,
+    and its DEL releases them."""
+    lab = make_lab()
+    pod, cid = netns_factory(), _cid()
+    client_id = f"{cid}/{NET}/eth0"
+    conf = lab.bridge_conf("1.0.0")
+    lab.ok("bridge", "ADD", conf, cid, pod)
+    before = lab.server.lease_of(client_id)
+    assert before is not None
+
+    assert lab.daemon.stop() == 0  # SIGTERM: socket and pidfile go, leases stay
+    assert not lab.daemon.socket.exists() and not lab.daemon.pidfile.exists()
+    assert lab.server.lease_of(client_id) is not None
+    assert len(list((lab.daemon.socket.parent / "dhcp-leases").glob("*.json"))) == 1
+    mark = len(lab.daemon.text())
+    lab.daemon.start()
+    assert lab.daemon.pidfile.read_text() == str(lab.daemon.proc.pid if lab.daemon.proc else "")
+
+    renewed = lab.server.wait_for(
+        "renewal by the new daemon",
+        lambda: (
+            (lease := lab.server.lease_of(client_id)) and lease.expiry > before.expiry and lease
+        ),
+        timeout=T1 + 20,
+    )
+    assert renewed.ip == before.ip
+    text = lab.daemon.text()[mark:]
+    assert f"{client_id}: lease taken up again" in text and "lease renewed" in text
+    lab.ok("bridge", "DEL", conf, cid, pod)
+    lab.server.wait_for("release", lambda: lab.server.lease_of(client_id) is None, timeout=10)
+    assert list((lab.daemon.socket.parent / "dhcp-leases").glob("*.json")) == []
+
+
+def test_restarted_daemon_without_its_files_reacquires_a_known_lease(
+    make_lab: Callable[..., Lab], netns_factory: Callable[[], str]
+) -> None:
+    """A daemon that lost its lease files (as the reference daemon always does) acquires
+    the lease again on the next CHECK, asking for the address the pod has."""
     lab = make_lab()
     pod, cid = netns_factory(), _cid()
     client_id = f"{cid}/{NET}/eth0"
@@ -330,11 +368,9 @@ def test_restarted_daemon_reacquires_a_known_lease(
     before = lab.server.lease_of(client_id)
     assert before is not None
 
-    assert lab.daemon.stop() == 0  # SIGTERM: socket and pidfile go, leases stay
-    assert not lab.daemon.socket.exists() and not lab.daemon.pidfile.exists()
-    assert lab.server.lease_of(client_id) is not None
+    assert lab.daemon.stop() == 0
+    shutil.rmtree(lab.daemon.socket.parent / "dhcp-leases")
     lab.daemon.start()
-    assert lab.daemon.pidfile.read_text() == str(lab.daemon.proc.pid if lab.daemon.proc else "")
 
     time.sleep(1.1)
     lab.ok("bridge", "CHECK", {**conf, "prevResult": result}, cid, pod)  # re-acquired

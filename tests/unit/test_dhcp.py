@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cnitool_plugins.dhcp import config, daemon, packet, wire
+from cnitool_plugins.dhcp import config, daemon, packet, state, wire
 from cnitool_plugins.dhcp.__main__ import PLUGIN
 from cnitool_plugins.dhcp.client import Timing
 from cnitool_plugins.dhcp.lease import Lease, LeaseError
@@ -343,3 +343,53 @@ def test_shipped_systemd_units_match_the_daemon_defaults() -> None:
     assert "Requires=pycni-dhcp.socket" in service
     assert f"\nListenStream={config.DEFAULT_SOCKET}\n" in sock
     assert "\nSocketMode=0600\n" in sock
+
+
+# -- leases on disk ------------------------------------------------------------------------------
+def test_lease_record_round_trip(tmp_path: Path) -> None:
+    conf = config.load(
+        _conf(priority=5, provide=[{"option": "224", "value": "x"}], request=[{"option": "121"}]),
+        "",
+    )
+    lease = _lease_with([MASK, ROUTER, (packet.OPT_LEASE_TIME, (600).to_bytes(4, "big"))])
+    lease.conf = conf
+    store = state.Store(str(tmp_path / "leases"))
+    lease.store = store
+    lease._commit(lease.ack, bytes.fromhex("0a0000000001"))  # type: ignore[arg-type]
+    (record,) = store.load()
+    again = Lease.from_record(record, Timing(1, 1, 1, False))
+    assert again.client_id == lease.client_id
+    assert again.conf == conf._replace(socket_path="")  # the daemon does not need it
+    assert again.ack is not None and again.ack.yiaddr == "10.77.0.9"
+    assert again.server_mac == bytes.fromhex("0a0000000001")
+    assert abs(again.expire_at - lease.expire_at) < 1 and again.result() == lease.result()
+    lease.forget()
+    assert store.load() == []
+
+
+def test_store_drops_unreadable_files(tmp_path: Path) -> None:
+    store = state.Store(str(tmp_path))
+    (tmp_path / "bad.json").write_text("{not json")
+    (tmp_path / "list.json").write_text("[]")
+    (tmp_path / "big.json").write_text("[" + " " * state.MAX_FILE + "]")
+    (tmp_path / "other.txt").write_text("kept")
+    store.save("c/n/eth0", {"clientID": "c/n/eth0"})
+    assert store.load() == [{"clientID": "c/n/eth0"}]
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".json")) == [
+        "other.txt"
+    ]
+    assert len(list(tmp_path.glob("*.json"))) == 1
+
+
+def test_daemon_restore_skips_broken_and_expired_records(tmp_path: Path) -> None:
+    store = state.Store(str(tmp_path))
+    store.save("broken", {"clientID": "broken", "netns": "/n"})
+    lease = _lease_with([MASK, ROUTER, (packet.OPT_LEASE_TIME, (600).to_bytes(4, "big"))])
+    lease.store = store
+    lease._commit(lease.ack, MAC)  # type: ignore[arg-type]
+    record = lease.to_record()
+    record["expireAt"] = 1.0  # long gone
+    store.save(lease.client_id, record)
+    service = daemon.Service("", Timing(1, 1, 1, False), store)
+    service.restore()
+    assert service.leases == {} and store.load() == []

@@ -18,7 +18,9 @@ Under systemd socket activation (``LISTEN_PID`` is this process, ``LISTEN_FDS=1`
 daemon serves the socket it is handed (more than one is an error) and leaves the socket
 file to systemd. SIGTERM or SIGINT: stop listening, remove the socket (when the daemon
 made it) and the pidfile, stop maintaining leases without releasing them (pods keep their
-addresses; a new daemon re-acquires each lease on its next ADD or CHECK), exit 0.
+addresses), exit 0. Leases are also kept on disk beside the socket (``state.py``): a new
+daemon takes them up again at start; one it does not know (no file) is acquired anew on
+its next ADD or CHECK.
 
 Each connection carries one request (``wire``), read with a time limit and a size bound;
 garbage and oversized requests get an error answer and the connection is closed. Calls
@@ -48,11 +50,13 @@ from cnitool.spec.jsonfmt import loads
 from . import client, config, wire
 from .client import Timing
 from .lease import EXPIRED, GONE, RELEASED, Lease, LeaseError
+from .state import Store
 
 LOG = logging.getLogger("dhcp")
 READ_TIMEOUT = 10.0  # a client must send its whole request within this
 DRAIN_TIMEOUT, DRAIN_MAX = 2.0, 16 * 1024 * 1024  # after an answer: what is read and dropped
 MAX_CONNECTIONS = 512
+LEASES_DIR = "dhcp-leases"  # beside the socket: where leases survive a daemon restart
 PURGE_AFTER = 3600.0  # an expired or orphaned lease is forgotten this long after its expiry  # connections served at once; more are told to try again
 SD_LISTEN_FDS_START = 3
 
@@ -176,9 +180,10 @@ def parse_flags(argv: Sequence[str]) -> Options:
 class Service:
     """The leases, by client ID, and the ADD/CHECK/DEL handlers."""
 
-    def __init__(self, hostprefix: str, timing: Timing) -> None:
+    def __init__(self, hostprefix: str, timing: Timing, store: Store | None = None) -> None:
         self.hostprefix = hostprefix
         self.timing = timing
+        self.store = store
         self.leases: dict[str, Lease] = {}
         self._lock = threading.Lock()
         self._client_locks: dict[str, tuple[threading.Lock, int]] = {}
@@ -238,6 +243,7 @@ class Service:
             if lease is not None:
                 lease.shutdown()
             lease = Lease(client_id, netns, ifname, conf, self.timing)
+            lease.store = self.store
             with self._lock:  # listed while it is acquired, so a DEL can stop it
                 self.leases[client_id] = lease
             try:
@@ -256,6 +262,28 @@ class Service:
             if self.leases.get(lease.client_id) is lease:
                 del self.leases[lease.client_id]
 
+    def restore(self) -> None:
+        """Take up the leases a previous daemon left on disk (``state.py``)."""
+        if self.store is None:
+            return
+        for record in self.store.load():
+            client_id = record.get("clientID")
+            try:
+                lease = Lease.from_record(record, self.timing)
+            except (KeyError, TypeError, ValueError) as exc:
+                LOG.info("lease record %r unusable (%s): dropped", client_id, exc)
+                if isinstance(client_id, str):
+                    self.store.delete(client_id)
+                continue
+            lease.store = self.store
+            if time.monotonic() >= lease.expire_at:
+                LOG.info("%s: lease on disk has expired: dropped", lease.client_id)
+                lease.forget()
+                continue
+            with self._lock:
+                self.leases[lease.client_id] = lease
+            lease.resume()
+
     def _purge(self) -> None:
         """Forget leases whose pod went away without a DEL once they have expired."""
         now = time.monotonic()
@@ -263,6 +291,7 @@ class Service:
             for client_id, lease in list(self.leases.items()):
                 if lease.state in (GONE, EXPIRED) and now >= lease.expire_at + PURGE_AFTER:
                     del self.leases[client_id]
+                    lease.forget()
 
     def release(self, client_id: str) -> None:
         """Stop the lease and send DHCPRELEASE; an unknown client ID is a success."""
@@ -447,7 +476,9 @@ def run(opts: Options) -> int:
         return 1
     client.preload()
     timing = Timing(opts.timeout, opts.resendmax, opts.resendtimeout, opts.broadcast)
-    service = Service(opts.hostprefix, timing)
+    store = Store(os.path.join(os.path.dirname(socket_path), LEASES_DIR))
+    service = Service(opts.hostprefix, timing, store)
+    service.restore()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _on_signal)
     LOG.info("dhcp daemon listening on %s", socket_path if owned else "the socket from systemd")

@@ -11,7 +11,8 @@ that follows still sends DHCPRELEASE, from the node.
 An ADD or CHECK of a lease the daemon holds re-checks it with the server (a renewing
 DHCPREQUEST, one try): an ACK refreshes it, a NAK makes the daemon acquire it anew, and
 silence keeps the lease while it is unexpired. A lease the daemon does not hold (a
-restarted daemon) is acquired, asking for the address the interface already has.
+daemon restarted without its lease files, see ``state.py``) is acquired, asking for the
+address the interface already has.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from cnitool.spec.errors import CNIError
 from . import packet
 from .client import Channel, LinkGone, NoAnswer, Stopped, Timing, addr_ok, exchange
 from .config import DhcpConf
+from .state import Store, decode_bytes, encode_bytes
 
 LOG = logging.getLogger("dhcp")
 DEFAULT_LEASE_TIME = 3600.0
@@ -69,6 +71,7 @@ class Lease:
         self.stop = threading.Event()
         self.wake = threading.Event()
         self.thread: threading.Thread | None = None
+        self.store: Store | None = None  # where the daemon keeps its leases on disk
 
     # -- messages ----------------------------------------------------------------------
     def _options(self, *extra: tuple[int, bytes]) -> list[tuple[int, bytes]]:
@@ -226,6 +229,63 @@ class Lease:
         self.renew_at, self.rebind_at, self.expire_at = now + renew, now + rebind, now + lease_time
         self.state = BOUND
         self.wake.set()
+        if self.store is not None:
+            self.store.save(self.client_id, self.to_record())
+
+    def forget(self) -> None:
+        """Remove the lease's file (released, expired, or dropped by the daemon)."""
+        if self.store is not None:
+            self.store.delete(self.client_id)
+
+    # -- on disk (state.py) ------------------------------------------------------------
+    def to_record(self) -> dict[str, Any]:
+        assert self.ack is not None
+        wall = time.time() - time.monotonic()  # monotonic -> wall clock
+        return {
+            "clientID": self.client_id,
+            "netns": self.netns,
+            "ifName": self.ifname,
+            "network": self.conf.name,
+            "request": list(self.conf.request),
+            "provide": [[code, encode_bytes(value)] for code, value in self.conf.provide],
+            "priority": self.conf.priority,
+            "ack": encode_bytes(self.ack.raw),
+            "serverMAC": self.server_mac.hex(),
+            "renewAt": self.renew_at + wall,
+            "rebindAt": self.rebind_at + wall,
+            "expireAt": self.expire_at + wall,
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any], timing: Timing) -> Lease:
+        """A lease from its file; ValueError (or KeyError, TypeError) when malformed."""
+        conf = DhcpConf(
+            name=str(record["network"]),
+            socket_path="",
+            request=tuple(int(code) for code in record["request"]),
+            provide=tuple((int(code), decode_bytes(value)) for code, value in record["provide"]),
+            priority=int(record["priority"]),
+        )
+        lease = cls(
+            str(record["clientID"]), str(record["netns"]), str(record["ifName"]), conf, timing
+        )
+        lease.ack = packet.decode(decode_bytes(record["ack"]))
+        lease.server_id = lease.ack.ip_option(packet.OPT_SERVER_ID) or ""
+        lease.server_mac = bytes.fromhex(str(record["serverMAC"]))
+        mono = time.monotonic() - time.time()  # wall clock -> monotonic
+        lease.renew_at = float(record["renewAt"]) + mono
+        lease.rebind_at = float(record["rebindAt"]) + mono
+        lease.expire_at = float(record["expireAt"]) + mono
+        lease.state = BOUND
+        return lease
+
+    def resume(self) -> None:
+        """Maintain a lease read back from disk (a restarted daemon)."""
+        LOG.info("%s: lease taken up again: %s", self.client_id, self.describe())
+        self.thread = threading.Thread(
+            target=self._maintain, name=f"lease {self.client_id}", daemon=True
+        )
+        self.thread.start()
 
     # -- what the daemon calls ------------------------------------------------------------
     def acquire(self) -> None:
@@ -322,6 +382,7 @@ class Lease:
                 except OSError as exc:
                     LOG.info("%s: no DHCPRELEASE sent: %s", self.client_id, exc)
             self.state = RELEASED
+            self.forget()
         if self.thread is not None and self.thread is not threading.current_thread():
             self.thread.join()
 
@@ -373,6 +434,7 @@ class Lease:
             if now >= self.expire_at:
                 LOG.info("%s: lease expired, bringing interface down", self.client_id)
                 self.state = EXPIRED
+                self.forget()
                 try:
                     ch.set_down()
                 except OSError as exc:

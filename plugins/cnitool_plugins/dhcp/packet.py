@@ -71,7 +71,7 @@ class Message:
     """A decoded DHCP message: the BOOTP fields the client uses, and its options (each
     code once, its parts joined as RFC 3396 says)."""
 
-    __slots__ = ("op", "xid", "flags", "ciaddr", "yiaddr", "siaddr", "chaddr", "options")
+    __slots__ = ("op", "xid", "flags", "ciaddr", "yiaddr", "siaddr", "chaddr", "options", "raw")
 
     def __init__(
         self,
@@ -83,6 +83,7 @@ class Message:
         siaddr: str,
         chaddr: bytes,
         options: dict[int, bytes],
+        raw: bytes = b"",
     ) -> None:
         self.op = op
         self.xid = xid
@@ -92,6 +93,7 @@ class Message:
         self.siaddr = siaddr
         self.chaddr = chaddr
         self.options = options
+        self.raw = raw  # the message as received (the daemon's state file keeps it)
 
     @property
     def type(self) -> int:
@@ -194,6 +196,7 @@ def decode(data: bytes) -> Message:
         str(ipaddress.IPv4Address(si)),
         ch[: min(hlen, 16)],
         options,
+        bytes(data),
     )
 
 
