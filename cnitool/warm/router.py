@@ -44,7 +44,8 @@ def route(package: str, answer: bytes | None, tag: str, client_source: str) -> N
         sys.stdout.buffer.write(answer)
         sys.stdout.buffer.flush()
         raise SystemExit(0)
-    if service_socket() is None:
+    # no service, or not a plugin call (``dhcp daemon`` is a long-lived process): cold
+    if service_socket() is None or sys.argv[1:2] == ["daemon"]:
         load_site()
         from cnitool_plugins._launch import run
 

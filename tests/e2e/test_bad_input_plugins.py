@@ -55,6 +55,8 @@ def _base_config(plugin: str, tmp: Path) -> dict[str, Any]:
     }
     if plugin in USES_IPAM:
         conf["ipam"] = ipam
+    if plugin == "dhcp":  # no daemon listens there: ADD fails, DEL has nothing to release
+        conf["ipam"] = {"type": "dhcp", "daemonSocketPath": str(tmp / "dhcp.sock")}
     if plugin == "bridge":
         conf["bridge"] = "cnibad0"
     if plugin == "flannel":

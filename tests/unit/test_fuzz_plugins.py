@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 from cnitool_plugins._lib import shapes
+from cnitool_plugins.dhcp import config as dhcp_config
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
@@ -50,6 +51,7 @@ PLUGINS = {
     "portmap": shapes.PORTMAP,
     "tuning": shapes.TUNING,
     "flannel": shapes.FLANNEL,
+    "dhcp": dhcp_config.SHAPE,
 }
 VERBS = ("ADD", "CHECK", "DEL", "STATUS", "GC", "VERSION", "", "BOGUS")
 VERSIONS = ("0.1.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0", "", "9.9.9", "1.0")
@@ -158,6 +160,7 @@ BASES: dict[str, dict[str, Any]] = {
     },
     "loopback": {},
     "flannel": {},
+    "dhcp": {"ipam": {"type": "dhcp", "request": [{"option": "host-name"}]}},
 }
 
 
@@ -169,6 +172,22 @@ def overlay(base: Any, changes: Any) -> Any:
     for key, value in changes.items():
         out[key] = overlay(base.get(key), value) if key in base else value
     return out
+
+
+def pin_dhcp_socket(conf: dict[str, Any], tmp: Path) -> dict[str, Any]:
+    """Point the dhcp plugin's daemon socket at ``tmp``, where nothing listens (one
+    ``ipam`` key is kept; a non-object one stays as it is)."""
+    found = [k for k in conf if keys.fold(k) == "ipam"]
+    if not found:
+        return conf
+    ipam = conf[found[-1]]
+    for key in found:
+        del conf[key]
+    if isinstance(ipam, dict):
+        ipam = {k: v for k, v in ipam.items() if keys.fold(k) != "daemonsocketpath"}
+        ipam["daemonSocketPath"] = str(tmp / "dhcp.sock")
+    conf["ipam"] = ipam
+    return conf
 
 
 def pin(conf: dict[str, Any], tmp: Path) -> dict[str, Any]:
@@ -295,6 +314,8 @@ def test_fuzz_plugin_inputs(name: str, tmp_path_factory: pytest.TempPathFactory)
         tmp = tmp_path_factory.mktemp("fuzz")
         (tmp / "subnet.env").write_text(SUBNET_ENV)
         conf = pin(conf, tmp)
+        if name == "dhcp":  # never a real daemon's socket: nothing listens in tmp
+            conf = pin_dhcp_socket(conf, tmp)
         conf.setdefault("name", "fuzznet")
         conf.setdefault("cniVersion", version)
         if prev_result is not None and "prevResult" not in conf:

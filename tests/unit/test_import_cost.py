@@ -114,6 +114,7 @@ CALLS = {
     "portmap": ("DEL", {"runtimeConfig": {"portMappings": []}, "iptablesBackend": "nft"}),
     "flannel": ("DEL", {}),
     "host-local": ("DEL", {"ipam": {"type": "host-local", "subnet": "10.9.0.0/24"}}),
+    "dhcp": ("ADD", {"ipam": {"type": "dhcp", "daemonSocketPath": "/nonexistent/dhcp.sock"}}),
 }
 
 
