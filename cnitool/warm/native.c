@@ -12,7 +12,8 @@
  *      whose peer is root: forward argv, the environment, stdin, the umask and the
  *      caller's mount and network namespaces and working directory; relay stderr, stdout
  *      and the exit status;
- *   3. otherwise, or when the service answers "cold" or did not take the whole request:
+ *   3. otherwise (also for "dhcp daemon", which is no plugin call), or when the
+ *      service answers "cold" or did not take the whole request:
  *      exec the interpreter on the plugin package (the cold path), with the stdin bytes
  *      already read replayed from a memory file;
  *   4. the connection breaks after the request was sent: a CNI error (code 999), never
@@ -430,7 +431,9 @@ int main(int argc, char **argv)
     }
     struct buf in = {0};
     int have_in = 0;
-    if (geteuid() == 0) {
+    /* "dhcp daemon" is a long-lived process, not a plugin call: always cold */
+    int daemon = argc > 1 && strcmp(argv[1], "daemon") == 0;
+    if (!daemon && geteuid() == 0) {
         const char *path = getenv("PYCNI_SOCKET");
         if (!path || !*path)
             path = DEFAULT_SOCKET;

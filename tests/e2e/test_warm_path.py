@@ -274,6 +274,28 @@ def test_native_launcher_of_another_version_runs_cold_with_its_stdin(
         assert w.stop() == 0
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_dhcp_daemon_never_goes_to_the_service(tmp_path: Path, python: str, kind: str) -> None:
+    """``dhcp daemon`` is a long-lived process of its own, not a plugin call."""
+    w = Warm(tmp_path, python)
+    try:
+        launchers.install(str(w.bin), ["dhcp"], python=python, compile_bytecode=False, kind=kind)
+        env = w.env("", True)
+        del env["CNI_COMMAND"]
+        proc = subprocess.run(
+            [str(w.bin / "dhcp"), "daemon", "-no-such-flag"],
+            env=env,
+            capture_output=True,
+            timeout=SAFETY,
+            check=False,
+        )
+        assert proc.returncode == 2, proc
+        assert b"no-such-flag" in proc.stderr
+        assert w.served() == 0
+    finally:
+        assert w.stop() == 0
+
+
 @needs_cc
 def test_native_launcher_with_a_broken_trailer_is_a_cni_error(tmp_path: Path) -> None:
     cc = launchers.find_compiler()
