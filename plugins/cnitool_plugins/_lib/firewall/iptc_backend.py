@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from .backends import XTABLES_LOCK, FirewallError
-from .model import Plan, TableState
+from .model import Plan, Scope, TableState
 
 _LIBDIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib", "/lib/x86_64-linux-gnu")
 
@@ -239,17 +239,37 @@ class IptcBackend:
         return rule
 
     # --- interface
-    def load(self, table: str, counters: bool = False) -> TableState:
+    def load(self, table: str, counters: bool = False, scope: Scope | None = None) -> TableState:
         try:
             t = self._table(table)
         except Exception as e:  # iptc raises its own errors, e.g. for a missing table
             raise FirewallError(f"libiptc cannot read table {table} (IPv{self.family}): {e}") from e
         state = TableState(table)
+        if scope is not None:
+            self._load_scoped(t, scope, state)
+            return state
         for chain in t.chains:
             rules = chain.rules
             state.chains[chain.name] = [self._tokens(r) for r in rules]
             state.counters[chain.name] = [tuple(r.get_counters()) for r in rules]
         return state
+
+    def _load_scoped(self, t: Any, scope: Scope, state: TableState) -> None:
+        """Only the chains the scope names; of a searched chain only the rules whose target
+        is a needle are rendered (the table itself is one copy from the kernel, in C)."""
+        needles = set(scope.needles)
+        for name in dict.fromkeys((*scope.full, *scope.search, *scope.exist, *scope.absent)):
+            if not t.is_chain(name):
+                continue
+            rules = self.iptc.Chain(t, name).rules
+            if name not in scope.full:
+                if name not in scope.search:
+                    rules = []
+                    state.unread.add(name)  # exists; emptied before it is deleted
+                else:
+                    rules = [r for r in rules if r.target is not None and r.target.name in needles]
+            state.chains[name] = [self._tokens(r) for r in rules]
+            state.counters[name] = [(0, 0)] * len(rules)
 
     def apply(self, plan: Plan) -> None:
         if not plan.ops:
