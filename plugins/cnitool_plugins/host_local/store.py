@@ -16,6 +16,17 @@ back and matched; a missing or stale hint falls back to a scan of the whole dire
 spans several lines, so it can never equal a lease content the Go plugin looks for when it
 walks the directory (it walks sub-directories too).
 
+With many leases, whether an attachment already holds an address (ADD's duplicate check,
+and CHECK or DEL without a usable hint) is answered from ``.pycni/index`` instead of a
+walk: it lists the leases no hint covers (those the Go plugin made) and a token of the
+network directory -- inode, size, mtime and ctime -- taken after our own last change, under
+the lock. Any other writer creating or removing a lease changes that token (size on
+tmpfs, the times on disk file systems; before releasing the lock we wait until the coarse
+clock has passed the recorded times, so a change right after ours gets a later time), and
+a changed token means one walk that rebuilds the index. The index only answers that
+question: an address is never given out twice in any case, because a lease file is
+created exclusively.
+
 Every file is written whole or not at all: its content goes to a temporary file in
 ``.pycni/tmp/`` (same file system), is fsynced, then linked (a lease: the link fails when
 the address is taken, as ``O_EXCL`` does) or renamed (``last_reserved_ip.N``, a hint) into
@@ -29,8 +40,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import json
 import os
 import re
+import time
 from collections.abc import Iterator
 
 from cnitool.spec.errors import CNIError
@@ -45,6 +58,14 @@ TMP_DIR = os.path.join(HINT_DIR, "tmp")
 _TMP_PREFIX = ".tmp-"
 _TMP_NAME = re.compile(r"\.tmp-[0-9]+-[0-9a-f]{16}")
 _HINT_HEADER = "#pycni host-local attachment hint v1"
+INDEX_NAME = os.path.join(HINT_DIR, "index")
+_INDEX_HEADER = "#pycni host-local index v1"
+# below this many leases a walk is cheap, and no index is kept (nor waited for)
+INDEX_MIN_LEASES = 512
+_CLOCK_REALTIME_COARSE = 5  # the clock file times come from (Linux)
+
+# leases no hint covers: lease content -> addresses
+Foreign = dict[str, list[str]]
 
 
 def lease_content(container_id: str, ifname: str) -> str:
@@ -254,14 +275,15 @@ class Store:
             return None
         return [line for line in lines[1:] if line and parse_ip(line) is not None]
 
-    def write_hint(self, container_id: str, ifname: str, ips: list[str]) -> None:
-        """Record the attachment's addresses (best effort: a lost hint only costs a scan)."""
+    def write_hint(self, container_id: str, ifname: str, ips: list[str]) -> bool:
+        """Record the attachment's addresses (best effort: a lost hint only costs a scan);
+        False when no hint lists them."""
         path = self._hint_path(container_id, ifname)
         if path is None:
-            return
+            return False
         if not ips:
             _discard(path)
-            return
+            return True
         try:
             # whole but not fsynced: a hint is an index, checked against the leases on
             # every read, and one lost in a crash only costs a scan
@@ -269,6 +291,8 @@ class Store:
             self._replace(path, text.encode(), durable=False)
         except OSError:
             _discard(path)
+            return False
+        return True
 
     def drop_hint(self, container_id: str, ifname: str) -> None:
         """Remove the attachment's hint, best effort: a hint left behind is never trusted
@@ -288,6 +312,78 @@ class Store:
             if lease_content(cid, ifname) not in live:
                 self.drop_hint(cid, ifname)
 
+    # -- the index -----------------------------------------------------------------------
+
+    def token(self) -> tuple[str, os.stat_result]:
+        st = os.stat(self.dir)
+        return f"{st.st_ino} {st.st_size} {st.st_mtime_ns} {st.st_ctime_ns}", st
+
+    def read_index(self) -> Foreign | None:
+        """The leases no hint covers, when the index is there and the directory has not
+        changed since it was written; None otherwise (then only a walk answers)."""
+        try:
+            with open(self.path(INDEX_NAME), "rb") as f:
+                lines = f.read().decode(errors="replace").split("\n")
+            token, _ = self.token()
+        except OSError:
+            return None
+        if len(lines) < 2 or lines[0] != _INDEX_HEADER or lines[1] != token:
+            return None
+        out: Foreign = {}
+        try:
+            for line in lines[2:]:
+                if line:
+                    ip, _, content = line.partition(" ")
+                    out.setdefault(json.loads(content), []).append(ip)
+        except ValueError:
+            return None
+        return out
+
+    def foreign_of(self, leases: list[tuple[str, str]]) -> Foreign:
+        """From a walk's (ip, content) pairs: the leases no hint lists (read the hints of
+        the attachments that have one)."""
+        try:
+            hinted = set(os.listdir(os.path.join(self.dir, HINT_DIR)))
+        except OSError:
+            hinted = set()
+        listed: dict[str, set[str]] = {}
+        out: Foreign = {}
+        for ip, content in leases:
+            cid, sep, ifname = content.partition(LINE_BREAK)
+            key = f"{cid}:{ifname}"
+            if sep and key in hinted:
+                ips = listed.get(key)
+                if ips is None:
+                    ips = listed[key] = set(self.read_hint(cid, ifname) or ())
+                if ip in ips:
+                    continue
+            out.setdefault(content, []).append(ip)
+        return out
+
+    def write_index(self, foreign: Foreign) -> None:
+        """Record ``foreign`` with the directory's token; call it after the last change to
+        the directory, with the lock held. Best effort: without it, the next call walks."""
+        path = self.path(INDEX_NAME)
+        try:
+            # first, or creating .pycni would change the directory after its token
+            os.makedirs(os.path.join(self.dir, TMP_DIR), 0o755, exist_ok=True)
+            token, st = self.token()
+            stamp = max(st.st_mtime_ns, st.st_ctime_ns)
+            if stamp - time.clock_gettime_ns(_CLOCK_REALTIME_COARSE) > 100_000_000:
+                raise OSError(errno.EINVAL, "directory times ahead of the clock")
+            lines = [_INDEX_HEADER, token]
+            for content, ips in foreign.items():
+                lines += [f"{ip} {json.dumps(content)}" for ip in ips]
+            self._replace(path, ("\n".join(lines) + "\n").encode(), durable=False)
+            # a change by another writer must not get the time just recorded
+            while time.clock_gettime_ns(_CLOCK_REALTIME_COARSE) <= stamp:
+                time.sleep(0.0005)
+        except OSError:
+            _discard(path)
+
+    def drop_index(self) -> None:
+        _discard(self.path(INDEX_NAME))
+
     def hints(self) -> Iterator[tuple[str, str]]:
         """(container id, ifname) of every hint file."""
         try:
@@ -296,7 +392,7 @@ class Store:
             return
         for name in names:
             cid, sep, ifname = name.partition(":")
-            if sep and not name.startswith("."):  # not a temporary file
+            if sep and not name.startswith("."):  # not a temporary file (nor the index)
                 yield cid, ifname
 
 
