@@ -142,5 +142,9 @@ def test_the_index_lists_only_leases_without_hint(
     with store_mod.Store(node.net, str(node.data)) as st:
         index = st.read_index()
         assert index is not None
-        assert len(index) == LEASES and not any(c.startswith("p") for c in index)
-        assert verbs._owned(st, "go4", "eth0", index) == [str(ipaddress.ip_network(SUBNET)[104])]
+        assert index.count() == LEASES and index.get("p1\r\neth0") == []
+        ip = str(ipaddress.ip_network(SUBNET)[104])
+        assert index.get("go4\r\neth0") == [ip]
+        assert verbs._owned(st, "go4", "eth0", index) == [ip]
+        assert index.pop("go4\r\neth0") == [ip] and index.get("go4\r\neth0") == []
+        assert index.count() == LEASES - 1 and index.get("go5\r\neth0") != []

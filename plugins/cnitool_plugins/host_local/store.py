@@ -64,8 +64,59 @@ _INDEX_HEADER = "#pycni host-local index v1"
 INDEX_MIN_LEASES = 512
 _CLOCK_REALTIME_COARSE = 5  # the clock file times come from (Linux)
 
-# leases no hint covers: lease content -> addresses
-Foreign = dict[str, list[str]]
+FOREIGN_NAME = os.path.join(HINT_DIR, "foreign")
+_FOREIGN_HEADER = b"#pycni host-local leases without hint v1\n"
+
+
+def _stamp(st: os.stat_result) -> str:
+    return f"{st.st_ino} {st.st_size} {st.st_mtime_ns}"
+
+
+class ForeignIndex:
+    """The leases no hint lists (the Go plugin's), as ``.pycni/foreign`` holds them: a
+    line ``<content as JSON> <ip>`` per lease. A lookup searches the bytes for one
+    content; the other lines are never parsed."""
+
+    __slots__ = ("data", "changed")
+
+    def __init__(self, data: bytes = _FOREIGN_HEADER) -> None:
+        self.data = data
+        self.changed = False
+
+    @staticmethod
+    def _key(content: str) -> bytes:
+        return b"\n" + json.dumps(content).encode() + b" "
+
+    def _spans(self, content: str) -> list[tuple[int, int, str]]:
+        key = self._key(content)
+        out = []
+        at = self.data.find(key)
+        while at >= 0:
+            start = at + len(key)
+            end = self.data.find(b"\n", start)
+            end = len(self.data) if end < 0 else end
+            out.append((at, end, self.data[start:end].decode(errors="replace")))
+            at = self.data.find(key, end)
+        return out
+
+    def get(self, content: str) -> list[str]:
+        return [ip for _, _, ip in self._spans(content)]
+
+    def pop(self, content: str) -> list[str]:
+        spans = self._spans(content)
+        for at, end, _ in reversed(spans):
+            self.data = self.data[:at] + self.data[end:]
+        self.changed = self.changed or bool(spans)
+        return [ip for _, _, ip in spans]
+
+    def add(self, content: str, ips: list[str]) -> None:
+        key = json.dumps(content)
+        lines = "".join(f"{key} {ip}\n" for ip in ips).encode()
+        self.data = self.data + lines if self.data.endswith(b"\n") else self.data + b"\n" + lines
+        self.changed = self.changed or bool(ips)
+
+    def count(self) -> int:
+        return self.data.count(b"\n") - 1
 
 
 def lease_content(container_id: str, ifname: str) -> str:
@@ -318,28 +369,28 @@ class Store:
         st = os.stat(self.dir)
         return f"{st.st_ino} {st.st_size} {st.st_mtime_ns} {st.st_ctime_ns}", st
 
-    def read_index(self) -> Foreign | None:
-        """The leases no hint covers, when the index is there and the directory has not
+    def read_index(self) -> ForeignIndex | None:
+        """The leases no hint lists, when the index is there and the directory has not
         changed since it was written; None otherwise (then only a walk answers)."""
         try:
             with open(self.path(INDEX_NAME), "rb") as f:
                 lines = f.read().decode(errors="replace").split("\n")
             token, _ = self.token()
+            if len(lines) < 3 or lines[0] != _INDEX_HEADER or lines[1] != token:
+                return None
+            if lines[2] == "-":
+                return ForeignIndex()
+            with open(self.path(FOREIGN_NAME), "rb") as f:
+                if _stamp(os.fstat(f.fileno())) != lines[2]:
+                    return None
+                data = f.read()
         except OSError:
             return None
-        if len(lines) < 2 or lines[0] != _INDEX_HEADER or lines[1] != token:
+        if not data.startswith(_FOREIGN_HEADER):
             return None
-        out: Foreign = {}
-        try:
-            for line in lines[2:]:
-                if line:
-                    ip, _, content = line.partition(" ")
-                    out.setdefault(json.loads(content), []).append(ip)
-        except ValueError:
-            return None
-        return out
+        return ForeignIndex(data)
 
-    def foreign_of(self, leases: list[tuple[str, str]]) -> Foreign:
+    def foreign_of(self, leases: list[tuple[str, str]]) -> ForeignIndex:
         """From a walk's (ip, content) pairs: the leases no hint lists (read the hints of
         the attachments that have one)."""
         try:
@@ -347,7 +398,7 @@ class Store:
         except OSError:
             hinted = set()
         listed: dict[str, set[str]] = {}
-        out: Foreign = {}
+        out = ForeignIndex()
         for ip, content in leases:
             cid, sep, ifname = content.partition(LINE_BREAK)
             key = f"{cid}:{ifname}"
@@ -357,24 +408,31 @@ class Store:
                     ips = listed[key] = set(self.read_hint(cid, ifname) or ())
                 if ip in ips:
                     continue
-            out.setdefault(content, []).append(ip)
+            out.add(content, [ip])
         return out
 
-    def write_index(self, foreign: Foreign) -> None:
+    def write_index(self, foreign: ForeignIndex) -> None:
         """Record ``foreign`` with the directory's token; call it after the last change to
         the directory, with the lock held. Best effort: without it, the next call walks."""
         path = self.path(INDEX_NAME)
         try:
             # first, or creating .pycni would change the directory after its token
             os.makedirs(os.path.join(self.dir, TMP_DIR), 0o755, exist_ok=True)
+            stamp_line = "-"
+            if foreign.changed and not foreign.count():
+                _discard(self.path(FOREIGN_NAME))
+            elif foreign.count():
+                fpath = self.path(FOREIGN_NAME)
+                if foreign.changed:
+                    self._replace(fpath, foreign.data, durable=False)
+                    foreign.changed = False
+                stamp_line = _stamp(os.stat(fpath))
             token, st = self.token()
             stamp = max(st.st_mtime_ns, st.st_ctime_ns)
             if stamp - time.clock_gettime_ns(_CLOCK_REALTIME_COARSE) > 100_000_000:
                 raise OSError(errno.EINVAL, "directory times ahead of the clock")
-            lines = [_INDEX_HEADER, token]
-            for content, ips in foreign.items():
-                lines += [f"{ip} {json.dumps(content)}" for ip in ips]
-            self._replace(path, ("\n".join(lines) + "\n").encode(), durable=False)
+            text = f"{_INDEX_HEADER}\n{token}\n{stamp_line}\n"
+            self._replace(path, text.encode(), durable=False)
             # a change by another writer must not get the time just recorded
             while time.clock_gettime_ns(_CLOCK_REALTIME_COARSE) <= stamp:
                 time.sleep(0.0005)

@@ -12,7 +12,7 @@ from cnitool.spec.errors import CNIError, ErrorList, InvalidConfigError, PluginN
 from . import config
 from .allocator import Allocation, Allocator
 from .config import IP, ip_str
-from .store import INDEX_MIN_LEASES, Foreign, Store, lease_content
+from .store import INDEX_MIN_LEASES, ForeignIndex, Store, lease_content
 
 RESULT_VERSION = "1.1.0"
 
@@ -80,7 +80,7 @@ def cmd_add(cmd: CmdArgs) -> dict[str, Any]:
             index = store.foreign_of(walked)
         if index is not None:
             if not hinted:
-                index.setdefault(match, []).extend(new)
+                index.add(match, new)
             store.write_index(index)
 
     result["ips"] = [a.to_result() for a in allocations]
@@ -97,14 +97,14 @@ def _owned_in(leases: list[tuple[str, str]], cid: str, ifname: str) -> list[str]
     return [ip for ip, content in leases if content in wanted]
 
 
-def _owned(store: Store, cid: str, ifname: str, index: Foreign) -> list[str]:
+def _owned(store: Store, cid: str, ifname: str, index: ForeignIndex) -> list[str]:
     """The attachment's leases without a walk: its hint and the index, each lease file
     read back (either content format)."""
     match = lease_content(cid, ifname)
     old = cid.strip()
     out = [ip for ip in store.read_hint(cid, ifname) or [] if store.read_lease(ip) == match]
     for content in (match, old):
-        out += [ip for ip in index.get(content, ()) if store.read_lease(ip) == content]
+        out += [ip for ip in index.get(content) if store.read_lease(ip) == content]
     return list(dict.fromkeys(out))
 
 
@@ -126,7 +126,7 @@ def _release(store: Store, cid: str, ifname: str) -> list[str]:
         for content in (match, old):
             if content == old and released:
                 break  # id-only leases only count when the attachment has no other
-            for ip in index.pop(content, []):
+            for ip in index.pop(content):
                 if store.read_lease(ip) == content and store.release(ip):
                     released.append(ip)
     elif stale:
