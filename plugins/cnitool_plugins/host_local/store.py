@@ -17,13 +17,14 @@ spans several lines, so it can never equal a lease content the Go plugin looks f
 walks the directory (it walks sub-directories too).
 
 With many leases, whether an attachment already holds an address (ADD's duplicate check,
-and CHECK or DEL without a usable hint) is answered from ``.pycni/index`` instead of a
-walk: it lists the leases no hint covers (those the Go plugin made) and a token of the
-network directory -- inode, size, mtime and ctime -- taken after our own last change, under
-the lock. Any other writer creating or removing a lease changes that token (size on
-tmpfs, the times on disk file systems; before releasing the lock we wait until the coarse
-clock has passed the recorded times, so a change right after ours gets a later time), and
-a changed token means one walk that rebuilds the index. The index only answers that
+and CHECK or DEL without a usable hint) is answered without a walk: by its hint, and by
+``.pycni/foreign``, the leases no hint lists (those the Go plugin made), searched by
+content. ``.pycni/index`` says when those are complete: it records a token of the network
+directory (inode, size, mtime, ctime) taken under the lock after our own last change.
+Another writer creating or removing a lease changes that token: the size on tmpfs, the
+times elsewhere (a file system with fine-grained times gives the first change after our
+stat a later time; with coarse times we keep the lock until the clock tick of the recorded
+times is over). A changed token means one walk, which rebuilds them. They only answer that
 question: an address is never given out twice in any case, because a lease file is
 created exclusively.
 
@@ -114,6 +115,9 @@ class ForeignIndex:
         lines = "".join(f"{key} {ip}\n" for ip in ips).encode()
         self.data = self.data + lines if self.data.endswith(b"\n") else self.data + b"\n" + lines
         self.changed = self.changed or bool(ips)
+
+    def empty(self) -> bool:
+        return len(self.data) <= len(_FOREIGN_HEADER)
 
     def count(self) -> int:
         return self.data.count(b"\n") - 1
@@ -398,7 +402,7 @@ class Store:
         except OSError:
             hinted = set()
         listed: dict[str, set[str]] = {}
-        out = ForeignIndex()
+        lines = [_FOREIGN_HEADER]
         for ip, content in leases:
             cid, sep, ifname = content.partition(LINE_BREAK)
             key = f"{cid}:{ifname}"
@@ -408,7 +412,9 @@ class Store:
                     ips = listed[key] = set(self.read_hint(cid, ifname) or ())
                 if ip in ips:
                     continue
-            out.add(content, [ip])
+            lines.append(f"{json.dumps(content)} {ip}\n".encode())
+        out = ForeignIndex(b"".join(lines))
+        out.changed = True
         return out
 
     def write_index(self, foreign: ForeignIndex) -> None:
@@ -419,9 +425,9 @@ class Store:
             # first, or creating .pycni would change the directory after its token
             os.makedirs(os.path.join(self.dir, TMP_DIR), 0o755, exist_ok=True)
             stamp_line = "-"
-            if foreign.changed and not foreign.count():
+            if foreign.changed and foreign.empty():
                 _discard(self.path(FOREIGN_NAME))
-            elif foreign.count():
+            elif not foreign.empty():
                 fpath = self.path(FOREIGN_NAME)
                 if foreign.changed:
                     self._replace(fpath, foreign.data, durable=False)
@@ -429,13 +435,18 @@ class Store:
                 stamp_line = _stamp(os.stat(fpath))
             token, st = self.token()
             stamp = max(st.st_mtime_ns, st.st_ctime_ns)
-            if stamp - time.clock_gettime_ns(_CLOCK_REALTIME_COARSE) > 100_000_000:
+            ahead = stamp - time.clock_gettime_ns(_CLOCK_REALTIME_COARSE)
+            if ahead > 100_000_000:
                 raise OSError(errno.EINVAL, "directory times ahead of the clock")
             text = f"{_INDEX_HEADER}\n{token}\n{stamp_line}\n"
             self._replace(path, text.encode(), durable=False)
-            # a change by another writer must not get the time just recorded
-            while time.clock_gettime_ns(_CLOCK_REALTIME_COARSE) <= stamp:
-                time.sleep(0.0005)
+            if ahead <= 0:
+                # coarse file times: a change by another writer in this clock tick could
+                # get the time just recorded, so the lock is kept until the tick is over.
+                # (Times ahead of the coarse clock are fine-grained ones: the file system
+                # then gives the next change after our stat a later time.)
+                while time.clock_gettime_ns(_CLOCK_REALTIME_COARSE) <= stamp:
+                    time.sleep(0.0005)
         except OSError:
             _discard(path)
 
