@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from .backends import XTABLES_LOCK, FirewallError
-from .model import Plan, Scope, TableState
+from .model import Plan, Rule, Scope, TableState
 
 _LIBDIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib", "/lib/x86_64-linux-gnu")
 
@@ -261,15 +261,28 @@ class IptcBackend:
         for name in dict.fromkeys((*scope.full, *scope.search, *scope.exist, *scope.absent)):
             if not t.is_chain(name):
                 continue
-            rules = self.iptc.Chain(t, name).rules
-            if name not in scope.full:
-                if name not in scope.search:
-                    rules = []
-                    state.unread.add(name)  # exists; emptied before it is deleted
-                else:
-                    rules = [r for r in rules if r.target is not None and r.target.name in needles]
+            if name in scope.full:
+                rules = self.iptc.Chain(t, name).rules
+            elif name in scope.search:
+                rules = self._rules_to(t, name, needles)
+            else:
+                rules = []
+                state.unread.add(name)  # exists; emptied before it is deleted
             state.chains[name] = [self._tokens(r) for r in rules]
             state.counters[name] = [(0, 0)] * len(rules)
+
+    def _rules_to(self, t: Any, chain: str, targets: set[str]) -> list[Any]:
+        """The rules of ``chain`` whose target is one of ``targets``: the others are only
+        asked their target's name (one libiptc call each), not turned into rule objects."""
+        obj = self.iptc.Chain(t, chain)
+        out = []
+        entry = t.first_rule(chain)
+        while entry:
+            name = t.get_target(entry)
+            if name is not None and name.decode(errors="replace") in targets:
+                out.append(t.create_rule(entry, obj))
+            entry = t.next_rule(entry)
+        return out
 
     def apply(self, plan: Plan) -> None:
         if not plan.ops:
@@ -290,7 +303,9 @@ class IptcBackend:
                     iptc.Chain(t, op.chain).insert_rule(self._rule(op.args), op.position - 1)
                 elif op.kind == "delete":
                     chain = iptc.Chain(t, op.chain)
-                    for r in chain.rules:
+                    target = Rule(op.chain, op.args).target
+                    candidates = self._rules_to(t, op.chain, {target}) if target else chain.rules
+                    for r in candidates:
                         if self._tokens(r) == op.args:
                             chain.delete_rule(r)
                             break
