@@ -62,8 +62,11 @@ PORTS = {"portMappings": [{"hostPort": 9090, "containerPort": 80, "protocol": "t
 
 
 def reset() -> None:
-    """Empty nat tables (in this private netns) and lease directory."""
-    for tool in ("iptables-nft", "iptables-legacy"):
+    """Empty the nat tables (of this private netns) and the lease directory."""
+    tools = ["iptables-nft"]
+    if "nat" in Path("/proc/self/net/ip_tables_names").read_text().split():
+        tools.append("iptables-legacy")  # listing would create the legacy table
+    for tool in tools:
         for flag in ("-F", "-X"):
             subprocess.run([tool, "-w", "-t", "nat", flag], check=False, capture_output=True)
     shutil.rmtree(LEASES, ignore_errors=True)

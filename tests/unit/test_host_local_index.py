@@ -148,3 +148,16 @@ def test_the_index_lists_only_leases_without_hint(
         assert verbs._owned(st, "go4", "eth0", index) == [ip]
         assert index.pop("go4\r\neth0") == [ip] and index.get("go4\r\neth0") == []
         assert index.count() == LEASES - 1 and index.get("go5\r\neth0") != []
+
+
+def test_foreign_lookup_is_exact() -> None:
+    """A content is found whole: never as the start of a longer one, whatever it holds."""
+    fi = store_mod.ForeignIndex()
+    odd = ["a", "a b", "a\r\neth0", "a\r\neth0 x", "a\\s", "tab\there", "a\nb"]
+    for n, content in enumerate(odd):
+        fi.add(content, [f"10.0.0.{n}"])
+    for n, content in enumerate(odd):
+        assert fi.get(content) == [f"10.0.0.{n}"], content
+    assert fi.get("a\r\n") == [] and fi.get("b") == []
+    assert fi.pop("a b") == ["10.0.0.1"] and fi.get("a b") == [] and fi.get("a") == ["10.0.0.0"]
+    assert fi.count() == len(odd) - 1

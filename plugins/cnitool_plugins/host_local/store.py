@@ -38,10 +38,10 @@ the lock was left by a crash, and is removed (only names of our own pattern).
 
 from __future__ import annotations
 
+import _socket
 import contextlib
 import errno
 import fcntl
-import json
 import os
 import re
 import time
@@ -69,13 +69,24 @@ FOREIGN_NAME = os.path.join(HINT_DIR, "foreign")
 _FOREIGN_HEADER = b"#pycni host-local leases without hint v1\n"
 
 
+def _escape(content: str) -> str:
+    """A lease content with no blank or line break left (backslash escapes)."""
+    return (
+        content.replace("\\", "\\\\")
+        .replace("\n", "\\n")
+        .replace("\r", "\\r")
+        .replace(" ", "\\s")
+        .replace("\t", "\\t")
+    )
+
+
 def _stamp(st: os.stat_result) -> str:
     return f"{st.st_ino} {st.st_size} {st.st_mtime_ns}"
 
 
 class ForeignIndex:
     """The leases no hint lists (the Go plugin's), as ``.pycni/foreign`` holds them: a
-    line ``<content as JSON> <ip>`` per lease. A lookup searches the bytes for one
+    line ``<content, escaped> <ip>`` per lease. A lookup searches the bytes for one
     content; the other lines are never parsed."""
 
     __slots__ = ("data", "changed")
@@ -86,7 +97,7 @@ class ForeignIndex:
 
     @staticmethod
     def _key(content: str) -> bytes:
-        return b"\n" + json.dumps(content).encode() + b" "
+        return b"\n" + _escape(content).encode() + b" "
 
     def _spans(self, content: str) -> list[tuple[int, int, str]]:
         key = self._key(content)
@@ -111,7 +122,7 @@ class ForeignIndex:
         return [ip for _, _, ip in spans]
 
     def add(self, content: str, ips: list[str]) -> None:
-        key = json.dumps(content)
+        key = _escape(content)
         lines = "".join(f"{key} {ip}\n" for ip in ips).encode()
         self.data = self.data + lines if self.data.endswith(b"\n") else self.data + b"\n" + lines
         self.changed = self.changed or bool(ips)
@@ -412,7 +423,7 @@ class Store:
                     ips = listed[key] = set(self.read_hint(cid, ifname) or ())
                 if ip in ips:
                     continue
-            lines.append(f"{json.dumps(content)} {ip}\n".encode())
+            lines.append(f"{_escape(content)} {ip}\n".encode())
         out = ForeignIndex(b"".join(lines))
         out.changed = True
         return out
@@ -486,31 +497,48 @@ def _open_lock(path: str) -> int:
 _IP_CHARS = "0123456789abcdefABCDEF.:"
 
 
+def _is_ip(name: str) -> bool:
+    """Whether a file name is an address (as ``parse_ip`` reads it); a dotted quad in its
+    canonical form, the usual lease name, is checked by the C library."""
+    if name.strip(_IP_CHARS):
+        return False
+    try:
+        if _socket.inet_ntop(_socket.AF_INET, _socket.inet_pton(_socket.AF_INET, name)) == name:
+            return True
+    except OSError:
+        pass
+    return parse_ip(name) is not None
+
+
 def scan_dir(directory: str) -> Iterator[tuple[str, str]]:
     """Every lease file of a network directory as (ip text, trimmed content).
 
-    Runs once per ADD over every lease, so it avoids Python file objects and only parses
-    names that look like addresses.
+    Runs over every lease when a walk is needed, so it avoids Python file objects and
+    path joins, and only parses names that look like addresses.
     """
     try:
         names = os.listdir(directory)
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as exc:
         raise _io_error("cannot list", directory, exc) from None
     flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
-    for name in names:
-        if name.strip(_IP_CHARS) or parse_ip(name) is None:
-            continue
-        try:
-            fd = os.open(os.path.join(directory, name), flags)
-        except OSError:
-            continue
-        try:
-            data = _read_all(fd)
-        except OSError:  # a directory or something else that is no lease
-            continue
-        finally:
-            os.close(fd)
-        yield name, data.decode(errors="replace").strip()
+    try:
+        for name in names:
+            if not _is_ip(name):
+                continue
+            try:
+                fd = os.open(name, flags, dir_fd=dir_fd)
+            except OSError:
+                continue
+            try:
+                data = _read_all(fd)
+            except OSError:  # a directory or something else that is no lease
+                continue
+            finally:
+                os.close(fd)
+            yield name, data.decode(errors="replace").strip()
+    finally:
+        os.close(dir_fd)
 
 
 # A lease holds a container ID, which reaches a plugin through the environment, where one
