@@ -130,6 +130,32 @@ def test_portmap_repeated_del_changes_nothing(monkeypatch: pytest.MonkeyPatch) -
     before = node.be.lines()
     iptables.unforward_ports(conf)
     assert node.be.applied == [] and node.be.lines() == before
+    assert node.be.reads == ["CNI-HOSTPORT-DNAT", "save"]  # nothing found: made sure
+
+
+def test_portmap_del_of_a_chain_without_entry_rule_still_removes_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    node = Node(monkeypatch, 3)
+    dn = dnat_chain_name("net", "pod00001")
+    node.be.state.chains["CNI-HOSTPORT-DNAT"] = [
+        a for a in node.be.state.chains["CNI-HOSTPORT-DNAT"] if dn not in a
+    ]
+    node.reset()
+    iptables.unforward_ports(portmap_conf("pod00001", ip_of(1)))
+    assert not node.be.state.has_chain(dn)
+    assert node.be.reads == ["CNI-HOSTPORT-DNAT", "save"]
+
+
+def test_the_other_backend_is_read_whole_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    node = Node(monkeypatch, 3)
+    other = MemBackend(4)
+    monkeypatch.setattr(
+        fw, "teardown_backends", lambda fam, choice="auto": [node.be, other] if fam == 4 else []
+    )
+    iptables.unforward_ports(portmap_conf("pod00001", ip_of(1)))
+    ipmasq.teardown_ip_masq("net", "pod00001", [f"{ip_of(1)}/8"])
+    assert other.reads == ["save", "save"] and other.applied == []
 
 
 def portmap_check(monkeypatch: pytest.MonkeyPatch, pods: int) -> int:

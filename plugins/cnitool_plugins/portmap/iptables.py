@@ -90,14 +90,15 @@ def unforward_ports(conf: PortMapConf, log: TextIO | None = None) -> None:
             skipped.add(CNIError(f"ipv{fam}: {e}"))
             continue
         scope, narrow = teardown_scopes(conf.name, conf.container_id)
-        for be in backends:
+        for i, be in enumerate(backends):
             try:
+                # the other backend's table is mostly empty: one whole read is cheapest
                 fw.transact(
                     be,
                     "nat",
                     lambda p: plan_teardown(p, conf.name, conf.container_id),
                     scope=scope,
-                    narrow=narrow,
+                    narrow=None if i else narrow,
                 )
                 usable += 1
             except fw.TableUnavailable as e:

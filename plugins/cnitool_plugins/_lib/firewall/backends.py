@@ -115,18 +115,22 @@ class RestoreBackend:
                 state.chains.setdefault(chain, [])
                 parse_scoped(lines, table, scope, state)
         targets = {Rule(c, a).target for c, rules in state.chains.items() for a in rules}
+        absent = [c for c in scope.absent if c not in state.chains]
         for chain in scope.exist:
             if chain in state.chains:
                 continue
             if chain in targets:  # a jump to it was read: it exists
                 state.chains[chain] = []
                 state.unread.add(chain)
-                continue
-            lines = self.list_chain(table, chain)
-            if lines is not None:
-                state.chains[chain] = []
-                parse_scoped(lines, table, Scope(full=(chain,)), state)
-        state.assumed_absent = tuple(c for c in scope.absent if c not in state.chains)
+            elif absent:
+                # the whole table is read anyway unless the commit can assert them absent
+                absent.append(chain)
+            else:
+                lines = self.list_chain(table, chain)
+                if lines is not None:
+                    state.chains[chain] = []
+                    parse_scoped(lines, table, Scope(full=(chain,)), state)
+        state.assumed_absent = tuple(absent)
         return state
 
     def apply(self, plan: Plan) -> None:
