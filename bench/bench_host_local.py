@@ -23,6 +23,7 @@ import argparse
 import ipaddress
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -30,6 +31,14 @@ import tempfile
 import time
 
 from cnitool import launchers
+
+# user+system ms of the last call's process (other load on the machine disturbs it less)
+last_cpu = [0.0]
+
+
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (r.ru_utime + r.ru_stime) * 1000
 
 
 def call(binary: str, cmd: str, conf: bytes, cid: str = "bench") -> float:
@@ -42,9 +51,10 @@ def call(binary: str, cmd: str, conf: bytes, cid: str = "bench") -> float:
         "CNI_PATH": os.path.dirname(binary),
         "CNI_ARGS": "",
     }
-    start = time.perf_counter()
+    cpu, start = _children_cpu(), time.perf_counter()
     p = subprocess.run([binary], input=conf, env=env, capture_output=True, check=False)
     elapsed = time.perf_counter() - start
+    last_cpu[0] = _children_cpu() - cpu
     if p.returncode != 0:
         raise SystemExit(f"{binary} {cmd} failed: {p.stdout.decode()} {p.stderr.decode()}")
     return elapsed * 1000
@@ -80,22 +90,19 @@ def measure(
         }
     ).encode()
     prefill(binary, conf, leases, tag, how, os.path.join(data_dir, name))
-    first = call(binary, "ADD", conf, f"{tag}-first")
+    wall: dict[str, list[float]] = {v: [] for v in ("1st ADD", "VERSION", "ADD", "CHECK", "DEL")}
+    cpu: dict[str, list[float]] = {v: [] for v in wall}
+    wall["1st ADD"].append(call(binary, "ADD", conf, f"{tag}-first"))
+    cpu["1st ADD"].append(last_cpu[0])
     call(binary, "DEL", conf, f"{tag}-first")
-    version, add, check, delete = [], [], [], []
     for i in range(runs):
         cid = f"{tag}-run{i}"
-        version.append(call(binary, "VERSION", b""))
-        add.append(call(binary, "ADD", conf, cid))
-        check.append(call(binary, "CHECK", conf, cid))
-        delete.append(call(binary, "DEL", conf, cid))
-    return {
-        "1st ADD": first,
-        "VERSION": statistics.median(version),
-        "ADD": statistics.median(add),
-        "CHECK": statistics.median(check),
-        "DEL": statistics.median(delete),
-    }
+        for verb, stdin in (("VERSION", b""), ("ADD", conf), ("CHECK", conf), ("DEL", conf)):
+            wall[verb].append(call(binary, verb, stdin, cid))
+            cpu[verb].append(last_cpu[0])
+    out = {v: statistics.median(xs) for v, xs in wall.items()}
+    out.update({f"{v} cpu": statistics.median(xs) for v, xs in cpu.items()})
+    return out
 
 
 def main() -> int:
@@ -109,8 +116,11 @@ def main() -> int:
     opts = ap.parse_args()
 
     verbs = ("1st ADD", "VERSION", "ADD", "CHECK", "DEL")
-    print(f"host-local, median ms per exec ({opts.runs} runs; 1st ADD: one call)")
-    print(f"{'leases':>8} {'':10}" + "".join(f"{v:>10}" for v in verbs))
+    print(
+        f"host-local, median ms per exec ({opts.runs} runs; 1st ADD: one call); wall: "
+        "elapsed, cpu: user+system time of the process"
+    )
+    print(f"{'leases':>8} {'':14}" + "".join(f"{v:>10}" for v in verbs))
     for size in (int(x) for x in opts.leases.split(",")):
         with tempfile.TemporaryDirectory(prefix="bench-host-local-") as tmp:
             bin_dir = os.path.join(tmp, "bin")
@@ -124,11 +134,19 @@ def main() -> int:
                 )
             else:
                 print(f"reference {opts.reference} not found; showing ours only", file=sys.stderr)
-        for name, vals in rows.items():
-            print(f"{size:>8} {name:10}" + "".join(f"{vals[v]:10.1f}" for v in verbs))
-        if len(rows) == 2:
-            ratio = {v: rows["go 1.1.1"][v] / rows["pycni"][v] for v in verbs}
-            print(f"{size:>8} {'go/ours':10}" + "".join(f"{ratio[v]:9.1f}x" for v in verbs))
+        for kind, suffix in (("wall", ""), ("cpu", " cpu")):
+            for name, vals in rows.items():
+                print(
+                    f"{size:>8} {name + ' ' + kind:14}"
+                    + "".join(f"{vals[v + suffix]:10.1f}" for v in verbs)
+                )
+            if len(rows) == 2:
+                go, ours_ = rows["go 1.1.1"], rows["pycni"]
+                ratio = {v: go[v + suffix] / ours_[v + suffix] for v in verbs}
+                print(
+                    f"{size:>8} {'go/ours ' + kind:14}"
+                    + "".join(f"{ratio[v]:9.1f}x" for v in verbs)
+                )
     return 0
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -82,7 +83,14 @@ def grow(pods: int, backend: str) -> None:
         subprocess.run([restore, "--noflush"], input=nat_rules(0, pods).encode(), check=True)
 
 
-Caller = Callable[[str, str], tuple[float, float]]
+# per call: (ADD wall, DEL wall, ADD cpu, DEL cpu) in ms
+Caller = Callable[[str, str], tuple[float, float, float, float]]
+
+
+def cpu_ms() -> float:
+    """User+system time of the finished child processes (plugins, iptables, cnitool)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (r.ru_utime + r.ru_stime) * 1000
 
 
 def runtime_caller(cni_path: str, env_extra: dict[str, str]) -> Caller:
@@ -95,16 +103,16 @@ def runtime_caller(cni_path: str, env_extra: dict[str, str]) -> Caller:
     cfg = CNIConfig([cni_path], cache_dir=cache, env=env)
     net = conf_list_from_bytes(json.dumps(CONFLIST).encode())
 
-    def run(cid: str, ns: str) -> tuple[float, float]:
+    def run(cid: str, ns: str) -> tuple[float, float, float, float]:
         rt = RuntimeConf(
             container_id=cid, netns=f"/run/netns/{ns}", ifname="eth0", capability_args=PORTS
         )
-        t0 = time.perf_counter()
+        c0, t0 = cpu_ms(), time.perf_counter()
         cfg.add_network_list(net, rt)
-        t1 = time.perf_counter()
+        c1, t1 = cpu_ms(), time.perf_counter()
         cfg.del_network_list(net, rt)
-        t2 = time.perf_counter()
-        return (t1 - t0) * 1000, (t2 - t1) * 1000
+        c2, t2 = cpu_ms(), time.perf_counter()
+        return (t1 - t0) * 1000, (t2 - t1) * 1000, c1 - c0, c2 - c1
 
     return run
 
@@ -120,41 +128,41 @@ def operator_caller(bin_dir: str, conf_dir: str, env_extra: dict[str, str]) -> C
         "CAP_ARGS": json.dumps(PORTS),
     }
 
-    def once(verb: str, ns: str) -> float:
-        t0 = time.perf_counter()
+    def once(verb: str, ns: str) -> tuple[float, float]:
+        c0, t0 = cpu_ms(), time.perf_counter()
         proc = subprocess.run(
             [*argv, verb, NETWORK, f"/run/netns/{ns}", "--output", "json"],
             env=env,
             capture_output=True,
             check=False,
         )
-        elapsed = (time.perf_counter() - t0) * 1000
+        elapsed, cpu = (time.perf_counter() - t0) * 1000, cpu_ms() - c0
         if proc.returncode != 0:
             sys.exit(f"cnitool {verb} failed: {proc.stdout.decode()} {proc.stderr.decode()}")
-        return elapsed
+        return elapsed, cpu
 
-    def run(cid: str, ns: str) -> tuple[float, float]:
-        return once("add", ns), once("del", ns)
+    def run(cid: str, ns: str) -> tuple[float, float, float, float]:
+        (add, add_cpu), (delete, del_cpu) = once("add", ns), once("del", ns)
+        return add, delete, add_cpu, del_cpu
 
     return run
 
 
-def measure(run: Caller, label: str, pods: int, backend: str, n: int) -> tuple[float, float]:
+def measure(run: Caller, label: str, pods: int, backend: str, n: int) -> list[float]:
+    """Medians of ADD wall, DEL wall, ADD cpu, DEL cpu."""
     reset()
     grow(pods, backend)
-    adds: list[float] = []
-    dels: list[float] = []
+    samples: list[tuple[float, float, float, float]] = []
     for i in range(n + 1):
         ns = f"bench{i}"
         subprocess.run(["ip", "netns", "add", ns], check=True)
         try:
-            add, delete = run(f"bench-{label[:2]}-{pods}-{i}", ns)
+            sample = run(f"bench-{label[:2]}-{pods}-{i}", ns)
         finally:
             subprocess.run(["ip", "netns", "del", ns], check=False)
         if i:  # the first pair warms up (bridge creation, our index on a big network)
-            adds.append(add)
-            dels.append(delete)
-    return statistics.median(adds), statistics.median(dels)
+            samples.append(sample)
+    return [statistics.median(col) for col in zip(*samples, strict=True)]
 
 
 def slope(xs: list[int], ys: list[float]) -> float:
@@ -187,8 +195,9 @@ def main() -> None:
     Path(conf_dir, "10-bench.conflist").write_text(json.dumps(CONFLIST))
     wanted = opts.paths.split(",")
     print(
-        f"ADD and DEL of one pod, median of {opts.n} ms per size; growth = least-squares "
-        "ms per 100 pods"
+        f"ADD and DEL of one pod, median of {opts.n} per size, ms; growth = least-squares "
+        "ms per 100 pods.\nwall: elapsed time; cpu: user+system time of the processes the "
+        "call ran (plugins, iptables, cnitool), which other load on the machine disturbs less"
     )
     for backend in opts.backends.split(","):
         ours_env = {"PYCNI_IPTABLES_BACKEND": backend}
@@ -207,20 +216,22 @@ def main() -> None:
                 ("ours cnitool (operator)", operator_caller(bin_dir, conf_dir, ours_env))
             )
         head = "".join(f"{s:>7}" for s in sizes)
-        print(f"\n{backend}: {'':26}ADD at{head} {'growth':>7} | DEL at{head} {'growth':>7}")
+        print(f"\n{backend:7}{'':25}{'':5}ADD at{head} {'growth':>7} | DEL at{head} {'growth':>7}")
         for label, run in callers:
-            adds, dels = [], []
+            cols: list[list[float]] = [[], [], [], []]
             for size in sizes:
-                add, delete = measure(run, label, size, backend, opts.n)
-                adds.append(add)
-                dels.append(delete)
-            row_a = "".join(f"{v:7.1f}" for v in adds)
-            row_d = "".join(f"{v:7.1f}" for v in dels)
-            print(
-                f"{backend}: {label:26}      {row_a} {slope(sizes, adds):7.1f} |       "
-                f"{row_d} {slope(sizes, dels):7.1f}",
-                flush=True,
-            )
+                for col, value in zip(
+                    cols, measure(run, label, size, backend, opts.n), strict=True
+                ):
+                    col.append(value)
+            for kind, add, delete in (("wall", cols[0], cols[1]), ("cpu", cols[2], cols[3])):
+                row_a = "".join(f"{v:7.1f}" for v in add)
+                row_d = "".join(f"{v:7.1f}" for v in delete)
+                print(
+                    f"{backend:7}{label:25}{kind:>5}      {row_a} {slope(sizes, add):7.1f} |"
+                    f"       {row_d} {slope(sizes, delete):7.1f}",
+                    flush=True,
+                )
     reset()
 
 
