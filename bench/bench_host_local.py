@@ -2,17 +2,28 @@
 
 Installs our launcher into a temporary CNI bin dir (cnitool.launchers.install), then
 times VERSION, ADD, CHECK and DEL calls, each a fresh process, against a temporary dataDir
-that already holds ``--leases`` leases (DEL and CHECK cost grows with them for the Go
-plugin, which reads every lease file). Prints medians side by side.
+that already holds ``--leases`` leases (one size or a comma-separated list, e.g.
+``1000,10000,50000``). The Go plugin reads every lease file on ADD (to find an address
+the container holds already) and, without our hints, on CHECK and DEL.
 
-    python bench/bench_host_local.py [--runs 30] [--leases 200] [--reference /usr/lib/cni/host-local]
+``--prefill files`` (the default) writes the leases as the Go plugin does (one file each,
+``<id>\\r\\n<ifname>``, no hint of ours), which is what a node shared with the Go plugin
+holds; our first ADD there walks them once and keeps its index: that call is shown as
+"1st ADD", the others are medians after it. ``--prefill exec`` makes them by running each
+plugin's ADD (slow for big sizes). Time an installed (not editable) copy:
+
+    python3 -m venv /tmp/venv && /tmp/venv/bin/pip install -q .
+    /tmp/venv/bin/python bench/bench_host_local.py [--runs 30] [--leases 200]
+        [--prefill files|exec] [--reference /usr/lib/cni/host-local]
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -20,6 +31,14 @@ import tempfile
 import time
 
 from cnitool import launchers
+
+# user+system ms of the last call's process (other load on the machine disturbs it less)
+last_cpu = [0.0]
+
+
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (r.ru_utime + r.ru_stime) * 1000
 
 
 def call(binary: str, cmd: str, conf: bytes, cid: str = "bench") -> float:
@@ -32,74 +51,102 @@ def call(binary: str, cmd: str, conf: bytes, cid: str = "bench") -> float:
         "CNI_PATH": os.path.dirname(binary),
         "CNI_ARGS": "",
     }
-    start = time.perf_counter()
+    cpu, start = _children_cpu(), time.perf_counter()
     p = subprocess.run([binary], input=conf, env=env, capture_output=True, check=False)
     elapsed = time.perf_counter() - start
+    last_cpu[0] = _children_cpu() - cpu
     if p.returncode != 0:
         raise SystemExit(f"{binary} {cmd} failed: {p.stdout.decode()} {p.stderr.decode()}")
     return elapsed * 1000
 
 
-def prefill(binary: str, conf: bytes, count: int, tag: str) -> None:
+SUBNET = "10.192.0.0/12"  # room for a million leases
+
+
+def prefill(binary: str, conf: bytes, count: int, tag: str, how: str, directory: str) -> None:
+    if how == "exec":
+        for i in range(count):
+            call(binary, "ADD", conf, f"{tag}-fill{i}")
+        return
+    os.makedirs(directory, exist_ok=True)
+    base = int(ipaddress.ip_network(SUBNET).network_address) + 2
     for i in range(count):
-        call(binary, "ADD", conf, f"{tag}-fill{i}")
+        with open(os.path.join(directory, str(ipaddress.ip_address(base + i))), "w") as f:
+            f.write(f"{tag}-fill{i}\r\neth0")
+    if count:
+        with open(os.path.join(directory, "last_reserved_ip.0"), "w") as f:
+            f.write(str(ipaddress.ip_address(base + count - 1)))
 
 
-def measure(binary: str, tag: str, data_dir: str, runs: int, leases: int) -> dict[str, float]:
+def measure(
+    binary: str, tag: str, data_dir: str, runs: int, leases: int, how: str = "files"
+) -> dict[str, float]:
+    name = f"bench-{tag}-{leases}"
     conf = json.dumps(
         {
             "cniVersion": "1.0.0",
-            "name": f"bench-{tag}",
-            "ipam": {
-                "type": "host-local",
-                "dataDir": data_dir,
-                "ranges": [[{"subnet": "10.200.0.0/16"}]],
-            },
+            "name": name,
+            "ipam": {"type": "host-local", "dataDir": data_dir, "ranges": [[{"subnet": SUBNET}]]},
         }
     ).encode()
-    prefill(binary, conf, leases, tag)
-    version, add, check, delete = [], [], [], []
+    prefill(binary, conf, leases, tag, how, os.path.join(data_dir, name))
+    wall: dict[str, list[float]] = {v: [] for v in ("1st ADD", "VERSION", "ADD", "CHECK", "DEL")}
+    cpu: dict[str, list[float]] = {v: [] for v in wall}
+    wall["1st ADD"].append(call(binary, "ADD", conf, f"{tag}-first"))
+    cpu["1st ADD"].append(last_cpu[0])
+    call(binary, "DEL", conf, f"{tag}-first")
     for i in range(runs):
         cid = f"{tag}-run{i}"
-        version.append(call(binary, "VERSION", b""))
-        add.append(call(binary, "ADD", conf, cid))
-        check.append(call(binary, "CHECK", conf, cid))
-        delete.append(call(binary, "DEL", conf, cid))
-    return {
-        "VERSION": statistics.median(version),
-        "ADD": statistics.median(add),
-        "CHECK": statistics.median(check),
-        "DEL": statistics.median(delete),
-    }
+        for verb, stdin in (("VERSION", b""), ("ADD", conf), ("CHECK", conf), ("DEL", conf)):
+            wall[verb].append(call(binary, verb, stdin, cid))
+            cpu[verb].append(last_cpu[0])
+    out = {v: statistics.median(xs) for v, xs in wall.items()}
+    out.update({f"{v} cpu": statistics.median(xs) for v, xs in cpu.items()})
+    return out
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=30)
-    ap.add_argument("--leases", type=int, default=200, help="leases present before timing")
+    ap.add_argument(
+        "--leases", default="200", help="leases present before timing (comma-separated sizes)"
+    )
+    ap.add_argument("--prefill", choices=("files", "exec"), default="files")
     ap.add_argument("--reference", default="/usr/lib/cni/host-local")
     opts = ap.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="bench-host-local-") as tmp:
-        bin_dir = os.path.join(tmp, "bin")
-        launchers.install(bin_dir, ["host-local"])
-        ours = os.path.join(bin_dir, "host-local")
-        rows = {"pycni": measure(ours, "py", os.path.join(tmp, "data"), opts.runs, opts.leases)}
-        if os.access(opts.reference, os.X_OK):
-            rows["go 1.1.1"] = measure(
-                opts.reference, "go", os.path.join(tmp, "data"), opts.runs, opts.leases
-            )
-        else:
-            print(f"reference {opts.reference} not found; showing ours only", file=sys.stderr)
-
-    verbs = ("VERSION", "ADD", "CHECK", "DEL")
-    print(f"host-local, median ms per exec ({opts.runs} runs, {opts.leases} leases in the network)")
-    print(f"{'':10}" + "".join(f"{v:>10}" for v in verbs))
-    for name, vals in rows.items():
-        print(f"{name:10}" + "".join(f"{vals[v]:10.1f}" for v in verbs))
-    if len(rows) == 2:
-        ratio = {v: rows["pycni"][v] / rows["go 1.1.1"][v] for v in verbs}
-        print(f"{'ratio':10}" + "".join(f"{ratio[v]:9.1f}x" for v in verbs))
+    verbs = ("1st ADD", "VERSION", "ADD", "CHECK", "DEL")
+    print(
+        f"host-local, median ms per exec ({opts.runs} runs; 1st ADD: one call); wall: "
+        "elapsed, cpu: user+system time of the process"
+    )
+    print(f"{'leases':>8} {'':14}" + "".join(f"{v:>10}" for v in verbs))
+    for size in (int(x) for x in opts.leases.split(",")):
+        with tempfile.TemporaryDirectory(prefix="bench-host-local-") as tmp:
+            bin_dir = os.path.join(tmp, "bin")
+            launchers.install(bin_dir, ["host-local"])
+            ours = os.path.join(bin_dir, "host-local")
+            data = os.path.join(tmp, "data")
+            rows = {"pycni": measure(ours, "py", data, opts.runs, size, opts.prefill)}
+            if os.access(opts.reference, os.X_OK):
+                rows["go 1.1.1"] = measure(
+                    opts.reference, "go", data, opts.runs, size, opts.prefill
+                )
+            else:
+                print(f"reference {opts.reference} not found; showing ours only", file=sys.stderr)
+        for kind, suffix in (("wall", ""), ("cpu", " cpu")):
+            for name, vals in rows.items():
+                print(
+                    f"{size:>8} {name + ' ' + kind:14}"
+                    + "".join(f"{vals[v + suffix]:10.1f}" for v in verbs)
+                )
+            if len(rows) == 2:
+                go, ours_ = rows["go 1.1.1"], rows["pycni"]
+                ratio = {v: go[v + suffix] / ours_[v + suffix] for v in verbs}
+                print(
+                    f"{size:>8} {'go/ours ' + kind:14}"
+                    + "".join(f"{ratio[v]:9.1f}x" for v in verbs)
+                )
     return 0
 
 

@@ -211,7 +211,9 @@ class _Mem:
         self.state = parse_save(text, "nat")
         self.applied: list[str] = []
 
-    def load(self, table: str, counters: bool = False) -> fw.TableState:
+    def load(
+        self, table: str, counters: bool = False, scope: fw.Scope | None = None
+    ) -> fw.TableState:
         return self.state.copy()
 
     def apply(self, plan: Plan) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -16,6 +14,7 @@ from cnitool_plugins.portmap import iptables, rules
 from cnitool_plugins.portmap import verbs as commands
 from cnitool_plugins.portmap.__main__ import PLUGIN
 from cnitool_plugins.portmap.config import container_nets, parse_config
+from nat_mem import MemBackend
 from test_firewall import APPENDIX_A, APPENDIX_A_LINES, CID
 
 from cnitool import skel
@@ -47,36 +46,6 @@ def conf(**extra: Any) -> dict[str, Any]:
     }
     c.update(extra)
     return c
-
-
-class MemBackend:
-    """An iptables table set held in memory; records every applied plan."""
-
-    def __init__(self, family: int, text: str = "") -> None:
-        self.family = family
-        self.name = "nft"
-        self.state = parse_save(
-            text
-            or "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
-            ":POSTROUTING ACCEPT [0:0]\nCOMMIT\n",
-            "nat",
-        )
-        self.applied: list[str] = []
-
-    def load(self, table: str, counters: bool = False) -> TableState:
-        return self.state.copy()
-
-    def apply(self, plan: Plan) -> None:
-        if plan.ops:
-            self.applied.append(plan.restore_text())
-            self.state = plan.state.copy()
-
-    @contextmanager
-    def locked(self) -> Iterator[None]:
-        yield
-
-    def lines(self) -> list[str]:
-        return [r.text() for r in self.state.all_rules()]
 
 
 @pytest.fixture
@@ -398,7 +367,7 @@ def test_del_skips_a_family_whose_table_cannot_be_read(
     # e.g. a node without IPv6 nat: the reference skips ip6tables then, so must we
     mem[4].state = parse_save(APPENDIX_A, "nat")
 
-    def unreadable(table: str, counters: bool = False) -> TableState:
+    def unreadable(table: str, counters: bool = False, scope: fw.Scope | None = None) -> TableState:
         raise fw.FirewallError("ip6tables-nft-save not found in PATH")
 
     monkeypatch.setattr(mem[6], "load", unreadable)

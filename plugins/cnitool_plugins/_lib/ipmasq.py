@@ -102,18 +102,30 @@ def plan_setup(plan: fw.Plan, chain: str, rules: Sequence[fw.Rule]) -> None:
         plan.append_unique(r)
 
 
+def masq_scope(chain: str) -> fw.Scope:
+    """What an ipMasq transaction reads: the container's chain, and of POSTROUTING only
+    the jumps to it."""
+    return fw.Scope(full=(chain,), search=("POSTROUTING",), needles=(chain,))
+
+
 def setup_ip_masq(
     network: str, container_id: str, ips: Sequence[str], *, backend: str | None = None
 ) -> None:
-    """Masquerade traffic from the container's addresses leaving their subnets."""
+    """Masquerade traffic from the container's addresses leaving their subnets.
+
+    The chain is new in the common case: the rules are then written without reading the
+    table (the commit's ``-N`` fails when it exists, and the read-plan-write path runs)."""
     chain = format_chain_name(network, container_id)
     choice = fw.requested(backend)
+    scope = masq_scope(chain)
     for fam, rules in masq_rules(network, container_id, ips).items():
 
         def plan(p: fw.Plan, rules: list[fw.Rule] = rules) -> None:
             plan_setup(p, chain, rules)
 
-        fw.transact(fw.choose(fam, choice), "nat", plan)
+        be = fw.choose(fam, choice)
+        if not fw.transact_new(be, "nat", plan):
+            fw.transact(be, "nat", plan, scope=scope)
 
 
 def teardown_ip_masq(
@@ -133,15 +145,21 @@ def teardown_ip_masq(
         p.delete_jumps_to(chain, ["POSTROUTING"])
         p.delete_chain(chain)
 
+    scope = masq_scope(chain)
+    # the jumps read from POSTROUTING tell that the chain exists; only without one is the
+    # chain itself listed
+    narrow = fw.Scope(search=("POSTROUTING",), needles=(chain,), exist=(chain,), narrow=True)
+
     for fam in families:
         try:
             backends = fw.teardown_backends(fam, choice)
         except fw.FirewallError as e:
             errors.add(e)
             continue
-        for be in backends:
+        for i, be in enumerate(backends):
             try:
-                fw.transact(be, "nat", plan)
+                # the other backend's table is mostly empty: one whole read is cheapest
+                fw.transact(be, "nat", plan, scope=scope, narrow=None if i else narrow)
             except fw.TableUnavailable:
                 continue  # nothing can have been set up where the table cannot be read
             except fw.FirewallError as e:

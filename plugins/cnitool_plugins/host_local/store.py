@@ -16,6 +16,18 @@ back and matched; a missing or stale hint falls back to a scan of the whole dire
 spans several lines, so it can never equal a lease content the Go plugin looks for when it
 walks the directory (it walks sub-directories too).
 
+With many leases, whether an attachment already holds an address (ADD's duplicate check,
+and CHECK or DEL without a usable hint) is answered without a walk: by its hint, and by
+``.pycni/foreign``, the leases no hint lists (those the Go plugin made), searched by
+content. ``.pycni/index`` says when those are complete: it records a token of the network
+directory (inode, size, mtime, ctime) taken under the lock after our own last change.
+Another writer creating or removing a lease changes that token: the size on tmpfs, the
+times elsewhere (a file system with fine-grained times gives the first change after our
+stat a later time; with coarse times we keep the lock until the clock tick of the recorded
+times is over). A changed token means one walk, which rebuilds them. They only answer that
+question: an address is never given out twice in any case, because a lease file is
+created exclusively.
+
 Every file is written whole or not at all: its content goes to a temporary file in
 ``.pycni/tmp/`` (same file system), is fsynced, then linked (a lease: the link fails when
 the address is taken, as ``O_EXCL`` does) or renamed (``last_reserved_ip.N``, a hint) into
@@ -26,11 +38,13 @@ the lock was left by a crash, and is removed (only names of our own pattern).
 
 from __future__ import annotations
 
+import _socket
 import contextlib
 import errno
 import fcntl
 import os
 import re
+import time
 from collections.abc import Iterator
 
 from cnitool.spec.errors import CNIError
@@ -45,6 +59,79 @@ TMP_DIR = os.path.join(HINT_DIR, "tmp")
 _TMP_PREFIX = ".tmp-"
 _TMP_NAME = re.compile(r"\.tmp-[0-9]+-[0-9a-f]{16}")
 _HINT_HEADER = "#pycni host-local attachment hint v1"
+INDEX_NAME = os.path.join(HINT_DIR, "index")
+_INDEX_HEADER = "#pycni host-local index v1"
+# below this many leases a walk is cheap, and no index is kept (nor waited for)
+INDEX_MIN_LEASES = 512
+_CLOCK_REALTIME_COARSE = 5  # the clock file times come from (Linux)
+
+FOREIGN_NAME = os.path.join(HINT_DIR, "foreign")
+_FOREIGN_HEADER = b"#pycni host-local leases without hint v1\n"
+
+
+def _escape(content: str) -> str:
+    """A lease content with no blank or line break left (backslash escapes)."""
+    return (
+        content.replace("\\", "\\\\")
+        .replace("\n", "\\n")
+        .replace("\r", "\\r")
+        .replace(" ", "\\s")
+        .replace("\t", "\\t")
+    )
+
+
+def _stamp(st: os.stat_result) -> str:
+    return f"{st.st_ino} {st.st_size} {st.st_mtime_ns}"
+
+
+class ForeignIndex:
+    """The leases no hint lists (the Go plugin's), as ``.pycni/foreign`` holds them: a
+    line ``<content, escaped> <ip>`` per lease. A lookup searches the bytes for one
+    content; the other lines are never parsed."""
+
+    __slots__ = ("data", "changed")
+
+    def __init__(self, data: bytes = _FOREIGN_HEADER) -> None:
+        self.data = data
+        self.changed = False
+
+    @staticmethod
+    def _key(content: str) -> bytes:
+        return b"\n" + _escape(content).encode() + b" "
+
+    def _spans(self, content: str) -> list[tuple[int, int, str]]:
+        key = self._key(content)
+        out = []
+        at = self.data.find(key)
+        while at >= 0:
+            start = at + len(key)
+            end = self.data.find(b"\n", start)
+            end = len(self.data) if end < 0 else end
+            out.append((at, end, self.data[start:end].decode(errors="replace")))
+            at = self.data.find(key, end)
+        return out
+
+    def get(self, content: str) -> list[str]:
+        return [ip for _, _, ip in self._spans(content)]
+
+    def pop(self, content: str) -> list[str]:
+        spans = self._spans(content)
+        for at, end, _ in reversed(spans):
+            self.data = self.data[:at] + self.data[end:]
+        self.changed = self.changed or bool(spans)
+        return [ip for _, _, ip in spans]
+
+    def add(self, content: str, ips: list[str]) -> None:
+        key = _escape(content)
+        lines = "".join(f"{key} {ip}\n" for ip in ips).encode()
+        self.data = self.data + lines if self.data.endswith(b"\n") else self.data + b"\n" + lines
+        self.changed = self.changed or bool(ips)
+
+    def empty(self) -> bool:
+        return len(self.data) <= len(_FOREIGN_HEADER)
+
+    def count(self) -> int:
+        return self.data.count(b"\n") - 1
 
 
 def lease_content(container_id: str, ifname: str) -> str:
@@ -254,14 +341,15 @@ class Store:
             return None
         return [line for line in lines[1:] if line and parse_ip(line) is not None]
 
-    def write_hint(self, container_id: str, ifname: str, ips: list[str]) -> None:
-        """Record the attachment's addresses (best effort: a lost hint only costs a scan)."""
+    def write_hint(self, container_id: str, ifname: str, ips: list[str]) -> bool:
+        """Record the attachment's addresses (best effort: a lost hint only costs a scan);
+        False when no hint lists them."""
         path = self._hint_path(container_id, ifname)
         if path is None:
-            return
+            return False
         if not ips:
             _discard(path)
-            return
+            return True
         try:
             # whole but not fsynced: a hint is an index, checked against the leases on
             # every read, and one lost in a crash only costs a scan
@@ -269,6 +357,8 @@ class Store:
             self._replace(path, text.encode(), durable=False)
         except OSError:
             _discard(path)
+            return False
+        return True
 
     def drop_hint(self, container_id: str, ifname: str) -> None:
         """Remove the attachment's hint, best effort: a hint left behind is never trusted
@@ -288,6 +378,92 @@ class Store:
             if lease_content(cid, ifname) not in live:
                 self.drop_hint(cid, ifname)
 
+    # -- the index -----------------------------------------------------------------------
+
+    def token(self) -> tuple[str, os.stat_result]:
+        st = os.stat(self.dir)
+        return f"{st.st_ino} {st.st_size} {st.st_mtime_ns} {st.st_ctime_ns}", st
+
+    def read_index(self) -> ForeignIndex | None:
+        """The leases no hint lists, when the index is there and the directory has not
+        changed since it was written; None otherwise (then only a walk answers)."""
+        try:
+            with open(self.path(INDEX_NAME), "rb") as f:
+                lines = f.read().decode(errors="replace").split("\n")
+            token, _ = self.token()
+            if len(lines) < 3 or lines[0] != _INDEX_HEADER or lines[1] != token:
+                return None
+            if lines[2] == "-":
+                return ForeignIndex()
+            with open(self.path(FOREIGN_NAME), "rb") as f:
+                if _stamp(os.fstat(f.fileno())) != lines[2]:
+                    return None
+                data = f.read()
+        except OSError:
+            return None
+        if not data.startswith(_FOREIGN_HEADER):
+            return None
+        return ForeignIndex(data)
+
+    def foreign_of(self, leases: list[tuple[str, str]]) -> ForeignIndex:
+        """From a walk's (ip, content) pairs: the leases no hint lists (read the hints of
+        the attachments that have one)."""
+        try:
+            hinted = set(os.listdir(os.path.join(self.dir, HINT_DIR)))
+        except OSError:
+            hinted = set()
+        listed: dict[str, set[str]] = {}
+        lines = [_FOREIGN_HEADER]
+        for ip, content in leases:
+            cid, sep, ifname = content.partition(LINE_BREAK)
+            key = f"{cid}:{ifname}"
+            if sep and key in hinted:
+                ips = listed.get(key)
+                if ips is None:
+                    ips = listed[key] = set(self.read_hint(cid, ifname) or ())
+                if ip in ips:
+                    continue
+            lines.append(f"{_escape(content)} {ip}\n".encode())
+        out = ForeignIndex(b"".join(lines))
+        out.changed = True
+        return out
+
+    def write_index(self, foreign: ForeignIndex) -> None:
+        """Record ``foreign`` with the directory's token; call it after the last change to
+        the directory, with the lock held. Best effort: without it, the next call walks."""
+        path = self.path(INDEX_NAME)
+        try:
+            # first, or creating .pycni would change the directory after its token
+            os.makedirs(os.path.join(self.dir, TMP_DIR), 0o755, exist_ok=True)
+            stamp_line = "-"
+            if foreign.changed and foreign.empty():
+                _discard(self.path(FOREIGN_NAME))
+            elif not foreign.empty():
+                fpath = self.path(FOREIGN_NAME)
+                if foreign.changed:
+                    self._replace(fpath, foreign.data, durable=False)
+                    foreign.changed = False
+                stamp_line = _stamp(os.stat(fpath))
+            token, st = self.token()
+            stamp = max(st.st_mtime_ns, st.st_ctime_ns)
+            ahead = stamp - time.clock_gettime_ns(_CLOCK_REALTIME_COARSE)
+            if ahead > 100_000_000:
+                raise OSError(errno.EINVAL, "directory times ahead of the clock")
+            text = f"{_INDEX_HEADER}\n{token}\n{stamp_line}\n"
+            self._replace(path, text.encode(), durable=False)
+            if ahead <= 0:
+                # coarse file times: a change by another writer in this clock tick could
+                # get the time just recorded, so the lock is kept until the tick is over.
+                # (Times ahead of the coarse clock are fine-grained ones: the file system
+                # then gives the next change after our stat a later time.)
+                while time.clock_gettime_ns(_CLOCK_REALTIME_COARSE) <= stamp:
+                    time.sleep(0.0005)
+        except OSError:
+            _discard(path)
+
+    def drop_index(self) -> None:
+        _discard(self.path(INDEX_NAME))
+
     def hints(self) -> Iterator[tuple[str, str]]:
         """(container id, ifname) of every hint file."""
         try:
@@ -296,7 +472,7 @@ class Store:
             return
         for name in names:
             cid, sep, ifname = name.partition(":")
-            if sep and not name.startswith("."):  # not a temporary file
+            if sep and not name.startswith("."):  # not a temporary file (nor the index)
                 yield cid, ifname
 
 
@@ -321,31 +497,48 @@ def _open_lock(path: str) -> int:
 _IP_CHARS = "0123456789abcdefABCDEF.:"
 
 
+def _is_ip(name: str) -> bool:
+    """Whether a file name is an address (as ``parse_ip`` reads it); a dotted quad in its
+    canonical form, the usual lease name, is checked by the C library."""
+    if name.strip(_IP_CHARS):
+        return False
+    try:
+        if _socket.inet_ntop(_socket.AF_INET, _socket.inet_pton(_socket.AF_INET, name)) == name:
+            return True
+    except OSError:
+        pass
+    return parse_ip(name) is not None
+
+
 def scan_dir(directory: str) -> Iterator[tuple[str, str]]:
     """Every lease file of a network directory as (ip text, trimmed content).
 
-    Runs once per ADD over every lease, so it avoids Python file objects and only parses
-    names that look like addresses.
+    Runs over every lease when a walk is needed, so it avoids Python file objects and
+    path joins, and only parses names that look like addresses.
     """
     try:
         names = os.listdir(directory)
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as exc:
         raise _io_error("cannot list", directory, exc) from None
     flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
-    for name in names:
-        if name.strip(_IP_CHARS) or parse_ip(name) is None:
-            continue
-        try:
-            fd = os.open(os.path.join(directory, name), flags)
-        except OSError:
-            continue
-        try:
-            data = _read_all(fd)
-        except OSError:  # a directory or something else that is no lease
-            continue
-        finally:
-            os.close(fd)
-        yield name, data.decode(errors="replace").strip()
+    try:
+        for name in names:
+            if not _is_ip(name):
+                continue
+            try:
+                fd = os.open(name, flags, dir_fd=dir_fd)
+            except OSError:
+                continue
+            try:
+                data = _read_all(fd)
+            except OSError:  # a directory or something else that is no lease
+                continue
+            finally:
+                os.close(fd)
+            yield name, data.decode(errors="replace").strip()
+    finally:
+        os.close(dir_fd)
 
 
 # A lease holds a container ID, which reaches a plugin through the environment, where one

@@ -12,7 +12,7 @@ from cnitool.spec.errors import CNIError, ErrorList, InvalidConfigError, PluginN
 from . import config
 from .allocator import Allocation, Allocator
 from .config import IP, ip_str
-from .store import Store, lease_content
+from .store import INDEX_MIN_LEASES, ForeignIndex, Store, lease_content
 
 RESULT_VERSION = "1.1.0"
 
@@ -35,7 +35,8 @@ def cmd_add(cmd: CmdArgs) -> dict[str, Any]:
     allocations: list[Allocation] = []
     with Store(conf.name, conf.data_dir) as store:
         owned: list[str] | None = None
-        live: set[str] = set()  # lease contents seen by the scan, when there is one
+        index = store.read_index()
+        walked: list[tuple[str, str]] | None = None  # every lease, when a walk was paid for
         try:
             for idx, rangeset in enumerate(conf.ranges):
                 want: IP | None = None
@@ -45,7 +46,11 @@ def cmd_add(cmd: CmdArgs) -> dict[str, Any]:
                         requested.remove(ip)
                         break
                 if want is None and owned is None:
-                    owned = store.get_by_id(cid, ifname, live)
+                    if index is not None:
+                        owned = _owned(store, cid, ifname, index)
+                    else:
+                        walked = list(store.scan())
+                        owned = _owned_in(walked, cid, ifname)
                 alloc = Allocator(rangeset, store, idx)
                 try:
                     allocations.append(alloc.get(cid, ifname, want, owned or []))
@@ -60,14 +65,23 @@ def cmd_add(cmd: CmdArgs) -> dict[str, Any]:
             for a in allocations:
                 with contextlib.suppress(CNIError):  # the first failure is the one to report
                     store.release(ip_str(a.ip))
+            if index is None and walked is not None and len(walked) >= INDEX_MIN_LEASES:
+                index = store.foreign_of(walked)  # the walk is paid for: keep its answer
+            if index is not None:
+                store.write_index(index)
             raise
         match = lease_content(cid, ifname)
         hint = [ip for ip in store.read_hint(cid, ifname) or [] if store.read_lease(ip) == match]
         new = [ip_str(a.ip) for a in allocations]
-        store.write_hint(cid, ifname, list(dict.fromkeys(hint + new)))
-        if owned is not None:  # a full scan was paid for: drop hints no lease backs
-            live.add(match)
-            store.prune_hints(live)
+        hinted = store.write_hint(cid, ifname, list(dict.fromkeys(hint + new)))
+        if walked is not None:  # a full scan was paid for: drop hints no lease backs
+            store.prune_hints({content for _, content in walked} | {match})
+        if index is None and walked is not None and len(walked) >= INDEX_MIN_LEASES:
+            index = store.foreign_of(walked)
+        if index is not None:
+            if not hinted:
+                index.add(match, new)
+            store.write_index(index)
 
     result["ips"] = [a.to_result() for a in allocations]
     if conf.routes:
@@ -77,10 +91,29 @@ def cmd_add(cmd: CmdArgs) -> dict[str, Any]:
     return result
 
 
+def _owned_in(leases: list[tuple[str, str]], cid: str, ifname: str) -> list[str]:
+    """The attachment's leases (either content format) among a walk's."""
+    wanted = (lease_content(cid, ifname), cid.strip())
+    return [ip for ip, content in leases if content in wanted]
+
+
+def _owned(store: Store, cid: str, ifname: str, index: ForeignIndex) -> list[str]:
+    """The attachment's leases without a walk: its hint and the index, each lease file
+    read back (either content format)."""
+    match = lease_content(cid, ifname)
+    old = cid.strip()
+    out = [ip for ip in store.read_hint(cid, ifname) or [] if store.read_lease(ip) == match]
+    for content in (match, old):
+        out += [ip for ip in index.get(content) if store.read_lease(ip) == content]
+    return list(dict.fromkeys(out))
+
+
 def _release(store: Store, cid: str, ifname: str) -> list[str]:
-    """Release the attachment's leases: through its hint when it checks out, else a scan."""
+    """Release the attachment's leases: through its hint (and the index of the leases no
+    hint lists) when they check out, else after a walk."""
     match = lease_content(cid, ifname)
     hint = store.read_hint(cid, ifname)
+    index = store.read_index()
     released: list[str] = []
     stale = not hint
     for ip in hint or []:
@@ -88,9 +121,19 @@ def _release(store: Store, cid: str, ifname: str) -> list[str]:
             released.append(ip)
         else:
             stale = True
-    if stale:
+    if index is not None:
+        old = cid.strip()
+        for content in (match, old):
+            if content == old and released:
+                break  # id-only leases only count when the attachment has no other
+            for ip in index.pop(content):
+                if store.read_lease(ip) == content and store.release(ip):
+                    released.append(ip)
+    elif stale:
         released += store.release_by_id(cid, ifname, legacy=not released)
     store.drop_hint(cid, ifname)
+    if index is not None:
+        store.write_index(index)
     return released
 
 
@@ -107,7 +150,13 @@ def _owns_any(store: Store, cid: str, ifname: str) -> bool:
     hint = store.read_hint(cid, ifname) or []
     if any(store.read_lease(ip) == match for ip in hint):
         return True
-    return bool(store.get_by_id(cid, ifname))
+    index = store.read_index()
+    if index is not None:
+        return bool(_owned(store, cid, ifname, index))
+    walked = list(store.scan())
+    if len(walked) >= INDEX_MIN_LEASES:
+        store.write_index(store.foreign_of(walked))
+    return bool(_owned_in(walked, cid, ifname))
 
 
 def cmd_check(cmd: CmdArgs) -> None:

@@ -48,10 +48,32 @@ def plan_teardown(plan: fw.Plan, network: str, container_id: str) -> None:
     plan.delete_chain(old)
 
 
+def setup_scope(chains: Sequence[ChainSpec]) -> fw.Scope:
+    """What an ADD or CHECK reads: the chains it fills, and of the chains holding their
+    entry rules only the rules that name one of them."""
+    names = tuple(spec.name for spec in chains)
+    entry = tuple(dict.fromkeys(r.chain for spec in chains for r in spec.entry_rules))
+    # CNI-HOSTPORT-DNAT is both: its own rules are entry rules of the containers' chains
+    full = tuple(n for n in names if n not in entry)
+    return fw.Scope(full=full, search=entry, needles=names, exist=names)
+
+
+def teardown_scopes(network: str, container_id: str) -> tuple[fw.Scope, fw.Scope]:
+    """The whole-table scope of a DEL, and the narrow one tried first: only
+    ``CNI-HOSTPORT-DNAT`` is listed (the container's entry rules there tell that its chain
+    exists) and the pre-0.7 SNAT chain is asserted absent in the same commit."""
+    dn = dnat_chain_name(network, container_id)
+    old = old_snat_chain_name(network, container_id)
+    needles = (dn, old, container_id)
+    scope = fw.Scope(full=(dn, old), search=(TOP_DNAT, OLD_SNAT, "POSTROUTING"), needles=needles)
+    narrow = fw.Scope(search=(TOP_DNAT,), needles=needles, exist=(dn,), absent=(old,), narrow=True)
+    return scope, narrow
+
+
 def forward_ports(conf: PortMapConf, net: IPInterface) -> None:
     backend = fw.choose(net.version, conf.backend or "auto")
     chains = setup_chains(conf, net)
-    fw.transact(backend, "nat", lambda p: plan_setup(p, chains))
+    fw.transact(backend, "nat", lambda p: plan_setup(p, chains), scope=setup_scope(chains))
 
 
 def unforward_ports(conf: PortMapConf, log: TextIO | None = None) -> None:
@@ -67,9 +89,17 @@ def unforward_ports(conf: PortMapConf, log: TextIO | None = None) -> None:
         except fw.FirewallError as e:
             skipped.add(CNIError(f"ipv{fam}: {e}"))
             continue
-        for be in backends:
+        scope, narrow = teardown_scopes(conf.name, conf.container_id)
+        for i, be in enumerate(backends):
             try:
-                fw.transact(be, "nat", lambda p: plan_teardown(p, conf.name, conf.container_id))
+                # the other backend's table is mostly empty: one whole read is cheapest
+                fw.transact(
+                    be,
+                    "nat",
+                    lambda p: plan_teardown(p, conf.name, conf.container_id),
+                    scope=scope,
+                    narrow=None if i else narrow,
+                )
                 usable += 1
             except fw.TableUnavailable as e:
                 # like the reference: a family whose nat table cannot be read is skipped
@@ -101,7 +131,7 @@ def _loose_match(want: fw.Rule, have: Sequence[fw.Rule]) -> bool:
 def check_ports(conf: PortMapConf, net: IPInterface) -> None:
     fam = "ipv4" if net.version == 4 else "ipv6"
     backend = fw.choose(net.version, conf.backend or "auto")
-    state = backend.load("nat")
+    state = backend.load("nat", scope=setup_scope(setup_chains(conf, net)))
     name = dnat_chain_name(conf.name, conf.container_id)
     if not state.has_chain(name):
         raise CNIError(f"could not check {fam} dnat: chain {name} not found")

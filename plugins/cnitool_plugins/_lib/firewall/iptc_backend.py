@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from .backends import XTABLES_LOCK, FirewallError
-from .model import Plan, TableState
+from .model import Plan, Rule, Scope, TableState
 
 _LIBDIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib", "/lib/x86_64-linux-gnu")
 
@@ -239,17 +239,50 @@ class IptcBackend:
         return rule
 
     # --- interface
-    def load(self, table: str, counters: bool = False) -> TableState:
+    def load(self, table: str, counters: bool = False, scope: Scope | None = None) -> TableState:
         try:
             t = self._table(table)
         except Exception as e:  # iptc raises its own errors, e.g. for a missing table
             raise FirewallError(f"libiptc cannot read table {table} (IPv{self.family}): {e}") from e
         state = TableState(table)
+        if scope is not None:
+            self._load_scoped(t, scope, state)
+            return state
         for chain in t.chains:
             rules = chain.rules
             state.chains[chain.name] = [self._tokens(r) for r in rules]
             state.counters[chain.name] = [tuple(r.get_counters()) for r in rules]
         return state
+
+    def _load_scoped(self, t: Any, scope: Scope, state: TableState) -> None:
+        """Only the chains the scope names; of a searched chain only the rules whose target
+        is a needle are rendered (the table itself is one copy from the kernel, in C)."""
+        needles = set(scope.needles)
+        for name in dict.fromkeys((*scope.full, *scope.search, *scope.exist, *scope.absent)):
+            if not t.is_chain(name):
+                continue
+            if name in scope.full:
+                rules = self.iptc.Chain(t, name).rules
+            elif name in scope.search:
+                rules = self._rules_to(t, name, needles)
+            else:
+                rules = []
+                state.unread.add(name)  # exists; emptied before it is deleted
+            state.chains[name] = [self._tokens(r) for r in rules]
+            state.counters[name] = [(0, 0)] * len(rules)
+
+    def _rules_to(self, t: Any, chain: str, targets: set[str]) -> list[Any]:
+        """The rules of ``chain`` whose target is one of ``targets``: the others are only
+        asked their target's name (one libiptc call each), not turned into rule objects."""
+        obj = self.iptc.Chain(t, chain)
+        out = []
+        entry = t.first_rule(chain)
+        while entry:
+            name = t.get_target(entry)
+            if name is not None and name.decode(errors="replace") in targets:
+                out.append(t.create_rule(entry, obj))
+            entry = t.next_rule(entry)
+        return out
 
     def apply(self, plan: Plan) -> None:
         if not plan.ops:
@@ -270,7 +303,9 @@ class IptcBackend:
                     iptc.Chain(t, op.chain).insert_rule(self._rule(op.args), op.position - 1)
                 elif op.kind == "delete":
                     chain = iptc.Chain(t, op.chain)
-                    for r in chain.rules:
+                    target = Rule(op.chain, op.args).target
+                    candidates = self._rules_to(t, op.chain, {target}) if target else chain.rules
+                    for r in candidates:
                         if self._tokens(r) == op.args:
                             chain.delete_rule(r)
                             break

@@ -84,10 +84,44 @@ class Rule(Record):
         return args[args.index("--comment") + 1] if "--comment" in args[:-1] else ""
 
 
-class TableState:
-    """A table as read from a backend: chains in order, each with its rules (and counters)."""
+class Scope(Record):
+    """The part of a table a transaction reads; a plan built on it touches nothing else.
 
-    __slots__ = ("table", "chains", "counters")
+    - ``full``: chains read with all their rules;
+    - ``search``: chains of which only the rules mentioning one of ``needles`` (after the
+      chain name) are read -- e.g. the jumps into a container's chain from a chain every
+      container shares. Other rules are skipped before they are tokenized;
+    - ``exist``: chains that only need to be known to exist (a narrow read finds them from
+      a jump it read, or asks for them one by one); their rules may stay unread;
+    - ``absent``: chains a narrow read does not look for, taken as absent; a transaction
+      that changes something asserts it (``-N``/``-X`` in the same commit) and falls back
+      to the whole table when the assertion fails.
+    - ``narrow``: read chain by chain (``iptables -S CHAIN``) rather than the whole table.
+    """
+
+    full: tuple[str, ...] = ()
+    search: tuple[str, ...] = ()
+    needles: tuple[str, ...] = ()
+    exist: tuple[str, ...] = ()
+    absent: tuple[str, ...] = ()
+    narrow: bool = False
+
+    def wanted(self) -> set[str]:
+        return {*self.full, *self.search, *self.exist, *self.absent}
+
+    def keeps(self, chain: str, rest: str) -> bool:
+        """Whether the rule of ``chain`` whose text after the chain name is ``rest`` is read."""
+        if chain in self.full:
+            return True
+        return chain in self.search and any(n in rest for n in self.needles)
+
+
+class TableState:
+    """A table as read from a backend: chains in order, each with its rules (and counters).
+
+    ``unread``: chains known to exist whose rules were not read (a narrow read)."""
+
+    __slots__ = ("table", "chains", "counters", "unread", "assumed_absent")
 
     def __init__(
         self,
@@ -98,6 +132,8 @@ class TableState:
         self.table = table
         self.chains: dict[str, list[tuple[str, ...]]] = {} if chains is None else chains
         self.counters: dict[str, list[tuple[int, int]]] = {} if counters is None else counters
+        self.unread: set[str] = set()
+        self.assumed_absent: tuple[str, ...] = ()
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, TableState):
@@ -126,16 +162,70 @@ class TableState:
         return [Rule(c, a) for c, rules in self.chains.items() for a in rules]
 
     def copy(self) -> TableState:
-        return TableState(
+        out = TableState(
             self.table,
             {c: list(r) for c, r in self.chains.items()},
             {c: list(r) for c, r in self.counters.items()},
         )
+        out.unread = set(self.unread)
+        out.assumed_absent = self.assumed_absent
+        return out
 
 
-def parse_save(text: str, table: str) -> TableState:
-    """Parse ``iptables-save [-c] -t <table>`` output into a TableState."""
+def _rule_line(line: str) -> tuple[str, str] | None:
+    """``-A CHAIN rest`` -> (CHAIN, rest) without tokenizing; None for other lines."""
+    if not line.startswith("-A "):
+        return None
+    end = line.find(" ", 3)
+    if end < 0:
+        return line[3:], ""
+    return line[3:end], line[end:]
+
+
+def parse_scoped(lines: Iterable[str], table: str, scope: Scope, state: TableState) -> None:
+    """Add the chains and rules of ``scope`` found in save (or ``-S``) lines to ``state``.
+
+    Lines are split on the chain name first; only the rules the scope keeps are tokenized.
+    Counters are not read."""
+    wanted = scope.wanted()
+    current = table
+    for raw in lines:
+        line = raw.strip()
+        if not line or line[0] == "#":
+            continue
+        head = line[0]
+        if head == "*":
+            current = line[1:]
+            continue
+        if current != table:
+            continue
+        if head == ":" or line.startswith(("-N ", "-P ")):
+            start = 1 if head == ":" else 3
+            end = line.find(" ", start)
+            name = line[start:] if end < 0 else line[start:end]
+            if name in wanted:
+                state.chains.setdefault(name, [])
+                state.counters.setdefault(name, [])
+            continue
+        if head == "[":
+            line = line[line.index("]") + 1 :].strip()
+        split = _rule_line(line)
+        if split is None or not scope.keeps(*split):
+            continue
+        toks = tokenize(line)
+        if len(toks) < 2 or toks[0] != "-A":
+            continue
+        state.chains.setdefault(toks[1], []).append(tuple(toks[2:]))
+        state.counters.setdefault(toks[1], []).append((0, 0))
+
+
+def parse_save(text: str, table: str, scope: Scope | None = None) -> TableState:
+    """Parse ``iptables-save [-c] -t <table>`` output into a TableState (only the part
+    ``scope`` names, when given)."""
     state = TableState(table)
+    if scope is not None:
+        parse_scoped(text.splitlines(), table, scope, state)
+        return state
     current = None
     for raw in text.splitlines():
         line = raw.strip()
@@ -221,8 +311,9 @@ class Plan:
         """Create the chain, or empty it when it exists."""
         if name not in self.state.chains:
             self.ensure_chain(name)
-        elif self.state.chains[name]:
+        elif self.state.chains[name] or name in self.state.unread:
             self.state.chains[name] = []
+            self.state.unread.discard(name)
             self.ops.append(Op("flush", name))
 
     def append_unique(self, rule: Rule) -> None:
