@@ -10,16 +10,20 @@ the container holds already) and, without our hints, on CHECK and DEL.
 ``<id>\\r\\n<ifname>``, no hint of ours), which is what a node shared with the Go plugin
 holds; our first ADD there walks them once and keeps its index: that call is shown as
 "1st ADD", the others are medians after it. ``--prefill exec`` makes them by running each
-plugin's ADD (slow for big sizes). Time an installed (not editable) copy:
+plugin's ADD (slow for big sizes). ``--warm`` adds our launcher with a plugin service up
+(``cnitool serve`` on a temporary socket): a row of its own, wall time only (the work
+runs in the service's worker, not in a child of this script). Time an installed (not
+editable) copy:
 
     python3 -m venv /tmp/venv && /tmp/venv/bin/pip install -q .
     /tmp/venv/bin/python bench/bench_host_local.py [--runs 30] [--leases 200]
-        [--prefill files|exec] [--reference /usr/lib/cni/host-local]
+        [--prefill files|exec] [--reference /usr/lib/cni/host-local] [--warm]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import json
 import os
@@ -29,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 
 from cnitool import launchers
 
@@ -41,8 +46,13 @@ def _children_cpu() -> float:
     return (r.ru_utime + r.ru_stime) * 1000
 
 
+# PYCNI_SOCKET of our calls: a service's socket (--warm), or a path with nothing behind it
+SOCKET = ["/nonexistent/plugins.sock"]
+
+
 def call(binary: str, cmd: str, conf: bytes, cid: str = "bench") -> float:
     env = {
+        "PYCNI_SOCKET": SOCKET[0],
         "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
         "CNI_COMMAND": cmd,
         "CNI_CONTAINERID": cid,
@@ -105,6 +115,33 @@ def measure(
     return out
 
 
+@contextlib.contextmanager
+def serving(tmp: str) -> Iterator[None]:
+    """A plugin service on a socket in ``tmp`` while the block runs."""
+    from cnitool.warm import service
+
+    sock = os.path.join(tmp, "run", "plugins.sock")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cnitool.cli", "serve", "--socket", sock],
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(400):
+            try:
+                service.query_status(sock)
+                break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            raise SystemExit("the plugin service did not come up")
+        SOCKET[0] = sock
+        yield
+    finally:
+        SOCKET[0] = "/nonexistent/plugins.sock"
+        proc.terminate()
+        proc.wait()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=30)
@@ -113,6 +150,7 @@ def main() -> int:
     )
     ap.add_argument("--prefill", choices=("files", "exec"), default="files")
     ap.add_argument("--reference", default="/usr/lib/cni/host-local")
+    ap.add_argument("--warm", action="store_true", help="also time ours through cnitool serve")
     opts = ap.parse_args()
 
     verbs = ("1st ADD", "VERSION", "ADD", "CHECK", "DEL")
@@ -120,7 +158,7 @@ def main() -> int:
         f"host-local, median ms per exec ({opts.runs} runs; 1st ADD: one call); wall: "
         "elapsed, cpu: user+system time of the process"
     )
-    print(f"{'leases':>8} {'':14}" + "".join(f"{v:>10}" for v in verbs))
+    print(f"{'leases':>8} {'':18}" + "".join(f"{v:>10}" for v in verbs))
     for size in (int(x) for x in opts.leases.split(",")):
         with tempfile.TemporaryDirectory(prefix="bench-host-local-") as tmp:
             bin_dir = os.path.join(tmp, "bin")
@@ -128,6 +166,9 @@ def main() -> int:
             ours = os.path.join(bin_dir, "host-local")
             data = os.path.join(tmp, "data")
             rows = {"pycni": measure(ours, "py", data, opts.runs, size, opts.prefill)}
+            if opts.warm:
+                with serving(tmp):
+                    rows["pycni warm"] = measure(ours, "pw", data, opts.runs, size, opts.prefill)
             if os.access(opts.reference, os.X_OK):
                 rows["go 1.1.1"] = measure(
                     opts.reference, "go", data, opts.runs, size, opts.prefill
@@ -136,15 +177,20 @@ def main() -> int:
                 print(f"reference {opts.reference} not found; showing ours only", file=sys.stderr)
         for kind, suffix in (("wall", ""), ("cpu", " cpu")):
             for name, vals in rows.items():
+                if kind == "cpu" and name == "pycni warm":
+                    continue
                 print(
-                    f"{size:>8} {name + ' ' + kind:14}"
+                    f"{size:>8} {name + ' ' + kind:18}"
                     + "".join(f"{vals[v + suffix]:10.1f}" for v in verbs)
                 )
-            if len(rows) == 2:
-                go, ours_ = rows["go 1.1.1"], rows["pycni"]
-                ratio = {v: go[v + suffix] / ours_[v + suffix] for v in verbs}
+            go = rows.get("go 1.1.1")
+            for name in ("pycni", "pycni warm"):
+                if go is None or name not in rows or (kind == "cpu" and name == "pycni warm"):
+                    continue
+                ratio = {v: go[v + suffix] / rows[name][v + suffix] for v in verbs}
+                label = "go/ours" + (" warm" if name == "pycni warm" else "")
                 print(
-                    f"{size:>8} {'go/ours ' + kind:14}"
+                    f"{size:>8} {label + ' ' + kind:18}"
                     + "".join(f"{ratio[v]:9.1f}x" for v in verbs)
                 )
     return 0
