@@ -10,8 +10,9 @@ VENV="${PYCNI_VENV:-$REPO/.venv}"
 APT_PACKAGES=(python3-venv python3-pip python3-dev gcc libc6-dev iproute2 iptables nftables conntrack containernetworking-plugins)
 # what only the tests need: real runtimes (podman on runc, containerd's CRI) and a static
 # busybox for a container's root file system and the sandbox's pause image; dnsmasq-base
-# (the binary without the service package) as the dhcp tests' DHCP server
-APT_TEST_PACKAGES=(podman runc containerd busybox-static time dnsmasq-base)
+# (the binary without the service package) as the dhcp tests' DHCP server; Go and Debian's
+# libcni sources to build bench/golibcni, the Go libcni driver of tests/e2e/test_go_libcni.py
+APT_TEST_PACKAGES=(podman runc containerd busybox-static time dnsmasq-base golang-go golang-github-appc-cni-dev)
 # the kernel-feature tests' VM (.ci/kernel-vm.sh): QEMU, a static busybox for its
 # initramfs, depmod for the downloaded kernel's modules
 APT_VM_PACKAGES=(qemu-system-x86 busybox-static kmod)
