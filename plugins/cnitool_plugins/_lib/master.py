@@ -148,6 +148,25 @@ def _exists(name: str) -> bool:
         return nl.link(name) is not None
 
 
+def link_result(
+    cmd: skel.CmdArgs, mac: str, got: Result | None, dns: dict[str, Any] | None
+) -> Result:
+    """The ADD result of a plugin that makes one container link: that interface, every
+    address of the IPAM result ``got`` on it and ``got``'s routes, and the config's dns
+    (which wins over whatever the IPAM plugin said, as in the reference)."""
+    result: Result = {
+        "cniVersion": "1.1.0",
+        "interfaces": [{"name": cmd.ifname, "mac": mac, "sandbox": cmd.netns}],
+    }
+    if got is not None:
+        result["ips"] = [dict(ipc, interface=0) for ipc in got["ips"]]
+        if got.get("routes"):
+            result["routes"] = got["routes"]
+    if dns is not None:
+        result["dns"] = dns
+    return result
+
+
 # -- inside the container ---------------------------------------------------------------
 def configure(ifname: str, result: Result) -> None:
     """ADD, in the container: the result's addresses and routes on ``ifname``, announced

@@ -87,18 +87,8 @@ def cmd_add(cmd: skel.CmdArgs) -> Result:
         link = create(ns, cmd, conf, master)
         undo.add(ns.run, delete_link, cmd.ifname)
         got = _addresses(cmd, conf, undo)
-        result: Result = {
-            "cniVersion": "1.1.0",
-            "interfaces": [{"name": cmd.ifname, "mac": link.mac, "sandbox": cmd.netns}],
-            # every address belongs to the one interface of the result
-            "ips": [dict(ipc, interface=0) for ipc in got["ips"]],
-        }
-        if got.get("routes"):
-            result["routes"] = got["routes"]
+        result = on_master.link_result(cmd, link.mac, got, conf.dns)
         ns.run(on_master.configure, cmd.ifname, result)
-        # the config's dns is the result's, whatever the IPAM plugin said (as the reference)
-        if conf.dns is not None:
-            result["dns"] = conf.dns
         return result
 
 

@@ -80,24 +80,16 @@ def cmd_add(cmd: skel.CmdArgs) -> Result:
         master = _master(conf, ns)
         link = create(ns, cmd, conf, master)
         undo.add(ns.run, delete_link, cmd.ifname)
-        result: Result = {
-            "cniVersion": "1.1.0",
-            "interfaces": [{"name": cmd.ifname, "mac": link.mac, "sandbox": cmd.netns}],
-        }
+        got = None
         if conf.ipam_type:
             got = ipam.exec_add(cmd, conf.ipam_type)
             undo.add(ipam.exec_del, cmd, conf.ipam_type)
-            # every address belongs to the one interface of the result
-            result["ips"] = [dict(ipc, interface=0) for ipc in got["ips"]]
-            if got.get("routes"):
-                result["routes"] = got["routes"]
+        result = on_master.link_result(cmd, link.mac, got, conf.dns)
+        if got is not None:
             # announced on the link, a refinement the reference does not insist on either
             ns.run(on_master.configure, cmd.ifname, result)
         else:
             ns.run(_set_up, cmd.ifname)
-        # the config's dns is the result's, whatever the IPAM plugin said (as the reference)
-        if conf.dns is not None:
-            result["dns"] = conf.dns
         return result
 
 

@@ -69,18 +69,8 @@ def cmd_add(cmd: skel.CmdArgs) -> Result:
         undo.add(ipam.exec_del, cmd, conf.ipam_type)
         if not got.get("ips"):
             raise CNIError("IPAM plugin returned missing IP config")
-        result: Result = {
-            "cniVersion": "1.1.0",
-            "interfaces": [{"name": cmd.ifname, "mac": link.mac, "sandbox": cmd.netns}],
-            # every address belongs to the one interface of the result
-            "ips": [dict(ipc, interface=0) for ipc in got["ips"]],
-        }
-        if got.get("routes"):
-            result["routes"] = got["routes"]
+        result = on_master.link_result(cmd, link.mac, got, conf.dns)
         ns.run(_configure, cmd.ifname, result)
-        # the config's dns is the result's, whatever the IPAM plugin said (as the reference)
-        if conf.dns is not None:
-            result["dns"] = conf.dns
         return result
 
 
