@@ -53,7 +53,6 @@ an editable install is left as it is).
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
 import stat
@@ -62,6 +61,7 @@ import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from cnitool.files import write_atomic
 from cnitool.spec.errors import INVALID_ENVIRONMENT, CNIError
 
 PLUGIN_PACKAGE = "cnitool_plugins"
@@ -455,22 +455,6 @@ def _select(names: Iterable[str] | None) -> list[str]:
     return chosen
 
 
-def _write_atomic(path: str, data: bytes) -> None:
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fchmod(fh.fileno(), LAUNCHER_MODE)
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def package_dirs() -> list[str]:
     """Directories of the ``cnitool`` and ``cnitool_plugins`` packages."""
     dirs: list[str] = []
@@ -616,7 +600,7 @@ def install(
                 actions.append(InstallAction(name, path, "unchanged"))
                 continue
         try:
-            _write_atomic(path, data)
+            write_atomic(path, data, LAUNCHER_MODE)
         except OSError as exc:
             raise LauncherError(f"cannot write launcher {path}: {exc.strerror or exc}") from None
         action = "installed" if not exists else ("updated" if ours else "replaced")

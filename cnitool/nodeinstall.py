@@ -32,6 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from . import __version__, launchers
+from .files import write_atomic
 from .spec.errors import CNIError
 
 PYCNI_DIR = "/opt/pycni"
@@ -69,18 +70,7 @@ def _sha256(path: str) -> str | None:
 
 def _write_atomic(path: str, data: bytes, mode: int) -> None:
     os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fchmod(fh.fileno(), mode)
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, data, mode)
 
 
 def _package_files() -> list[tuple[str, str]]:

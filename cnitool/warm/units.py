@@ -11,6 +11,7 @@ import os
 import sys
 from dataclasses import dataclass
 
+from ..files import write_atomic
 from ..spec.errors import CNIError
 
 UNIT_NAMES = ("pycni-plugins.service", "pycni-plugins.socket")
@@ -69,12 +70,8 @@ def install_units(directory: str, cnitool: str) -> list[UnitAction]:
         if old == text:
             actions.append(UnitAction(name, path, "unchanged"))
             continue
-        tmp = f"{path}.tmp{os.getpid()}"
         try:
-            with open(tmp, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
+            write_atomic(path, text.encode(), 0o644)
         except OSError as exc:
             raise UnitError(f"cannot write {path}: {exc.strerror or exc}") from None
         actions.append(UnitAction(name, path, "installed" if old is None else "updated"))
