@@ -29,7 +29,6 @@ private mount+net namespaces (tmpfs on /run/netns, /var/lib/cni, /run/pycni,
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import shutil
@@ -41,21 +40,12 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_warm import SOCKET, isolate, start_service  # noqa: E402  (the same set-up)
+
 GOPATH = "/usr/share/gocode"
 REFERENCE = "/usr/lib/cni"
-SOCKET = "/run/pycni/plugins.sock"
 MODES = ("go plugins", "ours warm", "ours cold", "cnitool warm", "cnitool go")
-
-
-def isolate() -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.unshare(0x00020000 | 0x40000000) != 0:
-        sys.exit(f"unshare failed: {os.strerror(ctypes.get_errno())} (run as root)")
-    libc.mount(b"none", b"/", None, 0x4000 | (1 << 18), None)
-    for d in ("/run/netns", "/var/lib/cni", "/run/pycni", "/run/flannel"):
-        os.makedirs(d, exist_ok=True)
-        libc.mount(b"tmpfs", d.encode(), b"tmpfs", 0, b"mode=0755")
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
 
 
 def build_driver(out: Path) -> Path:
@@ -153,22 +143,6 @@ class Runner:
         if proc.returncode != 0:
             sys.exit(f"{mode} {chain} {verb} failed: {proc.stdout!r} {proc.stderr!r}")
         return elapsed * 1000
-
-
-def start_service() -> subprocess.Popen[bytes]:
-    from cnitool.warm import service
-
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cnitool.cli", "serve", "--socket", SOCKET],
-        stderr=subprocess.DEVNULL,
-    )
-    for _ in range(400):
-        try:
-            service.query_status(SOCKET)
-            return proc
-        except OSError:
-            time.sleep(0.05)
-    sys.exit("the plugin service did not come up")
 
 
 def main() -> None:

@@ -52,7 +52,7 @@ def isolate() -> None:
     if libc.unshare(0x00020000 | 0x40000000) != 0:
         sys.exit(f"unshare failed: {os.strerror(ctypes.get_errno())} (run as root)")
     libc.mount(b"none", b"/", None, 0x4000 | (1 << 18), None)
-    for d in ("/run/netns", "/var/lib/cni", "/run/pycni"):
+    for d in ("/run/netns", "/var/lib/cni", "/run/pycni", "/run/flannel"):
         os.makedirs(d, exist_ok=True)
         libc.mount(b"tmpfs", d.encode(), b"tmpfs", 0, b"mode=0700")
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
