@@ -127,27 +127,40 @@ def address(result: Any) -> str:
 SERVER = """
 import socket, sys
 with socket.socket() as s:
-    s.bind((sys.argv[1], 7777)); s.listen(1); s.settimeout(20); print("ready", flush=True)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(1); s.settimeout(20)
+    print("ready", flush=True)
     c, _ = s.accept(); c.sendall(c.recv(64))
 """
 CLIENT = """
 import socket, sys
-with socket.create_connection((sys.argv[1], 7777), timeout=10) as c:
+with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10) as c:
     c.sendall(b"across the bridge"); print(c.recv(64).decode())
 """
 
 
-def talk(server_ns: str, server_ip: str, client_ns: str) -> str:
-    """A TCP round trip from one pod to another (both netns of this test)."""
+def talk(
+    server_ns: str,
+    server_ip: str,
+    client_ns: str,
+    *,
+    port: int = 7777,
+    via: tuple[str, int] | None = None,
+) -> str:
+    """A TCP round trip between two netns of this test: a server on ``server_ip:port`` in
+    ``server_ns``, a client in ``client_ns`` connecting there, or to ``via`` (a node's
+    address and host port that leads to the server)."""
+    target = via or (server_ip, port)
     server = subprocess.Popen(
-        ["nsenter", f"--net={server_ns}", sys.executable, "-c", SERVER, server_ip],
+        ["nsenter", f"--net={server_ns}", sys.executable, "-c", SERVER, server_ip, str(port)],
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
         assert server.stdout is not None and server.stdout.readline().strip() == "ready"
         client = subprocess.run(
-            ["nsenter", f"--net={client_ns}", sys.executable, "-c", CLIENT, server_ip],
+            ["nsenter", f"--net={client_ns}", sys.executable, "-c", CLIENT]
+            + [target[0], str(target[1])],
             capture_output=True,
             text=True,
             timeout=30,

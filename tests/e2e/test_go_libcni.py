@@ -9,12 +9,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from node_helpers import talk
 
 from cnitool import launchers
 from cnitool.warm import service
@@ -25,18 +25,6 @@ ROOT = Path(__file__).resolve().parents[2]
 GOPATH = "/usr/share/gocode"
 REFERENCE = Path("/usr/lib/cni")
 SAFETY = 60
-SERVER = (
-    "import socket\n"
-    "s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
-    "s.bind(('0.0.0.0', 80)); s.listen(8); print('ready', flush=True)\n"
-    "while True:\n"
-    "    c,a=s.accept(); c.sendall(b'hello from pod'); c.close()\n"
-)
-CLIENT = (
-    "import socket,sys\n"
-    "c=socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)\n"
-    "print(c.recv(100).decode())\n"
-)
 
 
 @pytest.fixture(scope="module")
@@ -106,26 +94,6 @@ def link_client(node: str, client: str) -> None:
     subprocess.run(["ip", "-n", n_client, "link", "set", "up1", "up"], check=True)
 
 
-def through_host_port(node: str, pod: str, client: str, port: int) -> str:
-    """What a server in ``pod`` answers to ``client`` connecting to the node's ``port``."""
-    server = subprocess.Popen(
-        ["nsenter", f"--net={pod}", sys.executable, "-c", SERVER],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
-        got = nsrun(client, sys.executable, "-c", CLIENT, "192.168.78.1", str(port))
-        assert got.returncode == 0, got.stderr
-        return got.stdout.strip()
-    finally:
-        server.kill()
-        server.wait()
-        if server.stdout is not None:
-            server.stdout.close()
-
-
 def nat_chains(netns: str) -> list[str]:
     saved = nsrun(netns, "iptables-save", "-t", "nat").stdout
     return sorted(ln.split()[0][1:] for ln in saved.splitlines() if ln.startswith(":CNI-"))
@@ -179,7 +147,7 @@ def test_seed_chain_through_the_service(
     assert add.returncode == 0, add.stderr
     result = json.loads(add.stdout)
     assert result["ips"][0]["address"].startswith("172.30.4.")
-    assert through_host_port(node, pod, client, 8081) == "hello from pod"
+    assert talk(pod, "0.0.0.0", client, port=80, via=("192.168.78.1", 8081)) == "across the bridge"
     calls = service.query_status(str(served))["requests"]
     assert calls == 2  # flannel (bridge and host-local in its worker), then portmap
     dele = drive(golibcni, "del", conflist, node, pod, env)
@@ -239,7 +207,7 @@ def test_our_bridge_with_the_go_portmap_in_one_chain(
     add = drive(golibcni, "add", conflist, node, pod, env)
     assert add.returncode == 0, add.stderr
     assert json.loads(add.stdout)["ips"][0]["address"] == "10.231.0.2/24"
-    assert through_host_port(node, pod, client, 8082) == "hello from pod"
+    assert talk(pod, "0.0.0.0", client, port=80, via=("192.168.78.1", 8082)) == "across the bridge"
     assert service.query_status(str(served))["requests"] == 1  # the bridge; portmap is Go's
     # no CHECK: the Go portmap 1.1.1 fails it for a pod without IPv6 ("could not check
     # ipv6 dnat"), behind the Go bridge as well
