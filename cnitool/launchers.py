@@ -373,27 +373,33 @@ def _read_all(path: str, limit: int = 4 << 20) -> bytes | None:
         return fh.read()
 
 
-def _launcher_info(path: str) -> tuple[str, str, str | None] | None:
-    """(interpreter, package, tag or None) of our launcher at ``path``, else None."""
+@dataclass(frozen=True)
+class _Info:
+    """What one of our launchers says of itself; ``kind`` is ``native`` or ``python``."""
+
+    interpreter: str
+    package: str
+    tag: str | None
+    kind: str
+
+
+def _launcher_info(path: str) -> _Info | None:
+    """What our launcher at ``path`` runs, or None when the file is not one of ours."""
     head = _read_head(path)
     if head is None:
         return None
     if head.startswith(ELF_MAGIC):
         data = _read_all(path)
-        return parse_trailer(data) if data is not None else None
-    parsed = _parse_launcher(head)
-    if parsed is None:
+        parsed = parse_trailer(data) if data is not None else None
+        return _Info(*parsed, kind="native") if parsed is not None else None
+    script = _parse_launcher(head)
+    if script is None:
         return None
     tag = None
     for line in head.decode("utf-8", "replace").splitlines()[2:8]:
         if line.startswith('TAG = "') and line.endswith('"'):
             tag = line[7:-1]
-    return parsed[0], parsed[1], tag
-
-
-def _is_elf(path: str) -> bool:
-    head = _read_head(path)
-    return head is not None and head.startswith(ELF_MAGIC)
+    return _Info(script[0], script[1], tag, kind="python")
 
 
 def _parse_launcher(head: bytes) -> tuple[str, str] | None:
@@ -422,9 +428,9 @@ def launcher_package(path: str) -> str | None:
     from . import __version__
 
     info = _launcher_info(path)
-    if info is None or info[1] not in PLUGINS.values() or info[2] != __version__:
+    if info is None or info.package not in PLUGINS.values() or info.tag != __version__:
         return None
-    return info[1]
+    return info.package
 
 
 def package_available(package: str) -> bool:
@@ -627,16 +633,15 @@ def list_installed(bin_dir: str) -> list[LauncherStatus]:
         if info is None:
             out.append(LauncherStatus(name, path, "foreign"))
             continue
-        interpreter, package, _tag = info
         out.append(
             LauncherStatus(
                 name,
                 path,
                 "ours",
-                package=package,
-                interpreter=interpreter,
-                interpreter_ok=os.access(interpreter, os.X_OK),
-                launcher="native" if _is_elf(path) else "python",
+                package=info.package,
+                interpreter=info.interpreter,
+                interpreter_ok=os.access(info.interpreter, os.X_OK),
+                launcher=info.kind,
             )
         )
     return out
