@@ -12,7 +12,8 @@
  *      whose peer is root: forward argv, the environment, stdin, the umask and the
  *      caller's mount and network namespaces and working directory; relay stderr, stdout
  *      and the exit status;
- *   3. otherwise (also for "dhcp daemon", which is no plugin call), or when the
+ *   3. otherwise (also when given arguments: runtimes pass none, so that is a command
+ *      of the plugin's own, such as "dhcp daemon"), or when the
  *      service answers "cold" or did not take the whole request:
  *      exec the interpreter on the plugin package (the cold path), with the stdin bytes
  *      already read replayed from a memory file;
@@ -431,9 +432,9 @@ int main(int argc, char **argv)
     }
     struct buf in = {0};
     int have_in = 0;
-    /* "dhcp daemon" is a long-lived process, not a plugin call: always cold */
-    int daemon = argc > 1 && strcmp(argv[1], "daemon") == 0;
-    if (!daemon && geteuid() == 0) {
+    /* runtimes pass no arguments: with some, this is a command of the plugin's own
+     * (such as "dhcp daemon", a long-lived process), never a call for the service */
+    if (argc <= 1 && geteuid() == 0) {
         const char *path = getenv("PYCNI_SOCKET");
         if (!path || !*path)
             path = DEFAULT_SOCKET;

@@ -44,8 +44,9 @@ def route(package: str, answer: bytes | None, tag: str, client_source: str) -> N
         sys.stdout.buffer.write(answer)
         sys.stdout.buffer.flush()
         raise SystemExit(0)
-    # no service, or not a plugin call (``dhcp daemon`` is a long-lived process): cold
-    if service_socket() is None or sys.argv[1:2] == ["daemon"]:
+    # no service, or not a CNI call: runtimes pass no arguments, so a launcher given some
+    # runs a command of the plugin's own (``dhcp daemon``, a long-lived process): cold
+    if service_socket() is None or len(sys.argv) > 1:
         load_site()
         from cnitool_plugins._launch import run
 
