@@ -1,5 +1,5 @@
-"""``python -m cnitool.cli`` runs the cnitool command."""
+"""``python -m cnitool.cli`` runs the cnitool command, as the ``cnitool`` script does."""
 
-from .main import main
+from ..warm.front import main
 
 main()

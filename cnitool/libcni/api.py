@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from ..invoke import exec as _exec
+from ..invoke import forked
 from ..invoke.exec import PluginExecError, StderrSink, VersionInfo, build_env, write_stderr
 from ..invoke.find import find_in_path
 from ..spec import jsonfmt, keys, names, results
@@ -55,6 +56,11 @@ class SubprocessExecutor:
         return find_in_path(plugin_type, paths)
 
     def exec(self, plugin_path: str, stdin: bytes, env: Mapping[str, str]) -> bytes:
+        package = forked.package_of(plugin_path)
+        if package is not None:  # in a warm cnitool: a fork of it runs our plugin
+            return forked.run(
+                plugin_path, package, stdin, env, timeout=self.timeout, stderr=self.stderr
+            )
         return _exec.exec_plugin(plugin_path, stdin, env, timeout=self.timeout, stderr=self.stderr)
 
     def version_info(self, plugin_path: str, env: Mapping[str, str]) -> VersionInfo:

@@ -51,7 +51,13 @@ def _u32(value: int) -> bytes:
 
 
 def encode_request(
-    package: str, argv: list[bytes], env: dict[bytes, bytes], tag: str, stdin: bytes, umask: int
+    package: str,
+    argv: list[bytes],
+    env: dict[bytes, bytes],
+    tag: str,
+    stdin: bytes,
+    umask: int,
+    op: int = OP_RUN,
 ) -> bytes | None:
     """The request bytes, or None when a part exceeds its bound (then the call runs cold)."""
     parts = (
@@ -63,7 +69,7 @@ def encode_request(
     )
     if any(len(p) > limit for p, limit in zip(parts, LIMITS, strict=True)):
         return None
-    head = REQUEST_MAGIC + FORMAT_VERSION.to_bytes(2, "big") + OP_RUN.to_bytes(2, "big")
+    head = REQUEST_MAGIC + FORMAT_VERSION.to_bytes(2, "big") + op.to_bytes(2, "big")
     head += _u32(umask) + b"".join(_u32(len(p)) for p in parts)
     return head + b"".join(parts)
 

@@ -47,6 +47,8 @@ SOCKET_ENV = "PYCNI_SOCKET"
 LATENCY_WINDOW = 4096
 ERROR_CODE = 999
 SD_LISTEN_FDS_START = 3
+# what a cnitool caller may pass on to its command while it runs
+FORWARDED_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
 
 Log = Callable[[str], None]
 
@@ -75,6 +77,7 @@ class Stats:
     started: float = field(default_factory=time.time)
     started_mono: float = field(default_factory=time.monotonic)
     served: int = 0
+    commands: int = 0
     failed: int = 0
     crashed: int = 0
     timed_out: int = 0
@@ -130,6 +133,7 @@ class Job:
     stderr_fd: int
     deadline: float | None
     killed: str = ""
+    cli: bool = False
 
 
 def error_response(msg: str) -> bytes:
@@ -160,11 +164,14 @@ class Service:
         plugins: set[str],
         log: Log,
         socket_file: str | None = None,
+        *,
+        commands: bool = False,
     ) -> None:
         self.config = config
         self.listener = listener
         self.socket_file = socket_file  # unlinked first thing at stop, when ours
         self.plugins = plugins
+        self.commands = commands  # whether cnitool's commands were preloaded, to run here
         self.log = log
         self.stats = Stats()
         self.sel = selectors.DefaultSelector()
@@ -332,16 +339,16 @@ class Service:
             self._reject(conn, str(exc))
 
     def _recv(self, conn: Conn) -> bytes:
-        """Bytes and any descriptors that arrived; at most 3 descriptors per request."""
+        """Bytes and any descriptors that arrived; at most ``wire.MAX_FDS`` per request."""
         fds = array.array("i")
         data, anc, flags, _ = conn.sock.recvmsg(
-            1 << 16, socket.CMSG_SPACE(4 * wire.FDS_PER_REQUEST), socket.MSG_CMSG_CLOEXEC
+            1 << 16, socket.CMSG_SPACE(4 * wire.MAX_FDS), socket.MSG_CMSG_CLOEXEC
         )
         for level, kind, payload in anc:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                 fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
         conn.fds.extend(fds)
-        if flags & socket.MSG_CTRUNC or len(conn.fds) > wire.FDS_PER_REQUEST:
+        if flags & socket.MSG_CTRUNC or len(conn.fds) > wire.MAX_FDS:
             raise wire.WireError("too many descriptors attached to the request")
         return data
 
@@ -368,21 +375,56 @@ class Service:
             info = json.dumps(self.status()).encode()
             self._answer(conn, wire.encode_response(wire.KIND_INFO, 0, info))
             return
-        if len(conn.fds) != wire.FDS_PER_REQUEST:
+        wanted = wire.FDS_OF_OP[req.op]
+        if len(conn.fds) != wanted:
+            what = "cnitool" if req.op == wire.OP_CLI else "run"
             raise wire.WireError(
-                f"a run request needs {wire.FDS_PER_REQUEST} descriptors, got {len(conn.fds)}"
+                f"a {what} request needs {wanted} descriptors, got {len(conn.fds)}"
             )
-        if req.plugin not in self.plugins or req.tag != __version__:
-            self.stats.busy += 1  # not ours to run: the launcher runs its own installation
+        if req.tag != __version__ or not self._serves(req):
+            self.stats.busy += 1  # not ours to run: the caller runs its own installation
             self._answer(conn, wire.encode_response(wire.KIND_COLD, 0))
             return
-        if len(self.jobs) < self.config.workers:
+        if self._may_start(req):
             self._start(conn, req)
         elif len(self.pending) < self.config.queue:
             self.pending.append(conn)
         else:
             self.stats.busy += 1
             self._answer(conn, wire.encode_response(wire.KIND_COLD, 0))
+
+    def _serves(self, req: wire.Request) -> bool:
+        if req.op == wire.OP_CLI:
+            return self.commands and req.plugin == wire.CLI_PROGRAM
+        return req.plugin in self.plugins
+
+    def _cli_limit(self) -> int:
+        """``cnitool`` commands run at most half the workers at a time: the other half
+        stays free for the plugin calls such a command may make through the service (a
+        Go plugin of its chain delegating to one of ours), so commands never wait on
+        calls that wait on them."""
+        return max(1, self.config.workers // 2)
+
+    def _may_start(self, req: wire.Request) -> bool:
+        if len(self.jobs) >= self.config.workers:
+            return False
+        if req.op == wire.OP_CLI:
+            return sum(1 for j in self.jobs.values() if j.cli) < self._cli_limit()
+        return True
+
+    def _start_pending(self) -> None:
+        """Start the queued requests that may start now, oldest first."""
+        waiting: deque[Conn] = deque()
+        while self.pending and len(self.jobs) < self.config.workers and not self.stopping:
+            nxt = self.pending.popleft()
+            if nxt not in self.conns or nxt.request is None:
+                continue
+            if self._may_start(nxt.request):
+                self._start(nxt, nxt.request)
+            else:
+                waiting.append(nxt)
+        waiting.extend(self.pending)
+        self.pending = waiting
 
     def _reject(self, conn: Conn, why: str) -> None:
         self.stats.rejected += 1
@@ -396,11 +438,22 @@ class Service:
         except OSError:
             data = b""
         if data:
-            return  # nothing more is expected; ignored
+            if conn.job is not None and conn.job.cli:
+                self._forward_signals(conn.job, data)
+            return  # nothing else is expected while a call runs; ignored
         with contextlib.suppress(KeyError, ValueError):
             self.sel.unregister(conn.sock)
         if conn.job is not None and _peer_gone(conn.sock):
             self._kill(conn.job, "the caller hung up")
+
+    def _forward_signals(self, job: Job, data: bytes) -> None:
+        """Deliver the signals a ``cnitool`` caller received to the command, as they
+        would have reached a ``cnitool`` process (the plugins it runs have groups of
+        their own, as exec'd plugins do)."""
+        for signum in data:
+            if signum in FORWARDED_SIGNALS and not job.killed:
+                with contextlib.suppress(OSError):
+                    os.kill(job.pid, signum)
 
     def _answer(self, conn: Conn, data: bytes) -> None:
         """Send ``data`` and close; what does not fit now is sent when writable."""
@@ -481,7 +534,7 @@ class Service:
         if pid == 0:  # the worker: never returns into the loop
             code = 1
             try:
-                code = worker.serve_one(req, conn.fds, out_fd, err_fd, service_pid)
+                code = worker.serve(req, conn.fds, out_fd, err_fd, service_pid)
             finally:
                 os._exit(code)
         with contextlib.suppress(OSError):
@@ -489,6 +542,7 @@ class Service:
         self._close_fds(conn)
         pidfd = os.pidfd_open(pid)
         job = Job(conn, pid, pidfd, out_fd, err_fd, time.monotonic() + self.config.timeout)
+        job.cli = req.op == wire.OP_CLI
         conn.job = job
         self.jobs[pid] = job
         self.sel.register(pidfd, selectors.EVENT_READ, ("job", job))
@@ -580,15 +634,17 @@ class Service:
         conn.job = None
         self._record(conn, status, job.killed)
         if conn in self.conns:
-            self._answer(conn, self._result(status, job.killed, stdout, stderr))
-        while self.pending and len(self.jobs) < self.config.workers and not self.stopping:
-            nxt = self.pending.popleft()
-            if nxt in self.conns and nxt.request is not None:
-                self._start(nxt, nxt.request)
+            result = (self._cli_result if job.cli else self._result)(
+                status, job.killed, stdout, stderr
+            )
+            self._answer(conn, result)
+        self._start_pending()
         self._refill()
 
     def _record(self, conn: Conn, status: int, killed: str) -> None:
         self.stats.served += 1
+        if conn.request is not None and conn.request.op == wire.OP_CLI:
+            self.stats.commands += 1
         self.stats.latencies.append(time.monotonic() - conn.received)
         if killed or os.WIFSIGNALED(status):
             self.stats.crashed += 1
@@ -615,6 +671,26 @@ class Service:
         code = os.waitstatus_to_exitcode(status)
         return wire.encode_response(wire.KIND_RESULT, code, stdout, stderr)
 
+    def _cli_result(
+        self, status: int, killed: str, stdout: bytes | None, stderr: bytes | None
+    ) -> bytes:
+        """A command's answer: its exit status (its output went to the caller's own
+        descriptors), or, when the worker died or was killed, a line for its stderr."""
+        if killed or os.WIFSIGNALED(status):
+            what = killed or f"was killed by {_signal_name(os.WTERMSIG(status))}"
+            line = (
+                f"cnitool: the plugin service's worker running this command {what}; "
+                "the command may have run in part\n"
+            )
+            if killed:
+                line = (
+                    f"cnitool: the plugin service killed this command: {killed}; "
+                    "it may have run in part\n"
+                )
+            return wire.encode_response(wire.KIND_RESULT, 1, b"", line.encode())
+        code = os.waitstatus_to_exitcode(status)
+        return wire.encode_response(wire.KIND_RESULT, code, stdout or b"", stderr or b"")
+
     # -- status --------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         """What ``cnitool serve status`` shows."""
@@ -626,6 +702,7 @@ class Service:
             "startedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(s.started)),
             "uptimeSeconds": round(time.monotonic() - s.started_mono, 1),
             "requests": s.served,
+            "commands": s.commands,
             "failed": s.failed,
             "crashed": s.crashed,
             "timedOut": s.timed_out,
@@ -777,6 +854,39 @@ def preload(log: Log) -> set[str]:
     return loaded
 
 
+# the commands the service runs for cnitool callers (cnitool.warm.front), and what they
+# import on their way that their modules leave to the moment it is needed
+COMMANDS = ("add", "check", "del")
+COMMAND_MODULES = (
+    "cnitool.cli.main",
+    "cnitool.cli.add",
+    "cnitool.cli.check",
+    "cnitool.cli.delete",
+    "cnitool.cli.made_netns",
+    "cnitool.libcni.api",
+    "cnitool.libcni.cache",
+    "cnitool.libcni.config",
+    "cnitool.libcni.runtime",
+    "cnitool.invoke.forked",
+    "cnitool.launchers",
+    "cnitool.netns",
+)
+
+
+def preload_commands(log: Log) -> bool:
+    """Import what ``cnitool add|check|del`` runs; False (callers run the command
+    themselves) when that fails."""
+    import importlib
+
+    try:
+        for name in COMMAND_MODULES:
+            importlib.import_module(name)
+    except Exception as exc:
+        log(f"cannot preload the cnitool commands: {exc}")
+        return False
+    return True
+
+
 def _preload_tree(package: str, log: Log) -> None:
     """Import ``package`` and every module below it (the plugins' shared code, which they
     import lazily): a worker then imports nothing from disk, whatever mount namespace it
@@ -800,6 +910,7 @@ def serve(config: Config, log: Log) -> None:
         listener = open_listener(config.socket_path)
     try:
         plugins = preload(log)
+        commands = preload_commands(log)
         gc.collect()
         gc.freeze()  # the preloaded heap stays shared with the workers (copy-on-write)
         log(
@@ -807,7 +918,7 @@ def serve(config: Config, log: Log) -> None:
             f"{config.workers} workers, timeout {config.timeout:g}s)"
         )
         socket_file = os.path.abspath(config.socket_path) if owned else None
-        Service(config, listener, plugins, log, socket_file).run()
+        Service(config, listener, plugins, log, socket_file, commands=commands).run()
     finally:
         listener.close()
         if owned:  # normally gone already (Service unlinks it first thing at stop)

@@ -3,7 +3,7 @@
 Request (client to service)::
 
     header  32 bytes, network byte order: struct "!4sHHIIIIII"
-            magic b"PCNQ", format version (1), op (1 run, 2 status), umask,
+            magic b"PCNQ", format version (1), op (1 run, 2 status, 3 cnitool), umask,
             then the byte lengths of: plugin, argv, env, tag, stdin
     plugin  the launcher's plugin package (``host_local``), ASCII
     argv    the caller's argv, each entry NUL-terminated
@@ -11,8 +11,17 @@ Request (client to service)::
     tag     the version of the installation that wrote the launcher
     stdin   the request bytes, verbatim
 
-The header's first ``sendmsg`` carries, for op run, exactly three descriptors as
-SCM_RIGHTS: the caller's mount namespace, network namespace and working directory.
+The header's first ``sendmsg`` carries descriptors as SCM_RIGHTS: for op run exactly
+three, the caller's mount namespace, network namespace and working directory; for op
+cnitool those three and then the caller's stdin, stdout and stderr (:data:`FDS_OF_OP`).
+
+Op cnitool runs a ``cnitool`` command line (``add``, ``check``, ``del``) in a worker
+instead of a plugin: ``plugin`` is ``cnitool``, argv is the command line, stdin is empty,
+and the worker writes to the caller's own descriptors, so the answer carries only the
+exit status (and, when the worker could not run or died, a message for stderr). While
+it runs the caller may send single bytes, each a signal number (SIGINT, SIGTERM, SIGHUP)
+to deliver to the command, as a terminal or a supervisor would have delivered it to a
+``cnitool`` process.
 
 Response (service to client)::
 
@@ -48,13 +57,17 @@ RESPONSE_HEADER = struct.Struct("!4sHHiII")
 
 OP_RUN = 1
 OP_STATUS = 2
+OP_CLI = 3
+CLI_PROGRAM = "cnitool"
 
 KIND_RESULT = 0
 KIND_COLD = 1
 KIND_INFO = 2
 
-# the descriptors sent with an OP_RUN request, in this order
-FDS_PER_REQUEST = 3
+# the descriptors sent with each op, in this order: mount ns, net ns, working directory
+# (op run), and then stdin, stdout and stderr (op cnitool)
+FDS_OF_OP = {OP_RUN: 3, OP_STATUS: 0, OP_CLI: 6}
+MAX_FDS = max(FDS_OF_OP.values())
 
 # field -> largest accepted length in bytes
 LIMITS: dict[str, int] = {
@@ -106,7 +119,7 @@ def decode_head(data: bytes) -> RequestHead:
         raise WireError("not a pycni plugin request (bad magic)")
     if version != FORMAT_VERSION:
         raise WireError(f"unsupported request format version {version}")
-    if op not in (OP_RUN, OP_STATUS):
+    if op not in FDS_OF_OP:
         raise WireError(f"unknown request op {op}")
     sizes = dict(zip(LIMITS, lengths, strict=True))
     for name, size in sizes.items():

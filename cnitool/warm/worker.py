@@ -16,6 +16,7 @@ caller is reported as a CNI error, never run in the service's namespaces.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import io
 import os
@@ -75,8 +76,9 @@ def _become_caller(req: Request, fds: list[int]) -> None:
     sys.argv = [os.fsdecode(a) for a in req.argv] or [req.plugin]
 
 
-def _redirect(stdout_fd: int, stderr_fd: int) -> None:
-    """stdin from /dev/null, stdout and stderr into the service's memory files."""
+def redirect(stdout_fd: int, stderr_fd: int) -> None:
+    """stdin from /dev/null, stdout and stderr into the given files (the service's memory
+    files), as an exec'd plugin's are pipes."""
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
@@ -90,24 +92,50 @@ def _redirect(stdout_fd: int, stderr_fd: int) -> None:
     )
 
 
+def _take_std(fds: list[int]) -> None:
+    """The caller's stdin, stdout and stderr as this process's 0, 1 and 2, with Python's
+    streams over them built as the interpreter builds its own (UTF-8; stdout line-buffered
+    on a terminal, stderr always)."""
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+        os.close(fd)
+    sys.stdin = io.TextIOWrapper(io.BufferedReader(io.FileIO(0, "r", closefd=False)))
+    sys.stdout = io.TextIOWrapper(
+        io.BufferedWriter(io.FileIO(1, "w", closefd=False)),
+        encoding="utf-8",
+        line_buffering=os.isatty(1),
+    )
+    sys.stderr = io.TextIOWrapper(
+        io.BufferedWriter(io.FileIO(2, "w", closefd=False)),
+        encoding="utf-8",
+        errors="backslashreplace",
+        line_buffering=True,
+    )
+
+
 def _write(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
 
 
-def _run_plugin(req: Request) -> int:
-    """Run the request's plugin through skel; its stdout goes to fd 1."""
+def run_package(package: str, env: dict[str, str], stdin: bytes) -> int:
+    """Run plugin ``package`` through skel as its exec would: ``env`` and ``stdin``, its
+    output on fd 1; returns its exit status. Delegates of ours run in this process."""
     from .. import skel
     from ..invoke import delegate
 
     delegate.enable_in_process()
-    plugin = import_module(f"cnitool_plugins.{req.plugin}.__main__").PLUGIN
-    env = {os.fsdecode(k): os.fsdecode(v) for k, v in req.env.items()}
-    out, code = skel.run(plugin, env, req.stdin, sys.stderr)
+    plugin = import_module(f"cnitool_plugins.{package}.__main__").PLUGIN
+    out, code = skel.run(plugin, env, stdin, sys.stderr)
     sys.stderr.flush()
     _write(1, out)
     return code
+
+
+def _run_plugin(req: Request) -> int:
+    env = {os.fsdecode(k): os.fsdecode(v) for k, v in req.env.items()}
+    return run_package(req.plugin, env, req.stdin)
 
 
 def _setup_error(exc: BaseException) -> bytes:
@@ -139,9 +167,9 @@ def _leave_service(service_pid: int, keep: list[int]) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
 
 
-# what a spare receives with a request: the caller's mount and network namespaces and
-# working directory, the stdout and stderr memory files, the request in a memory file
-SPARE_FDS = 6
+# what a spare receives with a request: the request's descriptors (wire.FDS_OF_OP), the
+# stdout and stderr memory files, the request in a memory file
+SPARE_EXTRA_FDS = 3
 
 
 def spare(channel: int, service_pid: int) -> int:
@@ -151,20 +179,22 @@ def spare(channel: int, service_pid: int) -> int:
     import array
     import socket
 
-    from .wire import REQUEST_HEADER, decode_body, decode_head
+    from .wire import MAX_FDS, REQUEST_HEADER, decode_body, decode_head
 
     _leave_service(service_pid, [channel])
     sock = socket.socket(fileno=channel)
     fds = array.array("i")
     try:
-        _, anc, _, _ = sock.recvmsg(1, socket.CMSG_SPACE(SPARE_FDS * fds.itemsize))
+        _, anc, _, _ = sock.recvmsg(
+            1, socket.CMSG_SPACE((MAX_FDS + SPARE_EXTRA_FDS) * fds.itemsize)
+        )
     except OSError:
         return 0
     for level, kind, data in anc:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
     sock.close()
-    if len(fds) != SPARE_FDS:
+    if len(fds) < SPARE_EXTRA_FDS:
         for fd in fds:
             os.close(fd)
         return 0
@@ -173,15 +203,25 @@ def spare(channel: int, service_pid: int) -> int:
     os.close(request_fd)
     head = decode_head(data[: REQUEST_HEADER.size])
     req = decode_body(head, data[REQUEST_HEADER.size :])
-    return serve_one(req, caller, out_fd, err_fd, service_pid)
+    return serve(req, caller, out_fd, err_fd, service_pid)
+
+
+def serve(req: Request, fds: list[int], stdout_fd: int, stderr_fd: int, service_pid: int) -> int:
+    """The worker's whole life after fork, for either op; the exit status for ``os._exit``."""
+    from .wire import OP_CLI
+
+    if req.op == OP_CLI:
+        return serve_cli(req, fds, stdout_fd, stderr_fd, service_pid)
+    return serve_one(req, fds, stdout_fd, stderr_fd, service_pid)
 
 
 def serve_one(
     req: Request, fds: list[int], stdout_fd: int, stderr_fd: int, service_pid: int
 ) -> int:
-    """The worker's whole life after fork; returns the exit status for ``os._exit``."""
+    """A plugin call: become the caller, run the plugin with its output in the memory
+    files; returns the exit status for ``os._exit``."""
     _leave_service(service_pid, [*fds, stdout_fd, stderr_fd])
-    _redirect(stdout_fd, stderr_fd)
+    redirect(stdout_fd, stderr_fd)
     try:
         _become_caller(req, fds)
     except Exception as exc:
@@ -192,3 +232,66 @@ def serve_one(
     except Exception as exc:  # skel reports plugin failures; this is the worker's own
         _write(1, _setup_error(exc))
         return 1
+
+
+def serve_cli(
+    req: Request, fds: list[int], stdout_fd: int, stderr_fd: int, service_pid: int
+) -> int:
+    """A ``cnitool`` command line: become the caller, take its stdin, stdout and stderr,
+    and run the command as the ``cnitool`` process would have run it, with the same
+    signal dispositions (SIGINT interrupts; SIGTERM and SIGHUP as the command sets them).
+    The plugins of ours that the command runs start as forks of this preloaded process
+    (:mod:`cnitool.invoke.forked`) instead of execs. Only a failure to become the caller
+    goes to the memory file ``stderr_fd``, which the service relays."""
+    caller, std = fds[:3], fds[3:]
+    _leave_service(service_pid, [*fds, stdout_fd, stderr_fd])
+    try:
+        _become_caller(req, caller)
+    except Exception as exc:
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        _write(
+            stderr_fd, f"cnitool: the plugin service could not run the command: {detail}\n".encode()
+        )
+        return 1
+    os.close(stdout_fd)
+    os.close(stderr_fd)
+    _take_std(std)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    return _run_cli()
+
+
+def _run_cli() -> int:
+    """``cnitool``'s ``main`` with the exit status a ``python`` process would end with."""
+    from ..invoke import delegate, forked
+
+    delegate.enable_in_process()
+    forked.enable()
+    code = 0
+    try:
+        from ..cli.main import main
+
+        main()
+    except SystemExit as exc:
+        code = _exit_code(exc.code)
+    except KeyboardInterrupt:
+        code = 130
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    return code
+
+
+def _exit_code(value: object) -> int:
+    """What the interpreter makes of ``SystemExit(value)``: a message is printed, 1."""
+    if value is None:
+        return 0
+    if isinstance(value, int):
+        return value & 0xFF
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.write(f"{value}\n")
+    return 1

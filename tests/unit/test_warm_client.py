@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from cnitool.warm import client, service, wire
+from cnitool.warm import client, front, service, wire
 
 
 def sample() -> wire.Request:
@@ -24,6 +24,23 @@ def test_launcher_client_encodes_exactly_as_the_service_reads() -> None:
     req = sample()
     data = client.encode_request(req.plugin, req.argv, req.env, req.tag, req.stdin, req.umask)
     assert data == wire.encode_request(req)
+
+
+def test_front_encodes_a_cnitool_request_as_the_service_reads() -> None:
+    req = wire.Request(
+        op=wire.OP_CLI,
+        plugin=wire.CLI_PROGRAM,
+        argv=[b"cnitool", b"add", b"net", b"/run/netns/x"],
+        env={b"NETCONFPATH": b"/etc/cni/net.d"},
+        tag="0.1.0",
+        umask=0o022,
+    )
+    data = client.encode_request(
+        front.CLI_PROGRAM, req.argv, req.env, req.tag, b"", req.umask, op=front.OP_CLI
+    )
+    assert data == wire.encode_request(req)
+    assert wire.FDS_OF_OP[wire.OP_CLI] == 6
+    assert set(front.FORWARDED) == service.FORWARDED_SIGNALS
 
 
 def test_client_constants_match_the_wire_module() -> None:
