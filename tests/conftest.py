@@ -120,7 +120,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             reporter.write_line(
                 f"PYCNI_TEST_WARM: the plugin service ran {info['requests']} calls "
                 f"({info['failed']} failed, {info['crashed']} crashed, "
-                f"{info['ranCold']} sent back)"
+                f"{info['ranCold']} sent back), {info['commands']} of them cnitool commands"
             )
         _warm_service.terminate()
         _warm_service.wait(60)

@@ -47,6 +47,9 @@ Compatible with the Go cnitool: the same arguments and environment variables
 cache files and output bytes. When neither --cni-bin-dir nor CNI_PATH is given,
 plugins are looked up in /opt/cni/bin (the Go tool fails with "no paths provided").
 
+With the plugin service up (cnitool serve), add, check and del run in one of its
+preloaded workers, with this process's namespaces, environment and terminal.
+
 \b
 Exit status: 0 success; 1 a CNI or plugin error (one line on stderr naming the
 plugin, verb, code and message); 2 a usage error; 130 interrupted.

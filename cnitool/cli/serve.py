@@ -86,6 +86,13 @@ def command(
     seen; delegates that are our own launchers (bridge to host-local) run in the same
     worker. A crashing or hanging plugin costs its worker only.
 
+    `cnitool add`, `check` and `del` run here too when the service is up: a worker
+    takes the caller's place (namespaces, directory, environment, stdin, stdout and
+    stderr), runs the command, and forks the command's plugins of ours from itself
+    instead of exec'ing them; SIGINT, SIGTERM and SIGHUP sent to the caller reach the
+    command. Commands use at most half the workers, so plugin calls always find one;
+    --timeout applies to a whole command as to a plugin call.
+
     Without the service, or when it cannot take a call, the launchers run the plugin
     themselves (the cold path). If the service goes away during a call, the launcher
     reports a CNI error (code 999) and does not run the call again.
@@ -119,7 +126,8 @@ def command(
 @output_option()
 def status(socket_path: str, output: str) -> None:
     """Show whether the service answers on the socket, its pid, uptime, requests
-    served, failures and latency percentiles. Exit status 1 when it is not up."""
+    served (plugin calls and cnitool commands), failures and latency percentiles.
+    Exit status 1 when it is not up."""
     from ..warm import service
 
     try:
@@ -145,7 +153,7 @@ def _status_rows(info: dict[str, Any]) -> list[list[str]]:
         ["pid", str(info["pid"])],
         ["version", str(info["version"])],
         ["uptime", f"{info['uptimeSeconds']} s (since {info['startedAt']})"],
-        ["requests", str(info["requests"])],
+        ["requests", f"{info['requests']} (of which cnitool commands: {info['commands']})"],
         ["failed (plugin error)", str(info["failed"])],
         ["crashed (worker killed)", f"{info['crashed']} ({info['timedOut']} timed out)"],
         ["rejected (bad requests)", str(info["rejected"])],
