@@ -881,10 +881,32 @@ def preload_commands(log: Log) -> bool:
     try:
         for name in COMMAND_MODULES:
             importlib.import_module(name)
+        _warm_rich()
     except Exception as exc:
         log(f"cannot preload the cnitool commands: {exc}")
         return False
     return True
+
+
+def _warm_rich() -> None:
+    """Draw a table and a progress bar into memory once: rich imports much of itself only
+    when it first draws, and a terminal's ``cnitool add`` draws its result as tables."""
+    import io
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.table import Table
+
+    screen = Console(file=io.StringIO(), width=80, force_terminal=True, color_system="truecolor")
+    table = Table(title="[bold]warm[/bold]", title_justify="left")
+    table.add_column("#")
+    table.add_row("0")
+    screen.print(table)
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   console=screen, transient=True, auto_refresh=False)  # fmt: skip
+    task = bar.add_task("warm", total=1)
+    bar.advance(task)
+    bar.refresh()
 
 
 def _preload_tree(package: str, log: Log) -> None:

@@ -386,3 +386,49 @@ def test_front_runs_here_without_a_service(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0 and "Usage: cnitool add" in done.stdout
+
+
+def on_a_terminal(warm: Warm, warm_path: bool, *args: str) -> tuple[int, str]:
+    """``cnitool`` with stdin, stdout and stderr on a pseudo-terminal: status and screen."""
+    import pty
+
+    master, slave = pty.openpty()
+    env = {**cli_env(warm, warm_path), "TERM": "xterm-256color", "COLUMNS": "100"}
+    proc = subprocess.Popen(
+        cnitool_argv(warm, *args), stdin=slave, stdout=slave, stderr=slave, env=env
+    )
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: every writer closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    return proc.wait(SAFETY), b"".join(chunks).decode()
+
+
+def test_a_terminal_gets_the_same_tables(warm: Warm, netns_factory: Callable[[], str]) -> None:
+    """On a terminal ``add`` draws its result as coloured tables: the same screen warm."""
+    import re
+
+    write_conflist(warm)
+    pod = netns_factory()
+    screens = []
+    for warm_path in (False, True):
+        code, screen = on_a_terminal(warm, warm_path, "add", NET, pod)
+        assert code == 0, screen
+        screens.append(screen)
+        assert run_cnitool(warm, True, "del", NET, pod).returncode == 0
+    assert commands(warm) == 3
+    assert "\x1b[" in screens[0] and "Interfaces" in screens[0]  # a terminal's tables
+
+    def same(screen: str) -> str:
+        screen = re.sub(r"([0-9a-f]{2}:){5}[0-9a-f]{2}", "<mac>", screen)
+        screen = re.sub(r"veth[0-9a-f]{8}", "<veth>", screen)
+        return re.sub(r"10\.81\.0\.(?!1\b)\d+", "<ip>", screen)
+
+    assert same(screens[1]) == same(screens[0])
