@@ -13,8 +13,8 @@ execs. This process waits, passes on SIGINT, SIGTERM and SIGHUP (a third one end
 wait), and exits with the command's status.
 
 Everything else, and those commands when the service is not there, refuses them (busy,
-another version) or cannot take the descriptors, runs here as before: nothing has run
-until the service accepts the request. A connection that breaks after that is reported
+another version, one from before commands that rejects the request) or cannot take the
+descriptors, runs here as before: nothing has run until the service accepts the request. A connection that breaks after that is reported
 and the command is not run again (it may have run in part).
 
 Imports: ``os`` and ``sys`` (loaded at start-up already), the stdlib-only client, and
@@ -99,6 +99,11 @@ def _call(sock: "_socket.socket", argv: list[str]) -> int | None:
         if kind != client.KIND_RESULT:
             raise ValueError(f"unexpected response kind {kind}")
         body = client.recv_exact(sock, n_out + n_err)
+        if n_out:
+            # a command's answer never carries stdout (the command wrote to ours): this is
+            # a refusal printed as a CNI error (a service from before commands does not
+            # know the op), so nothing ran
+            return None
     except (OSError, EOFError, ValueError) as exc:
         return _lost(str(exc) or type(exc).__name__)
     finally:

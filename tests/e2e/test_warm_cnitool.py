@@ -222,16 +222,21 @@ def plugin_children(warm: Warm) -> list[str]:
     return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
 
 
-def blocked_add(warm: Warm, netns: str) -> tuple[subprocess.Popen[str], int]:
-    """A warm ``cnitool add`` held inside host-local (its lease lock is taken)."""
-    lock = hold_lease_lock(warm.tmp / "ipam", NET)
-    proc = subprocess.Popen(
+def popen_add(warm: Warm, netns: str) -> subprocess.Popen[str]:
+    """A warm ``cnitool add`` started in the background."""
+    return subprocess.Popen(
         cnitool_argv(warm, "add", NET, netns),
         env=cli_env(warm, True),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def blocked_add(warm: Warm, netns: str) -> tuple[subprocess.Popen[str], int]:
+    """A warm ``cnitool add`` held inside host-local (its lease lock is taken)."""
+    lock = hold_lease_lock(warm.tmp / "ipam", NET)
+    proc = popen_add(warm, netns)
     warm.wait_for(lambda: running(warm) == 1, "the command to be running")
     warm.wait_for(lambda: bool(plugin_children(warm)), "the command's bridge plugin to start")
     return proc, lock
@@ -316,21 +321,9 @@ def test_commands_leave_workers_for_plugin_calls(
     write_conflist(warm)
     held = [blocked_add(warm, netns_factory())]
     try:
-        second = subprocess.Popen(
-            cnitool_argv(warm, "add", NET, netns_factory()),
-            env=cli_env(warm, True),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        second = popen_add(warm, netns_factory())
         warm.wait_for(lambda: running(warm) == 2, "a second command to run")
-        third = subprocess.Popen(
-            cnitool_argv(warm, "add", NET, netns_factory()),
-            env=cli_env(warm, True),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        third = popen_add(warm, netns_factory())
         warm.wait_for(lambda: (warm.status() or {}).get("queued") == 1, "the third to queue")
         # a plugin call still finds a worker
         conf = {"cniVersion": "1.0.0", "name": "other", "type": "noop"}
@@ -432,3 +425,43 @@ def test_a_terminal_gets_the_same_tables(warm: Warm, netns_factory: Callable[[],
         return re.sub(r"10\.81\.0\.(?!1\b)\d+", "<ip>", screen)
 
     assert same(screens[1]) == same(screens[0])
+
+
+def test_a_service_that_rejects_commands_leaves_them_here(tmp_path: Path) -> None:
+    """A service from before commands answers the op with a bad-request error on stdout:
+    nothing ran there, so the command runs in the caller."""
+    import threading
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir(mode=0o700)
+    path = run_dir / "old.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(1)
+    refusal = json.dumps({"code": 999, "msg": "bad request: unknown request op 3"}).encode()
+
+    def old_service() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            _, fds, _, _ = socket.recv_fds(conn, 1 << 16, 8)
+            for fd in fds:  # the caller's stdout among them: keep no copy open
+                os.close(fd)
+            conn.sendall(wire.encode_response(wire.KIND_RESULT, 1, refusal))
+
+    server = threading.Thread(target=old_service, daemon=True)
+    server.start()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "cnitool.cli", "add", "--help"],
+            env={**os.environ, "PYCNI_SOCKET": str(path)},
+            capture_output=True,
+            text=True,
+            timeout=SAFETY,
+            check=False,
+        )
+        server.join(SAFETY)
+    finally:
+        listener.close()
+    assert not server.is_alive()  # the request did reach it
+    assert done.returncode == 0 and "Usage: cnitool add" in done.stdout
+    assert "bad request" not in done.stdout + done.stderr
