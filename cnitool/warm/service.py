@@ -40,7 +40,7 @@ from typing import Any
 
 from .. import __version__
 from ..spec.errors import CNIError
-from . import wire
+from . import front, wire
 
 DEFAULT_SOCKET = "/run/pycni/plugins.sock"
 SOCKET_ENV = "PYCNI_SOCKET"
@@ -394,8 +394,13 @@ class Service:
             self._answer(conn, wire.encode_response(wire.KIND_COLD, 0))
 
     def _serves(self, req: wire.Request) -> bool:
-        if req.op == wire.OP_CLI:
-            return self.commands and req.plugin == wire.CLI_PROGRAM
+        if req.op == wire.OP_CLI:  # only the commands cnitool sends here, nothing else
+            command = req.argv[1] if len(req.argv) > 1 else b""
+            return (
+                self.commands
+                and req.plugin == wire.CLI_PROGRAM
+                and command.decode("ascii", "replace") in front.WARM_COMMANDS
+            )
         return req.plugin in self.plugins
 
     def _cli_limit(self) -> int:
@@ -688,8 +693,10 @@ class Service:
                     "it may have run in part\n"
                 )
             return wire.encode_response(wire.KIND_RESULT, 1, b"", line.encode())
+        # never stdout: the caller takes an answer with stdout for a refusal and runs the
+        # command itself (a command writes to the caller's own stdout, never here)
         code = os.waitstatus_to_exitcode(status)
-        return wire.encode_response(wire.KIND_RESULT, code, stdout or b"", stderr or b"")
+        return wire.encode_response(wire.KIND_RESULT, code, b"", stderr or b"")
 
     # -- status --------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -854,9 +861,8 @@ def preload(log: Log) -> set[str]:
     return loaded
 
 
-# the commands the service runs for cnitool callers (cnitool.warm.front), and what they
-# import on their way that their modules leave to the moment it is needed
-COMMANDS = ("add", "check", "del")
+# what the cnitool commands the service runs (front.WARM_COMMANDS) import, including what
+# their modules leave to the moment it is needed
 COMMAND_MODULES = (
     "cnitool.cli.main",
     "cnitool.cli.add",

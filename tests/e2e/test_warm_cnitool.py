@@ -338,8 +338,9 @@ def test_commands_leave_workers_for_plugin_calls(
     assert commands(warm) == 3
 
 
-def raw_cli_request(warm: Warm, tag: str) -> wire.Response:
-    req = wire.Request(op=wire.OP_CLI, plugin=wire.CLI_PROGRAM, argv=[b"cnitool", b"add"], tag=tag)
+def raw_cli_request(warm: Warm, tag: str, *args: bytes) -> wire.Response:
+    argv = [b"cnitool", *(args or [b"add"])]
+    req = wire.Request(op=wire.OP_CLI, plugin=wire.CLI_PROGRAM, argv=argv, tag=tag)
     fds = [os.open(p, os.O_RDONLY) for p in ("/proc/self/ns/mnt", "/proc/self/ns/net", ".")]
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(SAFETY)
@@ -355,6 +356,12 @@ def raw_cli_request(warm: Warm, tag: str) -> wire.Response:
 
 def test_another_version_runs_in_the_caller(warm: Warm) -> None:
     assert raw_cli_request(warm, "0.0.0-other").kind == wire.KIND_COLD
+    assert commands(warm) == 0
+
+
+@pytest.mark.parametrize("command", [b"serve", b"node", b"gc", b"", b"\xff"])
+def test_the_service_runs_only_add_check_and_del(warm: Warm, command: bytes) -> None:
+    assert raw_cli_request(warm, cnitool.__version__, command).kind == wire.KIND_COLD
     assert commands(warm) == 0
 
 
