@@ -12,6 +12,10 @@ and the exit status is the plugin's.
 Everything the worker gets is what the exec'd plugin would have had: the caller's
 environment and stdin bytes unchanged, argv as the caller's. A failure to become the
 caller is reported as a CNI error, never run in the service's namespaces.
+
+A ``cnitool`` command (:func:`serve_cli`) becomes the caller the same way, but takes the
+caller's own stdin, stdout and stderr instead of memory files and runs ``cnitool``'s
+``main``, which forks the plugins of ours it runs (:mod:`cnitool.invoke.forked`).
 """
 
 from __future__ import annotations
