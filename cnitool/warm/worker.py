@@ -33,19 +33,17 @@ SETUP_FAILED = 999
 
 PR_SET_PDEATHSIG = 1
 
-_LIBC: Any = None
-
-
-def _libc() -> Any:
-    global _LIBC
-    if _LIBC is None:
-        _LIBC = ctypes.CDLL(None, use_errno=True)
-    return _LIBC
+# The C library the interpreter already has mapped, and the two functions a worker calls,
+# looked up here: the service imports this module before its first fork, so every worker
+# finds them resolved instead of doing the lookup again.
+_LIBC: Any = ctypes.CDLL(None, use_errno=True)
+_LIBC_SETNS: Any = _LIBC.setns
+_LIBC_PRCTL: Any = _LIBC.prctl
 
 
 def _setns(fd: int, nstype: int) -> None:
     """setns(2) through libc (Python 3.11 has no os.setns)."""
-    if _libc().setns(fd, nstype) != 0:
+    if _LIBC_SETNS(fd, nstype) != 0:
         err = ctypes.get_errno()
         kind = "mount" if nstype == CLONE_NEWNS else "network"
         raise OSError(err, f"cannot join the caller's {kind} namespace: {os.strerror(err)}")
@@ -54,8 +52,7 @@ def _setns(fd: int, nstype: int) -> None:
 def _die_with_service(service_pid: int) -> None:
     """Have the kernel kill this worker when the service dies: its caller has then
     been told the call failed, and the runtime will DEL; a late ADD must not follow."""
-    libc = _libc()
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    _LIBC_PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != service_pid:  # the service died before prctl took effect
         os._exit(1)
 
@@ -173,7 +170,8 @@ def spare(channel: int, service_pid: int) -> int:
     os.close(request_fd)
     head = decode_head(data[: REQUEST_HEADER.size])
     req = decode_body(head, data[REQUEST_HEADER.size :])
-    return serve_one(req, caller, out_fd, err_fd, service_pid)
+    # it left the service when it was forked: what it holds now is this request's only
+    return _serve(req, caller, out_fd, err_fd)
 
 
 def serve_one(
@@ -181,6 +179,11 @@ def serve_one(
 ) -> int:
     """The worker's whole life after fork; returns the exit status for ``os._exit``."""
     _leave_service(service_pid, [*fds, stdout_fd, stderr_fd])
+    return _serve(req, fds, stdout_fd, stderr_fd)
+
+
+def _serve(req: Request, fds: list[int], stdout_fd: int, stderr_fd: int) -> int:
+    """Run ``req`` as its caller would, in a worker that holds nothing of the service."""
     _redirect(stdout_fd, stderr_fd)
     try:
         _become_caller(req, fds)
