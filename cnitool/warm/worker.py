@@ -7,7 +7,9 @@ and mount namespaces, working directory and umask, the caller's environment as
 ``os.environ`` (for the programs a plugin runs), ``/dev/null`` as stdin and two memory
 files as stdout and stderr, which the service reads after the worker exits. Then
 ``skel.run`` runs the plugin, its output goes to stdout as the launcher would print it,
-and the exit status is the plugin's.
+and the exit status is the plugin's. Delegates that are our own launchers run in the same
+process, and the plugin's switches into the container's network namespace happen in the
+worker's one thread, not in a new thread each (``_launch.prepare_worker``).
 
 Everything the worker gets is what the exec'd plugin would have had: the caller's
 environment and stdin bytes unchanged, argv as the caller's. A failure to become the
@@ -16,13 +18,14 @@ caller is reported as a CNI error, never run in the service's namespaces.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import io
 import os
 import signal
 import sys
 from importlib import import_module
-from typing import Any
+from typing import Any, NoReturn
 
 from ..spec.errors import CNIError
 from .wire import Request
@@ -93,12 +96,26 @@ def _write(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
+def _stranded(exc: BaseException) -> NoReturn:
+    """The worker cannot go back to the caller's network namespace after a switch into
+    the container's: report it and end here, before anything else runs (a rollback in
+    the wrong namespace would undo the node's network in the container's)."""
+    detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    msg = f"pycni plugin service: cannot return to the caller's network namespace: {detail}"
+    with contextlib.suppress(OSError):
+        _write(1, CNIError(msg, code=SETUP_FAILED).to_json().encode())
+    os._exit(1)
+
+
 def _run_plugin(req: Request) -> int:
     """Run the request's plugin through skel; its stdout goes to fd 1."""
+    from cnitool_plugins._launch import prepare_worker
+
     from .. import skel
     from ..invoke import delegate
 
     delegate.enable_in_process()
+    prepare_worker(_stranded)
     plugin = import_module(f"cnitool_plugins.{req.plugin}.__main__").PLUGIN
     env = {os.fsdecode(k): os.fsdecode(v) for k, v in req.env.items()}
     out, code = skel.run(plugin, env, req.stdin, sys.stderr)
