@@ -40,3 +40,12 @@ def prepare_worker(stranded: Callable[[BaseException], NoReturn]) -> None:
     from ._lib import netns
 
     netns.switch_calling_thread(stranded)
+
+
+def warm_up(log: Callable[[str], None]) -> None:
+    """What the plugin service runs once after preloading, before its first fork: the
+    common call (bridge + host-local ADD and DEL) a few times in namespaces of its own,
+    so that workers inherit code CPython has already adapted (``_warmup``)."""
+    from ._warmup import warm_up as run
+
+    run(log)

@@ -125,13 +125,15 @@ def setns(fd: int) -> None:
 _STRANDED: Callable[[BaseException], NoReturn] | None = None
 
 
-def switch_calling_thread(stranded: Callable[[BaseException], NoReturn]) -> None:
-    """Have :func:`run_in_netns` switch the calling thread instead of starting one.
+def switch_calling_thread(stranded: Callable[[BaseException], NoReturn] | None) -> None:
+    """Have :func:`run_in_netns` switch the calling thread instead of starting one
+    (None: a thread per switch again, the default).
 
-    Only for a process with one thread that exits after its call (a warm worker).
-    ``stranded`` is called, and must end the process, when the thread cannot go back to
-    its own namespace: nothing may run after that in the wrong namespace (a rollback
-    would undo the node's network in the container's).
+    Only for a process with one thread that exits after its call (a warm worker), or
+    while nothing else runs (the service's warm-up). ``stranded`` is called, and must
+    end the process (or the thread), when the thread cannot go back to its own
+    namespace: nothing may run after that in the wrong namespace (a rollback would undo
+    the node's network in the container's).
     """
     global _STRANDED
     _STRANDED = stranded
