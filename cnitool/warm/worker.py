@@ -27,6 +27,8 @@ import sys
 from importlib import import_module
 from typing import Any, NoReturn
 
+from .. import skel
+from ..invoke import delegate
 from ..spec.errors import CNIError
 from .wire import Request
 
@@ -70,7 +72,10 @@ def _become_caller(req: Request, fds: list[int]) -> None:
     for fd in fds:
         os.close(fd)
     os.umask(req.umask)
-    os.environb.clear()
+    # the caller's environment exactly, in its order; one pass over the service's
+    # (MutableMapping.clear lists every key again for each one it removes)
+    for key in list(os.environb):
+        del os.environb[key]
     os.environb.update(req.env)
     sys.argv = [os.fsdecode(a) for a in req.argv] or [req.plugin]
 
@@ -111,12 +116,11 @@ def _run_plugin(req: Request) -> int:
     """Run the request's plugin through skel; its stdout goes to fd 1."""
     from cnitool_plugins._launch import prepare_worker
 
-    from .. import skel
-    from ..invoke import delegate
-
     delegate.enable_in_process()
     prepare_worker(_stranded)
-    plugin = import_module(f"cnitool_plugins.{req.plugin}.__main__").PLUGIN
+    name = f"cnitool_plugins.{req.plugin}.__main__"
+    module = sys.modules.get(name) or import_module(name)  # preloaded: no import machinery
+    plugin = module.PLUGIN
     env = {os.fsdecode(k): os.fsdecode(v) for k, v in req.env.items()}
     out, code = skel.run(plugin, env, req.stdin, sys.stderr)
     sys.stderr.flush()
