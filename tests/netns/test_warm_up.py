@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from cnitool_plugins import _warmup
-from cnitool_plugins._lib import netns
+from cnitool_plugins._lib import netns, sysctl
 from cnitool_plugins._lib.netlink import Netlink
 
 from cnitool.invoke import delegate
@@ -28,6 +28,7 @@ def test_warm_up_runs_the_calls_and_leaves_nothing(
 ) -> None:
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where its leases go
     links = _links()
+    sysctl.set("net/ipv4/ip_forward", "0")  # the warm-up's gateway turns it on in its own
     home = os.stat("/proc/thread-self/ns/net").st_ino
     threads = threading.active_count()
     logged: list[str] = []
@@ -35,6 +36,7 @@ def test_warm_up_runs_the_calls_and_leaves_nothing(
     assert logged == []  # it ran: nothing to report
     assert _links() == links and _warmup.BRIDGE not in links
     assert list(tmp_path.iterdir()) == []
+    assert sysctl.get("net/ipv4/ip_forward") == "0"
     assert os.stat("/proc/thread-self/ns/net").st_ino == home
     assert threading.active_count() == threads
     assert netns._STRANDED is None and delegate._IN_PROCESS is False
