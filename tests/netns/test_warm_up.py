@@ -34,7 +34,8 @@ def test_warm_up_runs_the_calls_and_leaves_nothing(
     logged: list[str] = []
     _warmup.warm_up(logged.append)
     assert logged == []  # it ran: nothing to report
-    assert _links() == links and _warmup.BRIDGE not in links
+    # nothing new here (links of earlier tests' namespaces may still be going away)
+    assert set(_links()) <= set(links) and _warmup.BRIDGE not in _links()
     assert list(tmp_path.iterdir()) == []
     assert sysctl.get("net/ipv4/ip_forward") == "0"
     assert os.stat("/proc/thread-self/ns/net").st_ino == home
