@@ -22,10 +22,11 @@ from .find import find_in_path, split_path
 _IN_PROCESS = False
 
 
-def enable_in_process() -> None:
-    """Run delegates that are our own launchers in this process (warm workers only)."""
+def enable_in_process(on: bool = True) -> None:
+    """Run delegates that are our own launchers in this process (warm workers only, and
+    the service's warm-up, which turns it off again)."""
     global _IN_PROCESS
-    _IN_PROCESS = True
+    _IN_PROCESS = on
 
 
 def _in_process_package(path: str) -> str | None:

@@ -152,6 +152,7 @@ def _child(package: str, stdin: bytes, env: Mapping[str, str], out_fd: int, err_
         signal.signal(sig, signal.SIG_DFL)
     _KEEP.extend((sys.stdin, sys.stdout, sys.stderr))
     redirect(out_fd, err_fd)
-    os.environ.clear()
+    for key in list(os.environ):  # one pass (clear() lists the keys again for each one)
+        del os.environ[key]
     os.environ.update(env)
     return run_package(package, dict(env), stdin) & 0xFF

@@ -52,12 +52,16 @@ class Record:
             if key in values:
                 raise TypeError(f"{type(self).__name__} got {key!r} twice")
             values[key] = value
+        # the instance dict written directly (``__setattr__`` refuses), in field order
+        state = self.__dict__
+        defaults = self._defaults
         for name in names:
-            if name not in values:
-                if name not in self._defaults:
-                    raise TypeError(f"{type(self).__name__} needs {name!r}")
-                values[name] = self._defaults[name]
-            object.__setattr__(self, name, values[name])
+            if name in values:
+                state[name] = values[name]
+            elif name in defaults:
+                state[name] = defaults[name]
+            else:
+                raise TypeError(f"{type(self).__name__} needs {name!r}")
 
     def __setattr__(self, key: str, value: Any) -> None:
         raise AttributeError(f"{type(self).__name__} is immutable")

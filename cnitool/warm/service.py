@@ -939,6 +939,9 @@ def serve(config: Config, log: Log) -> None:
     try:
         plugins = preload(log)
         commands = preload_commands(log)
+        from cnitool_plugins._launch import warm_up
+
+        warm_up(log)  # the common call run here once, so that no worker runs it first
         gc.collect()
         gc.freeze()  # the preloaded heap stays shared with the workers (copy-on-write)
         log(

@@ -7,13 +7,15 @@ and mount namespaces, working directory and umask, the caller's environment as
 ``os.environ`` (for the programs a plugin runs), ``/dev/null`` as stdin and two memory
 files as stdout and stderr, which the service reads after the worker exits. Then
 ``skel.run`` runs the plugin, its output goes to stdout as the launcher would print it,
-and the exit status is the plugin's.
+and the exit status is the plugin's. Delegates that are our own launchers run in the same
+process, and the plugin's switches into the container's network namespace happen in the
+worker's one thread, not in a new thread each (``_launch.prepare_worker``).
 
 Everything the worker gets is what the exec'd plugin would have had: the caller's
 environment and stdin bytes unchanged, argv as the caller's. A failure to become the
 caller is reported as a CNI error, never run in the service's namespaces.
 
-A ``cnitool`` command (:func:`serve_cli`) becomes the caller the same way, but takes the
+A ``cnitool`` command (:func:`_serve_cli`) becomes the caller the same way, but takes the
 caller's own stdin, stdout and stderr instead of memory files and runs ``cnitool``'s
 ``main``, which forks the plugins of ours it runs (:mod:`cnitool.invoke.forked`).
 """
@@ -27,8 +29,10 @@ import os
 import signal
 import sys
 from importlib import import_module
-from typing import Any
+from typing import Any, NoReturn
 
+from .. import skel
+from ..invoke import delegate
 from ..spec.errors import CNIError
 from .wire import Request
 
@@ -38,19 +42,17 @@ SETUP_FAILED = 999
 
 PR_SET_PDEATHSIG = 1
 
-_LIBC: Any = None
-
-
-def _libc() -> Any:
-    global _LIBC
-    if _LIBC is None:
-        _LIBC = ctypes.CDLL(None, use_errno=True)
-    return _LIBC
+# The C library the interpreter already has mapped, and the two functions a worker calls,
+# looked up here: the service imports this module before its first fork, so every worker
+# finds them resolved instead of doing the lookup again.
+_LIBC: Any = ctypes.CDLL(None, use_errno=True)
+_LIBC_SETNS: Any = _LIBC.setns
+_LIBC_PRCTL: Any = _LIBC.prctl
 
 
 def _setns(fd: int, nstype: int) -> None:
     """setns(2) through libc (Python 3.11 has no os.setns)."""
-    if _libc().setns(fd, nstype) != 0:
+    if _LIBC_SETNS(fd, nstype) != 0:
         err = ctypes.get_errno()
         kind = "mount" if nstype == CLONE_NEWNS else "network"
         raise OSError(err, f"cannot join the caller's {kind} namespace: {os.strerror(err)}")
@@ -59,8 +61,7 @@ def _setns(fd: int, nstype: int) -> None:
 def _die_with_service(service_pid: int) -> None:
     """Have the kernel kill this worker when the service dies: its caller has then
     been told the call failed, and the runtime will DEL; a late ADD must not follow."""
-    libc = _libc()
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    _LIBC_PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != service_pid:  # the service died before prctl took effect
         os._exit(1)
 
@@ -75,7 +76,10 @@ def _become_caller(req: Request, fds: list[int]) -> None:
     for fd in fds:
         os.close(fd)
     os.umask(req.umask)
-    os.environb.clear()
+    # the caller's environment exactly, in its order; one pass over the service's
+    # (MutableMapping.clear lists every key again for each one it removes)
+    for key in list(os.environb):
+        del os.environb[key]
     os.environb.update(req.env)
     sys.argv = [os.fsdecode(a) for a in req.argv] or [req.plugin]
 
@@ -123,15 +127,28 @@ def _write(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
+def _stranded(exc: BaseException) -> NoReturn:
+    """The worker cannot go back to the caller's network namespace after a switch into
+    the container's: report it and end here, before anything else runs (a rollback in
+    the wrong namespace would undo the node's network in the container's)."""
+    detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    msg = f"pycni plugin service: cannot return to the caller's network namespace: {detail}"
+    with contextlib.suppress(OSError):
+        _write(1, CNIError(msg, code=SETUP_FAILED).to_json().encode())
+    os._exit(1)
+
+
 def run_package(package: str, env: dict[str, str], stdin: bytes) -> int:
     """Run plugin ``package`` through skel as its exec would: ``env`` and ``stdin``, its
-    output on fd 1; returns its exit status. Delegates of ours run in this process."""
-    from .. import skel
-    from ..invoke import delegate
+    output on fd 1; returns its exit status. Delegates of ours run in this process, and
+    the plugin's switches into the container's network namespace in this thread."""
+    from cnitool_plugins._launch import prepare_worker
 
     delegate.enable_in_process()
-    plugin = import_module(f"cnitool_plugins.{package}.__main__").PLUGIN
-    out, code = skel.run(plugin, env, stdin, sys.stderr)
+    prepare_worker(_stranded)
+    name = f"cnitool_plugins.{package}.__main__"
+    module = sys.modules.get(name) or import_module(name)  # preloaded: no import machinery
+    out, code = skel.run(module.PLUGIN, env, stdin, sys.stderr)
     sys.stderr.flush()
     _write(1, out)
     return code
@@ -207,24 +224,29 @@ def spare(channel: int, service_pid: int) -> int:
     os.close(request_fd)
     head = decode_head(data[: REQUEST_HEADER.size])
     req = decode_body(head, data[REQUEST_HEADER.size :])
-    return serve(req, caller, out_fd, err_fd, service_pid)
+    # it left the service when it was forked: what it holds now is this request's only
+    return _serve(req, caller, out_fd, err_fd)
 
 
 def serve(req: Request, fds: list[int], stdout_fd: int, stderr_fd: int, service_pid: int) -> int:
-    """The worker's whole life after fork, for either op; the exit status for ``os._exit``."""
+    """A worker forked for ``req``: leave the service, serve the request; the exit status
+    for ``os._exit``."""
+    _leave_service(service_pid, [*fds, stdout_fd, stderr_fd])
+    return _serve(req, fds, stdout_fd, stderr_fd)
+
+
+def _serve(req: Request, fds: list[int], stdout_fd: int, stderr_fd: int) -> int:
+    """Run ``req`` as its caller would, in a worker that holds nothing of the service."""
     from .wire import OP_CLI
 
     if req.op == OP_CLI:
-        return serve_cli(req, fds, stdout_fd, stderr_fd, service_pid)
-    return serve_one(req, fds, stdout_fd, stderr_fd, service_pid)
+        return _serve_cli(req, fds, stdout_fd, stderr_fd)
+    return _serve_plugin(req, fds, stdout_fd, stderr_fd)
 
 
-def serve_one(
-    req: Request, fds: list[int], stdout_fd: int, stderr_fd: int, service_pid: int
-) -> int:
+def _serve_plugin(req: Request, fds: list[int], stdout_fd: int, stderr_fd: int) -> int:
     """A plugin call: become the caller, run the plugin with its output in the memory
-    files; returns the exit status for ``os._exit``."""
-    _leave_service(service_pid, [*fds, stdout_fd, stderr_fd])
+    files."""
     redirect(stdout_fd, stderr_fd)
     try:
         _become_caller(req, fds)
@@ -238,9 +260,7 @@ def serve_one(
         return 1
 
 
-def serve_cli(
-    req: Request, fds: list[int], stdout_fd: int, stderr_fd: int, service_pid: int
-) -> int:
+def _serve_cli(req: Request, fds: list[int], stdout_fd: int, stderr_fd: int) -> int:
     """A ``cnitool`` command line: become the caller, take its stdin, stdout and stderr,
     and run the command as the ``cnitool`` process would have run it, with the same
     signal dispositions (SIGINT interrupts; SIGTERM and SIGHUP as the command sets them).
@@ -248,7 +268,6 @@ def serve_cli(
     (:mod:`cnitool.invoke.forked`) instead of execs. Only a failure to become the caller
     goes to the memory file ``stderr_fd``, which the service relays."""
     caller, std = fds[:3], fds[3:]
-    _leave_service(service_pid, [*fds, stdout_fd, stderr_fd])
     try:
         _become_caller(req, caller)
     except Exception as exc:

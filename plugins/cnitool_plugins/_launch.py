@@ -8,7 +8,9 @@ the package never requires rewriting the launchers.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from importlib import import_module
+from typing import NoReturn
 
 
 def run(package: str) -> None:
@@ -28,3 +30,22 @@ def run(package: str) -> None:
         sys.stdout.flush()
         raise SystemExit(1) from None
     raise SystemExit(module.main())
+
+
+def prepare_worker(stranded: Callable[[BaseException], NoReturn]) -> None:
+    """What a warm worker of the plugin service (one thread, one call, then it exits)
+    sets before it runs a plugin: network namespace switches happen in its own thread
+    (``_lib.netns.switch_calling_thread``); ``stranded`` ends the worker when it cannot
+    switch back."""
+    from ._lib import netns
+
+    netns.switch_calling_thread(stranded)
+
+
+def warm_up(log: Callable[[str], None]) -> None:
+    """What the plugin service runs once after preloading, before its first fork: the
+    common call (bridge + host-local ADD and DEL) a few times in namespaces of its own,
+    so that workers inherit code CPython has already adapted (``_warmup``)."""
+    from ._warmup import warm_up as run
+
+    run(log)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import struct
+import threading
 from typing import Any
 
 import pytest
@@ -445,3 +446,68 @@ def test_routes_with_several_paths_list_each_path(netns_factory: Any) -> None:
         return sorted(out)
 
     assert in_ns(pod, theirs) == ["10.46.0.8", "10.46.0.9"]
+
+
+# -- the calling thread's switch (a warm worker's run_in_netns) ---------------------------
+class Stranded(BaseException):
+    """What the test's ``stranded`` raises in place of ending the process."""
+
+
+def _stranded(exc: BaseException) -> Any:
+    raise Stranded(exc)
+
+
+def _set_up_missing_link() -> None:
+    with Netlink() as nl:
+        nl.set_up(999999)
+
+
+def _here() -> tuple[int, int]:
+    return os.stat("/proc/thread-self/ns/net").st_ino, threading.get_ident()
+
+
+def test_calling_thread_switch_runs_in_the_namespace_and_comes_back(
+    netns_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pod = netns_factory()
+    monkeypatch.setattr(netns, "_STRANDED", None)
+    netns.switch_calling_thread(_stranded)
+    home, me = _here()
+    threads = threading.active_count()
+    with netns.NetNS(pod) as ns:
+        ino, ident = ns.run(_here)
+        with pytest.raises(NetlinkError):  # an error inside comes out, the thread goes home
+            ns.run(_set_up_missing_link)
+    assert ino == os.stat(pod).st_ino != home
+    assert ident == me and threading.active_count() == threads
+    assert _here() == (home, me)
+    fds = len(os.listdir("/proc/self/fd"))
+    with netns.NetNS(pod) as ns:
+        ns.run(_here)
+    assert len(os.listdir("/proc/self/fd")) == fds
+
+
+def test_calling_thread_that_cannot_go_back_is_stranded(
+    netns_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pod = netns_factory()
+    monkeypatch.setattr(netns, "_STRANDED", None)
+    netns.switch_calling_thread(_stranded)
+    real = netns.setns
+    home_fd = netns.current_netns()
+    calls: list[int] = []
+
+    def failing_return(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) == 2:
+            raise OSError(errno.EPERM, "setns: Operation not permitted")
+        real(fd)
+
+    monkeypatch.setattr(netns, "setns", failing_return)
+    try:
+        with netns.NetNS(pod) as ns, pytest.raises(Stranded) as info:
+            ns.run(_here)
+        assert isinstance(info.value.args[0], OSError) and len(calls) == 2
+    finally:
+        real(home_fd)  # the test itself goes back
+        os.close(home_fd)

@@ -126,13 +126,17 @@ def nla_u32(kind: int, value: int) -> bytes:
 
 def parse_attrs(data: bytes, offset: int = 0) -> dict[int, bytes]:
     """Attributes (type without flag bits -> payload); later duplicates win."""
+    # a link message carries some forty attributes and a call reads several links: the
+    # loop keeps to locals (header size 4, alignment 4 written out)
     out: dict[int, bytes] = {}
-    while offset + _NLA.size <= len(data):
-        length, kind = _NLA.unpack_from(data, offset)
-        if length < _NLA.size:
+    end = len(data)
+    unpack = _NLA.unpack_from
+    while offset + 4 <= end:
+        length, kind = unpack(data, offset)
+        if length < 4:
             break
-        out[kind & 0x3FFF] = data[offset + _NLA.size : offset + length]
-        offset += _align(length)
+        out[kind & 0x3FFF] = data[offset + 4 : offset + length]
+        offset += (length + 3) & ~3
     return out
 
 

@@ -4,6 +4,12 @@ A namespace is always an explicit open file descriptor. Switching happens only i
 short-lived worker thread (``setns`` affects the calling thread alone), so the caller's
 thread, and the rest of the process, never leave their own namespace. A missing path is
 reported as such and is never created.
+
+A warm worker of the plugin service (single-threaded, one call, then it exits) asks for
+the switch in the calling thread instead (:func:`switch_calling_thread`): a new thread
+in a freshly forked process costs more than most of the work done inside it. The thread
+goes back to its own namespace before ``run_in_netns`` returns or raises; if it cannot,
+the process is told and must end without running anything more.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import ctypes
 import os
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from cnitool.spec.errors import INTERNAL, InvalidNetNSError
 
@@ -115,12 +121,50 @@ def setns(fd: int) -> None:
         raise OSError(err, f"setns: {os.strerror(err)}")
 
 
+# set by switch_calling_thread: what to do when the calling thread cannot switch back
+_STRANDED: Callable[[BaseException], NoReturn] | None = None
+
+
+def switch_calling_thread(stranded: Callable[[BaseException], NoReturn] | None) -> None:
+    """Have :func:`run_in_netns` switch the calling thread instead of starting one
+    (None: a thread per switch again, the default).
+
+    Only for a process with one thread that exits after its call (a warm worker), or
+    while nothing else runs (the service's warm-up). ``stranded`` is called, and must
+    end the process (or the thread), when the thread cannot go back to its own
+    namespace: nothing may run after that in the wrong namespace (a rollback would undo
+    the node's network in the container's).
+    """
+    global _STRANDED
+    _STRANDED = stranded
+
+
+def _run_here(fd: int, stranded: Callable[[BaseException], NoReturn], fn: Callable[[], T]) -> T:
+    """``fn()`` in the calling thread switched into netns ``fd``, then back."""
+    home = current_netns()
+    try:
+        setns(fd)
+        try:
+            return fn()
+        finally:
+            try:
+                setns(home)
+            except BaseException as exc:  # nothing else may run in this namespace
+                stranded(exc)
+    finally:
+        os.close(home)
+
+
 def run_in_netns(fd: int, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run ``fn(*args, **kwargs)`` in a worker thread switched into netns ``fd``.
 
     Returns what ``fn`` returns and re-raises what it raises. The worker switches back
     before it ends; if that fails the thread simply ends, so nothing else is affected.
+    (In a warm worker, the calling thread itself: see :func:`switch_calling_thread`.)
     """
+    if _STRANDED is not None:
+        stranded = _STRANDED
+        return _run_here(fd, stranded, lambda: fn(*args, **kwargs))
     box: dict[str, Any] = {}
 
     def worker() -> None:
@@ -179,4 +223,5 @@ __all__ = [
     "open_netns",
     "run_in_netns",
     "setns",
+    "switch_calling_thread",
 ]

@@ -20,14 +20,32 @@ def key_path(name: str) -> str:
     return os.path.join(PROC_SYS, name)
 
 
+# Plain descriptor reads and writes: a sysctl value is a few ASCII bytes, and a plugin
+# reads several per call (no buffered text file, no codec lookup for each).
+_READ_SIZE = 4096
+
+
 def get(name: str) -> str:
-    with open(key_path(name), encoding="ascii") as fh:
-        return fh.read().strip()
+    fd = os.open(key_path(name), os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, _READ_SIZE):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode("ascii").strip()
 
 
 def set(name: str, value: str) -> None:  # noqa: A001 - mirrors the sysctl verb
-    with open(key_path(name), "w", encoding="ascii") as fh:
-        fh.write(value)
+    data = value.encode("ascii")
+    fd = os.open(key_path(name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    try:
+        # /proc/sys takes a value in one write; a short write of a regular file goes on
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
 
 
 def ensure(name: str, value: str) -> None:
