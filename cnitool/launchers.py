@@ -81,8 +81,10 @@ TRAILER_MAGIC = b"\0PYCNI-L"
 ELF_MAGIC = b"\x7fELF"
 LAUNCHER_KINDS = ("auto", "native", "python")
 # flags for the C compiler: optimised, stripped, warnings are errors (a broken build is
-# reported, never installed)
+# reported, never installed); linked statically when the C library allows it, which saves
+# the dynamic loader's work at every exec (0.2-0.3 ms of CPU), else dynamically
 CFLAGS = ("-O2", "-s", "-Wall", "-Wextra", "-Werror")
+STATIC_CFLAGS = (*CFLAGS, "-static")
 
 # executable name (as the reference plugin is called) -> package under cnitool_plugins
 PLUGINS: dict[str, str] = {
@@ -284,7 +286,15 @@ def native_trailer(
 
 def parse_trailer(data: bytes) -> tuple[str, str, str] | None:
     """(interpreter, package, tag) of a native launcher's bytes, or None if not one."""
-    if not data.startswith(ELF_MAGIC) or not data.endswith(TRAILER_MAGIC):
+    if not data.startswith(ELF_MAGIC):
+        return None
+    return _trailer_fields(data)
+
+
+def _trailer_fields(data: bytes) -> tuple[str, str, str] | None:
+    """(interpreter, package, tag) from the trailer that ends ``data`` (a native launcher
+    or its last bytes), or None."""
+    if not data.endswith(TRAILER_MAGIC):
         return None
     end = len(data) - len(TRAILER_MAGIC) - 4
     size = int.from_bytes(data[end : end + 4], "little")
@@ -335,9 +345,12 @@ def build_native(cc: str) -> bytes:
     with tempfile.TemporaryDirectory(prefix="pycni-launcher-") as tmp:
         out = os.path.join(tmp, "launcher")
         try:
-            proc = subprocess.run(
-                [cc, *CFLAGS, "-o", out, source], capture_output=True, text=True, timeout=120
-            )
+            for flags in (STATIC_CFLAGS, CFLAGS):  # no static C library: dynamic
+                proc = subprocess.run(
+                    [cc, *flags, "-o", out, source], capture_output=True, text=True, timeout=120
+                )
+                if proc.returncode == 0:
+                    break
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise LauncherError(f"cannot run the C compiler {cc}: {exc}") from None
         if proc.returncode != 0:
@@ -360,17 +373,28 @@ def _read_head(path: str) -> bytes | None:
         return fh.read(1024)
 
 
-def _read_all(path: str, limit: int = 4 << 20) -> bytes | None:
-    """A regular file's bytes (not following symlinks; at most ``limit``)."""
+# the largest trailer read (the C side's TRAILER_MAX)
+TRAILER_LIMIT = 1 << 20
+
+
+def _read_tail(path: str) -> bytes | None:
+    """A regular file's trailer: its last bytes, as many as the size before the trailer
+    magic says (not following symlinks); None when that cannot be."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError:
         return None
-    with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fh.fileno())
-        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+    try:
+        st = os.fstat(fd)
+        fixed = 4 + len(TRAILER_MAGIC)
+        if not stat.S_ISREG(st.st_mode) or st.st_size < fixed:
             return None
-        return fh.read()
+        size = int.from_bytes(os.pread(fd, 4, st.st_size - fixed), "little")
+        if size > TRAILER_LIMIT or size + fixed > st.st_size:
+            return None
+        return os.pread(fd, size + fixed, st.st_size - size - fixed)
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -388,9 +412,9 @@ def _launcher_info(path: str) -> _Info | None:
     head = _read_head(path)
     if head is None:
         return None
-    if head.startswith(ELF_MAGIC):
-        data = _read_all(path)
-        parsed = parse_trailer(data) if data is not None else None
+    if head.startswith(ELF_MAGIC):  # the trailer only: a static launcher is large
+        tail = _read_tail(path)
+        parsed = _trailer_fields(tail) if tail is not None else None
         return _Info(*parsed, kind="native") if parsed is not None else None
     script = _parse_launcher(head)
     if script is None:

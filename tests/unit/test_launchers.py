@@ -275,3 +275,30 @@ def test_launcher_carries_the_client_source_exactly() -> None:
     assert (consts["PACKAGE"], consts["ANSWER"]) == ("bridge", b"answer\n")
     with open(router.__file__, encoding="utf-8") as fh:
         assert fh.read() in text
+
+
+def _interpreter_requested(program: bytes) -> bool:
+    """Whether an ELF program names a dynamic loader (it is not statically linked)."""
+    return b"/ld-linux" in program
+
+
+@pytest.mark.skipif(launchers.find_compiler() is None, reason="no C compiler")
+def test_native_launchers_are_static_when_the_c_library_allows(tmp_path: Path) -> None:
+    cc = launchers.find_compiler()
+    assert cc is not None
+    static_libc = any(
+        Path(d, "libc.a").exists() for d in ("/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib")
+    )
+    program = launchers.build_native(cc)
+    assert _interpreter_requested(program) != static_libc
+    # a compiler that cannot link statically: the dynamic build, not an error
+    wrapper = tmp_path / "cc-without-static"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        'for a in "$@"; do [ "$a" = -static ] && { echo "no static libc" >&2; exit 1; }; done\n'
+        f'exec {cc} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    dynamic = launchers.build_native(str(wrapper))
+    assert _interpreter_requested(dynamic)
+    assert dynamic.startswith(launchers.ELF_MAGIC)
