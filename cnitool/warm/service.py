@@ -680,7 +680,12 @@ class Service:
         self, status: int, killed: str, stdout: bytes | None, stderr: bytes | None
     ) -> bytes:
         """A command's answer: its exit status (its output went to the caller's own
-        descriptors), or, when the worker died or was killed, a line for its stderr."""
+        descriptors), or, when the worker died or was killed, a line for its stderr. A
+        command that a signal its caller passed on ended (SIGTERM before it set a
+        handler) ends the caller with that signal's status, as the signal would have
+        ended a ``cnitool`` process."""
+        if not killed and os.WIFSIGNALED(status) and os.WTERMSIG(status) in FORWARDED_SIGNALS:
+            return wire.encode_response(wire.KIND_RESULT, 128 + os.WTERMSIG(status))
         if killed or os.WIFSIGNALED(status):
             what = killed or f"was killed by {_signal_name(os.WTERMSIG(status))}"
             line = (

@@ -3,6 +3,8 @@ kept in step with cnitool.warm.wire."""
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from cnitool.warm import client, front, service, wire
@@ -100,3 +102,20 @@ def test_stdlib_only() -> None:
     assert imports_of(client.__file__) == {"_socket", "os", "sys", "io", *cold}
     assert imports_of(router.__file__) == {"os", "sys", *cold}
     assert router.DEFAULT_SOCKET == client.DEFAULT_SOCKET
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "said"),
+    [
+        (0, 0, b""),
+        (3 << 8, 3, b""),
+        (signal.SIGTERM, 128 + signal.SIGTERM, b""),  # a passed-on signal ended it
+        (signal.SIGINT, 128 + signal.SIGINT, b""),
+        (signal.SIGKILL, 1, b"was killed by SIGKILL"),
+        (signal.SIGSEGV, 1, b"was killed by SIGSEGV"),
+    ],
+)
+def test_a_commands_answer(status: int, code: int, said: bytes) -> None:
+    answer = wire.decode_response(service.Service._cli_result(None, status, "", b"", b""))  # type: ignore[arg-type]
+    assert (answer.kind, answer.status, answer.stdout) == (wire.KIND_RESULT, code, b"")
+    assert said in answer.stderr and (said or answer.stderr == b"")
