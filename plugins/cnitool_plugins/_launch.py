@@ -8,9 +8,12 @@ the package never requires rewriting the launchers.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from importlib import import_module
-from typing import NoReturn
+
+TYPE_CHECKING = False  # the cold path of every plugin imports this module: not typing
+if TYPE_CHECKING:  # type checkers read the name as True
+    from collections.abc import Callable
+    from typing import NoReturn
 
 
 def run(package: str) -> None:
