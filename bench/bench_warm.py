@@ -15,18 +15,22 @@ Rows: VERSION (host-local), host-local ADD and DEL, bridge + host-local ADD and 
 into a fresh pod netns (ipMasq off), the seed chain (flannel -> bridge + host-local, then
 portmap with one host port, nf_tables; DEL in reverse order) exec'd plugin by plugin as a
 runtime does, prevResult passed on, and 50 pods (bridge + host-local) added, then
-deleted, 8 at a time (wall time of each batch). Also the service's resident memory
+deleted, 8 at a time (wall time of each batch). The CPU rows: the CPU time one bridge +
+host-local ADD or DEL costs the machine, over 60 pods one after the other, counting
+every process the call runs (the plugin and its delegate, the launcher, the service and
+its workers, the latter from a cgroup the service is put in). Also the service's resident memory
 before and after the runs, and with ``--soak N`` after N more calls (noop VERSION, sent
 straight over the socket by 4 threads, each one a forked worker).
 
 Run as root; everything happens in private mount+net namespaces (tmpfs on /run/netns,
 /var/lib/cni and /run/pycni):
-    python bench/bench_warm.py [-n 30] [--soak 10000]
+    python bench/bench_warm.py [-n 30] [--soak 10000] [--rows parallel,cpu]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import json
 import os
@@ -43,6 +47,7 @@ from pathlib import Path
 REFERENCE_BIN = "/usr/lib/cni"
 SOCKET = "/run/pycni/plugins.sock"
 MODES = ("before", "cold", "warm", "ncold", "nwarm", "go")
+ROWS = ("version", "host-local", "bridge", "seed", "parallel", "cpu")
 WARM_MODES = ("warm", "nwarm")
 
 
@@ -253,6 +258,59 @@ class Bench:
             subprocess.run(["ip", "netns", "del", os.path.basename(path)], check=True)
         return add, dele
 
+    def cpu(self, mode: str, meter: CpuMeter, pods: int = 60) -> tuple[float, float]:
+        """CPU seconds per bridge + host-local ADD and per DEL, ``pods`` one at a time."""
+        netns = [self.pod() for _ in range(pods)]
+        conf = self.bridge_conf(mode)
+        spent = []
+        for command in ("ADD", "DEL"):
+            start = meter.now()
+            for i, path in enumerate(netns):
+                self.call(mode, "bridge", self.env(mode, command, f"cpu-{mode}-{i}", path), conf)
+            spent.append((meter.now() - start) / pods)
+        for path in netns:
+            subprocess.run(["ip", "netns", "del", os.path.basename(path)], check=True)
+        return spent[0], spent[1]
+
+
+class CpuMeter:
+    """CPU time of the service's process tree (a cgroup v2 of its own, removed after) plus
+    that of this process's reaped children (launchers and Go plugins, with their
+    delegates)."""
+
+    def __init__(self) -> None:
+        self.path: Path | None = None
+        with open("/proc/self/mounts") as fh:
+            mounts = [line.split()[1] for line in fh if line.split()[2] == "cgroup2"]
+        for mount in mounts:
+            path = Path(mount) / f"pycni-bench-{os.getpid()}"
+            try:
+                path.mkdir()
+            except OSError:
+                continue
+            self.path = path
+            break
+
+    def enter(self) -> None:
+        """Move the calling process into the cgroup (a ``preexec_fn``)."""
+        if self.path is not None:
+            (self.path / "cgroup.procs").write_text("0")
+
+    def now(self) -> float:
+        """Seconds of CPU so far; the service's part is 0 without a cgroup."""
+        times = os.times()
+        total = times.children_user + times.children_system
+        if self.path is not None:
+            for line in (self.path / "cpu.stat").read_text().splitlines():
+                if line.startswith("usage_usec "):
+                    total += int(line.split()[1]) / 1e6
+        return total
+
+    def remove(self) -> None:
+        if self.path is not None:
+            with contextlib.suppress(OSError):
+                self.path.rmdir()
+
 
 def rss_kib(pid: int) -> int:
     with open(f"/proc/{pid}/status") as fh:
@@ -262,10 +320,11 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def start_service() -> subprocess.Popen[bytes]:
+def start_service(meter: CpuMeter) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "cnitool.cli", "serve", "--socket", SOCKET],
         stderr=subprocess.DEVNULL,
+        preexec_fn=meter.enter,
     )
     from cnitool.warm import service
 
@@ -317,19 +376,28 @@ def row(name: str, cells: dict[str, float]) -> str:
     go = cells.get("go") or 0.0
     parts = [f"{cells[m]:8.1f}" if m in cells else f"{'-':>8}" for m in MODES]
     ratios = [f"{cells[m] / go:5.2f}x" if go and m in cells else "    -" for m in WARM_MODES]
-    return f"| {name:<34} | " + " | ".join(parts) + " | " + " | ".join(ratios) + " |"
+    return f"| {name:<38} | " + " | ".join(parts) + " | " + " | ".join(ratios) + " |"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", "--runs", type=int, default=30)
     parser.add_argument("--soak", type=int, default=0, metavar="N")
+    parser.add_argument(
+        "--rows",
+        default=",".join(ROWS),
+        help=f"which rows, comma-separated, of: {', '.join(ROWS)} (default: all)",
+    )
     args = parser.parse_args()
+    rows = set(args.rows.split(","))
+    if rows - set(ROWS):
+        parser.error(f"unknown rows: {', '.join(sorted(rows - set(ROWS)))}")
     if not os.path.isfile(f"{REFERENCE_BIN}/bridge"):
         raise SystemExit("needs the reference plugins in /usr/lib/cni")
     isolate()
     tmp = Path(tempfile.mkdtemp(prefix="pycni-bench-"))
-    service = start_service()
+    meter = CpuMeter()
+    service = start_service(meter)
     try:
         bench = Bench(tmp, args.runs)
         rss_start = rss_kib(service.pid)
@@ -347,15 +415,30 @@ def main() -> None:
 
         for mode in MODES:  # warm-up: page cache, byte code, the service's first fork
             bench.version(mode, 0)
-        record("VERSION exec (host-local)", bench.version)
-        record("host-local", bench.host_local)
-        record("bridge + host-local", bench.bridge)
-        record("seed chain (runtime path)", bench.seed)
-        for mode in ("cold", "warm", "nwarm", "go"):
-            add, dele = bench.parallel(mode)
-            name = "50 pods, 8 parallel (wall)"
-            results.setdefault(f"{name} ADD", {})[mode] = add * 1000
-            results.setdefault(f"{name} DEL", {})[mode] = dele * 1000
+        if "version" in rows:
+            record("VERSION exec (host-local)", bench.version)
+        if "host-local" in rows:
+            record("host-local", bench.host_local)
+        if "bridge" in rows:
+            record("bridge + host-local", bench.bridge)
+        if "seed" in rows:
+            record("seed chain (runtime path)", bench.seed)
+        if "parallel" in rows:
+            for mode in ("cold", "warm", "nwarm", "go"):
+                add, dele = bench.parallel(mode)
+                name = "50 pods, 8 parallel (wall)"
+                results.setdefault(f"{name} ADD", {})[mode] = add * 1000
+                results.setdefault(f"{name} DEL", {})[mode] = dele * 1000
+        if "cpu" in rows:
+            name = "CPU per bridge + host-local call"
+            if meter.path is None:
+                print("no cgroup v2 to count the service's CPU in: no CPU rows")
+            else:
+                for mode in ("nwarm", "go", "nwarm", "go"):  # twice, taking turns
+                    add, dele = bench.cpu(mode, meter)
+                    for suffix, value in ((" ADD", add), (" DEL", dele)):
+                        cell = results.setdefault(f"{name}{suffix}", {})
+                        cell[mode] = min(cell.get(mode, value * 1000), value * 1000)
         rss_end = rss_kib(service.pid)
         if args.soak:
             soak(args.soak)
@@ -366,11 +449,15 @@ def main() -> None:
     finally:
         service.terminate()
         service.wait()
+        meter.remove()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    print(f"median of {args.runs} runs, milliseconds (the 50-pod rows: one wall time)\n")
-    print(f"| {'call':<34} | " + " | ".join(f"{m:>8}" for m in MODES) + " | warm/go | nwarm/go |")
-    print(f"|{'-' * 36}|" + "|".join("-" * 10 for _ in MODES) + "|---------|----------|")
+    print(
+        f"median of {args.runs} runs, milliseconds (the 50-pod rows: one wall time; "
+        "the CPU rows: the lower of two rounds of 60 calls)\n"
+    )
+    print(f"| {'call':<38} | " + " | ".join(f"{m:>8}" for m in MODES) + " | warm/go | nwarm/go |")
+    print(f"|{'-' * 40}|" + "|".join("-" * 10 for _ in MODES) + "|---------|----------|")
     for name, cells in results.items():
         print(row(name, cells))
     lat = status["latencyMs"]

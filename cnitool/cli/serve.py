@@ -64,7 +64,9 @@ def _log(line: str) -> None:
     "--spare/--no-spare",
     default=True,
     show_default=True,
-    help="Keep one worker forked ahead of the next call, so a call does not wait for the fork.",
+    help="Have a forker process keep workers forked ahead of the calls, so that a call "
+    "neither waits for a fork nor has the service's loop pay for one (--no-spare: the "
+    "service forks each worker itself).",
 )
 @debug_option()
 @click.pass_context
@@ -80,7 +82,9 @@ def command(
     """Run the plugin service in the foreground, until SIGTERM or SIGINT.
 
     The service imports every plugin once and runs each call of a launcher (written
-    by `cnitool plugins install`) in a fresh worker forked from itself. The worker
+    by `cnitool plugins install`) in a fresh worker forked from that preloaded heap,
+    ahead of the call, by a forker process (the workers are the service's children
+    all the same: it reaps them, and they die with it). The worker
     joins the caller's mount and network namespaces and working directory and takes
     its environment, stdin and umask, so it sees what the exec'd plugin would have
     seen; delegates that are our own launchers (bridge to host-local) run in the same

@@ -1,11 +1,12 @@
-"""The plugin service: a single-threaded loop that forks one worker per request.
+"""The plugin service: a single-threaded loop that runs each request in a fresh worker.
 
 One connection carries one request (:mod:`.wire`). The loop accepts a connection, checks
 the peer (``SO_PEERCRED``: root only), reads the request within ``read_timeout`` and
-bounded by the wire limits, then forks a worker (:mod:`.worker`) from this preloaded
-process (or hands it to the spare worker forked ahead of it, so the call does not wait
-for the fork), at most ``workers`` at a time; further requests wait in a queue of ``queue``
-places, beyond which the caller is told to run the plugin itself. A worker's stdout and
+bounded by the wire limits, then hands it to a worker (:mod:`.worker`) forked ahead of it
+from the preloaded heap by the forker (:mod:`.forker`), so that the call neither waits for
+a fork nor has the loop pay for one; with ``--no-spare`` (or once the forker is gone) the
+loop forks each worker itself. At most ``workers`` run at a time; further requests wait in
+a queue of ``queue`` places, beyond which the caller is told to run the plugin itself. A worker's stdout and
 stderr are memory files the service reads when the worker's pidfd reports its exit. A
 worker that outlives ``timeout`` is killed with its process group, as is one whose caller
 hung up (a runtime that killed the launcher kills the plugin). A crash or a kill costs
@@ -40,11 +41,13 @@ from typing import Any
 
 from .. import __version__
 from ..spec.errors import CNIError
+from . import forker as forking
 from . import front, wire
 
 DEFAULT_SOCKET = "/run/pycni/plugins.sock"
 SOCKET_ENV = "PYCNI_SOCKET"
 LATENCY_WINDOW = 4096
+SPARES_AHEAD = 2  # workers forked ahead of calls, so a burst of calls finds them ready
 ERROR_CODE = 999
 SD_LISTEN_FDS_START = 3
 # what a cnitool caller may pass on to its command while it runs
@@ -116,7 +119,7 @@ class Conn:
 
 @dataclass(eq=False)
 class Spare:
-    """A worker forked ahead of its request, waiting on ``channel`` for one."""
+    """A worker the forker forked ahead of its request, waiting on ``channel`` for one."""
 
     pid: int
     channel: socket.socket
@@ -166,6 +169,7 @@ class Service:
         socket_file: str | None = None,
         *,
         commands: bool = False,
+        forker: forking.Forker | None = None,
     ) -> None:
         self.config = config
         self.listener = listener
@@ -180,7 +184,9 @@ class Service:
         self.pending: deque[Conn] = deque()
         self.stopping = False
         self.listening = False
-        self.spare: Spare | None = None
+        self.forker = forker
+        self.spares: deque[Spare] = deque()
+        self.unforked: deque[Conn] = deque()  # admitted, waiting for the forker's spare
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> None:
@@ -193,6 +199,8 @@ class Service:
         self.listener.setblocking(False)
         self._listen(True)
         self.sel.register(wake_r, selectors.EVENT_READ, ("wake", None))
+        if self.forker is not None:
+            self.sel.register(self.forker.sock, selectors.EVENT_READ, ("forker", None))
         self._refill()
         try:
             while not self.stopping or self._busy():
@@ -208,7 +216,10 @@ class Service:
                         conn.sock.settimeout(1.0)
                         conn.sock.sendall(wire.encode_response(wire.KIND_COLD, 0))
                 self._close(conn)
-            self._drop_spare()
+            self._drop_spares()
+            if self.forker is not None:
+                self.sel.unregister(self.forker.sock)
+                forking.stop(self.forker)
             signal.set_wakeup_fd(old_wakeup)
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
@@ -217,8 +228,12 @@ class Service:
             wake_w.close()
 
     def _busy(self) -> bool:
-        """Calls still running, or answers not yet sent."""
-        return bool(self.jobs) or any(c.out is not None for c in self.conns)
+        """Calls still running or waiting for a worker, or answers not yet sent."""
+        return (
+            bool(self.jobs)
+            or any(c in self.conns for c in self.unforked)
+            or any(c.out is not None for c in self.conns)
+        )
 
     def _on_signal(self, signum: int, frame: object) -> None:
         if not self.stopping:
@@ -263,6 +278,8 @@ class Service:
                     wake_r.recv(4096)
             elif kind == "job":
                 self._reap(obj)
+            elif kind == "forker":
+                self._from_forker()
             elif mask & selectors.EVENT_WRITE:
                 self._flush(obj)
             else:
@@ -410,17 +427,23 @@ class Service:
         calls that wait on them."""
         return max(1, self.config.workers // 2)
 
+    def _running(self) -> int:
+        """Calls running, and those admitted that wait for the forker's next spare."""
+        return len(self.jobs) + len(self.unforked)
+
     def _may_start(self, req: wire.Request) -> bool:
-        if len(self.jobs) >= self.config.workers:
+        if self._running() >= self.config.workers:
             return False
         if req.op == wire.OP_CLI:
-            return sum(1 for j in self.jobs.values() if j.cli) < self._cli_limit()
+            commands = sum(1 for j in self.jobs.values() if j.cli)
+            commands += sum(1 for c in self.unforked if c.request and c.request.op == wire.OP_CLI)
+            return commands < self._cli_limit()
         return True
 
     def _start_pending(self) -> None:
         """Start the queued requests that may start now, oldest first."""
         waiting: deque[Conn] = deque()
-        while self.pending and len(self.jobs) < self.config.workers and not self.stopping:
+        while self.pending and self._running() < self.config.workers and not self.stopping:
             nxt = self.pending.popleft()
             if nxt not in self.conns or nxt.request is None:
                 continue
@@ -517,6 +540,8 @@ class Service:
         conn.fds = []
 
     def _close(self, conn: Conn) -> None:
+        if conn in self.unforked:
+            self.unforked.remove(conn)
         self._close_fds(conn)
         with contextlib.suppress(KeyError, ValueError):
             self.sel.unregister(conn.sock)
@@ -526,86 +551,148 @@ class Service:
         if not self.stopping and len(self.conns) < self.config.max_connections:
             self._listen(True)
 
-    # -- workers -------------------------------------------------------------------------
-    def _start(self, conn: Conn, req: wire.Request) -> None:
-        from . import worker
-
+    # -- workers ---------------------------------------------------------------------------
+    def _start(self, conn: Conn, req: wire.Request, *, fork: bool = False) -> None:
+        """Run ``req`` in the forker's next spare, or, without a forker (or ``fork``), in
+        a fork of the service; with a forker but no spare at hand, the call waits for the
+        next one."""
         out_fd = os.memfd_create("pycni-stdout", os.MFD_CLOEXEC)
         err_fd = os.memfd_create("pycni-stderr", os.MFD_CLOEXEC)
-        service_pid = os.getpid()
-        pid = self._hand_to_spare(req, conn.fds, out_fd, err_fd)
+        pid = None if fork else self._hand_to_spare(req, conn.fds, out_fd, err_fd)
+        if pid is None and self.forker is not None and not fork:
+            os.close(out_fd)
+            os.close(err_fd)
+            self.unforked.append(conn)
+            self._refill()
+            return
         if pid is None:
-            pid = os.fork()
-        if pid == 0:  # the worker: never returns into the loop
-            code = 1
-            try:
-                code = worker.serve(req, conn.fds, out_fd, err_fd, service_pid)
-            finally:
-                os._exit(code)
-        with contextlib.suppress(OSError):
-            os.setpgid(pid, pid)  # the worker does it too; whichever runs first wins
+            pid = self._fork_worker(req, conn.fds, out_fd, err_fd)
         self._close_fds(conn)
-        pidfd = os.pidfd_open(pid)
+        pidfd = os.pidfd_open(pid)  # a spare is the service's child too (CLONE_PARENT)
         job = Job(conn, pid, pidfd, out_fd, err_fd, time.monotonic() + self.config.timeout)
         job.cli = req.op == wire.OP_CLI
         conn.job = job
         self.jobs[pid] = job
         self.sel.register(pidfd, selectors.EVENT_READ, ("job", job))
         self.sel.register(conn.sock, selectors.EVENT_READ, ("conn", conn))
+        self._refill()
 
-    def _refill(self) -> None:
-        """Fork the next request's worker now, while no caller waits for it: at start,
-        and after a worker's answer is sent (not while it runs: the fork would take CPU
-        from it)."""
-        if self.spare is not None or self.stopping or not self.config.spare:
-            return
+    def _fork_worker(self, req: wire.Request, fds: list[int], out_fd: int, err_fd: int) -> int:
+        """Fork the request's worker from the service itself (no forker)."""
         from . import worker
 
         service_pid = os.getpid()
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        try:
-            pid = os.fork()
-        except OSError as exc:
-            ours.close()
-            theirs.close()
-            self.log(f"cannot fork a spare worker: {exc}")
-            return
-        if pid == 0:  # the spare: never returns into the loop
+        pid = os.fork()
+        if pid == 0:  # the worker: never returns into the loop
             code = 1
             try:
-                code = worker.spare(theirs.fileno(), service_pid)
+                code = worker.serve(req, fds, out_fd, err_fd, service_pid)
             finally:
                 os._exit(code)
-        theirs.close()
-        self.spare = Spare(pid, ours)
+        with contextlib.suppress(OSError):
+            os.setpgid(pid, pid)  # the worker does it too; whichever runs first wins
+        return pid
+
+    def _start_unforked(self, fork: bool = False) -> None:
+        """Hand the calls waiting for a worker to the spares that came in; ``fork``: the
+        first one forks its own."""
+        while self.unforked and (self.spares or self.forker is None or fork):
+            conn = self.unforked.popleft()
+            if conn not in self.conns or conn.request is None:
+                continue
+            if fork and not self.spares:
+                fork = False
+                self._start(conn, conn.request, fork=True)
+            else:
+                self._start(conn, conn.request)
+
+    def _refill(self) -> None:
+        """Ask the forker for what keeps ``SPARES_AHEAD`` spares ready, plus one for each
+        call waiting for one (the forks happen in the forker, off the service's loop)."""
+        fk = self.forker
+        if fk is None:
+            return
+        ahead = 0 if self.stopping or not self.config.spare else SPARES_AHEAD
+        want = ahead + len(self.unforked) - len(self.spares) - fk.asked
+        if want <= 0:
+            return
+        try:
+            fk.sock.send(forking.WANT * want)
+        except BlockingIOError:
+            return  # asked again at the next call or answer
+        except OSError:
+            self._forker_lost()
+            return
+        fk.asked += want
+
+    def _from_forker(self) -> None:
+        """The forker's messages: the spares it forked (the service's children)."""
+        fk = self.forker
+        assert fk is not None
+        while True:
+            try:
+                data, fds, _, _ = socket.recv_fds(fk.sock, 64, 1, socket.MSG_CMSG_CLOEXEC)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data, fds = b"", []
+            if not data:
+                self._forker_lost()
+                return
+            kind = data[:1]
+            if kind == forking.SPARE and len(data) == forking.SPARE_MSG.size:
+                fk.asked = max(0, fk.asked - 1)
+                _, pid = forking.SPARE_MSG.unpack(data)
+                if pid > 0 and len(fds) == 1:
+                    self.spares.append(Spare(pid, socket.socket(fileno=fds[0])))
+                    self._start_unforked()
+                else:  # the forker could not fork: this one call forks its own
+                    for fd in fds:
+                        os.close(fd)
+                    self._start_unforked(fork=True)
+            else:
+                for fd in fds:
+                    os.close(fd)
+
+    def _forker_lost(self) -> None:
+        """The forker died (its spares are the service's children and live on): from
+        now on the service forks each worker itself."""
+        fk, self.forker = self.forker, None
+        if fk is None:
+            return
+        self.log("the forker died: forking workers in the service from now on")
+        with contextlib.suppress(KeyError, ValueError):
+            self.sel.unregister(fk.sock)
+        forking.stop(fk)
+        self._start_unforked()
 
     def _hand_to_spare(
         self, req: wire.Request, fds: list[int], out_fd: int, err_fd: int
     ) -> int | None:
-        """Give the request to the spare worker; its pid, or None (fork one instead)."""
-        spare, self.spare = self.spare, None
-        if spare is None:
-            return None
-        request_fd = -1
-        try:
-            request_fd = os.memfd_create("pycni-request", os.MFD_CLOEXEC)
-            data = memoryview(wire.encode_request(req))
-            while data:
-                data = data[os.write(request_fd, data) :]
-            socket.send_fds(spare.channel, [b"r"], [*fds, out_fd, err_fd, request_fd])
-        except OSError as exc:
-            self.log(f"the spare worker could not take a request: {exc}")
-            self._end_spare(spare)
-            return None
-        finally:
-            if request_fd >= 0:
-                os.close(request_fd)
-            spare.channel.close()
-        return spare.pid
+        """Give the request to a spare worker; its pid, or None (none could take it)."""
+        while self.spares:
+            spare = self.spares.popleft()
+            request_fd = -1
+            try:
+                request_fd = os.memfd_create("pycni-request", os.MFD_CLOEXEC)
+                data = memoryview(wire.encode_request(req))
+                while data:
+                    data = data[os.write(request_fd, data) :]
+                socket.send_fds(spare.channel, [b"r"], [*fds, out_fd, err_fd, request_fd])
+            except OSError as exc:
+                self.log(f"a spare worker could not take a request: {exc}")
+                self._end_spare(spare)
+                continue
+            finally:
+                if request_fd >= 0:
+                    os.close(request_fd)
+                spare.channel.close()
+            return spare.pid
+        return None
 
-    def _drop_spare(self) -> None:
-        spare, self.spare = self.spare, None
-        if spare is not None:
+    def _drop_spares(self) -> None:
+        while self.spares:
+            spare = self.spares.popleft()
             spare.channel.close()
             self._end_spare(spare)
 
@@ -627,9 +714,14 @@ class Service:
                 os.kill(job.pid, signal.SIGKILL)
 
     def _reap(self, job: Job) -> None:
+        """A worker of the service's own ended (its pidfd is readable)."""
         _, status = os.waitpid(job.pid, 0)
         self.sel.unregister(job.pidfd)
         os.close(job.pidfd)
+        self._finish(job, status)
+
+    def _finish(self, job: Job, status: int) -> None:
+        """Answer the call of a worker that ended with wait status ``status``."""
         del self.jobs[job.pid]
         if job.killed:
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -644,7 +736,6 @@ class Service:
             )
             self._answer(conn, result)
         self._start_pending()
-        self._refill()
 
     def _record(self, conn: Conn, status: int, killed: str) -> None:
         self.stats.served += 1
@@ -722,7 +813,9 @@ class Service:
             "ranCold": s.busy,
             "running": len(self.jobs),
             "workerPids": sorted(self.jobs),
-            "spare": self.spare.pid if self.spare is not None else None,
+            "spare": self.spares[0].pid if self.spares else None,
+            "spares": [spare.pid for spare in self.spares],
+            "forker": self.forker.pid if self.forker is not None else None,
             "queued": len(self.pending),
             "workers": self.config.workers,
             "latencyMs": {
@@ -954,7 +1047,10 @@ def serve(config: Config, log: Log) -> None:
             f"{config.workers} workers, timeout {config.timeout:g}s)"
         )
         socket_file = os.path.abspath(config.socket_path) if owned else None
-        Service(config, listener, plugins, log, socket_file, commands=commands).run()
+        forker = forking.start(os.getpid()) if config.spare else None
+        if config.spare and forker is None:
+            log(f"no forker on {os.uname().machine}: the service forks each worker itself")
+        Service(config, listener, plugins, log, socket_file, commands=commands, forker=forker).run()
     finally:
         listener.close()
         if owned:  # normally gone already (Service unlinks it first thing at stop)

@@ -58,11 +58,12 @@ def _setns(fd: int, nstype: int) -> None:
         raise OSError(err, f"cannot join the caller's {kind} namespace: {os.strerror(err)}")
 
 
-def _die_with_service(service_pid: int) -> None:
-    """Have the kernel kill this worker when the service dies: its caller has then
-    been told the call failed, and the runtime will DEL; a late ADD must not follow."""
+def _die_with_service(parent_pid: int) -> None:
+    """Have the kernel kill this process when its parent (the service, or its forker,
+    which dies with the service) dies: the caller has then been told the call failed,
+    and the runtime will DEL; a late ADD must not follow."""
     _LIBC_PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != service_pid:  # the service died before prctl took effect
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
         os._exit(1)
 
 
@@ -177,10 +178,11 @@ def close_except(keep: list[int]) -> None:
     os.closerange(low, os.sysconf("SC_OPEN_MAX"))
 
 
-def _leave_service(service_pid: int, keep: list[int]) -> None:
-    """Drop what the fork copied of the service: its descriptors (callers waiting for
-    EOF on a connection must not wait for this process) and its signal handlers."""
-    _die_with_service(service_pid)
+def leave_service(parent_pid: int, keep: list[int]) -> None:
+    """Drop what the fork copied of the service (or of its forker, ``parent_pid``): its
+    descriptors (callers waiting for EOF on a connection must not wait for this
+    process) and its signal handlers."""
+    _die_with_service(parent_pid)
     close_except(keep)
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -193,8 +195,9 @@ def _leave_service(service_pid: int, keep: list[int]) -> None:
 SPARE_EXTRA_FDS = 3
 
 
-def spare(channel: int, service_pid: int) -> int:
-    """A worker forked ahead of its request (the fork is off the call's path): wait on
+def spare(channel: int, parent_pid: int) -> int:
+    """A worker forked ahead of its request by the forker (:mod:`.forker`, ``parent_pid``),
+    so the fork is neither on the call's path nor in the service's loop: wait on
     ``channel`` (a SEQPACKET socket) for one request and serve it; exit 0 at EOF (the
     service stopped or dropped the spare)."""
     import array
@@ -202,7 +205,7 @@ def spare(channel: int, service_pid: int) -> int:
 
     from .wire import MAX_FDS, REQUEST_HEADER, decode_body, decode_head
 
-    _leave_service(service_pid, [channel])
+    leave_service(parent_pid, [channel])
     sock = socket.socket(fileno=channel)
     fds = array.array("i")
     try:
@@ -231,7 +234,7 @@ def spare(channel: int, service_pid: int) -> int:
 def serve(req: Request, fds: list[int], stdout_fd: int, stderr_fd: int, service_pid: int) -> int:
     """A worker forked for ``req``: leave the service, serve the request; the exit status
     for ``os._exit``."""
-    _leave_service(service_pid, [*fds, stdout_fd, stderr_fd])
+    leave_service(service_pid, [*fds, stdout_fd, stderr_fd])
     return _serve(req, fds, stdout_fd, stderr_fd)
 
 

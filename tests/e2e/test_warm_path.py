@@ -446,23 +446,41 @@ def test_killed_worker_costs_one_call(warm: Warm, tmp_path: Path) -> None:
     assert code == 0, out
 
 
+def spares(warm: Warm) -> list[int]:
+    """The spares the service holds, once the forker has made all it keeps ready."""
+    warm.wait_for(lambda: len((warm.status() or {}).get("spares", [])) == 2, "two spares")
+    info = warm.status()
+    assert info is not None and info["spares"][0] == info["spare"]
+    return list(info["spares"])
+
+
+def ppid(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
 def test_a_call_runs_in_the_spare_forked_ahead_of_it(warm: Warm, tmp_path: Path) -> None:
-    before = warm.status()
-    assert before is not None and before["spare"] is not None
+    first, second = spares(warm)
+    info = warm.status()
+    assert info is not None and info["forker"] not in (None, info["pid"])
+    # the forker forked them as the service's children (the service reaps them, and they
+    # die with it)
+    assert ppid(first) == ppid(second) == ppid(info["forker"]) == info["pid"]
     lock = hold_lease_lock(tmp_path / "ipam")
     try:
         proc = warm.popen("host-local", "ADD", ipam_conf(tmp_path / "ipam"), containerid="sp")
         warm.wait_for(lambda: running(warm) == 1, "the call to be running")
         during = warm.status()
-        assert during is not None
-        assert during["workerPids"] == [before["spare"]]
-        assert during["spare"] is None  # the next one is forked once this call is answered
+        assert during is not None and during["workerPids"] == [first]
+        # the one it took is replaced at once, while the call runs
+        warm.wait_for(lambda: len((warm.status() or {})["spares"]) == 2, "a new spare")
+        now = warm.status()
+        assert now is not None and now["spares"][0] == second and first not in now["spares"]
     finally:
         os.close(lock)
     out, _ = proc.communicate(timeout=SAFETY)
     assert proc.returncode == 0, out
     after = warm.status()
-    assert after is not None and after["spare"] not in (None, before["spare"])
+    assert after is not None and after["requests"] == 1 and first not in after["spares"]
 
 
 def alive(pid: int) -> bool:
@@ -475,32 +493,51 @@ def alive(pid: int) -> bool:
 
 
 def test_a_dead_spare_costs_nothing(warm: Warm, tmp_path: Path) -> None:
-    info = warm.status()
-    assert info is not None
-    os.kill(info["spare"], signal.SIGKILL)
+    dead = spares(warm)
+    for pid in dead:
+        os.kill(pid, signal.SIGKILL)
     # dead, not dying: a spare the kill has not reached yet still takes the call (and dies
     # with it, a crash that costs that call, which is not what this test is about)
-    warm.wait_for(lambda: not alive(info["spare"]), "the spare to be dead")
+    warm.wait_for(lambda: not any(alive(pid) for pid in dead), "the spares to be dead")
     code, out, _ = warm.call("host-local", "ADD", ipam_conf(tmp_path / "ipam"), containerid="d")
-    assert code == 0, out  # forked instead
+    assert code == 0, out  # run by a new one
     after = warm.status()
     assert after is not None and after["requests"] == 1 and after["crashed"] == 0
-    assert after["spare"] not in (None, info["spare"])
+    assert not set(spares(warm)) & set(dead)
+
+
+def test_a_killed_forker_costs_no_call(warm: Warm, tmp_path: Path) -> None:
+    spares(warm)
+    info = warm.status()
+    assert info is not None
+    os.kill(info["forker"], signal.SIGKILL)
+    warm.wait_for(lambda: (warm.status() or {}).get("forker", 0) is None, "the forker's loss")
+    assert all(alive(spare) for spare in info["spares"])  # the service's, not the forker's
+    # the two spares it made take two calls; the service forks the next one itself
+    for cid in ("f1", "f2", "f3"):
+        code, out, _ = warm.call("host-local", "ADD", ipam_conf(tmp_path / "ipam"), containerid=cid)
+        assert code == 0, out
+    after = warm.status()
+    assert after is not None and (after["requests"], after["crashed"]) == (3, 0)
+    assert after["spares"] == [] and after["forker"] is None
+    assert "the forker died" in warm.log.read_text()
 
 
 def test_a_stopped_service_leaves_no_spare(tmp_path: Path, python: str) -> None:
     w = Warm(tmp_path, python)
+    left = spares(w)
     info = w.status()
-    assert info is not None and info["spare"] is not None
+    assert info is not None
     assert w.stop() == 0
-    assert not Path(f"/proc/{info['spare']}").exists()
+    for pid in [*left, info["forker"]]:
+        assert not Path(f"/proc/{pid}").exists()
 
 
 def test_without_a_spare(tmp_path: Path, python: str) -> None:
     w = Warm(tmp_path, python, "--no-spare")
     try:
         info = w.status()
-        assert info is not None and info["spare"] is None
+        assert info is not None and info["spare"] is None and info["forker"] is None
         code, out, _ = w.call("host-local", "ADD", ipam_conf(tmp_path / "ipam"), containerid="n")
         assert code == 0, out
     finally:

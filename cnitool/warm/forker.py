@@ -1,0 +1,156 @@
+"""The forker: the process that forks the service's workers, so that its loop never does.
+
+A fork write-protects every page of the forking process, and a process that goes on
+running after it copies each page it writes again: in the service's loop that was a few
+hundred pages per call, more CPU than the fork itself. The forker is a fork of the
+service taken right after preloading, before the loop starts; its own loop touches
+little, and what it forks is the same preloaded heap.
+
+It forks with ``clone(CLONE_PARENT)``, so each worker is the **service's** child, as if
+the service had forked it: the service reaps it and reads its exit status, and the
+worker's death signal (``PR_SET_PDEATHSIG``) is tied to the service itself. The clone
+goes through the interpreter's own fork hooks (``PyOS_BeforeFork`` and the two
+``PyOS_AfterFork_*``), which ``os.fork`` calls around ``fork()``; glibc's own fork
+handlers matter only to a process with other threads, and the forker has none.
+
+The protocol, over a SOCK_SEQPACKET pair: the service sends one byte ``f`` per worker it
+wants (a spare, :func:`.worker.spare`); the forker answers each with ``s`` and the pid,
+the spare's end of its channel attached (``SCM_RIGHTS``), or the pid -1 when it could not
+fork (the service then forks that worker itself). The forker ends at EOF, and with the
+service (its own death signal).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+WANT = b"f"
+SPARE = b"s"
+SPARE_MSG = struct.Struct("=ci")
+CLONE_PARENT = 0x00008000
+SYS_CLONE = {"x86_64": 56, "aarch64": 220, "ppc64le": 120, "s390x": 120, "riscv64": 220}
+
+
+@dataclass(eq=False)
+class Forker:
+    """The service's end: the forker's pid and the socket to it."""
+
+    pid: int
+    sock: socket.socket
+    asked: int = 0  # spares asked for and not yet received
+
+
+def clone_number() -> int | None:
+    """The clone syscall's number on this machine, None where its argument order is not
+    the one used here (flags, stack, parent tid, child tid, tls)."""
+    return SYS_CLONE.get(os.uname().machine)
+
+
+def start(service_pid: int) -> Forker | None:
+    """Fork the forker from the service (single-threaded, preloaded); None where it
+    cannot clone workers for the service (the service then forks them itself)."""
+    number = clone_number()
+    if number is None:
+        return None
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    pid = os.fork()
+    if pid == 0:  # the forker: never returns
+        code = 1
+        try:
+            ours.close()
+            code = _run(theirs.detach(), service_pid, number)
+        finally:
+            os._exit(code)
+    theirs.close()
+    ours.setblocking(False)
+    return Forker(pid, ours)
+
+
+def _run(channel: int, service_pid: int, number: int) -> int:
+    """Fork spares when asked, until the service hangs up."""
+    from . import worker
+
+    worker.leave_service(service_pid, [channel])
+    # the terminal's ^C reaches the whole group: the service decides when this ends
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    clone = _cloner(number)
+    sock = socket.socket(fileno=channel)
+    while True:
+        try:
+            data = sock.recv(512)
+        except InterruptedError:
+            continue
+        except OSError:
+            data = b""
+        if not data:
+            return 0
+        for _ in range(data.count(WANT)):
+            _fork_spare(sock, clone, service_pid)
+
+
+def _cloner(number: int) -> Any:
+    """A fork whose child is the service's: ``clone(CLONE_PARENT | SIGCHLD)`` between
+    the interpreter's fork hooks, the GIL held throughout (``PyDLL``)."""
+    libc = ctypes.PyDLL(None, use_errno=True)
+    syscall = libc.syscall
+    syscall.restype = ctypes.c_long
+    syscall.argtypes = [ctypes.c_long, ctypes.c_ulong, ctypes.c_void_p, ctypes.c_void_p,
+                        ctypes.c_void_p, ctypes.c_ulong]  # fmt: skip
+    api = ctypes.pythonapi
+    flags = CLONE_PARENT | signal.SIGCHLD
+
+    def clone() -> int:
+        api.PyOS_BeforeFork()
+        pid = int(syscall(number, flags, None, None, None, 0))
+        if pid == 0:
+            api.PyOS_AfterFork_Child()
+            return 0
+        err = ctypes.get_errno()
+        api.PyOS_AfterFork_Parent()
+        if pid < 0:
+            raise OSError(err, os.strerror(err))
+        return pid
+
+    return clone
+
+
+def _fork_spare(sock: socket.socket, clone: Any, service_pid: int) -> None:
+    from . import worker
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        pid = clone()
+    except OSError:
+        ours.close()
+        theirs.close()
+        sock.send(SPARE_MSG.pack(SPARE, -1))
+        return
+    if pid == 0:  # the spare, the service's child: never returns into this loop
+        code = 1
+        try:
+            code = worker.spare(theirs.fileno(), service_pid)
+        finally:
+            os._exit(code)
+    theirs.close()
+    try:
+        socket.send_fds(sock, [SPARE_MSG.pack(SPARE, pid)], [ours.fileno()])
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)  # the service reaps it (its child) at stop
+    finally:
+        ours.close()
+
+
+def stop(forker: Forker) -> None:
+    """Hang up on the forker and reap it."""
+    forker.sock.close()
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(forker.pid, 0)
