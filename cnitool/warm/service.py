@@ -555,7 +555,9 @@ class Service:
     def _start(self, conn: Conn, req: wire.Request, *, fork: bool = False) -> None:
         """Run ``req`` in the forker's next spare, or, without a forker (or ``fork``), in
         a fork of the service; with a forker but no spare at hand, the call waits for the
-        next one."""
+        next one. A ``cnitool`` command always runs in a fork of the service: the
+        forker's heap has the plugins only."""
+        fork = fork or req.op == wire.OP_CLI
         out_fd = os.memfd_create("pycni-stdout", os.MFD_CLOEXEC)
         err_fd = os.memfd_create("pycni-stderr", os.MFD_CLOEXEC)
         pid = None if fork else self._hand_to_spare(req, conn.fds, out_fd, err_fd)
@@ -1034,24 +1036,31 @@ def serve(config: Config, log: Log) -> None:
     owned = listener is None
     if listener is None:
         listener = open_listener(config.socket_path)
+    forker = None
     try:
         plugins = preload(log)
-        commands = preload_commands(log)
         from cnitool_plugins._launch import warm_up
 
         warm_up(log)  # the common call run here once, so that no worker runs it first
         gc.collect()
         gc.freeze()  # the preloaded heap stays shared with the workers (copy-on-write)
+        # the forker holds the plugins' heap only: a smaller heap makes every plugin
+        # worker's fork and exit cheaper; commands' workers are forked by the service
+        forker = forking.start(os.getpid()) if config.spare else None
+        if config.spare and forker is None:
+            log(f"no forker on {os.uname().machine}: the service forks each worker itself")
+        commands = preload_commands(log)
+        gc.collect()
+        gc.freeze()
         log(
             f"serving {len(plugins)} plugins on {config.socket_path} (pid {os.getpid()}, "
             f"{config.workers} workers, timeout {config.timeout:g}s)"
         )
         socket_file = os.path.abspath(config.socket_path) if owned else None
-        forker = forking.start(os.getpid()) if config.spare else None
-        if config.spare and forker is None:
-            log(f"no forker on {os.uname().machine}: the service forks each worker itself")
         Service(config, listener, plugins, log, socket_file, commands=commands, forker=forker).run()
     finally:
+        if forker is not None and forker.sock.fileno() >= 0:  # Service.run did not start
+            forking.stop(forker)
         listener.close()
         if owned:  # normally gone already (Service unlinks it first thing at stop)
             with contextlib.suppress(OSError):

@@ -454,6 +454,13 @@ def spares(warm: Warm) -> list[int]:
     return list(info["spares"])
 
 
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
 def ppid(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
@@ -465,6 +472,8 @@ def test_a_call_runs_in_the_spare_forked_ahead_of_it(warm: Warm, tmp_path: Path)
     # the forker forked them as the service's children (the service reaps them, and they
     # die with it)
     assert ppid(first) == ppid(second) == ppid(info["forker"]) == info["pid"]
+    # forked before the service imported cnitool's commands: a smaller heap to fork
+    assert rss_kib(info["forker"]) < rss_kib(info["pid"]) - 2048
     lock = hold_lease_lock(tmp_path / "ipam")
     try:
         proc = warm.popen("host-local", "ADD", ipam_conf(tmp_path / "ipam"), containerid="sp")
