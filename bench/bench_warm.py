@@ -15,7 +15,8 @@ Rows: VERSION (host-local), host-local ADD and DEL, bridge + host-local ADD and 
 into a fresh pod netns (ipMasq off), the seed chain (flannel -> bridge + host-local, then
 portmap with one host port, nf_tables; DEL in reverse order) exec'd plugin by plugin as a
 runtime does, prevResult passed on, and 50 pods (bridge + host-local) added, then
-deleted, 8 at a time (wall time of each batch). The CPU rows: the CPU time one bridge +
+deleted, 8 at a time (wall time of each batch; the warm modes and Go take turns for
+``--rounds`` rounds, and the median is shown). The CPU rows: the CPU time one bridge +
 host-local ADD or DEL costs the machine, over 60 pods one after the other, counting
 every process the call runs (the plugin and its delegate, the launcher, the service and
 its workers, the latter from a cgroup the service is put in). Also the service's resident memory
@@ -384,6 +385,13 @@ def main() -> None:
     parser.add_argument("-n", "--runs", type=int, default=30)
     parser.add_argument("--soak", type=int, default=0, metavar="N")
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        metavar="N",
+        help="rounds of the 50-pod rows for the warm modes and Go, taking turns (median)",
+    )
+    parser.add_argument(
         "--rows",
         default=",".join(ROWS),
         help=f"which rows, comma-separated, of: {', '.join(ROWS)} (default: all)",
@@ -424,11 +432,16 @@ def main() -> None:
         if "seed" in rows:
             record("seed chain (runtime path)", bench.seed)
         if "parallel" in rows:
-            for mode in ("cold", "warm", "nwarm", "go"):
+            name = "50 pods, 8 parallel (wall)"
+            walls: dict[str, dict[str, list[float]]] = {}
+            # the cold path once (it is slow); the others args.rounds times, taking turns
+            order = ["cold"] + ["warm", "nwarm", "go"] * args.rounds
+            for mode in order:
                 add, dele = bench.parallel(mode)
-                name = "50 pods, 8 parallel (wall)"
-                results.setdefault(f"{name} ADD", {})[mode] = add * 1000
-                results.setdefault(f"{name} DEL", {})[mode] = dele * 1000
+                walls.setdefault(f"{name} ADD", {}).setdefault(mode, []).append(add)
+                walls.setdefault(f"{name} DEL", {}).setdefault(mode, []).append(dele)
+            for row_name, by_mode in walls.items():
+                results[row_name] = {mode: ms(values) for mode, values in by_mode.items()}
         if "cpu" in rows:
             name = "CPU per bridge + host-local call"
             if meter.path is None:
@@ -453,7 +466,8 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
     print(
-        f"median of {args.runs} runs, milliseconds (the 50-pod rows: one wall time; "
+        f"median of {args.runs} runs, milliseconds ("
+        f"the 50-pod rows: median of {args.rounds} rounds, the cold column one; "
         "the CPU rows: the lower of two rounds of 60 calls)\n"
     )
     print(f"| {'call':<38} | " + " | ".join(f"{m:>8}" for m in MODES) + " | warm/go | nwarm/go |")

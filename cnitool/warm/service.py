@@ -935,7 +935,8 @@ def listener_from_systemd(env: dict[str, str] | None = None) -> socket.socket | 
 
 # -- preloading ----------------------------------------------------------------------------
 def preload(log: Log) -> set[str]:
-    """Import every available plugin with all its modules; the packages that loaded."""
+    """Import every available plugin with all its modules but those only its own daemon
+    runs (a package's ``DAEMON_ONLY``); the packages that loaded."""
     import importlib
     import pkgutil
 
@@ -948,8 +949,11 @@ def preload(log: Log) -> set[str]:
         name = f"{launchers.PLUGIN_PACKAGE}.{package}"
         try:
             module = importlib.import_module(f"{name}.__main__")
-            for info in pkgutil.iter_modules(importlib.import_module(name).__path__):
-                importlib.import_module(f"{name}.{info.name}")
+            root = importlib.import_module(name)
+            skip = getattr(root, "DAEMON_ONLY", frozenset())  # never run by a plugin call
+            for info in pkgutil.iter_modules(root.__path__):
+                if info.name not in skip:
+                    importlib.import_module(f"{name}.{info.name}")
         except Exception as exc:  # a broken plugin must not keep the others down
             log(f"cannot load plugin {package}: {exc}")
             continue

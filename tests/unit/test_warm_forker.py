@@ -13,7 +13,7 @@ import pytest
 from cnitool import __version__
 from cnitool.warm import forker, wire
 
-pytestmark = pytest.mark.skipif(
+needs_clone = pytest.mark.skipif(
     forker.clone_number() is None or os.geteuid() != 0,
     reason="needs root and a machine whose clone(2) arguments this module knows",
 )
@@ -36,6 +36,7 @@ def take_spares(fk: forker.Forker, count: int) -> list[tuple[int, socket.socket]
     return spares
 
 
+@needs_clone
 def test_spares_are_the_parents_children_and_serve_one_request() -> None:
     fk = forker.start(os.getpid())
     assert fk is not None
@@ -66,3 +67,31 @@ def test_spares_are_the_parents_children_and_serve_one_request() -> None:
     finally:
         forker.stop(fk)
     assert not Path(f"/proc/{fk.pid}").exists()  # reaped at hang-up
+
+
+def test_preload_leaves_out_what_only_a_plugins_daemon_runs() -> None:
+    """dhcp's daemon modules (and logging, which only they import) stay out of the heap
+    every plugin worker is forked from; the dhcp plugin's own verbs are in it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from cnitool.warm import service\n"
+        "assert 'dhcp' in service.preload(print)\n"
+        "print(sorted(m for m in sys.modules if m.startswith('cnitool_plugins.dhcp')))\n"
+        "print('logging' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert out[-2] == str(
+        [
+            "cnitool_plugins.dhcp",
+            "cnitool_plugins.dhcp.__main__",
+            "cnitool_plugins.dhcp.config",
+            "cnitool_plugins.dhcp.verbs",
+            "cnitool_plugins.dhcp.wire",
+        ]
+    )
+    assert out[-1] == "False"

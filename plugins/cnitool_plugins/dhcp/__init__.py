@@ -25,3 +25,7 @@ Result: one IPv4 address with the router as gateway; routes from option 121, els
 33 plus a default route via the router. Versions: every spec version (0.1.0 .. 1.1.0);
 results are built in the 1.1.0 shape and converted by skel.
 """
+
+# the modules only ``dhcp daemon`` runs, a process of its own: the plugin service, which
+# runs the plugin's verbs (config, verbs, wire), does not preload them
+DAEMON_ONLY = frozenset({"client", "daemon", "lease", "packet", "state"})
