@@ -950,7 +950,7 @@ def preload(log: Log) -> set[str]:
         try:
             module = importlib.import_module(f"{name}.__main__")
             root = importlib.import_module(name)
-            skip = getattr(root, "DAEMON_ONLY", frozenset())  # never run by a plugin call
+            skip: frozenset[str] = getattr(root, "DAEMON_ONLY", frozenset())  # never in a call
             for info in pkgutil.iter_modules(root.__path__):
                 if info.name not in skip:
                     importlib.import_module(f"{name}.{info.name}")
