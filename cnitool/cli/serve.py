@@ -94,8 +94,9 @@ def command(
     takes the caller's place (namespaces, directory, environment, stdin, stdout and
     stderr), runs the command, and forks the command's plugins of ours from itself
     instead of exec'ing them; SIGINT, SIGTERM and SIGHUP sent to the caller reach the
-    command. Commands use at most half the workers, so plugin calls always find one;
-    --timeout applies to a whole command as to a plugin call.
+    command, and a stop (^Z) stops it until the caller is continued. Commands use at most
+    half the workers, so plugin calls always find one; --timeout applies to a whole
+    command as to a plugin call (not counting the time it is stopped).
 
     Without the service, or when it cannot take a call, the launchers run the plugin
     themselves (the cold path). If the service goes away during a call, the launcher

@@ -10,7 +10,9 @@ network namespaces, working directory, umask, environment, argv, and its stdin, 
 and stderr themselves (passed as descriptors, so terminals, pipes and colours behave as
 they do here). The plugins of ours that the command runs are forks of that worker, not
 execs. This process waits, passes on SIGINT, SIGTERM and SIGHUP (a third one ends the
-wait), and exits with the command's status.
+wait), and exits with the command's status. Job control works as it would on the
+command itself: a stop (^Z) stops the command's worker, then this process; a SIGCONT
+(``fg``, ``bg``) continues both.
 
 Everything else, and those commands when the service is not there, refuses them (busy,
 another version, one from before commands that rejects the request) or cannot take the
@@ -38,6 +40,9 @@ CLI_PROGRAM = "cnitool"
 # next one ends this process, and with it the command
 FORWARDED = (1, 2, 15)
 MAX_FORWARDED = 3
+# SIGTSTP (the service stops the command, then this process stops itself with SIGSTOP)
+# and SIGCONT (the service continues the command)
+STOP, CONTINUE, SIGSTOP = 20, 18, 19
 
 
 def main() -> None:
@@ -120,6 +125,14 @@ def _pass_signals(sock: "_socket.socket") -> "Callable[[], None]":
 
     received: list[int] = []
 
+    def on_job_control(signum: int, frame: object) -> None:
+        try:  # noqa: SIM105 - as below
+            sock.send(bytes([signum]))
+        except OSError:
+            pass
+        if signum == STOP:
+            os.kill(os.getpid(), SIGSTOP)  # a stop signal nothing can catch or discard
+
     def on_signal(signum: int, frame: object) -> None:
         received.append(signum)
         if len(received) > MAX_FORWARDED:
@@ -133,6 +146,7 @@ def _pass_signals(sock: "_socket.socket") -> "Callable[[], None]":
             pass
 
     previous = {sig: signal.signal(sig, on_signal) for sig in FORWARDED}
+    previous.update({sig: signal.signal(sig, on_job_control) for sig in (STOP, CONTINUE)})
 
     def restore() -> None:
         for sig, handler in previous.items():

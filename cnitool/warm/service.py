@@ -52,6 +52,8 @@ ERROR_CODE = 999
 SD_LISTEN_FDS_START = 3
 # what a cnitool caller may pass on to its command while it runs
 FORWARDED_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+# and its job control: a stop (^Z), then a continue
+STOP, CONTINUE = signal.SIGTSTP, signal.SIGCONT
 
 Log = Callable[[str], None]
 
@@ -137,6 +139,7 @@ class Job:
     deadline: float | None
     killed: str = ""
     cli: bool = False
+    paused: float | None = None  # the time left before the timeout, while stopped
 
 
 def error_response(msg: str) -> bytes:
@@ -479,9 +482,22 @@ class Service:
         would have reached a ``cnitool`` process (the plugins it runs have groups of
         their own, as exec'd plugins do)."""
         for signum in data:
-            if signum in FORWARDED_SIGNALS and not job.killed:
+            if job.killed:
+                break
+            if signum in FORWARDED_SIGNALS:
                 with contextlib.suppress(OSError):
                     os.kill(job.pid, signum)
+            elif signum == STOP and job.paused is None and job.deadline is not None:
+                # the whole group, as a terminal stops its foreground job; the timeout
+                # waits while the command is stopped, as the caller does
+                with contextlib.suppress(OSError):
+                    os.killpg(job.pid, signal.SIGSTOP)
+                job.paused, job.deadline = job.deadline - time.monotonic(), None
+            elif signum == CONTINUE and job.paused is not None:
+                with contextlib.suppress(OSError):
+                    os.killpg(job.pid, signal.SIGCONT)
+                job.deadline = time.monotonic() + job.paused
+                job.paused = None
 
     def _answer(self, conn: Conn, data: bytes) -> None:
         """Send ``data`` and close; what does not fit now is sent when writable."""

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,10 +27,15 @@ pytestmark = pytest.mark.root
 NET = "wcli"
 
 
+def make_warm(tmp_path: Path, python: str, *args: str) -> Warm:
+    w = Warm(tmp_path, python, "--workers", "4", *args)
+    launchers.install(str(w.bin), ["portmap", "loopback"], python=python, compile_bytecode=False)
+    return w
+
+
 @pytest.fixture
 def warm(tmp_path: Path, python: str) -> Iterator[Warm]:
-    w = Warm(tmp_path, python, "--workers", "4")
-    launchers.install(str(w.bin), ["portmap", "loopback"], python=python, compile_bytecode=False)
+    w = make_warm(tmp_path, python)
     yield w
     if w.proc is not None:
         w.stop(signal.SIGKILL)
@@ -276,6 +282,45 @@ def test_a_signal_reaches_the_command_which_rolls_back(
     assert veths() == []  # the rollback's DEL removed the bridge's veth
     info = warm.status()
     assert info is not None and info["running"] == 0 and info["crashed"] == 0
+
+
+def state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+@pytest.mark.parametrize("timeout", [None, 2.0])
+def test_a_stop_stops_the_command_and_a_continue_continues_it(
+    tmp_path: Path, python: str, netns_factory: Callable[[], str], timeout: float | None
+) -> None:
+    """``--timeout`` (here shorter than the stop) waits while the command is stopped."""
+    warm = make_warm(tmp_path, python, *([] if timeout is None else ["--timeout", str(timeout)]))
+    try:
+        stop_and_continue(warm, netns_factory(), pause=(timeout or 0) * 1.75)
+    finally:
+        assert warm.stop() == 0
+
+
+def stop_and_continue(warm: Warm, netns: str, pause: float) -> None:
+    write_conflist(warm)
+    proc, lock = blocked_add(warm, netns)
+    try:
+        info = warm.status()
+        assert info is not None
+        (worker,) = info["workerPids"]
+        proc.send_signal(signal.SIGTSTP)  # what ^Z sends the caller
+        warm.wait_for(lambda: state(proc.pid) == "T", "the caller to stop")
+        warm.wait_for(lambda: state(worker) == "T", "the command to stop")
+        time.sleep(pause)
+        proc.send_signal(signal.SIGCONT)  # fg
+        warm.wait_for(lambda: state(worker) != "T", "the command to go on")
+        assert state(proc.pid) != "T"
+    finally:
+        os.close(lock)
+    out, err = proc.communicate(timeout=SAFETY)
+    assert proc.returncode == 0, err
+    assert json.loads(out)["interfaces"]
+    info = warm.status()
+    assert info is not None and info["crashed"] == 0 and info["running"] == 0
 
 
 def test_a_killed_caller_ends_its_command(warm: Warm, netns_factory: Callable[[], str]) -> None:

@@ -43,6 +43,9 @@ def test_front_encodes_a_cnitool_request_as_the_service_reads() -> None:
     assert data == wire.encode_request(req)
     assert wire.FDS_OF_OP[wire.OP_CLI] == 6
     assert set(front.FORWARDED) == service.FORWARDED_SIGNALS
+    # the front has no signal module for names: its numbers are this machine's
+    assert (front.STOP, front.CONTINUE) == (service.STOP, service.CONTINUE)
+    assert front.SIGSTOP == signal.SIGSTOP
 
 
 def test_client_constants_match_the_wire_module() -> None:
