@@ -5,7 +5,10 @@ Inside a ``cnitool`` command that the plugin service runs for its caller
 already. There a plugin whose path resolves to one of this installation's launchers is
 not exec'd: this process forks, and the child runs the plugin package with what the exec
 would have given it (the environment as ``os.environ``, the request as its input, its
-own process group, stdout and stderr captured, stdin ``/dev/null``). The caller sees
+own process group, stdout and stderr captured, stdin ``/dev/null``), and it dies with
+the command's worker (``PR_SET_PDEATHSIG``): a command the service kills (its timeout, a
+caller gone) takes the plugins it forked with it instead of leaving them to finish
+unseen. The caller sees
 ``exec_plugin``'s contract unchanged: the stdout bytes, stderr passed on after success,
 the plugin's error as the same ``CNIError``, and a timeout or an interrupt that kills
 the child's process group. Elsewhere (a ``cnitool`` process of its own, libcni used as a
@@ -95,11 +98,12 @@ def _fork_and_wait(
     err_fd: int,
     timeout: float | None,
 ) -> int:
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # the plugin: never returns
         code = 1
         try:
-            code = _child(package, stdin, env, out_fd, err_fd)
+            code = _child(package, stdin, env, out_fd, err_fd, parent)
         finally:
             os._exit(code)
     with contextlib.suppress(OSError):
@@ -142,11 +146,15 @@ def _kill_group(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-def _child(package: str, stdin: bytes, env: Mapping[str, str], out_fd: int, err_fd: int) -> int:
+def _child(
+    package: str, stdin: bytes, env: Mapping[str, str], out_fd: int, err_fd: int, parent: int
+) -> int:
     """What the exec'd plugin would have been: own process group, default signals, the
-    plugin's environment, stdout and stderr into the memory files."""
-    from ..warm.worker import redirect, run_package
+    plugin's environment, stdout and stderr into the memory files; killed if the command
+    that forked it dies."""
+    from ..warm.worker import die_with_parent, redirect, run_package
 
+    die_with_parent(parent)
     os.setpgid(0, 0)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)

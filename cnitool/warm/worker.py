@@ -58,10 +58,10 @@ def _setns(fd: int, nstype: int) -> None:
         raise OSError(err, f"cannot join the caller's {kind} namespace: {os.strerror(err)}")
 
 
-def _die_with_service(parent_pid: int) -> None:
-    """Have the kernel kill this process when its parent (the service, or its forker,
-    which dies with the service) dies: the caller has then been told the call failed,
-    and the runtime will DEL; a late ADD must not follow."""
+def die_with_parent(parent_pid: int) -> None:
+    """Have the kernel kill this process when its parent (the service; a command's
+    worker, for the plugins the command forks) dies: the caller has then been told the
+    call failed, and the runtime will DEL; a late ADD must not follow."""
     _LIBC_PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
         os._exit(1)
@@ -182,7 +182,7 @@ def leave_service(parent_pid: int, keep: list[int]) -> None:
     """Drop what the fork copied of the service (or of its forker, ``parent_pid``): its
     descriptors (callers waiting for EOF on a connection must not wait for this
     process) and its signal handlers."""
-    _die_with_service(parent_pid)
+    die_with_parent(parent_pid)
     close_except(keep)
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_warm_path import SAFETY, Warm, hold_lease_lock, running
+from test_warm_path import SAFETY, Warm, alive, hold_lease_lock, running
 
 import cnitool
 from cnitool import launchers
@@ -321,6 +321,29 @@ def stop_and_continue(warm: Warm, netns: str, pause: float) -> None:
     assert json.loads(out)["interfaces"]
     info = warm.status()
     assert info is not None and info["crashed"] == 0 and info["running"] == 0
+
+
+def test_a_command_killed_at_the_timeout_takes_its_plugins(
+    tmp_path: Path, python: str, netns_factory: Callable[[], str]
+) -> None:
+    warm = make_warm(tmp_path, python, "--timeout", "2")
+    try:
+        write_conflist(warm)
+        lock = hold_lease_lock(warm.tmp / "ipam", NET)
+        try:
+            proc = popen_add(warm, netns_factory())
+            warm.wait_for(lambda: bool(plugin_children(warm)), "the command's bridge to start")
+            plugins = [int(pid) for pid in plugin_children(warm)]
+            out, err = proc.communicate(timeout=SAFETY)
+            assert proc.returncode == 1 and "timed out after 2s" in err, err
+            for pid in plugins:  # gone with the command, not left holding on to the lock
+                warm.wait_for(lambda pid=pid: not alive(pid), "the plugin to be killed")
+        finally:
+            os.close(lock)
+        # nothing took a lease after the lock was free
+        assert not [p for p in (warm.tmp / "ipam" / NET).iterdir() if p.name.startswith("10.")]
+    finally:
+        assert warm.stop() == 0
 
 
 def test_a_killed_caller_ends_its_command(warm: Warm, netns_factory: Callable[[], str]) -> None:
