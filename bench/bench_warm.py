@@ -321,11 +321,11 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def start_service(meter: CpuMeter) -> subprocess.Popen[bytes]:
+def start_service(meter: CpuMeter | None = None) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "cnitool.cli", "serve", "--socket", SOCKET],
         stderr=subprocess.DEVNULL,
-        preexec_fn=meter.enter,
+        preexec_fn=None if meter is None else meter.enter,
     )
     from cnitool.warm import service
 
