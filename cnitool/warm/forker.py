@@ -62,7 +62,12 @@ def start(service_pid: int) -> Forker | None:
     if number is None:
         return None
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:
+        ours.close()
+        theirs.close()
+        return None
     if pid == 0:  # the forker: never returns
         code = 1
         try:

@@ -4,10 +4,10 @@ One connection carries one request (:mod:`.wire`). The loop accepts a connection
 the peer (``SO_PEERCRED``: root only), reads the request within ``read_timeout`` and
 bounded by the wire limits, then hands it to a worker (:mod:`.worker`) forked ahead of it
 from the preloaded heap by the forker (:mod:`.forker`), so that the call neither waits for
-a fork nor has the loop pay for one; with ``--no-spare`` (or once the forker is gone) the
-loop forks each worker itself. At most ``workers`` run at a time; further requests wait in
-a queue of ``queue`` places, beyond which the caller is told to run the plugin itself. A worker's stdout and
-stderr are memory files the service reads when the worker's pidfd reports its exit. A
+a fork nor has the loop pay for one; with ``--no-spare`` (or once the forker is gone), and
+for ``cnitool`` commands, the loop forks the worker itself. At most ``workers`` run at a
+time; further requests wait in a queue of ``queue`` places, beyond which the caller is
+told to run the plugin itself. A worker's stdout and stderr are memory files the service reads when the worker's pidfd reports its exit. A
 worker that outlives ``timeout`` is killed with its process group, as is one whose caller
 hung up (a runtime that killed the launcher kills the plugin). A crash or a kill costs
 that request only: its caller gets a CNI error and the service goes on.
@@ -437,10 +437,8 @@ class Service:
     def _may_start(self, req: wire.Request) -> bool:
         if self._running() >= self.config.workers:
             return False
-        if req.op == wire.OP_CLI:
-            commands = sum(1 for j in self.jobs.values() if j.cli)
-            commands += sum(1 for c in self.unforked if c.request and c.request.op == wire.OP_CLI)
-            return commands < self._cli_limit()
+        if req.op == wire.OP_CLI:  # (a command never waits for a spare: the loop forks it)
+            return sum(1 for j in self.jobs.values() if j.cli) < self._cli_limit()
         return True
 
     def _start_pending(self) -> None:
@@ -480,7 +478,8 @@ class Service:
     def _forward_signals(self, job: Job, data: bytes) -> None:
         """Deliver the signals a ``cnitool`` caller received to the command, as they
         would have reached a ``cnitool`` process (the plugins it runs have groups of
-        their own, as exec'd plugins do)."""
+        their own, as exec'd plugins do); a stop and a continue (job control) stop and
+        continue the command's process group."""
         for signum in data:
             if job.killed:
                 break
@@ -630,7 +629,7 @@ class Service:
         fk = self.forker
         if fk is None:
             return
-        ahead = 0 if self.stopping or not self.config.spare else SPARES_AHEAD
+        ahead = 0 if self.stopping else SPARES_AHEAD
         want = ahead + len(self.unforked) - len(self.spares) - fk.asked
         if want <= 0:
             return
@@ -732,14 +731,10 @@ class Service:
                 os.kill(job.pid, signal.SIGKILL)
 
     def _reap(self, job: Job) -> None:
-        """A worker of the service's own ended (its pidfd is readable)."""
+        """A worker ended (its pidfd is readable): answer its call."""
         _, status = os.waitpid(job.pid, 0)
         self.sel.unregister(job.pidfd)
         os.close(job.pidfd)
-        self._finish(job, status)
-
-    def _finish(self, job: Job, status: int) -> None:
-        """Answer the call of a worker that ended with wait status ``status``."""
         del self.jobs[job.pid]
         if job.killed:
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -1068,7 +1063,7 @@ def serve(config: Config, log: Log) -> None:
         # worker's fork and exit cheaper; commands' workers are forked by the service
         forker = forking.start(os.getpid()) if config.spare else None
         if config.spare and forker is None:
-            log(f"no forker on {os.uname().machine}: the service forks each worker itself")
+            log("no forker (cannot fork one here): the service forks each worker itself")
         commands = preload_commands(log)
         gc.collect()
         gc.freeze()
