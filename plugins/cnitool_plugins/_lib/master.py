@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from cnitool.spec.errors import CNIError
 
 from . import iface, ipam, netns, sysctl
-from .link import delete_link
+from .link import container_interface, delete_link
 from .netlink import AF_INET, AF_INET6, Link, Netlink, NetlinkError, random_veth_name
 from .steps import DelSteps
 
@@ -204,6 +204,24 @@ def check_link(
         iface.expect_addresses(nl, link, name, result, every_ip=True)
         iface.expect_routes(nl, result)
         return link
+
+
+def check(
+    cmd: skel.CmdArgs,
+    ns: netns.NetNS,
+    ipam_type: str,
+    prev: Callable[[], Result | None],
+    verify: Callable[[dict[str, Any], Result], object],
+) -> None:
+    """CHECK once the master is known, in this order: the IPAM plugin's CHECK (when the
+    config has one), the prevResult (``prev``, read now), its interface named
+    CNI_IFNAME, then ``verify(interface, prevResult)`` in the container."""
+    if ipam_type:
+        ipam.exec_check(cmd, ipam_type)
+    result = prev()
+    if result is None:
+        raise CNIError("Required prevResult missing")
+    ns.run(verify, container_interface(result, cmd.ifname, cmd.netns), result)
 
 
 # -- DEL --------------------------------------------------------------------------------

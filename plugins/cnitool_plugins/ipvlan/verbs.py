@@ -9,7 +9,7 @@ from cnitool.spec.errors import CNIError
 
 from .._lib import ipam, netns
 from .._lib import master as on_master
-from .._lib.link import container_interface, delete_link
+from .._lib.link import delete_link
 from .._lib.netlink import Link, Netlink
 from .._lib.steps import Rollback
 from .config import IpvlanConf, load, load_for_del, mode_name, mode_value
@@ -106,9 +106,10 @@ def cmd_check(cmd: skel.CmdArgs) -> None:
             if conf.master
             else None
         )
-        if conf.ipam_type:
-            ipam.exec_check(cmd, conf.ipam_type)
-        if conf.prev is None:
-            raise CNIError("Required prevResult missing")
-        intf = container_interface(conf.prev, cmd.ifname, cmd.netns)
-        ns.run(check_link, intf, conf, master, conf.prev)
+        on_master.check(
+            cmd,
+            ns,
+            conf.ipam_type,
+            lambda: conf.prev,
+            lambda intf, result: check_link(intf, conf, master, result),
+        )

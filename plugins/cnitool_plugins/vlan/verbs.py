@@ -9,7 +9,7 @@ from cnitool.spec.errors import CNIError
 
 from .._lib import iface, ipam, netns
 from .._lib import master as on_master
-from .._lib.link import container_interface, delete_link
+from .._lib.link import delete_link
 from .._lib.netlink import Link, Netlink
 from .._lib.steps import Rollback
 from .config import VlanConf, load, load_for_del
@@ -82,9 +82,10 @@ def cmd_check(cmd: skel.CmdArgs) -> None:
     conf = load(cmd)
     with netns.NetNS(cmd.netns) as ns:
         master = _master(conf, ns)
-        ipam.exec_check(cmd, conf.ipam_type)
-        result = ipam.prev_result(conf.raw)
-        if result is None:
-            raise CNIError("Required prevResult missing")
-        intf = container_interface(result, cmd.ifname, cmd.netns)
-        ns.run(check_link, intf, conf, master, result)
+        on_master.check(  # the IPAM is required here: its type is never empty
+            cmd,
+            ns,
+            conf.ipam_type,
+            lambda: ipam.prev_result(conf.raw),
+            lambda intf, result: check_link(intf, conf, master, result),
+        )
