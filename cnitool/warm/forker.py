@@ -37,7 +37,9 @@ WANT = b"f"
 SPARE = b"s"
 SPARE_MSG = struct.Struct("=ci")
 CLONE_PARENT = 0x00008000
-SYS_CLONE = {"x86_64": 56, "aarch64": 220, "ppc64le": 120, "s390x": 120, "riscv64": 220}
+# clone(2)'s number where its first two arguments are the flags and the stack (s390x has
+# them the other way round; the three others are 0 here, so their order does not matter)
+SYS_CLONE = {"x86_64": 56, "aarch64": 220, "ppc64le": 120, "riscv64": 220}
 
 
 @dataclass(eq=False)
@@ -50,8 +52,8 @@ class Forker:
 
 
 def clone_number() -> int | None:
-    """The clone syscall's number on this machine, None where its argument order is not
-    the one used here (flags, stack, parent tid, child tid, tls)."""
+    """The clone syscall's number on this machine; None where it is not known here (the
+    service then forks each worker itself)."""
     return SYS_CLONE.get(os.uname().machine)
 
 
