@@ -179,9 +179,9 @@ def close_except(keep: list[int]) -> None:
 
 
 def leave_service(parent_pid: int, keep: list[int]) -> None:
-    """Drop what the fork copied of the service (or of its forker, ``parent_pid``): its
-    descriptors (callers waiting for EOF on a connection must not wait for this
-    process) and its signal handlers."""
+    """Drop what the fork copied of the service (``parent_pid``, the parent of every
+    worker, the forker's too): its descriptors (callers waiting for EOF on a connection
+    must not wait for this process) and its signal handlers."""
     die_with_parent(parent_pid)
     close_except(keep)
     signal.set_wakeup_fd(-1)
@@ -196,8 +196,9 @@ SPARE_EXTRA_FDS = 3
 
 
 def spare(channel: int, parent_pid: int) -> int:
-    """A worker forked ahead of its request by the forker (:mod:`.forker`, ``parent_pid``),
-    so the fork is neither on the call's path nor in the service's loop: wait on
+    """A worker forked ahead of its request by the forker (:mod:`.forker`) as a child of
+    the service (``parent_pid``), so the fork is neither on the call's path nor in the
+    service's loop: wait on
     ``channel`` (a SEQPACKET socket) for one request and serve it; exit 0 at EOF (the
     service stopped or dropped the spare)."""
     import array
