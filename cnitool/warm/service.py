@@ -48,6 +48,7 @@ DEFAULT_SOCKET = "/run/pycni/plugins.sock"
 SOCKET_ENV = "PYCNI_SOCKET"
 LATENCY_WINDOW = 4096
 SPARES_AHEAD = 2  # workers forked ahead of calls, so a burst of calls finds them ready
+FORKER_PATIENCE = 1.0  # seconds a call waits for the forker's spare before a fork of its own
 ERROR_CODE = 999
 SD_LISTEN_FDS_START = 3
 # what a cnitool caller may pass on to its command while it runs
@@ -294,6 +295,7 @@ class Service:
             c.deadline for c in self.conns if c.request is None and c.job is None and c.out is None
         ]
         deadlines += [j.deadline for j in self.jobs.values() if j.deadline is not None]
+        deadlines += [c.deadline for c in self.unforked]
         if not deadlines:
             return None
         return max(0.0, min(deadlines) - time.monotonic())
@@ -310,6 +312,12 @@ class Service:
                 if not conn.draining:
                     self.stats.rejected += 1
                 self._close(conn)
+        for conn in [c for c in self.unforked if now >= c.deadline]:
+            # a forker that does not deliver (stopped, starved) does not hold calls up
+            self.log("the forker is late: the service forks a worker itself")
+            self.unforked.remove(conn)
+            if conn in self.conns and conn.request is not None:
+                self._start(conn, conn.request, fork=True)
 
     # -- connections ---------------------------------------------------------------------
     def _accept(self) -> None:
@@ -579,6 +587,7 @@ class Service:
         if pid is None and self.forker is not None and not fork:
             os.close(out_fd)
             os.close(err_fd)
+            conn.deadline = time.monotonic() + FORKER_PATIENCE
             self.unforked.append(conn)
             self._refill()
             return

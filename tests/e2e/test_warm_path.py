@@ -532,6 +532,26 @@ def test_a_killed_forker_costs_no_call(warm: Warm, tmp_path: Path) -> None:
     assert "the forker died" in warm.log.read_text()
 
 
+def test_a_stalled_forker_holds_no_call_up(warm: Warm, tmp_path: Path) -> None:
+    dead = spares(warm)
+    info = warm.status()
+    assert info is not None
+    os.kill(info["forker"], signal.SIGSTOP)  # alive, but it delivers nothing
+    try:
+        for pid in dead:
+            os.kill(pid, signal.SIGKILL)
+        warm.wait_for(lambda: not any(alive(pid) for pid in dead), "the spares to be dead")
+        code, out, _ = warm.call("host-local", "ADD", ipam_conf(tmp_path / "ipam"), containerid="s")
+        assert code == 0, out  # forked by the service once the forker was late
+    finally:
+        os.kill(info["forker"], signal.SIGCONT)
+    assert "the forker is late" in warm.log.read_text()
+    after = warm.status()
+    assert after is not None and (after["requests"], after["crashed"]) == (1, 0)
+    assert after["forker"] == info["forker"]  # still the service's forker, going on
+    warm.wait_for(lambda: len((warm.status() or {}).get("spares", [])) >= 2, "new spares")
+
+
 def test_a_stopped_service_leaves_no_spare(tmp_path: Path, python: str) -> None:
     w = Warm(tmp_path, python)
     left = spares(w)
