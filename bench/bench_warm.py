@@ -19,7 +19,8 @@ deleted, 8 at a time (wall time of each batch; the warm modes and Go take turns 
 ``--rounds`` rounds, and the median is shown). The CPU rows: the CPU time one bridge +
 host-local ADD or DEL costs the machine, over 60 pods one after the other, counting
 every process the call runs (the plugin and its delegate, the launcher, the service and
-its workers, the latter from a cgroup the service is put in). Also the service's resident memory
+its workers, the latter from a cgroup the service is put in), and under the table where a
+warm call's CPU went: the service's loop, the forker, the workers, the launchers. Also the service's resident memory
 before and after the runs, and with ``--soak N`` after N more calls (noop VERSION, sent
 straight over the socket by 4 threads, each one a forked worker).
 
@@ -259,19 +260,63 @@ class Bench:
             subprocess.run(["ip", "netns", "del", os.path.basename(path)], check=True)
         return add, dele
 
-    def cpu(self, mode: str, meter: CpuMeter, pods: int = 60) -> tuple[float, float]:
-        """CPU seconds per bridge + host-local ADD and per DEL, ``pods`` one at a time."""
+    def cpu(
+        self, mode: str, meter: CpuMeter, parts: dict[str, str], pods: int = 60
+    ) -> tuple[float, float]:
+        """CPU seconds per bridge + host-local ADD and per DEL, ``pods`` one at a time; for
+        the warm modes, ``parts`` gets where it went, by process."""
+        from cnitool.warm import service
+
         netns = [self.pod() for _ in range(pods)]
         conf = self.bridge_conf(mode)
         spent = []
         for command in ("ADD", "DEL"):
+            info = service.query_status(SOCKET)
+            procs = {"service loop": info["pid"], "forker": info.get("forker")}
+            before = {what: proc_cpu(pid) for what, pid in procs.items()}
             start = meter.now()
             for i, path in enumerate(netns):
                 self.call(mode, "bridge", self.env(mode, command, f"cpu-{mode}-{i}", path), conf)
-            spent.append((meter.now() - start) / pods)
+            total = meter.now() - start
+            spent.append(total / pods)
+            if mode in WARM_MODES:
+                parts[command] = cpu_parts(procs, before, total, pods)
         for path in netns:
             subprocess.run(["ip", "netns", "del", os.path.basename(path)], check=True)
         return spent[0], spent[1]
+
+
+def proc_cpu(pid: int | None) -> tuple[float, float, int]:
+    """CPU seconds of ``pid`` itself and of its reaped children, and its minor faults."""
+    if pid is None:
+        return 0.0, 0.0, 0
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / tick
+    return own, (int(fields[13]) + int(fields[14])) / tick, int(fields[7])
+
+
+def cpu_parts(
+    procs: dict[str, int | None],
+    before: dict[str, tuple[float, float, int]],
+    total: float,
+    pods: int,
+) -> str:
+    """Per call: the service's loop and the forker (CPU, faults), the workers (the
+    service's reaped children), and the rest (the launchers)."""
+    out, accounted = [], 0.0
+    for what, pid in procs.items():
+        if pid is None:
+            continue
+        own, reaped, faults = (a - b for a, b in zip(proc_cpu(pid), before[what], strict=True))
+        accounted += own
+        out.append(f"{what} {own / pods * 1000:.2f} ms ({faults / pods:.0f} faults)")
+        if what == "service loop":
+            accounted += reaped
+            out.append(f"workers {reaped / pods * 1000:.2f} ms")
+    out.append(f"launchers {(total - accounted) / pods * 1000:.2f} ms")
+    return ", ".join(out)
 
 
 class CpuMeter:
@@ -405,6 +450,7 @@ def main() -> None:
     isolate()
     tmp = Path(tempfile.mkdtemp(prefix="pycni-bench-"))
     meter = CpuMeter()
+    parts: dict[str, str] = {}  # where a warm call's CPU went, by process (the last round)
     service = start_service(meter)
     try:
         bench = Bench(tmp, args.runs)
@@ -448,7 +494,7 @@ def main() -> None:
                 print("no cgroup v2 to count the service's CPU in: no CPU rows")
             else:
                 for mode in ("nwarm", "go", "nwarm", "go"):  # twice, taking turns
-                    add, dele = bench.cpu(mode, meter)
+                    add, dele = bench.cpu(mode, meter, parts)
                     for suffix, value in ((" ADD", add), (" DEL", dele)):
                         cell = results.setdefault(f"{name}{suffix}", {})
                         cell[mode] = min(cell.get(mode, value * 1000), value * 1000)
@@ -480,6 +526,8 @@ def main() -> None:
         f"p50 {lat['p50']} ms, p99 {lat['p99']} ms; RSS {rss_start} KiB -> {rss_end} KiB"
         + (f" -> {rss_soak} KiB after {args.soak} more calls" if args.soak else "")
     )
+    for command, line in parts.items():
+        print(f"CPU per nwarm {command}, by process (/proc, 10 ms ticks): {line}")
 
 
 if __name__ == "__main__":
