@@ -54,11 +54,13 @@ WARM_MODES = ("warm", "nwarm")
 
 
 def isolate() -> None:
-    """Private mount+net namespaces with tmpfs on the dirs CNI and the service write."""
+    """Private mount+net namespaces with tmpfs on the dirs CNI and the service write: a
+    tmpfs of its own on /run, so the directories made there are not the host's."""
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.unshare(0x00020000 | 0x40000000) != 0:
         sys.exit(f"unshare failed: {os.strerror(ctypes.get_errno())} (run as root)")
     libc.mount(b"none", b"/", None, 0x4000 | (1 << 18), None)
+    libc.mount(b"tmpfs", b"/run", b"tmpfs", 0, b"mode=0755")
     for d in ("/run/netns", "/var/lib/cni", "/run/pycni", "/run/flannel"):
         os.makedirs(d, exist_ok=True)
         libc.mount(b"tmpfs", d.encode(), b"tmpfs", 0, b"mode=0700")
