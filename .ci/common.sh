@@ -6,8 +6,9 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${PYCNI_VENV:-$REPO/.venv}"
 # gcc, libc6-dev and python3-dev: python-iptables is published only as source with a C
-# extension, so pip builds it
-APT_PACKAGES=(python3-venv python3-pip python3-dev gcc libc6-dev iproute2 iptables nftables conntrack containernetworking-plugins)
+# extension, so pip builds it; musl-tools: the native plugin launchers are built with
+# musl-gcc, whose programs start faster than glibc's (see cnitool/launchers.py)
+APT_PACKAGES=(python3-venv python3-pip python3-dev gcc libc6-dev musl-tools iproute2 iptables nftables conntrack containernetworking-plugins)
 # what only the tests need: real runtimes (podman on runc, containerd's CRI) and a static
 # busybox for a container's root file system and the sandbox's pause image; dnsmasq-base
 # (the binary without the service package) as the dhcp tests' DHCP server; Go and Debian's

@@ -319,11 +319,20 @@ def _trailer_fields(data: bytes) -> tuple[str, str, str] | None:
     return python, package, tag
 
 
+# Compilers a native launcher is built with, in order of preference after ``$CC``. musl's
+# wrapper comes first: a program linked with musl starts with a handful of system calls,
+# while glibc's start-up probes the CPU's caches with CPUID, which traps to the hypervisor
+# on a virtual machine (0.7 ms of CPU per exec against 0.1 ms on the machines we measured,
+# every plugin call). The launcher uses only POSIX calls, which both libraries have.
+COMPILERS = ("musl-gcc", "cc", "gcc")
+
+
 def find_compiler() -> str | None:
-    """The C compiler a native launcher is built with (``$CC``, ``cc`` or ``gcc``)."""
+    """The C compiler a native launcher is built with: ``$CC``, else the first of
+    :data:`COMPILERS` on the PATH."""
     import shutil
 
-    for cand in (os.environ.get("CC", ""), "cc", "gcc"):
+    for cand in (os.environ.get("CC", ""), *COMPILERS):
         if cand and (found := shutil.which(cand)):
             return found
     return None
@@ -554,8 +563,8 @@ def _native_program(kind: str) -> bytes | None:
     if cc is None:
         if kind == "native":
             raise LauncherError(
-                "no C compiler found (cc, gcc or $CC) to build native launchers",
-                "install gcc, or use Python launchers (--launcher python)",
+                "no C compiler found (musl-gcc, cc, gcc or $CC) to build native launchers",
+                "install musl-tools or gcc, or use Python launchers (--launcher python)",
             )
         return None
     try:

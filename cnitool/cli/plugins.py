@@ -44,7 +44,7 @@ def command() -> None:
     type=click.Choice(["auto", "native", "python"]),
     default="auto",
     show_default=True,
-    help="native: a small C program (built here with cc) forwards calls to the plugin "
+    help="native: a small C program (built here with musl-gcc, cc or gcc) forwards calls to the plugin "
     "service without starting Python; python: a Python script; auto: native when a C "
     "compiler is found.",
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -278,17 +279,26 @@ def test_launcher_carries_the_client_source_exactly() -> None:
 
 
 def _interpreter_requested(program: bytes) -> bool:
-    """Whether an ELF program names a dynamic loader (it is not statically linked)."""
-    return b"/ld-linux" in program
+    """Whether a 64-bit little-endian ELF program has a PT_INTERP header, naming a dynamic
+    loader (it is not statically linked)."""
+    assert program[:4] == launchers.ELF_MAGIC and program[4] == 2 and program[5] == 1
+    phoff = int.from_bytes(program[0x20:0x28], "little")
+    size = int.from_bytes(program[0x36:0x38], "little")
+    count = int.from_bytes(program[0x38:0x3A], "little")
+    types = (int.from_bytes(program[phoff + i * size :][:4], "little") for i in range(count))
+    return 3 in types  # PT_INTERP
 
 
 @pytest.mark.skipif(launchers.find_compiler() is None, reason="no C compiler")
 def test_native_launchers_are_static_when_the_c_library_allows(tmp_path: Path) -> None:
     cc = launchers.find_compiler()
     assert cc is not None
-    static_libc = any(
-        Path(d, "libc.a").exists() for d in ("/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib")
+    libc_dirs = (
+        ("/usr/lib/musl/lib", "/usr/lib/x86_64-linux-musl")
+        if "musl" in os.path.basename(cc)
+        else ("/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib")
     )
+    static_libc = any(Path(d, "libc.a").exists() for d in libc_dirs)
     program = launchers.build_native(cc)
     assert _interpreter_requested(program) != static_libc
     # a compiler that cannot link statically: the dynamic build, not an error
@@ -302,3 +312,43 @@ def test_native_launchers_are_static_when_the_c_library_allows(tmp_path: Path) -
     dynamic = launchers.build_native(str(wrapper))
     assert _interpreter_requested(dynamic)
     assert dynamic.startswith(launchers.ELF_MAGIC)
+
+
+def _fake_tool(directory: Path, name: str) -> str:
+    path = directory / name
+    path.write_text("#!/bin/sh\nexit 1\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_find_compiler_prefers_cc_env_then_musl_then_cc(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert launchers.find_compiler() is None
+    gcc = _fake_tool(tmp_path, "gcc")
+    assert launchers.find_compiler() == gcc
+    cc = _fake_tool(tmp_path, "cc")
+    assert launchers.find_compiler() == cc
+    musl = _fake_tool(tmp_path, "musl-gcc")
+    assert launchers.find_compiler() == musl  # musl's programs start without CPUID probing
+    monkeypatch.setenv("CC", "gcc")
+    assert launchers.find_compiler() == gcc  # the operator's choice wins
+
+
+@pytest.mark.skipif(shutil.which("musl-gcc") is None, reason="no musl-gcc (Debian: musl-tools)")
+def test_native_launcher_built_with_musl_is_static_and_answers_version(tmp_path: Path) -> None:
+    program = launchers.build_native(str(shutil.which("musl-gcc")))
+    assert program.startswith(launchers.ELF_MAGIC)
+    assert not _interpreter_requested(program)
+    assert b"GLIBC" not in program
+    answer = b'{"cniVersion":"1.0.0","supportedVersions":["1.0.0"]}'
+    path = tmp_path / "noop"
+    path.write_bytes(program + launchers.native_trailer("noop", sys.executable, answer, "t"))
+    path.chmod(0o755)
+    proc = subprocess.run(
+        [str(path)], env={"CNI_COMMAND": "VERSION"}, capture_output=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == json.loads(answer)
