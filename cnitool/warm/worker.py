@@ -201,22 +201,22 @@ def spare(channel: int, parent_pid: int) -> int:
     service's loop: wait on
     ``channel`` (a SEQPACKET socket) for one request and serve it; exit 0 at EOF (the
     service stopped or dropped the spare)."""
+    import _socket
     import array
-    import socket
 
     from .wire import MAX_FDS, REQUEST_HEADER, decode_body, decode_head
 
     leave_service(parent_pid, [channel])
-    sock = socket.socket(fileno=channel)
+    sock = _socket.socket(fileno=channel)  # the C type: no Python code on the way
     fds = array.array("i")
     try:
         _, anc, _, _ = sock.recvmsg(
-            1, socket.CMSG_SPACE((MAX_FDS + SPARE_EXTRA_FDS) * fds.itemsize)
+            1, _socket.CMSG_SPACE((MAX_FDS + SPARE_EXTRA_FDS) * fds.itemsize)
         )
     except OSError:
         return 0
     for level, kind, data in anc:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
             fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
     sock.close()
     if len(fds) < SPARE_EXTRA_FDS:
