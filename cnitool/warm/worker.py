@@ -22,6 +22,7 @@ caller's own stdin, stdout and stderr instead of memory files and runs ``cnitool
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # the C module under signal
 import contextlib
 import ctypes
 import io
@@ -41,13 +42,17 @@ CLONE_NEWNET = 0x40000000
 SETUP_FAILED = 999
 
 PR_SET_PDEATHSIG = 1
+# the signals the service handles, which a process forked from it sets back to default
+_SERVICE_SIGNALS = (int(signal.SIGTERM), int(signal.SIGINT), int(signal.SIGCHLD))
+_SIG_DFL = int(signal.SIG_DFL)
 
-# The C library the interpreter already has mapped, and the two functions a worker calls,
+# The C library the interpreter already has mapped, and the functions a worker calls,
 # looked up here: the service imports this module before its first fork, so every worker
 # finds them resolved instead of doing the lookup again.
 _LIBC: Any = ctypes.CDLL(None, use_errno=True)
 _LIBC_SETNS: Any = _LIBC.setns
 _LIBC_PRCTL: Any = _LIBC.prctl
+_LIBC_CLEARENV: Any = _LIBC.clearenv
 
 
 def _setns(fd: int, nstype: int) -> None:
@@ -77,12 +82,28 @@ def _become_caller(req: Request, fds: list[int]) -> None:
     for fd in fds:
         os.close(fd)
     os.umask(req.umask)
-    # the caller's environment exactly, in its order; one pass over the service's
-    # (MutableMapping.clear lists every key again for each one it removes)
-    for key in list(os.environb):
-        del os.environb[key]
-    os.environb.update(req.env)
+    _take_environ(req.env)
     sys.argv = [os.fsdecode(a) for a in req.argv] or [req.plugin]
+
+
+def _take_environ(env: dict[bytes, bytes]) -> None:
+    """The caller's environment exactly, in its order, as the C library's (for the
+    programs a plugin runs) and as ``os.environ``. Straight through ``putenv`` and the
+    dict both ``os.environ`` and ``os.environb`` read (``_data``): the mapping methods
+    run about thirty Python calls a variable, and what a worker runs for the first
+    time costs it a copy of each page it writes. ``clearenv`` first: a library may have
+    set variables ``os.environ`` does not know of."""
+    _LIBC_CLEARENV()
+    data = getattr(os.environb, "_data", None)
+    if not isinstance(data, dict):  # another interpreter's os module: the mapping API
+        for key in list(os.environb):
+            del os.environb[key]
+        os.environb.update(env)
+        return
+    data.clear()
+    for key, value in env.items():
+        os.putenv(key, value)
+        data[key] = value
 
 
 def redirect(stdout_fd: int, stderr_fd: int) -> None:
@@ -184,10 +205,10 @@ def leave_service(parent_pid: int, keep: list[int]) -> None:
     must not wait for this process) and its signal handlers."""
     die_with_parent(parent_pid)
     close_except(keep)
+    # the C functions: ``signal.signal`` converts its answer to an enum in Python code
     signal.set_wakeup_fd(-1)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for signum in _SERVICE_SIGNALS:
+        _signal.signal(signum, _SIG_DFL)
 
 
 # what a spare receives with a request: the request's descriptors (wire.FDS_OF_OP), the

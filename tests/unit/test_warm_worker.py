@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import subprocess
 
 from cnitool.warm import worker
 
@@ -59,3 +60,38 @@ def test_close_except_keeps_only_what_it_is_told() -> None:
     assert code == 0
     got = json.loads(out)
     assert got["left"] == got["keep"]
+
+
+def test_worker_takes_the_callers_environment_exactly() -> None:
+    """os.environ, os.environb and the C library's environment (what a program the
+    plugin runs gets) all become the caller's: its variables, bytes and order only."""
+    caller = {
+        b"CNI_COMMAND": b"ADD",
+        b"PATH": b"/usr/sbin:/usr/bin:/sbin:/bin",
+        b"A_LAST_IN_ABC": b"x=y",  # '=' in a value
+        b"EMPTY": b"",
+        b"RAW": b"\xff\xfe not utf-8",
+    }
+
+    def body() -> None:
+        os.environ["ONLY_IN_THE_SERVICE"] = "1"
+        worker._take_environ(caller)
+        exec_env = subprocess.run(["/usr/bin/env", "-0"], capture_output=True, check=True).stdout
+        report = {
+            "environb": [[k.hex(), v.hex()] for k, v in os.environb.items()],
+            "environ": dict(os.environ),
+            "exec": exec_env.hex(),
+        }
+        os.write(1, json.dumps(report).encode())
+        os._exit(0)
+
+    code, out = _in_child(body)
+    assert code == 0
+    report = json.loads(out)
+    assert [(bytes.fromhex(k), bytes.fromhex(v)) for k, v in report["environb"]] == list(
+        caller.items()
+    )
+    assert report["environ"] == {os.fsdecode(k): os.fsdecode(v) for k, v in caller.items()}
+    assert bytes.fromhex(report["exec"]) == b"".join(
+        k + b"=" + v + b"\0" for k, v in caller.items()
+    )
