@@ -247,27 +247,33 @@ def launcher_text(
     )
 
 
-def cold_script(name: str, package: str) -> str:
+def cold_script(name: str, package: str, libdir: str | None = None) -> str:
     """What a native launcher's interpreter runs on the cold path (``python -IS -c``):
-    the launcher's argv without ``-c``, the site module ``-S`` left out, then the plugin."""
+    the launcher's argv without ``-c``, the site module ``-S`` left out, ``libdir``
+    first on ``sys.path`` when given (as :func:`launcher_text`), then the plugin."""
     return (
         f"{MARKER}: {name} (native; managed by cnitool; reinstall or remove with it)\n"
         "import sys\n"
         "del sys.argv[0]\n"
         "import site\n"
         "site.main()\n"
-        "from cnitool_plugins._launch import run\n"
+        + (f"sys.path.insert(0, {libdir!r})\n" if libdir else "")
+        + "from cnitool_plugins._launch import run\n"
         f'run("{package}")\n'
     )
 
 
 def native_trailer(
-    name: str, python: str, answer: bytes | None = None, tag: str | None = None
+    name: str,
+    python: str,
+    answer: bytes | None = None,
+    tag: str | None = None,
+    libdir: str | None = None,
 ) -> bytes:
     """The fields a native launcher reads from its own end: interpreter, package, tag,
     VERSION answer and cold script, each a little-endian u32 length (0xffffffff: absent)
     and its bytes, then the length of them all and :data:`TRAILER_MAGIC`. ``tag``
-    defaults to this installation's version."""
+    defaults to this installation's version; ``libdir`` as for :func:`cold_script`."""
     from . import __version__
 
     package = PLUGINS[name]
@@ -276,7 +282,7 @@ def native_trailer(
         package.encode(),
         (tag or __version__).encode(),
         answer,
-        cold_script(name, package).encode(),
+        cold_script(name, package, libdir).encode(),
     ]
     body = b"".join(
         b"\xff\xff\xff\xff" if f is None else len(f).to_bytes(4, "little") + f for f in fields
@@ -368,6 +374,24 @@ def build_native(cc: str) -> bytes:
         with open(out, "rb") as fh:
             _BUILT[cc] = fh.read()
     return _BUILT[cc]
+
+
+def read_native_program(path: str) -> bytes:
+    """A native launcher program built beforehand (``warm/native.c`` compiled, no
+    trailer), as an image ships it; LauncherError when ``path`` is not one."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise LauncherError(f"cannot read the native launcher program {path}: {exc}") from None
+    if not data.startswith(ELF_MAGIC):
+        raise LauncherError(f"{path} is not a native launcher program (not an ELF file)")
+    if _trailer_fields(data) is not None:
+        raise LauncherError(
+            f"{path} is an installed launcher, not the program",
+            "give the program built from cnitool/warm/native.c",
+        )
+    return data
 
 
 def _read_head(path: str) -> bytes | None:

@@ -8,7 +8,10 @@ What goes where (host paths):
   packages (pure Python), and ``/opt/pycni/lib``, a symlink to it that is switched in one
   rename, so an upgrade never shows a half-copied tree;
 - ``<bin dir>/<plugin>``: launchers run by the host's Python (``--python``, stdlib only on
-  the warm path), which add ``/opt/pycni/lib`` to ``sys.path`` for the cold path;
+  the warm path), which add ``/opt/pycni/lib`` to ``sys.path`` for the cold path; or,
+  given a native launcher program (``native_launcher``, which the image builds), that
+  program with each plugin's trailer: no interpreter starts on the warm path, and the
+  cold path runs the host's Python on ``/opt/pycni/lib`` the same way;
 - ``<conf dir>/<conflist>``: the network configuration, when one is given;
 - ``/opt/pycni/install.json``: the manifest of what was written (path and sha256), and
   ``/opt/pycni/backup/``: files that were replaced with ``force``.
@@ -184,8 +187,11 @@ def install(
     plugins: Iterable[str] | None = None,
     conflist: str | None = None,
     force: bool = False,
+    native_launcher: str | None = None,
 ) -> list[Step]:
-    """Install into the host at ``root`` (see the module docstring); one step per path."""
+    """Install into the host at ``root`` (see the module docstring); one step per path.
+    ``native_launcher``: a native launcher program to write as each launcher instead
+    of the Python script."""
     if not os.path.isdir(root):
         raise NodeInstallError(f"the host root {root} is not a directory")
     if not os.path.isabs(python) or not os.access(_on_host(root, python), os.X_OK):
@@ -193,6 +199,12 @@ def install(
             f"the host has no Python at {python} (looked at {_on_host(root, python)}); "
             "the launchers need one (3.11 or later) on the host"
         )
+    program = None
+    if native_launcher is not None:
+        try:
+            program = launchers.read_native_program(native_launcher)
+        except launchers.LauncherError as exc:
+            raise NodeInstallError(str(exc)) from None
     conf_data = None
     if conflist is not None:
         try:
@@ -213,14 +225,16 @@ def install(
         package = launchers.PLUGINS[name]
         if not launchers.package_available(package):
             continue
-        text = launchers.launcher_text(
-            name, python, launchers.version_answer(package), libdir=LIB_LINK
-        )
+        answer = launchers.version_answer(package)
+        if program is not None:
+            data = program + launchers.native_trailer(name, python, answer, libdir=LIB_LINK)
+        else:
+            data = launchers.launcher_text(name, python, answer, libdir=LIB_LINK).encode()
         path = os.path.join(bin_dir, name)
-        step = _place(root, path, text.encode(), launchers.LAUNCHER_MODE, owned, force)
+        step = _place(root, path, data, launchers.LAUNCHER_MODE, owned, force)
         steps.append(step)
         if step.action != "refused":
-            files[path] = hashlib.sha256(text.encode()).hexdigest()
+            files[path] = hashlib.sha256(data).hexdigest()
     if conf_data is not None and conflist is not None:
         path = os.path.join(conf_dir, os.path.basename(conflist))
         step = _place(root, path, conf_data, 0o644, owned, force)

@@ -71,6 +71,15 @@ def _show(steps: list[Any], title: str, output: str) -> None:
     help="Replace files this install did not write (kept in /opt/pycni/backup; "
     "uninstall puts them back).",
 )
+@click.option(
+    "--native-launcher",
+    default=None,
+    envvar="PYCNI_NATIVE_LAUNCHER",
+    metavar="FILE",
+    help="A native launcher program (cnitool/warm/native.c, compiled; the image sets it) "
+    "to write as each launcher: no interpreter starts on the warm path. Default: Python "
+    "launchers.",
+)
 @output_option()
 @debug_option()
 def install(
@@ -81,12 +90,14 @@ def install(
     python: str,
     conflist: str | None,
     force: bool,
+    native_launcher: str | None,
     output: str,
     debug: bool,
 ) -> None:
     """Write under --host-root: the packages to /opt/pycni/lib (a symlink switched in one
     rename), a launcher per plugin (PLUGINS, default all) in the bin dir run by the
-    host's Python, the --conflist in the conf dir, and /opt/pycni/install.json listing
+    host's Python (or the --native-launcher program, which starts no interpreter on
+    the warm path), the --conflist in the conf dir, and /opt/pycni/install.json listing
     them. Every file is written to a temporary name and renamed; running it again
     changes nothing. Files it did not write are refused unless --force.
 
@@ -103,6 +114,7 @@ def install(
             plugins=list(plugins) or None,
             conflist=conflist,
             force=force,
+            native_launcher=native_launcher,
         )
     _show(steps, f"Installed under {host_root}", output)
     if any(s.action == "refused" for s in steps):

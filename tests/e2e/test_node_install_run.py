@@ -11,14 +11,23 @@ from pathlib import Path
 
 import pytest
 
-from cnitool import nodeinstall
+import cnitool
+from cnitool import launchers, nodeinstall
 
 pytestmark = pytest.mark.root
 
 HOST_PYTHON = "/usr/bin/python3"
 
 
-def test_an_installed_launcher_runs_with_the_hosts_python(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["python", "native"])
+def test_an_installed_launcher_runs_with_the_hosts_python(tmp_path: Path, kind: str) -> None:
+    native = None
+    if kind == "native":
+        cc = launchers.find_compiler()
+        if cc is None:
+            pytest.skip("no C compiler to build the native launcher program")
+        native = tmp_path / "launcher-program"
+        native.write_bytes(launchers.build_native(cc))
     if not os.access(HOST_PYTHON, os.X_OK):
         pytest.skip(f"no {HOST_PYTHON} on this machine")
     version = subprocess.run(
@@ -32,7 +41,9 @@ def test_an_installed_launcher_runs_with_the_hosts_python(tmp_path: Path) -> Non
     root = tmp_path / "host"
     (root / "usr" / "bin").mkdir(parents=True)
     os.symlink(HOST_PYTHON, root / "usr" / "bin" / "python3")
-    nodeinstall.install(str(root), plugins=["host-local"])
+    nodeinstall.install(
+        str(root), plugins=["host-local"], native_launcher=None if native is None else str(native)
+    )
     conf = {
         "cniVersion": "1.0.0",
         "name": "nodenet",
@@ -66,5 +77,9 @@ def test_an_installed_launcher_runs_with_the_hosts_python(tmp_path: Path) -> Non
     assert json.loads(p.stdout)["ips"][0]["address"] == "10.77.0.2/24"
     assert (tmp_path / "d" / "nodenet" / "10.77.0.2").read_bytes() == b"nodeinstall1\r\neth0"
     # the launcher really ran the host's Python on the installed packages
-    launcher = (root / "opt/cni/bin/host-local").read_text()
-    assert launcher.startswith("#!/usr/bin/python3 -IS\n")
+    launcher = (root / "opt/cni/bin/host-local").read_bytes()
+    if native is None:
+        assert launcher.startswith(b"#!/usr/bin/python3 -IS\n")
+    else:
+        assert launcher.startswith(native.read_bytes())
+        assert launchers.parse_trailer(launcher) == (HOST_PYTHON, "host_local", cnitool.__version__)

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from cnitool import nodeinstall
+import cnitool
+from cnitool import launchers, nodeinstall
 
 CONFLIST = {"cniVersion": "1.0.0", "name": "podnet", "plugins": [{"type": "bridge"}]}
 
@@ -158,3 +159,44 @@ def test_the_cli(host: Path, conflist: Path) -> None:
     p = subprocess.run(argv, capture_output=True, text=True, check=False)
     assert p.returncode == 0, p.stderr
     assert not (host / "opt/cni/bin/loopback").exists()
+
+
+@pytest.mark.skipif(launchers.find_compiler() is None, reason="no C compiler")
+def test_native_launchers_switch_with_python_ones_and_uninstall(host: Path, tmp_path: Path) -> None:
+    cc = launchers.find_compiler()
+    assert cc is not None
+    program = tmp_path / "launcher"
+    program.write_bytes(launchers.build_native(cc))
+    before = snapshot(host)
+    nodeinstall.install(str(host), plugins=["bridge"], native_launcher=str(program))
+    bridge = (host / "opt/cni/bin/bridge").read_bytes()
+    assert bridge.startswith(program.read_bytes())
+    assert launchers.parse_trailer(bridge) == ("/usr/bin/python3", "bridge", cnitool.__version__)
+    assert b"sys.path.insert(0, '/opt/pycni/lib')\nfrom cnitool_plugins._launch" in bridge
+    # VERSION is the launcher's own answer, no interpreter
+    version = subprocess.run(
+        [str(host / "opt/cni/bin/bridge")], env={"CNI_COMMAND": "VERSION"}, capture_output=True
+    )
+    assert version.returncode == 0
+    assert "1.0.0" in json.loads(version.stdout)["supportedVersions"]
+    # back to Python launchers: the native one is ours, replaced without --force
+    steps = nodeinstall.install(str(host), plugins=["bridge"])
+    assert {s.path: s.action for s in steps}["/opt/cni/bin/bridge"] != "refused"
+    assert (host / "opt/cni/bin/bridge").read_bytes().startswith(b"#!/usr/bin/python3 -IS\n")
+    nodeinstall.install(str(host), plugins=["bridge"], native_launcher=str(program))
+    nodeinstall.uninstall(str(host))
+    assert snapshot(host) == before
+
+
+def test_a_native_launcher_that_is_not_a_program_is_refused(host: Path, tmp_path: Path) -> None:
+    text = tmp_path / "not-elf"
+    text.write_text("#!/bin/sh\n")
+    with pytest.raises(nodeinstall.NodeInstallError, match="not an ELF file"):
+        nodeinstall.install(str(host), native_launcher=str(text))
+    installed = tmp_path / "installed"
+    installed.write_bytes(b"\x7fELF" + launchers.native_trailer("bridge", "/usr/bin/python3"))
+    with pytest.raises(nodeinstall.NodeInstallError, match="an installed launcher"):
+        nodeinstall.install(str(host), native_launcher=str(installed))
+    with pytest.raises(nodeinstall.NodeInstallError, match="cannot read"):
+        nodeinstall.install(str(host), native_launcher=str(tmp_path / "missing"))
+    assert not (host / "opt/pycni").exists()  # refused before anything was written
