@@ -243,24 +243,34 @@ class Bench:
             raise SystemExit(f"{mode} {plugin} {env['CNI_COMMAND']} failed: {proc.stdout!r}")
         return json.loads(proc.stdout) if proc.stdout.strip() else None
 
-    def parallel(self, mode: str, pods: int = 50, width: int = 8) -> tuple[float, float]:
+    def parallel(
+        self, mode: str, meter: CpuMeter, pods: int = 50, width: int = 8
+    ) -> dict[str, float]:
+        """Wall seconds of ``pods`` ADDs ``width`` at a time, then of their DELs, and the
+        CPU seconds per call of each batch (the service's cgroup and the callers'
+        children: launchers, Go plugins)."""
         netns = [self.pod() for _ in range(pods)]
         conf = self.bridge_conf(mode)
 
-        def batch(command: str) -> float:
+        def batch(command: str) -> tuple[float, float]:
             def one(i: int) -> float:
                 env = self.env(mode, command, f"par-{mode}-{i}", netns[i])
                 return self.call(mode, "bridge", env, conf)
 
-            start = time.perf_counter()
+            cpu, start = meter.now(), time.perf_counter()
             with ThreadPoolExecutor(width) as pool:
                 list(pool.map(one, range(pods)))
-            return time.perf_counter() - start
+            return time.perf_counter() - start, (meter.now() - cpu) / pods
 
-        add, dele = batch("ADD"), batch("DEL")
+        (add, add_cpu), (dele, del_cpu) = batch("ADD"), batch("DEL")
         for path in netns:
             subprocess.run(["ip", "netns", "del", os.path.basename(path)], check=True)
-        return add, dele
+        return {
+            " ADD (wall)": add,
+            " DEL (wall)": dele,
+            " ADD (CPU per call)": add_cpu,
+            " DEL (CPU per call)": del_cpu,
+        }
 
     def cpu(
         self, mode: str, meter: CpuMeter, parts: dict[str, str], pods: int = 60
@@ -480,14 +490,15 @@ def main() -> None:
         if "seed" in rows:
             record("seed chain (runtime path)", bench.seed)
         if "parallel" in rows:
-            name = "50 pods, 8 parallel (wall)"
+            name = "50 pods, 8 parallel"
             walls: dict[str, dict[str, list[float]]] = {}
             # the cold path once (it is slow); the others args.rounds times, taking turns
             order = ["cold"] + ["warm", "nwarm", "go"] * args.rounds
             for mode in order:
-                add, dele = bench.parallel(mode)
-                walls.setdefault(f"{name} ADD", {}).setdefault(mode, []).append(add)
-                walls.setdefault(f"{name} DEL", {}).setdefault(mode, []).append(dele)
+                for suffix, value in bench.parallel(mode, meter).items():
+                    if "CPU" in suffix and meter.path is None:
+                        continue  # the service's part would be missing
+                    walls.setdefault(name + suffix, {}).setdefault(mode, []).append(value)
             for row_name, by_mode in walls.items():
                 results[row_name] = {mode: ms(values) for mode, values in by_mode.items()}
         if "cpu" in rows:
