@@ -387,3 +387,64 @@ def route_set(ns: str) -> list[tuple[Any, ...]]:
 
 def node_links() -> set[str]:
     return set(links(None))
+
+
+def swap_with_go(
+    runner: Runner,
+    netns_factory: Callable[[], str],
+    plugin: str,
+    conf: dict[str, Any],
+    link_keys: tuple[str, ...],
+    go_conf: dict[str, Any] | None = None,
+) -> None:
+    """ADD with ours and with the Go ``plugin`` (``go_conf``, default ``conf``) in two
+    pods: the same result shape, link details (``link_keys``) and routes; then each one's
+    CHECK (from 0.4.0) accepts and each one's DEL removes the other's attachment, leaving
+    neither link nor lease."""
+    go_conf = conf if go_conf is None else go_conf
+    ours_ns, go_ns, c1, c2 = netns_factory(), netns_factory(), cid(), cid()
+    ours = runner.run(plugin, "ADD", conf, cid=c1, netns=ours_ns)
+    code, go = go_plugin(plugin, "ADD", go_conf, netns=go_ns, cid=c2)
+    assert ours.code == 0 and code == 0, (ours.out, go)
+    assert shape(ours.json) == shape(go)
+    mine, theirs = details(ours_ns, "eth0"), details(go_ns, "eth0")
+    assert mine is not None and theirs is not None
+    for key in link_keys:
+        assert mine[key] == theirs[key], key
+    assert route_set(ours_ns) == route_set(go_ns)
+    if conf["cniVersion"] != "0.3.1":
+        chk = runner.run(plugin, "CHECK", dict(go_conf, prevResult=go), cid=c2, netns=go_ns)
+        assert chk.code == 0, chk.out
+        code, err = go_plugin(
+            plugin, "CHECK", dict(conf, prevResult=ours.json), netns=ours_ns, cid=c1
+        )
+        assert code == 0, err
+    assert runner.run(plugin, "DEL", go_conf, cid=c2, netns=go_ns).code == 0
+    assert go_plugin(plugin, "DEL", conf, netns=ours_ns, cid=c1)[0] == 0
+    assert links(ours_ns) == ["lo"] and links(go_ns) == ["lo"]
+    assert lease_files(runner.data_dir, conf["name"]) == []
+
+
+def add_in_pod(
+    run: Runner, plugin: str, conf: dict[str, Any], pod: str, container: str, gw: str
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """ADD with ``conf`` (host-local with a default route) in ``pod``; check what every
+    link plugin shares: the result's interface, address and route, the link born in the
+    pod (nothing new on the node), the route in the pod and one lease. The result, its
+    one IP and the link's details."""
+    before = node_links()
+    add = run.run(plugin, "ADD", conf, cid=container, netns=pod)
+    assert add.code == 0, add.out
+    res = add.json
+    assert res["cniVersion"] == conf["cniVersion"]
+    d = details(pod, "eth0")
+    assert d is not None
+    assert res["interfaces"] == [{"name": "eth0", "mac": d["mac"], "sandbox": pod}]
+    (ip,) = res["ips"]
+    assert ip["interface"] == 0 and ip["gateway"] == gw
+    assert res["routes"] == [{"dst": "0.0.0.0/0"}]
+    assert ip["address"] in addrs(pod, "eth0")
+    assert [r for r in routes(pod) if r["dst"] == "0.0.0.0/0" and r["gw"] == gw]
+    assert node_links() == before  # born in the pod under a temporary name: nothing here
+    assert len(lease_files(run.data_dir, conf["name"])) == 1
+    return res, ip, d

@@ -16,6 +16,7 @@ import pytest
 from plugin_helpers import (
     VERSIONS,
     Runner,
+    add_in_pod,
     addrs,
     cid,
     delete_netns,
@@ -27,9 +28,8 @@ from plugin_helpers import (
     lease_files,
     links,
     node_links,
-    route_set,
     routes,
-    shape,
+    swap_with_go,
     sysctl_in,
     tcp_echo,
     unique_net,
@@ -79,27 +79,13 @@ def test_add_check_del_every_version(
     pod, c = netns_factory(), cid()
     ipam = host_local(subnet, run.data_dir, routes=[{"dst": "0.0.0.0/0"}])
     conf = conf_for(version, name, master, ipam, mtu=1400)
-    before = node_links()
-    add = run.run("macvlan", "ADD", conf, cid=c, netns=pod)
-    assert add.code == 0, add.out
-    res = add.json
-    assert res["cniVersion"] == version
-    d = details(pod, "eth0")
-    assert d is not None
-    assert res["interfaces"] == [{"name": "eth0", "mac": d["mac"], "sandbox": pod}]
-    (ip,) = res["ips"]
-    assert ip["interface"] == 0 and ip["gateway"] == gw
+    res, ip, d = add_in_pod(run, "macvlan", conf, pod, c, gw)
     assert ("version" in ip) == (version in ("0.3.1", "0.4.0"))
-    assert res["routes"] == [{"dst": "0.0.0.0/0"}]
     assert "dns" not in res
     assert d["kind"] == "macvlan" and d["mode"] == "bridge" and d["up"]
     assert d["parent"] == index_of(None, master) and d["mtu"] == 1400
-    assert ip["address"] in addrs(pod, "eth0")
-    assert [r for r in routes(pod) if r["dst"] == "0.0.0.0/0" and r["gw"] == gw]
     assert sysctl_in(pod, "net/ipv4/conf/eth0/arp_notify") == "1"
     assert sysctl_in(pod, "net/ipv6/conf/eth0/ndisc_notify") == "1"
-    assert node_links() == before  # nothing on the node: the link was born in the pod
-    assert len(lease_files(run.data_dir, name)) == 1
 
     if version != "0.3.1":
         chk = run.run("macvlan", "CHECK", dict(conf, prevResult=res), cid=c, netns=pod)
@@ -160,31 +146,10 @@ def test_same_result_and_link_as_the_reference(
         extra["mode"] = mode
     ipam = host_local(subnet, runner.data_dir) if layer3 else {}
     conf = conf_for(version, name, master, ipam, **extra)
-    ours_ns, go_ns, c1, c2 = netns_factory(), netns_factory(), cid(), cid()
-
-    ours = runner.run("macvlan", "ADD", conf, cid=c1, netns=ours_ns)
-    code, go = go_run("ADD", conf, netns=go_ns, cid=c2)
-    assert ours.code == 0 and code == 0, (ours.out, go)
-    assert shape(ours.json) == shape(go)
-    mine, theirs = details(ours_ns, "eth0"), details(go_ns, "eth0")
-    assert mine is not None and theirs is not None
-    for key in ("kind", "mode", "parent", "mtu", "up", "bcqueuelen"):
-        assert mine[key] == theirs[key], key
-    assert route_set(ours_ns) == route_set(go_ns)
     # (arp_notify/ndisc_notify differ on purpose: 1.1.1 sends one gratuitous ARP instead,
     # the current reference sets the sysctls as this plugin does)
-
-    if version != "0.3.1":
-        # each one's CHECK accepts the other's attachment
-        chk = runner.run("macvlan", "CHECK", dict(conf, prevResult=go), cid=c2, netns=go_ns)
-        assert chk.code == 0, chk.out
-        code, err = go_run("CHECK", dict(conf, prevResult=ours.json), netns=ours_ns, cid=c1)
-        assert code == 0, err
-    # and each one's DEL removes the other's
-    assert runner.run("macvlan", "DEL", conf, cid=c2, netns=go_ns).code == 0
-    assert go_run("DEL", conf, netns=ours_ns, cid=c1)[0] == 0
-    assert links(ours_ns) == ["lo"] and links(go_ns) == ["lo"]
-    assert lease_files(runner.data_dir, name) == []
+    keys = ("kind", "mode", "parent", "mtu", "up", "bcqueuelen")
+    swap_with_go(runner, netns_factory, "macvlan", conf, keys)
 
 
 # -- traffic ------------------------------------------------------------------------------
