@@ -152,7 +152,7 @@ def _child(
     """What the exec'd plugin would have been: own process group, default signals, the
     plugin's environment, stdout and stderr into the memory files; killed if the command
     that forked it dies."""
-    from ..warm.worker import die_with_parent, redirect, run_package
+    from ..warm.worker import die_with_parent, redirect, run_package, take_environ
 
     die_with_parent(parent)
     os.setpgid(0, 0)
@@ -160,7 +160,5 @@ def _child(
         signal.signal(sig, signal.SIG_DFL)
     _KEEP.extend((sys.stdin, sys.stdout, sys.stderr))
     redirect(out_fd, err_fd)
-    for key in list(os.environ):  # one pass (clear() lists the keys again for each one)
-        del os.environ[key]
-    os.environ.update(env)
+    take_environ({os.fsencode(k): os.fsencode(v) for k, v in env.items()})
     return run_package(package, dict(env), stdin) & 0xFF

@@ -82,11 +82,11 @@ def _become_caller(req: Request, fds: list[int]) -> None:
     for fd in fds:
         os.close(fd)
     os.umask(req.umask)
-    _take_environ(req.env)
+    take_environ(req.env)
     sys.argv = [os.fsdecode(a) for a in req.argv] or [req.plugin]
 
 
-def _take_environ(env: dict[bytes, bytes]) -> None:
+def take_environ(env: dict[bytes, bytes]) -> None:
     """The caller's environment exactly, in its order, as the C library's (for the
     programs a plugin runs) and as ``os.environ``. Straight through ``putenv`` and the
     dict both ``os.environ`` and ``os.environb`` read (``_data``): the mapping methods

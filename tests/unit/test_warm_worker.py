@@ -75,7 +75,7 @@ def test_worker_takes_the_callers_environment_exactly() -> None:
 
     def body() -> None:
         os.environ["ONLY_IN_THE_SERVICE"] = "1"
-        worker._take_environ(caller)
+        worker.take_environ(caller)
         exec_env = subprocess.run(["/usr/bin/env", "-0"], capture_output=True, check=True).stdout
         report = {
             "environb": [[k.hex(), v.hex()] for k, v in os.environb.items()],
