@@ -38,11 +38,11 @@ WANT = b"f"
 SPARE = b"s"
 SPARE_MSG = struct.Struct("=ci")
 CLONE_PARENT = 0x00008000
-# clone(2)'s number where its first two arguments are the flags and the stack (s390x has
-# them the other way round; the three others are 0 here, so their order does not matter)
 _SOL_SOCKET = socket.SOL_SOCKET
 _SCM_RIGHTS = socket.SCM_RIGHTS
 _BYTEORDER = sys.byteorder
+# clone(2)'s number where its first two arguments are the flags and the stack (s390x has
+# them the other way round; the three others are 0 here, so their order does not matter)
 SYS_CLONE = {"x86_64": 56, "aarch64": 220, "ppc64le": 120, "riscv64": 220}
 
 
@@ -91,7 +91,7 @@ def _run(channel: int, service_pid: int, number: int) -> int:
 
     The loop uses the C socket type and prebuilt arguments only: every page this
     process writes after a fork is copied once more while the new spare shares it
-    (about 100 pages a fork with Python's socket module in the loop, 40 without)."""
+    (about 100 pages a fork with Python's socket module in the loop, 75 without)."""
     import _socket
 
     from . import worker
