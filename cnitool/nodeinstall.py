@@ -204,7 +204,7 @@ def install(
         try:
             program = launchers.read_native_program(native_launcher)
         except launchers.LauncherError as exc:
-            raise NodeInstallError(str(exc)) from None
+            raise NodeInstallError(exc.msg, exc.details) from None
     conf_data = None
     if conflist is not None:
         try:
