@@ -200,3 +200,12 @@ def test_a_native_launcher_that_is_not_a_program_is_refused(host: Path, tmp_path
     with pytest.raises(nodeinstall.NodeInstallError, match="cannot read"):
         nodeinstall.install(str(host), native_launcher=str(tmp_path / "missing"))
     assert not (host / "opt/pycni").exists()  # refused before anything was written
+
+
+def test_the_cli_takes_the_native_launcher_from_the_environment(host: Path, tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "cnitool.cli", "node", "install", "--host-root", str(host)]
+    env = {**os.environ, "PYCNI_NATIVE_LAUNCHER": str(tmp_path / "missing")}
+    p = subprocess.run([*argv, "loopback"], capture_output=True, text=True, env=env, check=False)
+    assert p.returncode != 0
+    assert "cannot read the native launcher program" in p.stdout + p.stderr
+    assert not (host / "opt/cni/bin/loopback").exists()
