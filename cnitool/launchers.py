@@ -333,15 +333,19 @@ def _trailer_fields(data: bytes) -> tuple[str, str, str] | None:
 COMPILERS = ("musl-gcc", "cc", "gcc")
 
 
-def find_compiler() -> str | None:
-    """The C compiler a native launcher is built with: ``$CC``, else the first of
-    :data:`COMPILERS` on the PATH."""
+def find_compilers() -> list[str]:
+    """The C compilers a native launcher may be built with, in order: ``$CC``, then those
+    of :data:`COMPILERS`, each when found on the PATH."""
     import shutil
 
-    for cand in (os.environ.get("CC", ""), *COMPILERS):
-        if cand and (found := shutil.which(cand)):
-            return found
-    return None
+    found = (shutil.which(c) for c in (os.environ.get("CC", ""), *COMPILERS) if c)
+    return list(dict.fromkeys(f for f in found if f))
+
+
+def find_compiler() -> str | None:
+    """The first of :func:`find_compilers`, or None."""
+    found = find_compilers()
+    return found[0] if found else None
 
 
 _BUILT: dict[str, bytes] = {}
@@ -583,20 +587,23 @@ def _native_program(kind: str) -> bytes | None:
         )
     if kind == "python":
         return None
-    cc = find_compiler()
-    if cc is None:
+    compilers = find_compilers()
+    if not compilers:
         if kind == "native":
             raise LauncherError(
                 "no C compiler found (musl-gcc, cc, gcc or $CC) to build native launchers",
                 "install musl-tools or gcc, or use Python launchers (--launcher python)",
             )
         return None
-    try:
-        return build_native(cc)
-    except LauncherError:
-        if kind == "native":
-            raise
-        return None
+    failed: LauncherError | None = None
+    for cc in compilers:  # a broken musl-gcc must not cost the native launcher
+        try:
+            return build_native(cc)
+        except LauncherError as exc:
+            failed = failed or exc
+    if kind == "native" and failed is not None:
+        raise failed
+    return None
 
 
 def install(

@@ -352,3 +352,20 @@ def test_native_launcher_built_with_musl_is_static_and_answers_version(tmp_path:
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == json.loads(answer)
+
+
+def test_a_compiler_that_fails_gives_way_to_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = shutil.which("gcc") or shutil.which("cc")
+    if real is None:
+        pytest.skip("no C compiler")
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")  # first: the two below
+    _fake_tool(tmp_path, "musl-gcc")  # installed but broken: exits 1
+    (tmp_path / "gcc").symlink_to(real)
+    assert launchers.find_compilers()[0] == str(tmp_path / "musl-gcc")
+    program = launchers._native_program("auto")
+    assert program is not None and program.startswith(launchers.ELF_MAGIC)
+    with pytest.raises(launchers.LauncherError, match="musl-gcc"):
+        launchers.build_native(str(tmp_path / "musl-gcc"))
