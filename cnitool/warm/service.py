@@ -7,10 +7,11 @@ from the preloaded heap by the forker (:mod:`.forker`), so that the call neither
 a fork nor has the loop pay for one; with ``--no-spare`` (or once the forker is gone), and
 for ``cnitool`` commands, the loop forks the worker itself. At most ``workers`` run at a
 time; further requests wait in a queue of ``queue`` places, beyond which the caller is
-told to run the plugin itself. A worker's stdout and stderr are memory files the service reads when the worker's pidfd reports its exit. A
-worker that outlives ``timeout`` is killed with its process group, as is one whose caller
-hung up (a runtime that killed the launcher kills the plugin). A crash or a kill costs
-that request only: its caller gets a CNI error and the service goes on.
+told to run the plugin itself. A worker's stdout and stderr are memory files the service
+reads when the worker's pidfd reports its exit. A worker that outlives ``timeout`` is
+killed with its process group, as is one whose caller hung up (a runtime that killed the
+launcher kills the plugin). A crash or a kill costs that request only: its caller gets a
+CNI error and the service goes on.
 
 Staying single-threaded is what lets a fork ``setns`` into a mount namespace, and what
 keeps forking safe (no other thread holds a lock at fork time). The service's memory
@@ -695,25 +696,34 @@ class Service:
     def _hand_to_spare(
         self, req: wire.Request, fds: list[int], out_fd: int, err_fd: int
     ) -> int | None:
-        """Give the request to a spare worker; its pid, or None (none could take it)."""
-        while self.spares:
-            spare = self.spares.popleft()
-            request_fd = -1
-            try:
-                request_fd = os.memfd_create("pycni-request", os.MFD_CLOEXEC)
-                data = memoryview(wire.encode_request(req))
-                while data:
-                    data = data[os.write(request_fd, data) :]
-                socket.send_fds(spare.channel, [b"r"], [*fds, out_fd, err_fd, request_fd])
-            except OSError as exc:
-                self.log(f"a spare worker could not take a request: {exc}")
-                self._end_spare(spare)
-                continue
-            finally:
-                if request_fd >= 0:
-                    os.close(request_fd)
-                spare.channel.close()
-            return spare.pid
+        """Give the request to a spare worker; its pid, or None (none could take it).
+        The request is written once, to a memory file every spare tried may read."""
+        if not self.spares:
+            return None
+        try:
+            request_fd = os.memfd_create("pycni-request", os.MFD_CLOEXEC)
+        except OSError as exc:
+            self.log(f"cannot hand a request to a spare worker: {exc}")
+            return None
+        try:
+            data = memoryview(wire.encode_request(req))
+            while data:
+                data = data[os.write(request_fd, data) :]
+            while self.spares:
+                spare = self.spares.popleft()
+                try:
+                    socket.send_fds(spare.channel, [b"r"], [*fds, out_fd, err_fd, request_fd])
+                except OSError as exc:
+                    self.log(f"a spare worker could not take a request: {exc}")
+                    self._end_spare(spare)
+                    continue
+                finally:
+                    spare.channel.close()
+                return spare.pid
+        except OSError as exc:
+            self.log(f"cannot hand a request to a spare worker: {exc}")
+        finally:
+            os.close(request_fd)
         return None
 
     def _drop_spares(self) -> None:
